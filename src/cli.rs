@@ -1,13 +1,26 @@
 //! Command-line arguments and dispatch. The engines never see clap types:
-//! each subcommand turns its arguments into the library's own plans here.
+//! each subcommand turns its arguments into the library's own plans here,
+//! and this is the only place that prints for users.
 
-use clap::{Parser, Subcommand};
+mod platform_cmds;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 use crate::exit::Outcome;
+use crate::systems::GatewayOptions;
+use crate::systems::kit::ServeOptions;
 
 /// stormproof: chaos, load and contract testing for event-driven microservices.
+///
+/// Runs the reference systems (the shop) on a local platform — a real
+/// Kafka-API broker and every service as its own process, no cluster — and
+/// acts on them like Kubernetes would: scale, kill, probe.
+///
+/// Exit codes: 0 passed, 1 a gate or verdict failed, 2 usage or input error.
 #[derive(Debug, Parser)]
-#[command(name = "stormproof", version, about, max_term_width = 100)]
+#[command(name = "stormproof", version, max_term_width = 100)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -16,9 +29,158 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Run a reference system locally: broker, services, gateway (Ctrl-C stops it all).
+    Up(UpArgs),
+    /// Stop the system `up` started, leaving no process behind.
+    Down(RunDirArgs),
+    /// Show services with desired, ready and available replicas.
+    Status(StatusArgs),
+    /// Set a service's replicas (0 included), like `kubectl scale`.
+    Scale(ScaleArgs),
+    /// Kill one replica of a service (SIGKILL), like deleting a pod.
+    Kill(KillArgs),
+    /// Run the embedded Kafka-API broker (tansu, SQLite storage).
+    Broker(BrokerArgs),
+    /// Run one service of a reference system (what a replica or container runs).
+    #[command(hide = true)]
+    Serve(ServeArgs),
+}
+
+/// Where a running system keeps its state.
+#[derive(Debug, Clone, Args)]
+pub struct RunDirArgs {
+    /// Run directory: state file, service data, logs.
+    #[arg(long, env = "STORMPROOF_RUN_DIR", default_value = ".stormproof", global = true)]
+    pub run_dir: PathBuf,
+}
+
+/// `stormproof up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The reference system to run.
+    #[arg(default_value = "shop")]
+    pub system: String,
+    /// Gateway port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, short, env = "STORMPROOF_PORT")]
+    pub port: Option<u16>,
+    /// Start SERVICE with N replicas instead of the definition's (repeatable).
+    #[arg(long = "replicas", value_name = "SERVICE=N", value_parser = parse_replicas)]
+    pub replicas: Vec<(String, u32)>,
+    /// Keep the data of the previous run (default: start empty).
+    #[arg(long)]
+    pub keep_data: bool,
+    /// Use this Kafka (HOST:PORT) instead of the embedded broker.
+    #[arg(long, env = "STORMPROOF_KAFKA")]
+    pub kafka: Option<String>,
+    /// Start in the background and return once every replica is ready.
+    #[arg(long, short)]
+    pub detach: bool,
+    /// Grace period between SIGTERM and SIGKILL when stopping a replica.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
+    /// How long to wait for every replica to be ready.
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    pub ready_timeout: std::time::Duration,
+    #[command(flatten)]
+    gateway: GatewayOptions,
+    #[command(flatten)]
+    run: RunDirArgs,
+}
+
+/// `stormproof status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON (the platform's service list) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    run: RunDirArgs,
+}
+
+/// `stormproof scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// Service, as SYSTEM.SERVICE or SERVICE (e.g. shop.delivery).
+    pub service: String,
+    /// Desired replicas.
+    pub replicas: u32,
+    /// Wait until exactly that many replicas are ready.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long `--wait` waits.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    run: RunDirArgs,
+}
+
+/// `stormproof kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Service, as SYSTEM.SERVICE or SERVICE.
+    pub service: String,
+    /// The replica to kill (default: any ready one).
+    #[arg(long)]
+    pub replica: Option<String>,
+    #[command(flatten)]
+    run: RunDirArgs,
+}
+
+/// `stormproof broker`.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub listen: std::net::SocketAddr,
+    /// Directory for the broker's SQLite storage.
+    #[arg(long, default_value = ".stormproof/broker")]
+    pub data: PathBuf,
+}
+
+/// `stormproof serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// SYSTEM.SERVICE, e.g. shop.order or shop.gateway.
+    pub service: String,
+    #[command(flatten)]
+    options: ServeOptions,
+    #[command(flatten)]
+    gateway: GatewayOptions,
+}
+
+fn parse_replicas(s: &str) -> Result<(String, u32), String> {
+    let (name, count) = s.split_once('=').ok_or_else(|| format!("expected SERVICE=N, got `{s}`"))?;
+    let count = count.parse().map_err(|_| format!("`{count}` is not a replica count"))?;
+    let name = name.rsplit('.').next().unwrap_or(name).to_string();
+    Ok((name, count))
+}
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {}
+    crate::install_crypto_provider();
+    match cli.command {
+        Command::Up(args) => platform_cmds::up(args).await,
+        Command::Down(args) => platform_cmds::down(&args.run_dir).await,
+        Command::Status(args) => platform_cmds::status(&args.run.run_dir, args.json).await,
+        Command::Scale(args) => platform_cmds::scale(args).await,
+        Command::Kill(args) => platform_cmds::kill(args).await,
+        Command::Broker(args) => {
+            init_logs("warn");
+            crate::broker::run(args.listen, &args.data).await?;
+            Ok(Outcome::Passed)
+        }
+        Command::Serve(args) => {
+            init_logs("info,rdkafka=warn");
+            crate::systems::serve(&args.service, args.options, args.gateway).await?;
+            Ok(Outcome::Passed)
+        }
+    }
+}
+
+/// Logs to stderr, filtered by RUST_LOG (default `default`).
+fn init_logs(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }

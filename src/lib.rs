@@ -1,7 +1,22 @@
 //! stormproof: chaos, load and contract testing for event-driven microservices.
 //!
-//! The binary is a thin shell over this library (see `main.rs`).
+//! The binary is a thin shell over this library (see `main.rs`). The parts:
+//! - [`systems`]: the reference services (the shop) and the kit they share;
+//! - [`broker`]: the embedded Kafka-API broker (tansu, SQLite storage);
+//! - [`platform`]: where services run — the local platform and its control API;
+//! - [`cli`]: arguments and dispatch; the only part that prints for users.
 #![warn(missing_docs)]
 
+pub mod broker;
 pub mod cli;
 pub mod exit;
+pub mod platform;
+pub mod systems;
+
+/// Installs the process-wide TLS crypto provider. A dependency of the
+/// embedded broker turns on reqwest's rustls without a provider, so every
+/// HTTP client — even a plain-HTTP one — needs this first. aws-lc is the
+/// provider the broker already links.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

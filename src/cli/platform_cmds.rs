@@ -1,0 +1,187 @@
+//! The local platform's commands: up, down, status, scale, kill.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::{KillArgs, ScaleArgs, UpArgs};
+use crate::exit::Outcome;
+use crate::platform::local::{ControlClient, RunState, UpPlan};
+use crate::platform::{Platform, ServiceStatus};
+use crate::systems::definition::SystemDef;
+
+pub(super) async fn up(args: UpArgs) -> anyhow::Result<Outcome> {
+    let def = SystemDef::builtin(&args.system)?;
+    for (name, _) in &args.replicas {
+        if def.service(name).is_none() {
+            anyhow::bail!("--replicas names unknown service `{name}` of {}", def.system);
+        }
+    }
+    if args.detach {
+        return detach(&args.run.run_dir).await;
+    }
+    super::init_logs("warn,stormproof=info");
+    let plan = UpPlan {
+        port: args.port.unwrap_or(def.gateway.port),
+        def,
+        run_dir: args.run.run_dir,
+        replicas: args.replicas,
+        keep_data: args.keep_data,
+        kafka: args.kafka,
+        gateway: args.gateway,
+        grace: args.grace,
+        ready_timeout: args.ready_timeout,
+    };
+    let started = Instant::now();
+    crate::platform::local::up(plan, |state, services| {
+        println!("{} is up in {:.1}s", state.system, started.elapsed().as_secs_f64());
+        println!("  gateway  {}", state.gateway);
+        println!("  kafka    {}", state.kafka);
+        println!("  run dir  {}", state.run_dir.display());
+        print_table(services);
+        println!("Ctrl-C (or `stormproof down`) stops everything.");
+    })
+    .await?;
+    eprintln!("stopped");
+    Ok(Outcome::Passed)
+}
+
+/// Starts `up` again in the background and waits until it is ready.
+async fn detach(run_dir: &Path) -> anyhow::Result<Outcome> {
+    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let log_path = run_dir.join("up.log");
+    let log = std::fs::File::create(&log_path)?;
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--detach" && a != "-d").collect();
+    let mut child = std::process::Command::new(std::env::current_exe()?);
+    child.args(&args).stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    std::os::unix::process::CommandExt::process_group(&mut child, 0);
+    let mut child = child.spawn().context("cannot start `stormproof up` in the background")?;
+    let pid = child.id();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            anyhow::bail!("`stormproof up` exited ({status}) before it was ready:\n{log}");
+        }
+        if let Ok(state) = RunState::read(run_dir) {
+            if state.pid == pid {
+                if let Ok(services) = ControlClient::new(&state).services().await {
+                    if services.iter().all(|s| s.ready == s.desired && s.replicas.len() as u32 == s.desired) {
+                        println!("{} is up (pid {pid}); gateway {}", state.system, state.gateway);
+                        print_table(&services);
+                        println!("`stormproof down` stops it; its log is {}", log_path.display());
+                        return Ok(Outcome::Passed);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub(super) async fn down(run_dir: &Path) -> anyhow::Result<Outcome> {
+    let state = match RunState::read(run_dir) {
+        Ok(state) => state,
+        Err(_) => {
+            println!("nothing is up in {}", run_dir.display());
+            return Ok(Outcome::Passed);
+        }
+    };
+    if !state.is_alive() {
+        let _ = std::fs::remove_file(RunState::path(run_dir));
+        println!("{} in {} was already stopped", state.system, run_dir.display());
+        return Ok(Outcome::Passed);
+    }
+    let client = ControlClient::new(&state);
+    let pids: Vec<u32> = client.services().await.map(|s| all_pids(&s)).unwrap_or_default();
+    let _ = client.shutdown().await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while state.is_alive() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Last resort: nothing may be left behind.
+    let mut forced = 0;
+    for pid in std::iter::once(state.pid).chain(pids) {
+        if crate::platform::local::pid_alive(pid) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            forced += 1;
+        }
+    }
+    let _ = std::fs::remove_file(RunState::path(run_dir));
+    if forced > 0 {
+        println!("stopped {} ({forced} processes had to be killed)", state.system);
+    } else {
+        println!("stopped {}", state.system);
+    }
+    Ok(Outcome::Passed)
+}
+
+pub(super) async fn status(run_dir: &Path, json: bool) -> anyhow::Result<Outcome> {
+    let state = RunState::read_live(run_dir)?;
+    let services = ControlClient::new(&state).services().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&services)?);
+    } else {
+        println!("{} (pid {}), gateway {}", state.system, state.pid, state.gateway);
+        print_table(&services);
+    }
+    Ok(Outcome::Passed)
+}
+
+pub(super) async fn scale(args: ScaleArgs) -> anyhow::Result<Outcome> {
+    let state = RunState::read_live(&args.run.run_dir)?;
+    let service = service_name(&state, &args.service)?;
+    let client = ControlClient::new(&state);
+    client.scale(service, args.replicas).await?;
+    println!("{}.{service} scaled to {}", state.system, args.replicas);
+    if args.wait {
+        let deadline = Instant::now() + args.timeout;
+        loop {
+            let status = client.service(service).await?;
+            if status.ready == args.replicas && status.replicas.len() as u32 == args.replicas {
+                println!("{}.{service}: {}/{} ready", state.system, status.ready, status.desired);
+                break;
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("{}.{service} has {}/{} ready after {:?}", state.system, status.ready, args.replicas, args.timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(Outcome::Passed)
+}
+
+pub(super) async fn kill(args: KillArgs) -> anyhow::Result<Outcome> {
+    let state = RunState::read_live(&args.run.run_dir)?;
+    let service = service_name(&state, &args.service)?;
+    let killed = ControlClient::new(&state).kill(service, args.replica.as_deref()).await?;
+    println!("killed {}.{service} replica {killed}", state.system);
+    Ok(Outcome::Passed)
+}
+
+/// `shop.delivery` or `delivery` → `delivery`, checking the system.
+fn service_name<'a>(state: &RunState, name: &'a str) -> anyhow::Result<&'a str> {
+    match name.split_once('.') {
+        Some((system, service)) if system == state.system => Ok(service),
+        Some((system, _)) => anyhow::bail!("`{name}` is not part of {}, which is what runs here (not {system})", state.system),
+        None => Ok(name),
+    }
+}
+
+fn all_pids(services: &[ServiceStatus]) -> Vec<u32> {
+    services.iter().flat_map(|s| s.replicas.iter().filter_map(|r| r.pid)).collect()
+}
+
+fn print_table(services: &[ServiceStatus]) {
+    println!("  {:<10} {:<15} {:>7} {:>5} {:>9} {:>8}  REPLICAS", "SERVICE", "ROLE", "DESIRED", "READY", "AVAILABLE", "RESTARTS");
+    for s in services {
+        let role = serde_json::to_value(s.role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let restarts: u32 = s.replicas.iter().map(|r| r.restarts).sum();
+        let replicas: Vec<String> = s
+            .replicas
+            .iter()
+            .map(|r| format!("{}@{}{}", r.id, r.address.as_deref().unwrap_or("-"), if r.ready { "" } else { " (not ready)" }))
+            .collect();
+        println!("  {:<10} {:<15} {:>7} {:>5} {:>9} {:>8}  {}", s.name, role, s.desired, s.ready, s.available, restarts, replicas.join(", "));
+    }
+}

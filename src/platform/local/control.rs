@@ -1,0 +1,149 @@
+//! The control API: the local platform's operations over loopback HTTP, so
+//! other processes (the CLI, an experiment) can act on a running system.
+//! [`ControlClient`] is the other end and implements [`Platform`] too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use super::runstate::RunState;
+use super::supervisor::Supervisor;
+use crate::platform::{Platform, PlatformError, ServiceStatus};
+use crate::systems::kit::JsonBody;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ScaleRequest {
+    replicas: u32,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct KillRequest {
+    replica: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Killed {
+    killed: String,
+}
+
+#[derive(Clone)]
+struct Control {
+    supervisor: Arc<Supervisor>,
+    state: Arc<RunState>,
+    shutdown: Arc<Notify>,
+}
+
+/// The control API app; `shutdown` is notified on `POST /v1/shutdown`.
+pub(super) fn app(supervisor: Arc<Supervisor>, state: RunState, shutdown: Arc<Notify>) -> Router {
+    Router::new()
+        .route("/v1/system", get(|State(c): State<Control>| async move { axum::Json((*c.state).clone()) }))
+        .route("/v1/services", get(|State(c): State<Control>| async move { axum::Json(c.supervisor.snapshot()) }))
+        .route("/v1/services/{name}/replicas", put(scale))
+        .route("/v1/services/{name}/kill", post(kill))
+        .route("/v1/shutdown", post(|State(c): State<Control>| async move {
+            c.shutdown.notify_one();
+            StatusCode::ACCEPTED
+        }))
+        .with_state(Control { supervisor, state: Arc::new(state), shutdown })
+}
+
+async fn scale(State(c): State<Control>, Path(name): Path<String>, JsonBody(request): JsonBody<ScaleRequest>) -> Response {
+    match c.supervisor.scale(&name, request.replicas).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(err) => error(err),
+    }
+}
+
+async fn kill(State(c): State<Control>, Path(name): Path<String>, body: Option<axum::Json<KillRequest>>) -> Response {
+    let request = body.map(|b| b.0).unwrap_or_default();
+    match c.supervisor.kill(&name, request.replica.as_deref()).await {
+        Ok(killed) => axum::Json(Killed { killed }).into_response(),
+        Err(err) => error(err),
+    }
+}
+
+fn error(err: PlatformError) -> Response {
+    let status = match err {
+        PlatformError::UnknownService(_) | PlatformError::UnknownReplica(_) => StatusCode::NOT_FOUND,
+        PlatformError::Refused(_) => StatusCode::CONFLICT,
+        PlatformError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+    };
+    (status, axum::Json(serde_json::json!({"error": status.canonical_reason(), "reason": err.to_string(), "kind": kind(&err)}))).into_response()
+}
+
+fn kind(err: &PlatformError) -> &'static str {
+    match err {
+        PlatformError::UnknownService(_) => "unknown-service",
+        PlatformError::UnknownReplica(_) => "unknown-replica",
+        PlatformError::Refused(_) => "refused",
+        PlatformError::Unreachable(_) => "unreachable",
+    }
+}
+
+/// A client of a running local platform's control API.
+#[derive(Clone)]
+pub struct ControlClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl ControlClient {
+    /// A client for the platform described by `state`.
+    pub fn new(state: &RunState) -> ControlClient {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        ControlClient { base: state.control.trim_end_matches('/').to_string(), http }
+    }
+
+    /// Asks the platform to stop everything it started.
+    pub async fn shutdown(&self) -> Result<(), PlatformError> {
+        self.http.post(format!("{}/v1/shutdown", self.base)).send().await.map_err(unreachable)?;
+        Ok(())
+    }
+
+    async fn check(response: reqwest::Response) -> Result<reqwest::Response, PlatformError> {
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let reason = body["reason"].as_str().unwrap_or("the platform refused").to_string();
+        Err(match body["kind"].as_str() {
+            Some("unknown-service") => PlatformError::UnknownService(reason.trim_start_matches("unknown service ").trim_matches('`').to_string()),
+            Some("unknown-replica") => PlatformError::UnknownReplica(reason.trim_start_matches("unknown replica ").trim_matches('`').to_string()),
+            Some("unreachable") => PlatformError::Unreachable(reason),
+            _ => PlatformError::Refused(reason),
+        })
+    }
+}
+
+fn unreachable(err: reqwest::Error) -> PlatformError {
+    PlatformError::Unreachable(format!("the local platform's control API does not answer ({err}); is `stormproof up` still running?"))
+}
+
+#[async_trait::async_trait]
+impl Platform for ControlClient {
+    async fn services(&self) -> Result<Vec<ServiceStatus>, PlatformError> {
+        let response = self.http.get(format!("{}/v1/services", self.base)).send().await.map_err(unreachable)?;
+        Self::check(response).await?.json().await.map_err(unreachable)
+    }
+
+    async fn scale(&self, service: &str, replicas: u32) -> Result<(), PlatformError> {
+        let url = format!("{}/v1/services/{service}/replicas", self.base);
+        let response = self.http.put(url).json(&ScaleRequest { replicas }).send().await.map_err(unreachable)?;
+        Self::check(response).await.map(|_| ())
+    }
+
+    async fn kill(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
+        let url = format!("{}/v1/services/{service}/kill", self.base);
+        let body = KillRequest { replica: replica.map(str::to_string) };
+        let response = self.http.post(url).json(&body).send().await.map_err(unreachable)?;
+        let killed: Killed = Self::check(response).await?.json().await.map_err(unreachable)?;
+        Ok(killed.killed)
+    }
+}

@@ -1,0 +1,20 @@
+//! The local platform: a whole system on one machine with no cluster — the
+//! embedded broker and every service replica as their own OS processes,
+//! supervised with Kubernetes' probe semantics, behind a gateway and
+//! per-service addresses that route only to ready replicas.
+//!
+//! `up` owns the supervisor and serves the control API; every other command
+//! (and the chaos engine in another process) reaches it through
+//! [`ControlClient`], found via the run directory's state file.
+
+mod control;
+mod probe;
+mod replica;
+mod runstate;
+mod supervisor;
+mod up;
+
+pub use control::ControlClient;
+pub use runstate::{RunState, pid_alive};
+pub use supervisor::Supervisor;
+pub use up::{UpPlan, up};

@@ -1,0 +1,109 @@
+//! Probes: how the supervisor asks a replica whether it is ready or alive,
+//! with Kubernetes' meaning of period, timeout and thresholds.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::systems::definition::ProbeDef;
+
+/// What is probed.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// HTTP GET of a path; 2xx or 3xx passes.
+    Http(String),
+    /// A TCP connection is accepted (the broker).
+    Tcp,
+}
+
+/// A probe with its timing.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// What is probed.
+    pub check: Check,
+    /// Wait before the first probe.
+    pub initial_delay: Duration,
+    /// Time between probes.
+    pub period: Duration,
+    /// Probe timeout.
+    pub timeout: Duration,
+    /// Consecutive failures that fail the probe.
+    pub failure_threshold: u32,
+    /// Consecutive successes that pass it.
+    pub success_threshold: u32,
+}
+
+impl Probe {
+    /// From a system definition's probe.
+    pub fn http(def: &ProbeDef) -> Probe {
+        Probe {
+            check: Check::Http(def.path.clone()),
+            initial_delay: def.initial_delay,
+            period: def.period,
+            timeout: def.timeout,
+            failure_threshold: def.failure_threshold.max(1),
+            success_threshold: def.success_threshold.max(1),
+        }
+    }
+
+    /// A TCP probe every `period`.
+    pub fn tcp(period: Duration) -> Probe {
+        Probe { check: Check::Tcp, initial_delay: Duration::ZERO, period, timeout: Duration::from_secs(1), failure_threshold: 3, success_threshold: 1 }
+    }
+
+    /// Runs the probe once against `addr`.
+    pub async fn once(&self, client: &reqwest::Client, addr: SocketAddr) -> bool {
+        match &self.check {
+            Check::Tcp => matches!(tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_))),
+            Check::Http(path) => {
+                let url = format!("http://{addr}{path}");
+                match client.get(url).timeout(self.timeout).send().await {
+                    Ok(response) => response.status().is_success() || response.status().is_redirection(),
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+}
+
+/// Consecutive results turned into a verdict, as the kubelet counts them.
+#[derive(Debug, Default)]
+pub struct Counter {
+    successes: u32,
+    failures: u32,
+}
+
+impl Counter {
+    /// Records one result; returns `Some(passing)` when a threshold is crossed.
+    pub fn record(&mut self, ok: bool, probe: &Probe) -> Option<bool> {
+        if ok {
+            self.failures = 0;
+            self.successes += 1;
+            (self.successes == probe.success_threshold).then_some(true)
+        } else {
+            self.successes = 0;
+            self.failures += 1;
+            (self.failures == probe.failure_threshold).then_some(false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_need_consecutive_results() {
+        let mut probe = Probe::tcp(Duration::from_secs(1));
+        probe.failure_threshold = 3;
+        probe.success_threshold = 2;
+        let mut counter = Counter::default();
+        assert_eq!(counter.record(false, &probe), None);
+        assert_eq!(counter.record(false, &probe), None);
+        assert_eq!(counter.record(true, &probe), None, "a success resets the failure run");
+        assert_eq!(counter.record(false, &probe), None);
+        assert_eq!(counter.record(false, &probe), None);
+        assert_eq!(counter.record(false, &probe), Some(false));
+        assert_eq!(counter.record(true, &probe), None);
+        assert_eq!(counter.record(true, &probe), Some(true));
+    }
+}

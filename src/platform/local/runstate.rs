@@ -1,0 +1,81 @@
+//! The run directory's state file: how commands find a running system (its
+//! control API, gateway and broker) and whether its `up` process lives.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// What `up` writes to `RUN_DIR/state.json` while it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunState {
+    /// The system running (`shop`).
+    pub system: String,
+    /// Process id of `up`.
+    pub pid: u32,
+    /// Control API base URL.
+    pub control: String,
+    /// Gateway base URL.
+    pub gateway: String,
+    /// Kafka bootstrap servers.
+    pub kafka: String,
+    /// Stable per-service addresses (name → URL), bypassing the gateway.
+    pub services: std::collections::BTreeMap<String, String>,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// When `up` started (RFC 3339).
+    pub started_at: String,
+}
+
+impl RunState {
+    /// Where the state file of `run_dir` is.
+    pub fn path(run_dir: &Path) -> PathBuf {
+        run_dir.join("state.json")
+    }
+
+    /// Reads the state of the system running in `run_dir`.
+    pub fn read(run_dir: &Path) -> anyhow::Result<RunState> {
+        let path = Self::path(run_dir);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|_| anyhow::anyhow!("no system is up in {} (start one with `stormproof up shop`)", run_dir.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a stormproof state file", path.display()))
+    }
+
+    /// Reads the state if its `up` process is still alive.
+    pub fn read_live(run_dir: &Path) -> anyhow::Result<RunState> {
+        let state = Self::read(run_dir)?;
+        if !state.is_alive() {
+            anyhow::bail!(
+                "the system in {} is no longer running (its `up`, pid {}, is gone); start it again with `stormproof up {}`",
+                run_dir.display(),
+                state.pid,
+                state.system
+            );
+        }
+        Ok(state)
+    }
+
+    /// Writes the state file atomically.
+    pub fn write(&self) -> anyhow::Result<()> {
+        let path = Self::path(&self.run_dir);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    /// Whether the `up` process is alive.
+    pub fn is_alive(&self) -> bool {
+        pid_alive(self.pid)
+    }
+}
+
+/// Whether `pid` names a live (not zombie) process.
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])).unwrap_or(false),
+        Err(_) => false,
+    }
+}

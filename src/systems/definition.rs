@@ -1,0 +1,249 @@
+//! A system definition: the services of a reference system, their roles,
+//! replicas, probes, CPU requests, autoscaling and rollout policy, and the
+//! gateway's routes. Written in YAML under `scenarios/SYSTEM/system.yaml`
+//! and compiled into the binary, so `stormproof up shop` works anywhere.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A whole reference system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemDef {
+    /// Its name (`shop`).
+    pub system: String,
+    /// The Kafka topic its events go to.
+    pub topic: String,
+    /// Partitions of that topic.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// The single entry point.
+    pub gateway: GatewayDef,
+    /// The services, in start order.
+    pub services: Vec<ServiceDef>,
+}
+
+/// The gateway of a system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayDef {
+    /// Port it listens on by default.
+    #[serde(default = "default_gateway_port")]
+    pub port: u16,
+    /// Path prefix → service.
+    pub routes: Vec<RouteDef>,
+}
+
+/// One gateway route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteDef {
+    /// Path prefix, e.g. `/orders`.
+    pub prefix: String,
+    /// Service that serves it.
+    pub service: String,
+}
+
+/// What a service is to the business: experiments treat roles differently
+/// (a supporting service may go down without hurting the core flow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Part of the core flow (order placement).
+    Core,
+    /// Supports the flow asynchronously (delivery).
+    Supporting,
+    /// A CQRS read model built from events (mypage).
+    ReadModel,
+    /// Infrastructure run by the platform (the broker).
+    Infrastructure,
+}
+
+/// One service of a system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDef {
+    /// Name within the system (`order`).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Replicas at start.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Services it calls synchronously.
+    #[serde(default)]
+    pub calls: Vec<String>,
+    /// CPU request in millicores (autoscaling measures against it).
+    #[serde(default = "default_cpu")]
+    pub cpu_request: u32,
+    /// Readiness probe; without one a replica takes traffic once started.
+    pub readiness: Option<ProbeDef>,
+    /// Liveness probe; failing it restarts the replica.
+    pub liveness: Option<ProbeDef>,
+    /// Horizontal autoscaling, if any.
+    pub autoscaling: Option<AutoscalingDef>,
+    /// Rolling update policy.
+    #[serde(default)]
+    pub rollout: RolloutDef,
+}
+
+/// An HTTP probe, with Kubernetes' field meanings and defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeDef {
+    /// Path probed with GET; 2xx/3xx is a success.
+    pub path: String,
+    /// Wait before the first probe.
+    #[serde(default, with = "humantime_serde")]
+    pub initial_delay: Duration,
+    /// Time between probes (default 10s).
+    #[serde(default = "ten_seconds", with = "humantime_serde")]
+    pub period: Duration,
+    /// Probe timeout (default 1s).
+    #[serde(default = "one_second", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive failures that count as failed (default 3).
+    #[serde(default = "three")]
+    pub failure_threshold: u32,
+    /// Consecutive successes that count as passed (default 1).
+    #[serde(default = "one")]
+    pub success_threshold: u32,
+}
+
+/// HorizontalPodAutoscaler-like policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscalingDef {
+    /// Fewest replicas.
+    pub min: u32,
+    /// Most replicas.
+    pub max: u32,
+    /// Target average CPU utilisation, percent of the request.
+    pub cpu_utilization: u32,
+}
+
+/// Rolling update policy (Kubernetes defaults: 25 % / 25 %).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutDef {
+    /// Extra replicas allowed during the update (count or percent).
+    #[serde(default = "quarter")]
+    pub max_surge: String,
+    /// Replicas that may be unavailable during the update (count or percent).
+    #[serde(default = "quarter")]
+    pub max_unavailable: String,
+}
+
+impl Default for RolloutDef {
+    fn default() -> Self {
+        RolloutDef { max_surge: quarter(), max_unavailable: quarter() }
+    }
+}
+
+fn default_partitions() -> i32 { 3 }
+fn default_gateway_port() -> u16 { 8088 }
+fn default_cpu() -> u32 { 100 }
+fn one() -> u32 { 1 }
+fn three() -> u32 { 3 }
+fn ten_seconds() -> Duration { Duration::from_secs(10) }
+fn one_second() -> Duration { Duration::from_secs(1) }
+fn quarter() -> String { "25%".into() }
+
+/// The systems compiled into the binary, as `(name, yaml)`.
+const BUILTIN: &[(&str, &str)] = &[("shop", include_str!("../../scenarios/shop/system.yaml"))];
+
+impl SystemDef {
+    /// The definition of a built-in system.
+    pub fn builtin(name: &str) -> anyhow::Result<SystemDef> {
+        let (_, yaml) = BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| anyhow::anyhow!("unknown system `{name}` (known: {})", builtin_names().join(", ")))?;
+        SystemDef::parse(yaml, &format!("scenarios/{name}/system.yaml"))
+    }
+
+    /// Reads a definition from a file.
+    pub fn load(path: &Path) -> anyhow::Result<SystemDef> {
+        let yaml = std::fs::read_to_string(path).map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
+        SystemDef::parse(&yaml, &path.display().to_string())
+    }
+
+    /// Parses YAML; errors name `origin`, the line and what was expected.
+    pub fn parse(yaml: &str, origin: &str) -> anyhow::Result<SystemDef> {
+        let def: SystemDef = serde_saphyr::from_str(yaml).map_err(|err| anyhow::anyhow!("{origin}: {err}"))?;
+        def.check().map_err(|err| anyhow::anyhow!("{origin}: {err}"))?;
+        Ok(def)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for route in &self.gateway.routes {
+            if self.service(&route.service).is_none() {
+                return Err(format!("gateway route {} names unknown service `{}`", route.prefix, route.service));
+            }
+        }
+        for service in &self.services {
+            for callee in &service.calls {
+                if self.service(callee).is_none() {
+                    return Err(format!("service `{}` calls unknown service `{callee}`", service.name));
+                }
+            }
+            if let Some(hpa) = &service.autoscaling {
+                if hpa.min == 0 || hpa.min > hpa.max {
+                    return Err(format!("service `{}`: autoscaling needs 1 <= min <= max", service.name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceDef> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// Names of the built-in systems.
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTIN.iter().map(|(n, _)| *n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shop_definition_parses_with_kubernetes_defaults() {
+        let shop = SystemDef::builtin("shop").unwrap();
+        assert_eq!(shop.topic, "shop");
+        let order = shop.service("order").unwrap();
+        assert_eq!(order.role, Role::Core);
+        assert_eq!(order.calls, vec!["product".to_string()]);
+        let readiness = order.readiness.as_ref().unwrap();
+        assert_eq!(readiness.period, Duration::from_millis(500));
+        assert_eq!(readiness.timeout, Duration::from_secs(1), "Kubernetes default timeout");
+        assert_eq!(readiness.success_threshold, 1);
+        assert_eq!(shop.service("mypage").unwrap().role, Role::ReadModel);
+    }
+
+    #[test]
+    fn a_malformed_definition_names_the_origin_and_line() {
+        let err = SystemDef::parse("system: x\ntopic: t\ngateway:\n  routes: []\nservices:\n  - name: a\n    role: boss\n", "x.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.yaml:"), "{err}");
+        assert!(err.contains("line 7") || err.contains(":7:"), "{err}");
+    }
+
+    #[test]
+    fn a_route_to_an_unknown_service_is_rejected() {
+        let err = SystemDef::parse(
+            "system: x\ntopic: t\ngateway:\n  routes: [{prefix: /a, service: nope}]\nservices: []\n",
+            "x.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown service `nope`"), "{err}");
+    }
+}

@@ -1,0 +1,219 @@
+//! The service runtime: everything a reference service needs around its own
+//! routes and handlers — store, outbox relay, consumer, health, metrics,
+//! switches — and a graceful shutdown on SIGTERM (stop accepting, finish
+//! in-flight requests, stop consuming, exit).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::error::{ApiError, JsonBody};
+use super::inbox::{self, Handler};
+use super::kafka::{KafkaSettings, ensure_topic};
+use super::metrics::Metrics;
+use super::outbox::{Publisher, Relay};
+use super::serve_options::ServeOptions;
+use super::store::Store;
+use super::switches::{SwitchState, Switches};
+
+/// The line a service prints on stdout once it listens: this prefix, then
+/// `host:port`. The local platform reads it to learn the port.
+pub const LISTENING: &str = "STORMPROOF_LISTENING=";
+
+/// A running service's shared parts.
+pub struct Kit {
+    /// Full name, `system.service`.
+    pub name: String,
+    /// The options the process was started with.
+    pub opts: ServeOptions,
+    /// The service's own database.
+    pub store: Store,
+    /// Where the system's events go.
+    pub kafka: KafkaSettings,
+    /// Counters served on /metrics.
+    pub metrics: Metrics,
+    /// Misbehaviour switches.
+    pub switches: Switches,
+    /// Records events in the outbox.
+    pub publisher: Publisher,
+    stop: watch::Sender<bool>,
+    background: Vec<JoinHandle<()>>,
+    consumers: Vec<JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+struct Health {
+    started: Instant,
+    warmup: Duration,
+    draining: Arc<AtomicBool>,
+    switches: Switches,
+    metrics: Metrics,
+    version: String,
+    name: String,
+}
+
+impl Kit {
+    /// Opens the store (with `schema`), creates the topic and starts the
+    /// outbox relay of service `system.service`.
+    pub async fn start(system: &str, service: &str, opts: ServeOptions, kafka: KafkaSettings, schema: &str) -> anyhow::Result<Kit> {
+        let name = format!("{system}.{service}");
+        let store = Store::open(&opts.data.join(format!("{name}.db")), schema).await?;
+        let metrics = Metrics::new(&name);
+        let wake = Arc::new(Notify::new());
+        let publisher = Publisher::new(&kafka.topic, wake.clone());
+        let relay = Relay::new(store.clone(), &kafka, &format!("{name}/{}", opts.replica_id), wake, metrics.clone())?;
+        let topic_settings = kafka.clone();
+        // The service answers HTTP even while the broker is away: topic
+        // creation and relaying run in the background and retry.
+        let background = vec![
+            tokio::spawn(async move {
+                if let Err(err) = ensure_topic(&topic_settings).await {
+                    tracing::warn!("{err:#}");
+                }
+            }),
+            tokio::spawn(relay.run()),
+        ];
+        let (stop, _) = watch::channel(false);
+        Ok(Kit { name, opts, store, kafka, metrics, switches: Switches::default(), publisher, stop, background, consumers: Vec::new() })
+    }
+
+    /// Starts consuming the system topic in this service's consumer group.
+    pub fn consume<H: Handler>(&mut self, handler: H) {
+        let (store, kafka, metrics) = (self.store.clone(), self.kafka.clone(), self.metrics.clone());
+        let (group, client) = (self.name.clone(), format!("{}-{}", self.name, self.opts.replica_id));
+        let stop = self.stop.subscribe();
+        let publisher = self.publisher.clone();
+        self.consumers.push(tokio::spawn(async move {
+            if let Err(err) = inbox::consume(store, kafka, group, client, handler, metrics, publisher, stop).await {
+                tracing::error!("consumer stopped: {err:#}");
+            }
+        }));
+    }
+
+    /// Serves `routes` plus the kit's endpoints until SIGTERM or SIGINT.
+    pub async fn serve(self, routes: Router) -> anyhow::Result<()> {
+        let health = Health {
+            started: Instant::now(),
+            warmup: self.opts.warmup,
+            draining: Arc::new(AtomicBool::new(false)),
+            switches: self.switches.clone(),
+            metrics: self.metrics.clone(),
+            version: self.opts.version.clone(),
+            name: self.name.clone(),
+        };
+        let app = routes
+            .layer(middleware::from_fn_with_state(health.clone(), misbehave))
+            .merge(kit_routes(health.clone()))
+            .layer(middleware::from_fn_with_state(health.clone(), count));
+        let listener = tokio::net::TcpListener::bind(self.opts.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", self.opts.listen))?;
+        let addr = listener.local_addr()?;
+        announce(addr);
+        tracing::info!("{} {} listening on {addr}", self.name, self.opts.version);
+        let draining = health.draining.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                terminated().await;
+                draining.store(true, Ordering::SeqCst);
+            })
+            .await?;
+        let _ = self.stop.send(true);
+        for consumer in self.consumers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
+        }
+        for task in self.background {
+            task.abort();
+        }
+        tracing::info!("{} stopped", self.name);
+        Ok(())
+    }
+}
+
+fn announce(addr: std::net::SocketAddr) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{LISTENING}{addr}");
+    let _ = stdout.flush();
+}
+
+async fn terminated() {
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn kit_routes(health: Health) -> Router {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(|State(h): State<Health>| async move { h.metrics.render() }))
+        .route("/_stormproof/switches", get(get_switches).put(put_switches))
+        .with_state(health)
+}
+
+async fn live(State(health): State<Health>) -> Response {
+    if health.switches.get().unhealthy {
+        return (StatusCode::SERVICE_UNAVAILABLE, "unhealthy (switch)").into_response();
+    }
+    axum::Json(serde_json::json!({"status": "live", "service": health.name, "version": health.version})).into_response()
+}
+
+async fn ready(State(health): State<Health>) -> Response {
+    let reason = if health.draining.load(Ordering::SeqCst) {
+        Some("draining")
+    } else if health.started.elapsed() < health.warmup {
+        Some("warming up")
+    } else if health.switches.get().unready {
+        Some("unready (switch)")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+        None => axum::Json(serde_json::json!({"status": "ready", "service": health.name, "version": health.version})).into_response(),
+    }
+}
+
+async fn get_switches(State(health): State<Health>) -> axum::Json<SwitchState> {
+    axum::Json(health.switches.get())
+}
+
+async fn put_switches(State(health): State<Health>, JsonBody(state): JsonBody<SwitchState>) -> Result<axum::Json<SwitchState>, ApiError> {
+    health.switches.set(state).map_err(ApiError::BadRequest)?;
+    tracing::info!(switches = ?health.switches.get(), "switches changed");
+    Ok(axum::Json(health.switches.get()))
+}
+
+async fn misbehave(State(health): State<Health>, request: Request, next: Next) -> Response {
+    let switches = health.switches.get();
+    if switches.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(switches.delay_ms)).await;
+    }
+    if switches.error_fraction > 0.0 && fastrand::f64() < switches.error_fraction {
+        let body = serde_json::json!({"error": "Internal Server Error", "reason": "injected failure (switch errorFraction)"});
+        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
+    }
+    next.run(request).await
+}
+
+async fn count(State(health): State<Health>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    health.metrics.request(&method, response.status().as_u16());
+    response
+}

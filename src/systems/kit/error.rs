@@ -1,0 +1,81 @@
+//! API errors: every answer a service gives to a client mistake is a 4xx
+//! with a reason, never a 500.
+
+use axum::Json;
+use axum::extract::FromRequest;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answer of a service's HTTP API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or misses a field (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Credentials missing or invalid (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The named thing does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency is down and there is no fallback (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or a broken store (500). Never used for client mistakes.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<libsql::Error> for ApiError {
+    fn from(err: libsql::Error) -> Self {
+        ApiError::Internal(err.into())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        // axum answers 422 for a missing field and 415 for a missing content
+        // type; clients of the course expect 400 with the reason for both.
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "request failed");
+        }
+        let body = json!({ "error": status.canonical_reason().unwrap_or("error"), "reason": self.to_string() });
+        (status, Json(body)).into_response()
+    }
+}
+
+/// A JSON request body whose rejections are [`ApiError::BadRequest`].
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct JsonBody<T>(pub T);
+
+/// Parses a numeric id from a path segment, answering 400 otherwise.
+pub fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .map_err(|_| ApiError::BadRequest(format!("{what} id must be an integer, got `{raw}`")))
+}

@@ -1,0 +1,35 @@
+//! The service kit: what every reference service is built from.
+//!
+//! A service is an axum app plus the kit's parts: health and metrics
+//! endpoints, misbehaviour switches, a SQLite store of its own, a
+//! transactional outbox relayed to Kafka, an idempotent consumer, and a
+//! synchronous client with timeout and circuit breaker. The gateway and the
+//! request forwarding shared with the local platform live here too.
+
+mod app;
+mod error;
+mod event;
+mod gateway;
+mod inbox;
+mod kafka;
+mod metrics;
+mod outbox;
+mod proxy;
+mod serve_options;
+mod store;
+mod switches;
+mod upstream;
+
+pub use app::{Kit, LISTENING};
+pub use error::{ApiError, JsonBody, parse_id};
+pub use event::{Event, Incoming, now_rfc3339};
+pub use gateway::{GatewayConfig, gateway_app};
+pub use inbox::{Handler, Outcome as HandleOutcome};
+pub use kafka::{KafkaSettings, ensure_topic};
+pub use metrics::Metrics;
+pub use outbox::Publisher;
+pub use proxy::{Forwarder, Upstreams};
+pub use serve_options::ServeOptions;
+pub use store::Store;
+pub use switches::{SwitchState, Switches};
+pub use upstream::{CallError, Upstream};

@@ -1,0 +1,95 @@
+//! Request forwarding: the gateway and the local platform's service
+//! addresses both pass a request on to one ready endpoint of a service,
+//! round-robin, trying the next endpoint when one refuses the connection
+//! (the request was not sent, so this is safe even for a POST).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use axum::response::IntoResponse;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::error::ApiError;
+
+/// Where the ready endpoints of a service are.
+pub trait Upstreams: Send + Sync + 'static {
+    /// `host:port` of every endpoint of `service` that may take traffic now.
+    fn endpoints(&self, service: &str) -> Vec<String>;
+}
+
+const MAX_BODY: usize = 4 << 20;
+const ATTEMPTS: usize = 3;
+
+/// Forwards requests to a service's endpoints.
+#[derive(Clone)]
+pub struct Forwarder {
+    upstreams: Arc<dyn Upstreams>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    next: Arc<AtomicUsize>,
+    timeout: Duration,
+}
+
+impl Forwarder {
+    /// A forwarder over `upstreams`.
+    pub fn new(upstreams: Arc<dyn Upstreams>) -> Forwarder {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Forwarder { upstreams, client, next: Arc::new(AtomicUsize::new(0)), timeout: Duration::from_secs(30) }
+    }
+
+    /// Sends `request` to one endpoint of `service` and returns its answer.
+    pub async fn forward(&self, service: &str, request: Request<Body>) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        let body = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(body) => body,
+            Err(err) => return ApiError::BadRequest(format!("cannot read request body: {err}")).into_response(),
+        };
+        let endpoints = self.upstreams.endpoints(service);
+        if endpoints.is_empty() {
+            return ApiError::Unavailable(format!("no ready replica of {service}")).into_response();
+        }
+        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last_error = String::new();
+        for attempt in 0..endpoints.len().min(ATTEMPTS) {
+            let endpoint = &endpoints[(start + attempt) % endpoints.len()];
+            let Ok(uri) = format!("http://{endpoint}{path}").parse::<Uri>() else {
+                return ApiError::BadRequest(format!("cannot forward path `{path}`")).into_response();
+            };
+            let mut outgoing = Request::builder().method(parts.method.clone()).uri(uri);
+            for (name, value) in parts.headers.iter() {
+                if name != header::HOST && name != header::CONNECTION {
+                    outgoing = outgoing.header(name, value);
+                }
+            }
+            if let Ok(host) = HeaderValue::from_str(endpoint) {
+                outgoing = outgoing.header(header::HOST, host);
+            }
+            let Ok(outgoing) = outgoing.body(Full::new(body.clone())) else {
+                return ApiError::BadRequest("cannot forward request headers".into()).into_response();
+            };
+            match tokio::time::timeout(self.timeout, self.client.request(outgoing)).await {
+                Ok(Ok(response)) => return response.map(Body::new),
+                Ok(Err(err)) if err.is_connect() => last_error = format!("{endpoint}: {err}"),
+                Ok(Err(err)) => return bad_gateway(service, &format!("{endpoint}: {err}")),
+                Err(_) => return bad_gateway(service, &format!("{endpoint} did not answer within {:?}", self.timeout)),
+            }
+        }
+        ApiError::Unavailable(format!("no replica of {service} accepted the connection ({last_error})")).into_response()
+    }
+}
+
+fn bad_gateway(service: &str, reason: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": "Bad Gateway", "reason": format!("{service}: {reason}") });
+    (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
+}

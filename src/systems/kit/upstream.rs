@@ -1,0 +1,153 @@
+//! The synchronous client a service uses to call another: a timeout on every
+//! call and a circuit breaker, so a hanging provider costs the caller one
+//! timeout per breaker window instead of one per request.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+/// Why a call did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The breaker is open: the call was not attempted.
+    #[error("circuit open for {0}")]
+    Open(String),
+    /// No answer within the timeout.
+    #[error("{0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+    /// Connection refused, reset…
+    #[error("{0} is unreachable: {1}")]
+    Unreachable(String, String),
+    /// The provider answered 5xx.
+    #[error("{0} answered {1}")]
+    ServerError(String, u16),
+    /// The provider answered 404.
+    #[error("not found")]
+    NotFound,
+    /// The provider answered something unreadable.
+    #[error("{0} answered an unreadable body: {1}")]
+    Unreadable(String, String),
+}
+
+#[derive(Debug)]
+enum BreakerState {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen,
+}
+
+/// A provider reached over HTTP.
+pub struct Upstream {
+    name: String,
+    base: String,
+    client: reqwest::Client,
+    timeout: Duration,
+    failure_threshold: u32,
+    open_for: Duration,
+    state: Mutex<BreakerState>,
+}
+
+impl Upstream {
+    /// A client for `name` at `base` with `timeout` per call; the breaker opens
+    /// after 3 consecutive failures and lets one probe through after 2 s.
+    pub fn new(name: &str, base: &str, timeout: Duration) -> Upstream {
+        Upstream {
+            name: name.to_string(),
+            base: base.trim_end_matches('/').to_string(),
+            client: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build().unwrap_or_default(),
+            timeout,
+            failure_threshold: 3,
+            open_for: Duration::from_secs(2),
+            state: Mutex::new(BreakerState::Closed { failures: 0 }),
+        }
+    }
+
+    /// GETs `path` and decodes the JSON answer.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
+        self.admit()?;
+        let result = self.call(path).await;
+        match &result {
+            // A 404 is an answer, not a failure of the provider.
+            Ok(_) | Err(CallError::NotFound) => self.record(true),
+            Err(_) => self.record(false),
+        }
+        result
+    }
+
+    async fn call<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
+        let url = format!("{}{path}", self.base);
+        let response = self.client.get(&url).timeout(self.timeout).send().await.map_err(|err| {
+            if err.is_timeout() {
+                CallError::Timeout(self.name.clone(), self.timeout)
+            } else {
+                CallError::Unreachable(self.name.clone(), err.to_string())
+            }
+        })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(CallError::NotFound);
+        }
+        if !status.is_success() {
+            return Err(CallError::ServerError(self.name.clone(), status.as_u16()));
+        }
+        response.json::<T>().await.map_err(|err| {
+            if err.is_timeout() {
+                CallError::Timeout(self.name.clone(), self.timeout)
+            } else {
+                CallError::Unreadable(self.name.clone(), err.to_string())
+            }
+        })
+    }
+
+    fn admit(&self) -> Result<(), CallError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match *state {
+            BreakerState::Open { until } if Instant::now() < until => Err(CallError::Open(self.name.clone())),
+            BreakerState::Open { .. } => {
+                *state = BreakerState::HalfOpen;
+                Ok(())
+            }
+            // One probe at a time while half-open.
+            BreakerState::HalfOpen => Err(CallError::Open(self.name.clone())),
+            BreakerState::Closed { .. } => Ok(()),
+        }
+    }
+
+    fn record(&self, success: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        *state = match (&*state, success) {
+            (_, true) => BreakerState::Closed { failures: 0 },
+            (BreakerState::Closed { failures }, false) if failures + 1 < self.failure_threshold => {
+                BreakerState::Closed { failures: failures + 1 }
+            }
+            (_, false) => BreakerState::Open { until: Instant::now() + self.open_for },
+        };
+    }
+
+    /// Whether the breaker currently refuses calls.
+    pub fn is_open(&self) -> bool {
+        matches!(*self.state.lock().unwrap_or_else(|e| e.into_inner()), BreakerState::Open { until } if Instant::now() < until)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_threshold_and_half_opens_after_window() {
+        let upstream = Upstream::new("product", "http://127.0.0.1:9", Duration::from_millis(10));
+        for _ in 0..2 {
+            upstream.record(false);
+            assert!(upstream.admit().is_ok());
+        }
+        upstream.record(false);
+        assert!(matches!(upstream.admit(), Err(CallError::Open(_))));
+        *upstream.state.lock().unwrap() = BreakerState::Open { until: Instant::now() };
+        assert!(upstream.admit().is_ok(), "first call after the window is a probe");
+        assert!(upstream.admit().is_err(), "only one probe while half-open");
+        upstream.record(true);
+        assert!(upstream.admit().is_ok());
+    }
+}

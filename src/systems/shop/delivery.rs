@@ -1,0 +1,205 @@
+//! delivery (supporting): on `OrderPlaced` starts a delivery and records
+//! `DeliveryStarted`; on `OrderCancelled` records `DeliveryCancelled`;
+//! `PATCH /deliveries/{id}` completes one (`DeliveryCompleted`). It is only
+//! reached through events, so the order flow does not need it to be up.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use libsql::Transaction;
+use serde::{Deserialize, Serialize};
+
+use super::events::{DeliveryChanged, DeliveryStarted, OrderCancelled, OrderPlaced};
+use super::product::ignore_malformed;
+use crate::systems::kit::{
+    ApiError, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, now_rfc3339, parse_id,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id INTEGER NOT NULL UNIQUE,
+    product_id INTEGER NOT NULL,
+    quantity INTEGER NOT NULL,
+    customer_id TEXT NOT NULL,
+    customer_name TEXT NOT NULL,
+    customer_addr TEXT NOT NULL,
+    status TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+";
+
+/// A delivery as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// Id.
+    pub id: i64,
+    /// The order delivered.
+    pub order_id: i64,
+    /// Product.
+    pub product_id: i64,
+    /// How many.
+    pub quantity: i64,
+    /// Recipient.
+    pub customer_id: String,
+    /// Recipient's name.
+    pub customer_name: String,
+    /// Address.
+    pub customer_addr: String,
+    /// `DeliveryStarted`, `DeliveryCompleted` or `DeliveryCancelled`.
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DeliveryPatch {
+    status: String,
+}
+
+#[derive(Clone)]
+struct App {
+    store: Store,
+    publisher: Publisher,
+}
+
+/// Runs the delivery service.
+pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
+    let mut kit = Kit::start(super::SYSTEM, "delivery", opts, kafka, SCHEMA).await?;
+    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone() };
+    kit.consume(app.clone());
+    kit.serve(routes(app)).await
+}
+
+fn routes(app: App) -> Router {
+    Router::new()
+        .route("/deliveries", get(list))
+        .route("/deliveries/{id}", get(show).patch(complete))
+        .with_state(app)
+}
+
+async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Delivery>>, ApiError> {
+    let conn = app.store.connect()?;
+    let mut rows = conn.query(&format!("{SELECT} ORDER BY id"), ()).await?;
+    let mut deliveries = Vec::new();
+    while let Some(row) = rows.next().await? {
+        deliveries.push(delivery_from(&row)?);
+    }
+    Ok(axum::Json(deliveries))
+}
+
+async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Delivery>, ApiError> {
+    let id = parse_id(&id, "delivery")?;
+    let conn = app.store.connect()?;
+    find(&conn, "id", id).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("delivery {id} not found")))
+}
+
+async fn complete(State(app): State<App>, Path(id): Path<String>, JsonBody(patch): JsonBody<DeliveryPatch>) -> Result<axum::Json<Delivery>, ApiError> {
+    let id = parse_id(&id, "delivery")?;
+    if patch.status != "DeliveryCompleted" {
+        return Err(ApiError::BadRequest(format!("status can only become DeliveryCompleted, got `{}`", patch.status)));
+    }
+    let tx = app.store.begin().await?;
+    let Some(mut delivery) = find(&tx, "id", id).await? else {
+        return Err(ApiError::NotFound(format!("delivery {id} not found")));
+    };
+    if delivery.status != "DeliveryStarted" {
+        return Err(ApiError::Conflict(format!("delivery {id} is {}, not DeliveryStarted", delivery.status)));
+    }
+    app.set_status(&tx, &delivery, "DeliveryCompleted").await?;
+    tx.commit().await?;
+    app.publisher.wake();
+    delivery.status = "DeliveryCompleted".into();
+    Ok(axum::Json(delivery))
+}
+
+impl App {
+    async fn set_status(&self, tx: &Transaction, delivery: &Delivery, status: &str) -> anyhow::Result<()> {
+        tx.execute("UPDATE deliveries SET status = ?1, updated_at = ?2 WHERE id = ?3", libsql::params![status, now_rfc3339(), delivery.id])
+            .await?;
+        let event = DeliveryChanged { delivery_id: delivery.id, order_id: delivery.order_id, status: status.to_string() };
+        self.publisher.record(tx, &delivery.order_id.to_string(), &Event::new(status, event)).await
+    }
+
+    async fn start(&self, tx: &Transaction, order: OrderPlaced) -> anyhow::Result<HandleOutcome> {
+        let inserted = tx
+            .execute(
+                "INSERT OR IGNORE INTO deliveries (order_id, product_id, quantity, customer_id, customer_name, customer_addr, status, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'DeliveryStarted', ?7)",
+                libsql::params![
+                    order.order_id,
+                    order.product_id,
+                    order.quantity,
+                    order.customer_id.as_str(),
+                    order.customer_name.as_str(),
+                    order.customer_addr.as_str(),
+                    now_rfc3339()
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Ok(HandleOutcome::Ignored);
+        }
+        let started = DeliveryStarted {
+            delivery_id: tx.last_insert_rowid(),
+            order_id: order.order_id,
+            product_id: order.product_id,
+            quantity: order.quantity,
+            customer_id: order.customer_id,
+            customer_name: order.customer_name,
+            customer_addr: order.customer_addr,
+            status: "DeliveryStarted".into(),
+        };
+        self.publisher.record(tx, &order.order_id.to_string(), &Event::new("DeliveryStarted", started)).await?;
+        Ok(HandleOutcome::Applied)
+    }
+
+    async fn cancel(&self, tx: &Transaction, order: OrderCancelled) -> anyhow::Result<HandleOutcome> {
+        match find(tx, "order_id", order.order_id).await? {
+            Some(delivery) if delivery.status != "DeliveryCancelled" => {
+                self.set_status(tx, &delivery, "DeliveryCancelled").await?;
+                Ok(HandleOutcome::Applied)
+            }
+            _ => Ok(HandleOutcome::Ignored),
+        }
+    }
+}
+
+impl Handler for App {
+    async fn handle(&self, tx: &Transaction, event: &Incoming) -> anyhow::Result<HandleOutcome> {
+        match event.event_type.as_str() {
+            "OrderPlaced" => match event.data::<OrderPlaced>() {
+                Ok(order) => self.start(tx, order).await,
+                Err(err) => ignore_malformed(err),
+            },
+            "OrderCancelled" => match event.data::<OrderCancelled>() {
+                Ok(order) => self.cancel(tx, order).await,
+                Err(err) => ignore_malformed(err),
+            },
+            _ => Ok(HandleOutcome::Ignored),
+        }
+    }
+}
+
+const SELECT: &str = "SELECT id, order_id, product_id, quantity, customer_id, customer_name, customer_addr, status FROM deliveries";
+
+async fn find(conn: &libsql::Connection, column: &str, value: i64) -> anyhow::Result<Option<Delivery>> {
+    let mut rows = conn.query(&format!("{SELECT} WHERE {column} = ?1"), libsql::params![value]).await?;
+    match rows.next().await? {
+        Some(row) => Ok(Some(delivery_from(&row)?)),
+        None => Ok(None),
+    }
+}
+
+fn delivery_from(row: &libsql::Row) -> anyhow::Result<Delivery> {
+    Ok(Delivery {
+        id: row.get(0)?,
+        order_id: row.get(1)?,
+        product_id: row.get(2)?,
+        quantity: row.get(3)?,
+        customer_id: row.get(4)?,
+        customer_name: row.get(5)?,
+        customer_addr: row.get(6)?,
+        status: row.get(7)?,
+    })
+}

@@ -1,0 +1,37 @@
+//! The shop ("12 STREET" mall): product, order, delivery, mypage (a CQRS read
+//! model) and the gateway. See `scenarios/shop/system.yaml`.
+
+pub mod delivery;
+pub mod events;
+pub mod mypage;
+pub mod order;
+pub mod product;
+
+use crate::systems::definition::SystemDef;
+use crate::systems::kit::{KafkaSettings, ServeOptions};
+
+/// The system's name.
+pub const SYSTEM: &str = "shop";
+
+/// Runs one shop service (`product`, `order`, `delivery`, `mypage`).
+pub async fn serve(service: &str, opts: ServeOptions) -> anyhow::Result<()> {
+    let def = SystemDef::builtin(SYSTEM)?;
+    let kafka = KafkaSettings { bootstrap: opts.kafka.clone(), topic: def.topic.clone(), partitions: def.partitions };
+    match service {
+        "product" => product::serve(opts, kafka).await,
+        "order" => order::serve(opts, kafka).await,
+        "delivery" => delivery::serve(opts, kafka).await,
+        "mypage" => mypage::serve(opts, kafka).await,
+        other => anyhow::bail!("the shop has no service `{other}` (product, order, delivery, mypage, gateway)"),
+    }
+}
+
+/// Reads an integer column that SQLite may hand back as NULL.
+pub(crate) fn opt_i64(row: &libsql::Row, idx: i32) -> Option<i64> {
+    row.get::<Option<i64>>(idx).ok().flatten()
+}
+
+/// Reads a text column that SQLite may hand back as NULL.
+pub(crate) fn opt_str(row: &libsql::Row, idx: i32) -> Option<String> {
+    row.get::<Option<String>>(idx).ok().flatten()
+}

@@ -1,0 +1,246 @@
+//! order (core): takes orders. Reads the product synchronously (timeout and
+//! circuit breaker; when product is down, the last answer it gave for that
+//! product is the fallback) and records `OrderPlaced` through the outbox.
+//! Cancelling records `OrderCancelled`. Out-of-stock products can still be
+//! ordered (the course's user story 4).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::events::{OrderCancelled, OrderPlaced};
+use super::product::Product;
+use crate::systems::kit::{ApiError, CallError, Event, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, Upstream, parse_id};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS orders (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    product_id INTEGER NOT NULL,
+    product_name TEXT NOT NULL,
+    quantity INTEGER NOT NULL,
+    price INTEGER NOT NULL,
+    customer_id TEXT NOT NULL,
+    customer_name TEXT NOT NULL,
+    customer_addr TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+";
+
+/// An order as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    /// Id (the flow's correlation key).
+    pub id: i64,
+    /// Product ordered.
+    pub product_id: i64,
+    /// Its name when ordered.
+    pub product_name: String,
+    /// How many.
+    pub quantity: i64,
+    /// Unit price when ordered.
+    pub price: i64,
+    /// Who ordered.
+    pub customer_id: String,
+    /// Their name.
+    pub customer_name: String,
+    /// Delivery address.
+    pub customer_addr: String,
+    /// `OrderPlaced` or `OrderCancelled`.
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PlaceOrder {
+    product_id: i64,
+    quantity: i64,
+    #[serde(deserialize_with = "string_or_number")]
+    customer_id: String,
+    customer_name: String,
+    customer_addr: String,
+}
+
+/// Accepts `"customerId": "user1"` and `"customerId": 1` alike (the course
+/// uses numbers).
+fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(i64),
+    }
+    Ok(match Id::deserialize(deserializer)? {
+        Id::Text(text) => text,
+        Id::Number(number) => number.to_string(),
+    })
+}
+
+#[derive(Clone)]
+struct App {
+    store: Store,
+    publisher: Publisher,
+    product: Arc<Upstream>,
+    /// Last answer product gave per id: the fallback while it is down.
+    known: Arc<Mutex<HashMap<i64, Product>>>,
+}
+
+/// Runs the order service.
+pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
+    let product_url = opts
+        .upstream("product")
+        .ok_or_else(|| anyhow::anyhow!("order needs --upstream product=URL"))?
+        .to_string();
+    let kit = Kit::start(super::SYSTEM, "order", opts, kafka, SCHEMA).await?;
+    let app = App {
+        store: kit.store.clone(),
+        publisher: kit.publisher.clone(),
+        product: Arc::new(Upstream::new("product", &product_url, Duration::from_millis(1000))),
+        known: Arc::default(),
+    };
+    kit.serve(routes(app)).await
+}
+
+fn routes(app: App) -> Router {
+    Router::new()
+        .route("/orders", get(list).post(place))
+        .route("/orders/{id}", get(show).delete(cancel))
+        .with_state(app)
+}
+
+async fn place(State(app): State<App>, JsonBody(order): JsonBody<PlaceOrder>) -> Result<impl IntoResponse, ApiError> {
+    if order.quantity < 1 {
+        return Err(ApiError::BadRequest(format!("quantity must be at least 1, got {}", order.quantity)));
+    }
+    for (field, value) in [("customerName", &order.customer_name), ("customerAddr", &order.customer_addr), ("customerId", &order.customer_id)] {
+        if value.trim().is_empty() {
+            return Err(ApiError::BadRequest(format!("{field} must not be empty")));
+        }
+    }
+    let product = app.product_info(order.product_id).await?;
+    let tx = app.store.begin().await?;
+    tx.execute(
+        "INSERT INTO orders (product_id, product_name, quantity, price, customer_id, customer_name, customer_addr, status, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'OrderPlaced', ?8)",
+        libsql::params![
+            product.id,
+            product.name.as_str(),
+            order.quantity,
+            product.price,
+            order.customer_id.as_str(),
+            order.customer_name.as_str(),
+            order.customer_addr.as_str(),
+            crate::systems::kit::now_rfc3339()
+        ],
+    )
+    .await?;
+    let id = tx.last_insert_rowid();
+    let placed = OrderPlaced {
+        order_id: id,
+        product_id: product.id,
+        product_name: product.name.clone(),
+        quantity: order.quantity,
+        price: product.price,
+        customer_id: order.customer_id.clone(),
+        customer_name: order.customer_name.clone(),
+        customer_addr: order.customer_addr.clone(),
+    };
+    app.publisher.record(&tx, &id.to_string(), &Event::new("OrderPlaced", placed)).await?;
+    tx.commit().await?;
+    app.publisher.wake();
+    let conn = app.store.connect()?;
+    let created = find(&conn, id).await?.ok_or_else(|| anyhow::anyhow!("order {id} vanished"))?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/orders/{id}"))], axum::Json(created)))
+}
+
+impl App {
+    /// The product from product, or the last known copy when product cannot
+    /// answer; 404 when it does not exist, 503 when nothing is known.
+    async fn product_info(&self, id: i64) -> Result<Product, ApiError> {
+        match self.product.get_json::<Product>(&format!("/products/{id}")).await {
+            Ok(product) => {
+                if let Ok(mut known) = self.known.lock() {
+                    known.insert(id, product.clone());
+                }
+                Ok(product)
+            }
+            Err(CallError::NotFound) => Err(ApiError::NotFound(format!("product {id} not found"))),
+            Err(err) => {
+                let cached = self.known.lock().ok().and_then(|known| known.get(&id).cloned());
+                match cached {
+                    Some(product) => {
+                        tracing::info!("product unavailable ({err}); using the last known product {id}");
+                        Ok(product)
+                    }
+                    None => Err(ApiError::Unavailable(format!("cannot read product {id}: {err}"))),
+                }
+            }
+        }
+    }
+}
+
+async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Order>>, ApiError> {
+    let conn = app.store.connect()?;
+    let mut rows = conn.query(&format!("{SELECT} ORDER BY id"), ()).await?;
+    let mut orders = Vec::new();
+    while let Some(row) = rows.next().await? {
+        orders.push(order_from(&row)?);
+    }
+    Ok(axum::Json(orders))
+}
+
+async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Order>, ApiError> {
+    let id = parse_id(&id, "order")?;
+    let conn = app.store.connect()?;
+    find(&conn, id).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))
+}
+
+async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Order>, ApiError> {
+    let id = parse_id(&id, "order")?;
+    let tx = app.store.begin().await?;
+    let Some(mut order) = find(&tx, id).await? else {
+        return Err(ApiError::NotFound(format!("order {id} not found")));
+    };
+    if order.status == "OrderCancelled" {
+        return Err(ApiError::Conflict(format!("order {id} is already cancelled")));
+    }
+    tx.execute("UPDATE orders SET status = 'OrderCancelled' WHERE id = ?1", libsql::params![id]).await?;
+    let cancelled = OrderCancelled { order_id: id, product_id: order.product_id, quantity: order.quantity, customer_id: order.customer_id.clone() };
+    app.publisher.record(&tx, &id.to_string(), &Event::new("OrderCancelled", cancelled)).await?;
+    tx.commit().await?;
+    app.publisher.wake();
+    order.status = "OrderCancelled".into();
+    Ok(axum::Json(order))
+}
+
+const SELECT: &str = "SELECT id, product_id, product_name, quantity, price, customer_id, customer_name, customer_addr, status FROM orders";
+
+async fn find(conn: &libsql::Connection, id: i64) -> anyhow::Result<Option<Order>> {
+    let mut rows = conn.query(&format!("{SELECT} WHERE id = ?1"), libsql::params![id]).await?;
+    match rows.next().await? {
+        Some(row) => Ok(Some(order_from(&row)?)),
+        None => Ok(None),
+    }
+}
+
+fn order_from(row: &libsql::Row) -> anyhow::Result<Order> {
+    Ok(Order {
+        id: row.get(0)?,
+        product_id: row.get(1)?,
+        product_name: row.get(2)?,
+        quantity: row.get(3)?,
+        price: row.get(4)?,
+        customer_id: row.get(5)?,
+        customer_name: row.get(6)?,
+        customer_addr: row.get(7)?,
+        status: row.get(8)?,
+    })
+}

@@ -1,0 +1,255 @@
+//! product (core): the catalogue and its stock. Publishes `ProductChanged` on
+//! every change; consumes `OrderPlaced` (stock − quantity) and
+//! `OrderCancelled` (stock + quantity).
+//!
+//! Contract-breaking variants, the course's story: `item-rename` serves
+//! `/items/{id}` instead of `/products/{id}`; `drop-product-name` publishes
+//! `ProductChanged` without `productName`.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use libsql::Transaction;
+use serde::{Deserialize, Serialize};
+
+use super::events::{OrderCancelled, OrderPlaced, ProductChanged};
+use crate::systems::kit::{
+    ApiError, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, parse_id,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS products (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    price INTEGER NOT NULL,
+    stock INTEGER NOT NULL,
+    image_url TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS product_meta (key TEXT PRIMARY KEY, value TEXT);
+";
+
+/// The catalogue the course starts from.
+const SEED: &[(i64, &str, i64, i64)] = &[(1, "TV", 10000, 10), (2, "RADIO", 20000, 20), (3, "NOTEBOOK", 30000, 30), (4, "TABLE", 40000, 40)];
+
+/// A product as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Unit price.
+    pub price: i64,
+    /// Stock (negative when back-ordered).
+    pub stock: i64,
+    /// Picture.
+    pub image_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewProduct {
+    name: String,
+    price: i64,
+    stock: i64,
+    #[serde(default)]
+    image_url: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProductPatch {
+    name: Option<String>,
+    price: Option<i64>,
+    stock: Option<i64>,
+    image_url: Option<String>,
+}
+
+#[derive(Clone)]
+struct App {
+    store: Store,
+    publisher: Publisher,
+    drop_name: bool,
+}
+
+/// Runs the product service.
+pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
+    let variant = opts.variant.clone().unwrap_or_default();
+    if !matches!(variant.as_str(), "" | "item-rename" | "drop-product-name") {
+        anyhow::bail!("product has no variant `{variant}` (item-rename, drop-product-name)");
+    }
+    let mut kit = Kit::start(super::SYSTEM, "product", opts, kafka, SCHEMA).await?;
+    seed(&kit.store).await?;
+    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), drop_name: variant == "drop-product-name" };
+    kit.consume(app.clone());
+    let base = if variant == "item-rename" { "/items" } else { "/products" };
+    kit.serve(routes(app, base)).await
+}
+
+fn routes(app: App, base: &str) -> Router {
+    Router::new()
+        .route(base, get(list).post(create))
+        .route(&format!("{base}/{{id}}"), get(show).patch(update).delete(remove))
+        .with_state(app)
+}
+
+async fn seed(store: &Store) -> anyhow::Result<()> {
+    let tx = store.begin().await?;
+    let fresh = tx.execute("INSERT OR IGNORE INTO product_meta (key, value) VALUES ('seeded', 'yes')", ()).await?;
+    if fresh == 1 {
+        for (id, name, price, stock) in SEED {
+            tx.execute("INSERT OR IGNORE INTO products (id, name, price, stock) VALUES (?1, ?2, ?3, ?4)", libsql::params![*id, *name, *price, *stock])
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Product>>, ApiError> {
+    let conn = app.store.connect()?;
+    let mut rows = conn.query("SELECT id, name, price, stock, image_url FROM products ORDER BY id", ()).await?;
+    let mut products = Vec::new();
+    while let Some(row) = rows.next().await? {
+        products.push(product_from(&row)?);
+    }
+    Ok(axum::Json(products))
+}
+
+async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Product>, ApiError> {
+    let id = parse_id(&id, "product")?;
+    let conn = app.store.connect()?;
+    find(&conn, id).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("product {id} not found")))
+}
+
+async fn create(State(app): State<App>, JsonBody(new): JsonBody<NewProduct>) -> Result<(StatusCode, axum::Json<Product>), ApiError> {
+    if new.name.trim().is_empty() {
+        return Err(ApiError::BadRequest("name must not be empty".into()));
+    }
+    if new.price < 0 {
+        return Err(ApiError::BadRequest("price must not be negative".into()));
+    }
+    let tx = app.store.begin().await?;
+    tx.execute(
+        "INSERT INTO products (name, price, stock, image_url) VALUES (?1, ?2, ?3, ?4)",
+        libsql::params![new.name.as_str(), new.price, new.stock, new.image_url.as_str()],
+    )
+    .await?;
+    let id = tx.last_insert_rowid();
+    let product = find(&tx, id).await?.ok_or_else(|| anyhow::anyhow!("product {id} vanished"))?;
+    app.changed(&tx, &product, false).await?;
+    tx.commit().await?;
+    app.publisher.wake();
+    Ok((StatusCode::CREATED, axum::Json(product)))
+}
+
+async fn update(State(app): State<App>, Path(id): Path<String>, JsonBody(patch): JsonBody<ProductPatch>) -> Result<axum::Json<Product>, ApiError> {
+    let id = parse_id(&id, "product")?;
+    let tx = app.store.begin().await?;
+    let Some(mut product) = find(&tx, id).await? else {
+        return Err(ApiError::NotFound(format!("product {id} not found")));
+    };
+    if let Some(name) = patch.name {
+        product.name = name;
+    }
+    if let Some(price) = patch.price {
+        if price < 0 {
+            return Err(ApiError::BadRequest("price must not be negative".into()));
+        }
+        product.price = price;
+    }
+    if let Some(stock) = patch.stock {
+        product.stock = stock;
+    }
+    if let Some(image_url) = patch.image_url {
+        product.image_url = image_url;
+    }
+    tx.execute(
+        "UPDATE products SET name = ?1, price = ?2, stock = ?3, image_url = ?4 WHERE id = ?5",
+        libsql::params![product.name.as_str(), product.price, product.stock, product.image_url.as_str(), id],
+    )
+    .await?;
+    app.changed(&tx, &product, false).await?;
+    tx.commit().await?;
+    app.publisher.wake();
+    Ok(axum::Json(product))
+}
+
+async fn remove(State(app): State<App>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "product")?;
+    let tx = app.store.begin().await?;
+    let Some(product) = find(&tx, id).await? else {
+        return Err(ApiError::NotFound(format!("product {id} not found")));
+    };
+    tx.execute("DELETE FROM products WHERE id = ?1", libsql::params![id]).await?;
+    app.changed(&tx, &product, true).await?;
+    tx.commit().await?;
+    app.publisher.wake();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+impl App {
+    async fn changed(&self, tx: &Transaction, product: &Product, deleted: bool) -> anyhow::Result<()> {
+        let event = Event::new(
+            "ProductChanged",
+            ProductChanged {
+                product_id: product.id,
+                product_name: (!self.drop_name).then(|| product.name.clone()),
+                product_price: product.price,
+                product_stock: product.stock,
+                image_url: product.image_url.clone(),
+                deleted,
+            },
+        );
+        self.publisher.record(tx, &product.id.to_string(), &event).await
+    }
+
+    async fn adjust_stock(&self, tx: &Transaction, product_id: i64, delta: i64) -> anyhow::Result<HandleOutcome> {
+        tx.execute("UPDATE products SET stock = stock + ?1 WHERE id = ?2", libsql::params![delta, product_id]).await?;
+        match find(tx, product_id).await? {
+            Some(product) => {
+                self.changed(tx, &product, false).await?;
+                Ok(HandleOutcome::Applied)
+            }
+            // An order for a product deleted since: nothing to adjust.
+            None => Ok(HandleOutcome::Ignored),
+        }
+    }
+}
+
+impl Handler for App {
+    async fn handle(&self, tx: &Transaction, event: &Incoming) -> anyhow::Result<HandleOutcome> {
+        match event.event_type.as_str() {
+            "OrderPlaced" => match event.data::<OrderPlaced>() {
+                Ok(order) => self.adjust_stock(tx, order.product_id, -order.quantity).await,
+                Err(err) => ignore_malformed(err),
+            },
+            "OrderCancelled" => match event.data::<OrderCancelled>() {
+                Ok(order) => self.adjust_stock(tx, order.product_id, order.quantity).await,
+                Err(err) => ignore_malformed(err),
+            },
+            _ => Ok(HandleOutcome::Ignored),
+        }
+    }
+}
+
+/// A malformed event is logged and skipped: retrying it would block its
+/// partition forever.
+pub(crate) fn ignore_malformed(err: anyhow::Error) -> anyhow::Result<HandleOutcome> {
+    tracing::warn!("skipping malformed event: {err:#}");
+    Ok(HandleOutcome::Ignored)
+}
+
+async fn find(conn: &libsql::Connection, id: i64) -> anyhow::Result<Option<Product>> {
+    let mut rows = conn.query("SELECT id, name, price, stock, image_url FROM products WHERE id = ?1", libsql::params![id]).await?;
+    match rows.next().await? {
+        Some(row) => Ok(Some(product_from(&row)?)),
+        None => Ok(None),
+    }
+}
+
+fn product_from(row: &libsql::Row) -> anyhow::Result<Product> {
+    Ok(Product { id: row.get(0)?, name: row.get(1)?, price: row.get(2)?, stock: row.get(3)?, image_url: row.get(4)? })
+}

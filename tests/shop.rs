@@ -1,0 +1,176 @@
+//! The shop on the local platform, end to end: real processes, the real
+//! embedded broker, HTTP over loopback (issue 2's "Must show").
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Shop, counter_sum, eventually, mypage_shows};
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_reaches_delivery_and_mypage_and_cancelling_restores_stock() {
+    let shop = Shop::up(&[]).await;
+    let (_, before) = shop.get("/products/2").await;
+    let (status, order) = shop.place_order(2, 3, "alice").await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["productName"], "RADIO");
+    let id = order["id"].as_i64().unwrap();
+
+    let rows = mypage_shows(&shop, "alice", &[id], "DeliveryStarted", 2).await;
+    assert_eq!(rows[0]["orderStatus"], "OrderPlaced");
+    assert_eq!(rows[0]["quantity"], 3);
+    let (_, deliveries) = shop.get("/deliveries").await;
+    assert_eq!(deliveries.as_array().unwrap().iter().filter(|d| d["orderId"] == id).count(), 1);
+    eventually(Duration::from_secs(30), "stock to drop by 3", || async {
+        let (_, p) = shop.get("/products/2").await;
+        if p["stock"].as_i64() == before["stock"].as_i64().map(|s| s - 3) { Ok(()) } else { Err(p.to_string()) }
+    })
+    .await;
+
+    let (status, cancelled) = shop.request(Method::DELETE, &format!("/orders/{id}"), None).await;
+    assert_eq!(status, 200, "{cancelled}");
+    eventually(Duration::from_secs(30), "mypage showing the cancellation", || async {
+        let (_, row) = shop.get(&format!("/mypages/{id}")).await;
+        if row["orderStatus"] == "OrderCancelled" && row["deliveryStatus"] == "DeliveryCancelled" { Ok(()) } else { Err(row.to_string()) }
+    })
+    .await;
+    eventually(Duration::from_secs(30), "stock restored", || async {
+        let (_, p) = shop.get("/products/2").await;
+        if p["stock"] == before["stock"] { Ok(()) } else { Err(p.to_string()) }
+    })
+    .await;
+    let (status, again) = shop.request(Method::DELETE, &format!("/orders/{id}"), None).await;
+    assert_eq!(status, 409, "cancelling twice is a conflict: {again}");
+    shop.down();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_delivery_at_zero_orders_are_accepted_and_delivered_once_it_returns() {
+    let shop = Shop::up(&[]).await;
+    shop.scale("shop.delivery", 0);
+    let ids = shop.place_orders(20, "bob").await;
+    mypage_shows(&shop, "bob", &ids, "preparing", 1).await;
+
+    shop.scale("shop.delivery", 1);
+    mypage_shows(&shop, "bob", &ids, "DeliveryStarted", 2).await;
+    let (_, deliveries) = shop.get("/deliveries").await;
+    let deliveries = deliveries.as_array().unwrap();
+    for id in &ids {
+        let count = deliveries.iter().filter(|d| d["orderId"] == *id).count();
+        assert_eq!(count, 1, "order {id} has {count} deliveries");
+    }
+    shop.down();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_mypage_replicas_apply_each_event_exactly_once() {
+    let shop = Shop::up(&["--replicas", "mypage=2"]).await;
+    let ids = shop.place_orders(40, "carol").await;
+    mypage_shows(&shop, "carol", &ids, "DeliveryStarted", 2).await;
+    let mypages = shop.replica_addresses("mypage");
+    assert_eq!(mypages.len(), 2);
+    // OrderPlaced and DeliveryStarted per order, applied once in the group.
+    let applied = counter_sum(&shop.http, &mypages, "stormproof_events_consumed_total", "").await;
+    assert_eq!(applied, 2 * ids.len() as u64, "events applied across both replicas");
+    for address in &mypages {
+        let own = counter_sum(&shop.http, std::slice::from_ref(address), "stormproof_events_consumed_total", "").await;
+        assert!(own > 0, "replica {address} got no partition");
+    }
+    shop.down();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_broker_while_orders_are_placed_loses_no_event() {
+    let shop = Shop::up(&[]).await;
+    let first = shop.place_orders(10, "dave").await;
+    let killed = shop.cli_ok(&["kill", "shop.broker"]);
+    assert!(killed.contains("broker-1"), "{killed}");
+    // Orders keep being accepted while the broker restarts: the outbox holds them.
+    let during = shop.place_orders(10, "dave").await;
+    eventually(Duration::from_secs(60), "a new broker replica ready", || async {
+        let services = shop.services();
+        let broker = services.as_array().unwrap().iter().find(|s| s["name"] == "broker").unwrap().clone();
+        if broker["ready"] == 1 && broker["replicas"][0]["id"] == "broker-2" { Ok(()) } else { Err(broker.to_string()) }
+    })
+    .await;
+    let after = shop.place_orders(10, "dave").await;
+    let all: Vec<i64> = first.into_iter().chain(during).chain(after).collect();
+    mypage_shows(&shop, "dave", &all, "DeliveryStarted", 2).await;
+    shop.down();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mypage_started_late_builds_its_view_from_retained_events() {
+    let shop = Shop::up(&["--replicas", "mypage=0"]).await;
+    let ids = shop.place_orders(100, "erin").await;
+    eventually(Duration::from_secs(60), "100 deliveries", || async {
+        let (_, d) = shop.get("/deliveries").await;
+        let n = d.as_array().map(|a| a.len()).unwrap_or(0);
+        if n == 100 { Ok(()) } else { Err(format!("{n} deliveries")) }
+    })
+    .await;
+    let (status, _) = shop.get("/mypages").await;
+    assert_eq!(status, 503, "no mypage replica yet");
+    shop.scale("shop.mypage", 1);
+    mypage_shows(&shop, "erin", &ids, "DeliveryStarted", 2).await;
+    shop.down();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_mistakes_get_a_4xx_with_a_reason() {
+    let shop = Shop::up(&[]).await;
+    let url = format!("{}/orders", shop.gateway);
+    let token = common::token(&shop.http, &shop.gateway, "user2", "stormproof").await;
+
+    // Malformed JSON, a missing field, a bad value.
+    for (body, expect) in [
+        ("{\"productId\": 1,", "EOF"),
+        ("{\"productId\": 1, \"quantity\": 1}", "customerId"),
+        ("{\"productId\": 1, \"quantity\": 0, \"customerId\": \"x\", \"customerName\": \"x\", \"customerAddr\": \"x\"}", "quantity"),
+    ] {
+        let response = shop.http.post(&url).bearer_auth(&token).header("content-type", "application/json").body(body).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let reason: serde_json::Value = response.json().await.unwrap();
+        assert!(reason["reason"].as_str().unwrap().contains(expect), "{body} → {reason}");
+    }
+    let (status, body) = shop.place_order(999, 1, "x").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["reason"].as_str().unwrap().contains("product 999"), "{body}");
+    let (status, _) = shop.get("/orders/abc").await;
+    assert_eq!(status, 400);
+    let (status, _) = shop.get("/orders/424242").await;
+    assert_eq!(status, 404);
+
+    // The gateway: no token, a forged token, wrong password.
+    let response = shop.http.get(format!("{}/products", shop.gateway)).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyMSIsImV4cCI6OTk5OTk5OTk5OX0.c2lnbmF0dXJl";
+    let response = shop.http.get(format!("{}/products", shop.gateway)).bearer_auth(forged).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let response = shop.http.post(format!("{}/auth/token", shop.gateway)).json(&json!({"username": "user1", "password": "nope"})).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let response = shop.http.get(format!("{}/nowhere", shop.gateway)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+
+    // The platform's own input errors exit 2 with the reason.
+    let out = shop.cli(&["scale", "shop.nosuch", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown service `nosuch`"));
+    let out = shop.cli(&["scale", "shop.broker", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    shop.down();
+}
+
+#[test]
+fn commands_without_a_running_system_say_so_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::stormproof(dir.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no system is up"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = common::stormproof(dir.path(), &["down"]);
+    assert_eq!(out.status.code(), Some(0), "down with nothing up is not an error");
+    let out = common::stormproof(dir.path(), &["up", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2));
+}
