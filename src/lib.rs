@@ -20,3 +20,10 @@ pub mod systems;
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
+
+/// A builder for an HTTP client, with the crypto provider installed first.
+/// Every reqwest client in stormproof starts here.
+pub fn http_client() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
+}

@@ -33,7 +33,6 @@ pub struct Shop {
 impl Shop {
     /// `stormproof up shop --detach --port 0` plus `extra` arguments.
     pub async fn up(extra: &[&str]) -> Shop {
-        stormproof::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut args = vec!["up", "shop", "--detach", "--port", "0", "--grace", "5s"];
         args.extend_from_slice(extra);
@@ -41,7 +40,7 @@ impl Shop {
         assert!(out.status.success(), "up failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let state: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("state.json")).unwrap()).unwrap();
         let gateway = state["gateway"].as_str().unwrap().to_string();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+        let http = stormproof::http_client().timeout(Duration::from_secs(15)).build().unwrap();
         let token = token(&http, &gateway, "user1", "stormproof").await;
         Shop { dir, gateway, state, http, token, stopped: false }
     }

@@ -97,7 +97,7 @@ pub struct ControlClient {
 impl ControlClient {
     /// A client for the platform described by `state`.
     pub fn new(state: &RunState) -> ControlClient {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        let http = crate::http_client().timeout(Duration::from_secs(10)).build().unwrap_or_default();
         ControlClient { base: state.control.trim_end_matches('/').to_string(), http }
     }
 

@@ -104,7 +104,7 @@ impl Supervisor {
             };
             services.push(Service { name: service.name.clone(), spec, desired: 0, replicas: vec![], next_ordinal: 1 });
         }
-        let http = reqwest::Client::builder().pool_max_idle_per_host(2).build().unwrap_or_default();
+        let http = crate::http_client().pool_max_idle_per_host(2).build().unwrap_or_default();
         Arc::new(Supervisor { system: def.system.clone(), launch, services: Mutex::new(services), changed: Notify::new(), http })
     }
 

@@ -55,7 +55,7 @@ impl Upstream {
         Upstream {
             name: name.to_string(),
             base: base.trim_end_matches('/').to_string(),
-            client: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build().unwrap_or_default(),
+            client: crate::http_client().pool_idle_timeout(Duration::from_secs(30)).build().unwrap_or_default(),
             timeout,
             failure_threshold: 3,
             open_for: Duration::from_secs(2),
