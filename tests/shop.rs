@@ -98,6 +98,15 @@ async fn killing_the_broker_while_orders_are_placed_loses_no_event() {
     let after = shop.place_orders(10, "dave").await;
     let all: Vec<i64> = first.into_iter().chain(during).chain(after).collect();
     mypage_shows(&shop, "dave", &all, "DeliveryStarted", 2).await;
+
+    // Held down, not just restarted: orders are still accepted, and none of
+    // them can reach mypage until the broker is back.
+    shop.scale("shop.broker", 0);
+    let held = shop.place_orders(10, "frank").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(shop.mypage("frank").await.is_empty(), "events cannot travel without a broker");
+    shop.scale("shop.broker", 1);
+    mypage_shows(&shop, "frank", &held, "DeliveryStarted", 2).await;
     shop.down();
 }
 

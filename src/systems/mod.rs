@@ -88,7 +88,7 @@ async fn serve_gateway(def: &SystemDef, opts: ServeOptions, gateway: GatewayOpti
     let app = kit::gateway_app(gateway.config(def)?, Forwarder::new(Arc::new(FixedUpstreams(fixed))));
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     println!("{}{}", kit::LISTENING, listener.local_addr()?);
-    axum::serve(listener, app).with_graceful_shutdown(platform_signal()).await?;
+    axum::serve(kit::nodelay(listener), app).with_graceful_shutdown(platform_signal()).await?;
     Ok(())
 }
 

@@ -174,7 +174,7 @@ fn service_address(name: String, forwarder: Forwarder) -> Router {
 
 fn serve(listener: TcpListener, app: Router) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
+        if let Err(err) = axum::serve(crate::systems::kit::nodelay(listener), app).await {
             tracing::error!("server stopped: {err}");
         }
     })

@@ -124,7 +124,7 @@ impl Kit {
         announce(addr);
         tracing::info!("{} {} listening on {addr}", self.name, self.opts.version);
         let draining = health.draining.clone();
-        axum::serve(listener, app)
+        axum::serve(nodelay(listener), app)
             .with_graceful_shutdown(async move {
                 terminated().await;
                 draining.store(true, Ordering::SeqCst);
@@ -216,4 +216,13 @@ async fn count(State(health): State<Health>, request: Request, next: Next) -> Re
     let response = next.run(request).await;
     health.metrics.request(&method, response.status().as_u16());
     response
+}
+
+/// `listener` with TCP_NODELAY on every accepted connection: small JSON
+/// answers must not wait for Nagle's algorithm and a delayed ACK.
+pub fn nodelay(listener: tokio::net::TcpListener) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|stream: &mut tokio::net::TcpStream| {
+        let _ = stream.set_nodelay(true);
+    })
 }

@@ -47,6 +47,7 @@ pub(crate) async fn consume<H: Handler>(
 ) -> anyhow::Result<()> {
     let consumer: StreamConsumer = kafka.consumer_config(&group, &client_id).create()?;
     consumer.subscribe(&[kafka.topic.as_str()])?;
+    let mut conn = store.connect().await?;
     loop {
         let message = tokio::select! {
             _ = stop.changed() => break,
@@ -67,7 +68,7 @@ pub(crate) async fn consume<H: Handler>(
         };
         let mut backoff = Duration::from_millis(50);
         loop {
-            match apply(&store, &handler, &event, &metrics).await {
+            match apply(&conn, &handler, &event, &metrics).await {
                 Ok(()) => {
                     // The handler may have recorded events (delivery does).
                     publisher.wake();
@@ -75,6 +76,9 @@ pub(crate) async fn consume<H: Handler>(
                 }
                 Err(err) => {
                     tracing::warn!("applying {} {}: {err:#}; retrying in {backoff:?}", event.event_type, event.id);
+                    if let Ok(fresh) = store.connect().await {
+                        conn = fresh;
+                    }
                     if *stop.borrow() {
                         return Ok(());
                     }
@@ -94,8 +98,8 @@ pub(crate) async fn consume<H: Handler>(
     Ok(())
 }
 
-async fn apply<H: Handler>(store: &Store, handler: &H, event: &Incoming, metrics: &Metrics) -> anyhow::Result<()> {
-    let tx = store.begin().await?;
+async fn apply<H: Handler>(conn: &libsql::Connection, handler: &H, event: &Incoming, metrics: &Metrics) -> anyhow::Result<()> {
+    let tx = Store::begin_on(conn).await?;
     let fresh = tx
         .execute(
             "INSERT OR IGNORE INTO processed_events (event_id, event_type, processed_at) VALUES (?1, ?2, ?3)",

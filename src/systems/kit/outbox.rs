@@ -197,7 +197,7 @@ impl Relay {
     }
 
     async fn report_pending(&self) {
-        let Ok(conn) = self.store.connect() else { return };
+        let Ok(conn) = self.store.connect().await else { return };
         if let Ok(mut rows) = conn.query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL", ()).await {
             if let Ok(Some(row)) = rows.next().await {
                 self.metrics.set_outbox_pending(row.get::<i64>(0).unwrap_or(0));

@@ -47,28 +47,34 @@ impl Store {
             .await
             .with_context(|| format!("cannot open {}", path.display()))?;
         let store = Store { db: std::sync::Arc::new(db) };
-        let conn = store.connect()?;
+        let conn = store.connect().await?;
         let mut rows = conn.query("PRAGMA journal_mode = WAL", ()).await?;
         while rows.next().await?.is_some() {}
-        // NORMAL: durable against a process crash (what a chaos test does),
-        // and far cheaper than an fsync per event.
-        conn.execute("PRAGMA synchronous = NORMAL", ()).await?;
         conn.execute_batch(KIT_SCHEMA).await?;
         conn.execute_batch(schema).await?;
         Ok(store)
     }
 
     /// A new connection with a busy timeout (replicas share the file).
-    pub fn connect(&self) -> anyhow::Result<Connection> {
+    pub async fn connect(&self) -> anyhow::Result<Connection> {
         let conn = self.db.connect()?;
         conn.busy_timeout(Duration::from_secs(10))?;
+        // Per connection, not per file. NORMAL in WAL mode is durable against
+        // a process crash (what chaos does) without an fsync per commit.
+        conn.execute("PRAGMA synchronous = NORMAL", ()).await?;
         Ok(conn)
     }
 
     /// Begins a write transaction. IMMEDIATE takes the write lock up front,
     /// so two replicas never deadlock upgrading a read lock.
     pub async fn begin(&self) -> anyhow::Result<Transaction> {
-        let conn = self.connect()?;
+        let conn = self.connect().await?;
+        Self::begin_on(&conn).await
+    }
+
+    /// Begins a write transaction on `conn` (a consumer keeps one connection
+    /// for all its events instead of opening one per event).
+    pub async fn begin_on(conn: &Connection) -> anyhow::Result<Transaction> {
         Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate).await?)
     }
 }

@@ -79,7 +79,7 @@ fn routes(app: App) -> Router {
 }
 
 async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Delivery>>, ApiError> {
-    let conn = app.store.connect()?;
+    let conn = app.store.connect().await?;
     let mut rows = conn.query(&format!("{SELECT} ORDER BY id"), ()).await?;
     let mut deliveries = Vec::new();
     while let Some(row) = rows.next().await? {
@@ -90,7 +90,7 @@ async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Delivery>>, ApiEr
 
 async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Delivery>, ApiError> {
     let id = parse_id(&id, "delivery")?;
-    let conn = app.store.connect()?;
+    let conn = app.store.connect().await?;
     find(&conn, "id", id).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("delivery {id} not found")))
 }
 

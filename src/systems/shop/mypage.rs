@@ -84,7 +84,7 @@ fn routes(app: App) -> Router {
 }
 
 async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<MyPage>>, ApiError> {
-    let conn = app.store.connect()?;
+    let conn = app.store.connect().await?;
     let mut rows = match &filter.customer_id {
         Some(customer) => conn.query(&format!("{SELECT} WHERE customer_id = ?1 ORDER BY order_id"), libsql::params![customer.as_str()]).await?,
         None => conn.query(&format!("{SELECT} ORDER BY order_id"), ()).await?,
@@ -98,7 +98,7 @@ async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<ax
 
 async fn show(State(app): State<App>, Path(order_id): Path<String>) -> Result<axum::Json<MyPage>, ApiError> {
     let order_id = parse_id(&order_id, "order")?;
-    let conn = app.store.connect()?;
+    let conn = app.store.connect().await?;
     let mut rows = conn.query(&format!("{SELECT} WHERE order_id = ?1"), libsql::params![order_id]).await?;
     match rows.next().await? {
         Some(row) => Ok(axum::Json(page_from(&row)?)),

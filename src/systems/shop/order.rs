@@ -156,7 +156,7 @@ async fn place(State(app): State<App>, JsonBody(order): JsonBody<PlaceOrder>) ->
     app.publisher.record(&tx, &id.to_string(), &Event::new("OrderPlaced", placed)).await?;
     tx.commit().await?;
     app.publisher.wake();
-    let conn = app.store.connect()?;
+    let conn = app.store.connect().await?;
     let created = find(&conn, id).await?.ok_or_else(|| anyhow::anyhow!("order {id} vanished"))?;
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/orders/{id}"))], axum::Json(created)))
 }
@@ -188,7 +188,7 @@ impl App {
 }
 
 async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Order>>, ApiError> {
-    let conn = app.store.connect()?;
+    let conn = app.store.connect().await?;
     let mut rows = conn.query(&format!("{SELECT} ORDER BY id"), ()).await?;
     let mut orders = Vec::new();
     while let Some(row) = rows.next().await? {
@@ -199,7 +199,7 @@ async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Order>>, ApiError
 
 async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Order>, ApiError> {
     let id = parse_id(&id, "order")?;
-    let conn = app.store.connect()?;
+    let conn = app.store.connect().await?;
     find(&conn, id).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))
 }
 

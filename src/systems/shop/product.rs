@@ -109,7 +109,7 @@ async fn seed(store: &Store) -> anyhow::Result<()> {
 }
 
 async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Product>>, ApiError> {
-    let conn = app.store.connect()?;
+    let conn = app.store.connect().await?;
     let mut rows = conn.query("SELECT id, name, price, stock, image_url FROM products ORDER BY id", ()).await?;
     let mut products = Vec::new();
     while let Some(row) = rows.next().await? {
@@ -120,7 +120,7 @@ async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Product>>, ApiErr
 
 async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Product>, ApiError> {
     let id = parse_id(&id, "product")?;
-    let conn = app.store.connect()?;
+    let conn = app.store.connect().await?;
     find(&conn, id).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("product {id} not found")))
 }
 
