@@ -4,10 +4,12 @@
 //! - [`systems`]: the reference services (the shop) and the kit they share;
 //! - [`broker`]: the embedded Kafka-API broker (tansu, SQLite storage);
 //! - [`platform`]: where services run — the local platform and its control API;
+//! - [`chaos`]: experiments with verdicts and guaranteed rollback;
 //! - [`cli`]: arguments and dispatch; the only part that prints for users.
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod chaos;
 pub mod cli;
 pub mod exit;
 pub mod platform;

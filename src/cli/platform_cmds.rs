@@ -13,9 +13,9 @@ use crate::systems::definition::SystemDef;
 
 pub(super) async fn up(args: UpArgs) -> anyhow::Result<Outcome> {
     let def = SystemDef::builtin(&args.system)?;
-    for (name, _) in &args.replicas {
+    for name in args.replicas.iter().map(|(n, _)| n).chain(args.variants.iter().map(|(n, _)| n)) {
         if def.service(name).is_none() {
-            anyhow::bail!("--replicas names unknown service `{name}` of {}", def.system);
+            anyhow::bail!("--replicas/--variant names unknown service `{name}` of {}", def.system);
         }
     }
     if args.detach {
@@ -27,6 +27,7 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<Outcome> {
         def,
         run_dir: args.run.run_dir,
         replicas: args.replicas,
+        variants: args.variants,
         keep_data: args.keep_data,
         kafka: args.kafka,
         gateway: args.gateway,

@@ -34,6 +34,8 @@ pub struct UpPlan {
     pub port: u16,
     /// Replica counts that override the definition's.
     pub replicas: Vec<(String, u32)>,
+    /// Service → variant to run (e.g. `product` → `item-rename`).
+    pub variants: Vec<(String, String)>,
     /// Keep the data of an earlier run instead of starting empty.
     pub keep_data: bool,
     /// Use this Kafka instead of starting the embedded broker.
@@ -77,6 +79,7 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         broker,
         service_urls: service_urls.clone(),
         grace: plan.grace,
+        variants: plan.variants.clone(),
     };
     let supervisor = Supervisor::new(&plan.def, launch);
     supervisor.start();
