@@ -16,9 +16,14 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Load a service as siege does (same flags), with real measurement and CI gates.
+    Siege(crate::load::cli::SiegeArgs),
+}
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {}
+    match cli.command {
+        Command::Siege(args) => crate::load::cli::run_siege(args).await,
+    }
 }

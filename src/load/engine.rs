@@ -1,0 +1,465 @@
+//! The engine: runs a [`LoadPlan`] and returns a [`LoadSummary`].
+//!
+//! Like oha's fast path, it starts one OS thread per core, each with its own
+//! current-thread tokio runtime and `LocalSet`. Each thread runs its share of
+//! the virtual users; each user owns its HTTP/1.1 connections (hyper's
+//! low-level `client::conn`, keep-alive unless told otherwise) and records
+//! into the thread's [`Recorder`] through a `RefCell` — no locks and no
+//! channels on the hot path. When the run ends each thread hands back its
+//! recorder and they are merged. The engine never prints: callers watch
+//! [`Progress`] and, if they ask, a stream of [`RequestEvent`]s.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{LoadPlan, Model, Stop};
+use super::recorder::{Outcome, Recorder, TransportError};
+use super::summary::{LoadSummary, StopReason};
+
+/// Live counters a caller can poll while the run goes (for a progress bar).
+/// Workers add to them every 100 ms, not per request.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    inner: Arc<ProgressInner>,
+}
+
+#[derive(Debug, Default)]
+struct ProgressInner {
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Progress {
+    /// New counters at zero.
+    pub fn new() -> Progress {
+        Progress::default()
+    }
+    /// Requests that ended so far.
+    pub fn completed(&self) -> u64 {
+        self.inner.done.load(Ordering::Relaxed)
+    }
+    /// Failures so far.
+    pub fn failed(&self) -> u64 {
+        self.inner.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// One finished request, sent to [`RunHooks::events`] when the caller asks
+/// (siege's `-v`). Costs a channel send per request: off by default.
+#[derive(Debug, Clone)]
+pub struct RequestEvent {
+    /// Index into [`LoadPlan::targets`].
+    pub target: usize,
+    /// The status, or why there was none.
+    pub result: Result<u16, TransportError>,
+    /// Response time.
+    pub latency: Duration,
+    /// Body bytes.
+    pub bytes: u64,
+}
+
+/// How a caller watches and stops a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunHooks {
+    /// Cancel to end the run early; the summary covers what was done.
+    pub cancel: CancellationToken,
+    /// Live counters.
+    pub progress: Option<Progress>,
+    /// Per-request events.
+    pub events: Option<UnboundedSender<RequestEvent>>,
+}
+
+/// A run that could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A worker thread could not be started.
+    #[error("cannot start a load worker thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// A worker thread panicked.
+    #[error("a load worker thread stopped unexpectedly")]
+    WorkerPanicked,
+}
+
+/// A target made ready to send: the request parts built once.
+struct Prepared {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    addr: usize,
+    route: usize,
+}
+
+struct Shared {
+    plan: LoadPlan,
+    targets: Vec<Prepared>,
+    addrs: Vec<Option<SocketAddr>>,
+    routes: usize,
+    start: Instant,
+    deadline: Option<Instant>,
+    cancel: CancellationToken,
+    progress: Option<Progress>,
+    events: Option<UnboundedSender<RequestEvent>>,
+}
+
+/// Runs `plan` to its end (or until `hooks.cancel`) and summarises it.
+pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadError> {
+    let (route_labels, route_of) = plan.routes();
+    let mut authorities: Vec<(String, u16)> = Vec::new();
+    let mut targets = Vec::with_capacity(plan.targets.len());
+    for (i, t) in plan.targets.iter().enumerate() {
+        let key = (t.host.clone(), t.port);
+        let addr = match authorities.iter().position(|a| *a == key) {
+            Some(a) => a,
+            None => {
+                authorities.push(key);
+                authorities.len() - 1
+            }
+        };
+        targets.push(Prepared {
+            method: t.method.clone(),
+            uri: t.path_and_query.parse().unwrap_or_else(|_| Uri::from_static("/")),
+            headers: request_headers(&plan, t),
+            body: t.body.clone().unwrap_or_default(),
+            addr,
+            route: route_of[i],
+        });
+    }
+    let mut addrs = Vec::with_capacity(authorities.len());
+    for (host, port) in &authorities {
+        let found = match tokio::net::lookup_host((host.as_str(), *port)).await {
+            Ok(mut it) => it.next(),
+            Err(_) => None,
+        };
+        addrs.push(found);
+    }
+
+    let workers = plan.worker_count();
+    let users = plan.users;
+    let model = plan.model;
+    let started_unix_ms =
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let start = Instant::now();
+    let deadline = match plan.stop {
+        Stop::Duration(d) => Some(start + d),
+        _ => None,
+    };
+    let shared = Arc::new(Shared {
+        plan,
+        targets,
+        addrs,
+        routes: route_labels.len(),
+        start,
+        deadline,
+        cancel: hooks.cancel.clone(),
+        progress: hooks.progress.clone(),
+        events: hooks.events.clone(),
+    });
+
+    let mut receivers = Vec::with_capacity(workers);
+    let mut first_user = 0u32;
+    for w in 0..workers {
+        let count = users / workers as u32 + u32::from((w as u32) < users % workers as u32);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shared = shared.clone();
+        let first = first_user;
+        first_user += count;
+        std::thread::Builder::new()
+            .name(format!("stormproof-load-{w}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("current-thread runtime");
+                let local = tokio::task::LocalSet::new();
+                let result = local.block_on(&rt, worker(shared, first, count));
+                let _ = tx.send(result);
+            })
+            .map_err(LoadError::Spawn)?;
+        receivers.push(rx);
+    }
+
+    let mut merged: Option<Recorder> = None;
+    let mut stopped_by = StopReason::Completed;
+    let mut end = start;
+    for rx in receivers {
+        let (rec, reason, worker_end) = rx.await.map_err(|_| LoadError::WorkerPanicked)?;
+        if reason != StopReason::Completed {
+            stopped_by = reason;
+        }
+        end = end.max(worker_end);
+        match merged.as_mut() {
+            Some(m) => m.merge(rec),
+            None => merged = Some(rec),
+        }
+    }
+    let elapsed = end.duration_since(start);
+    let mut rec = merged.expect("at least one worker");
+    rec.finish(elapsed);
+    Ok(LoadSummary::build(rec, route_labels, model, users, workers, started_unix_ms, elapsed, stopped_by))
+}
+
+fn request_headers(plan: &LoadPlan, t: &super::plan::Target) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let host = if t.port == 80 { t.host.clone() } else { t.authority() };
+    if let Ok(v) = HeaderValue::from_str(&host) {
+        h.insert(header::HOST, v);
+    }
+    h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    if let Ok(v) = HeaderValue::from_str(&plan.user_agent) {
+        h.insert(header::USER_AGENT, v);
+    }
+    if t.body.is_some() {
+        let ct = plan.content_type.as_deref().or(t.content_type.as_deref());
+        if let Some(v) = ct.and_then(|c| HeaderValue::from_str(c).ok()) {
+            h.insert(header::CONTENT_TYPE, v);
+        }
+    }
+    if !plan.keepalive {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    for (name, value) in &plan.headers {
+        h.insert(name.clone(), value.clone());
+    }
+    h
+}
+
+/// Per-thread state shared by the thread's users.
+struct Local {
+    shared: Arc<Shared>,
+    rec: RefCell<Recorder>,
+    done: Cell<u64>,
+    failed: Cell<u64>,
+    /// Open model: next schedule slot of this worker.
+    next_slot: Cell<u64>,
+    slots: u64,
+    interval: Duration,
+}
+
+async fn worker(shared: Arc<Shared>, first_user: u32, users: u32) -> (Recorder, StopReason, Instant) {
+    let plan = &shared.plan;
+    let per_user = match plan.stop {
+        Stop::Reps(n) => n,
+        Stop::Once => plan.targets.len() as u64,
+        Stop::Duration(_) => u64::MAX,
+    };
+    let interval = match plan.model {
+        Model::Open { rate } => {
+            let share = rate * users as f64 / plan.users as f64;
+            Duration::from_secs_f64(1.0 / share)
+        }
+        Model::Closed => Duration::ZERO,
+    };
+    let local = Rc::new(Local {
+        rec: RefCell::new(Recorder::new(plan.counting, shared.routes, plan.timeline)),
+        shared: shared.clone(),
+        done: Cell::new(0),
+        failed: Cell::new(0),
+        next_slot: Cell::new(0),
+        slots: per_user.saturating_mul(users as u64),
+        interval,
+    });
+    let mut set = JoinSet::new();
+    for u in 0..users {
+        set.spawn_local(user_loop(local.clone(), first_user + u, per_user));
+    }
+    let ticker = tokio::task::spawn_local(flush_progress(local.clone()));
+    let deadline = shared.deadline;
+    let reason = tokio::select! {
+        _ = async { while set.join_next().await.is_some() {} } => StopReason::Completed,
+        _ = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        } => StopReason::Duration,
+        _ = shared.cancel.cancelled() => StopReason::Cancelled,
+    };
+    let end = Instant::now();
+    set.shutdown().await;
+    ticker.abort();
+    let _ = ticker.await;
+    add_progress(&local);
+    let rec = local.rec.replace(Recorder::new(plan.counting, 0, false));
+    (rec, reason, end)
+}
+
+fn add_progress(local: &Local) {
+    if let Some(p) = &local.shared.progress {
+        p.inner.done.fetch_add(local.done.replace(0), Ordering::Relaxed);
+        p.inner.failed.fetch_add(local.failed.replace(0), Ordering::Relaxed);
+    }
+}
+
+async fn flush_progress(local: Rc<Local>) {
+    if local.shared.progress.is_none() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        add_progress(&local);
+    }
+}
+
+async fn user_loop(local: Rc<Local>, user: u32, per_user: u64) {
+    let shared = &local.shared;
+    let plan = &shared.plan;
+    let n = shared.targets.len();
+    let mut rng = fastrand::Rng::with_seed(0x5eed_u64 ^ ((user as u64) << 20) ^ shared.start.elapsed().as_nanos() as u64);
+    let mut conns: Vec<Option<SendRequest<Full<Bytes>>>> = (0..shared.addrs.len()).map(|_| None).collect();
+    let open = matches!(plan.model, Model::Open { .. });
+    let mut next = 0usize;
+    let mut sent = 0u64;
+    loop {
+        let scheduled = if open {
+            let slot = local.next_slot.get();
+            if slot >= local.slots {
+                break;
+            }
+            local.next_slot.set(slot + 1);
+            let at = shared.start + local.interval.mul_f64(slot as f64);
+            if at > Instant::now() {
+                tokio::time::sleep_until(at.into()).await;
+            }
+            Some(at)
+        } else {
+            if sent >= per_user {
+                break;
+            }
+            if !plan.delay.is_zero() {
+                tokio::time::sleep(plan.delay.mul_f64(rng.f64())).await;
+            }
+            None
+        };
+        sent += 1;
+        let idx = if plan.random_order {
+            rng.usize(..n)
+        } else {
+            let i = next;
+            next = if next + 1 == n { 0 } else { next + 1 };
+            i
+        };
+        let begin = scheduled.unwrap_or_else(Instant::now);
+        let result = match tokio::time::timeout(plan.timeout, send(shared, &mut conns, idx)).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout),
+        };
+        let end = Instant::now();
+        let outcome = match result {
+            Ok((status, bytes)) => Outcome::Response { status, bytes },
+            Err(e) => Outcome::Transport(e),
+        };
+        let latency = end.duration_since(begin);
+        let route = shared.targets[idx].route;
+        let failed = {
+            let mut rec = local.rec.borrow_mut();
+            let before = rec.total.failed;
+            rec.record(route, outcome, latency, end.duration_since(shared.start));
+            rec.total.failed != before
+        };
+        local.done.set(local.done.get() + 1);
+        if failed {
+            local.failed.set(local.failed.get() + 1);
+        }
+        if let Some(tx) = &shared.events {
+            let (result, bytes) = match outcome {
+                Outcome::Response { status, bytes } => (Ok(status), bytes),
+                Outcome::Transport(e) => (Err(e), 0),
+            };
+            let _ = tx.send(RequestEvent { target: idx, result, latency, bytes });
+        }
+    }
+}
+
+async fn send(
+    shared: &Shared,
+    conns: &mut [Option<SendRequest<Full<Bytes>>>],
+    idx: usize,
+) -> Result<(u16, u64), TransportError> {
+    let t = &shared.targets[idx];
+    let addr = shared.addrs[t.addr].ok_or(TransportError::Dns)?;
+    let reusable = match conns[t.addr].take() {
+        Some(mut s) if !s.is_closed() => s.ready().await.is_ok().then_some(s),
+        _ => None,
+    };
+    let mut sender = match reusable {
+        Some(s) => s,
+        None => connect(addr).await?,
+    };
+    let mut req = Request::new(Full::new(t.body.clone()));
+    *req.method_mut() = t.method.clone();
+    *req.uri_mut() = t.uri.clone();
+    *req.headers_mut() = t.headers.clone();
+    let resp = sender.send_request(req).await.map_err(|e| hyper_error(&e))?;
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| hyper_error(&e))?;
+        if let Some(data) = frame.data_ref() {
+            bytes += data.len() as u64;
+        }
+    }
+    if shared.plan.keepalive {
+        conns[t.addr] = Some(sender);
+    }
+    Ok((status, bytes))
+}
+
+async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => TransportError::ConnectRefused,
+        std::io::ErrorKind::TimedOut => TransportError::Timeout,
+        _ => TransportError::ConnectFailed,
+    })?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| hyper_error(&e))?;
+    tokio::task::spawn_local(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+fn hyper_error(e: &hyper::Error) -> TransportError {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe => TransportError::Reset,
+                std::io::ErrorKind::TimedOut => TransportError::Timeout,
+                std::io::ErrorKind::UnexpectedEof => TransportError::Closed,
+                _ => TransportError::Other,
+            };
+        }
+        source = s.source();
+    }
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        TransportError::Closed
+    } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+        TransportError::Protocol
+    } else if e.is_timeout() {
+        TransportError::Timeout
+    } else {
+        TransportError::Other
+    }
+}
