@@ -268,8 +268,8 @@ impl Recorder {
         counters.record(class, outcome, us);
         let timed = matches!(outcome, Outcome::Response { .. });
         if timed {
-            self.hist.saturating_record(us);
-            hist.saturating_record(us);
+            self.hist.record(us).ok();
+            hist.record(us).ok();
         }
         if !self.keep_timeline {
             return;
@@ -284,7 +284,7 @@ impl Recorder {
         slot.counts.record(class, outcome);
         slot.routes[route].record(class, outcome);
         if timed {
-            self.current_hist.saturating_record(us);
+            self.current_hist.record(us).ok();
         }
     }
 
