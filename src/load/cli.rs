@@ -286,9 +286,9 @@ pub async fn run_siege(args: SiegeArgs) -> anyhow::Result<Outcome> {
         write!(out, "{}", report::siege_text(&summary))?;
         write!(out, "\n{}", report::extras_text(&summary))?;
     }
-    if !results.is_empty() && (!args.quiet || results.iter().any(|r| !r.passed)) && !args.json {
+    if !results.is_empty() && !args.quiet && !args.json {
         write!(out, "\n{}", report::thresholds_text(&results))?;
-    } else if args.json || args.quiet {
+    } else {
         for r in results.iter().filter(|r| !r.passed) {
             eprintln!("threshold failed: {}: {}", r.threshold, r.message);
         }
