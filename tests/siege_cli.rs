@@ -143,3 +143,17 @@ async fn url_argument_with_method_and_body() {
     assert_eq!(stdout.matches("==> POST   /orders").count(), 2, "{stdout}");
     assert!(stdout.contains("Transactions:\t\t           2 hits"), "{stdout}");
 }
+
+#[test]
+fn shipped_shop_url_files_parse() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/shop");
+    for name in ["browse.urls", "orders.urls", "admin.urls"] {
+        let t = stormproof::load::parse_url_file(&dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!t.is_empty(), "{name}");
+    }
+    let orders = stormproof::load::parse_url_file(&dir.join("orders.urls")).unwrap();
+    assert_eq!(orders[0].route, "POST /orders");
+    assert!(orders[1].body.as_ref().is_some_and(|b| b.starts_with(b"{\"productId\": 2")));
+    assert_eq!(orders[1].content_type.as_deref(), Some("application/json"));
+    assert_eq!(orders[4].method, stormproof::load::Method::PATCH);
+}

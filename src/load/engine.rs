@@ -455,7 +455,7 @@ fn hyper_error(e: &hyper::Error) -> TransportError {
     }
     if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
         TransportError::Closed
-    } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+    } else if e.is_parse() || e.is_parse_status() {
         TransportError::Protocol
     } else if e.is_timeout() {
         TransportError::Timeout
