@@ -43,6 +43,7 @@ trap cleanup EXIT INT TERM
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 mkdir -p "$TMP/www" "$TMP/home"
+chmod 755 "$TMP" "$TMP/www"   # nginx workers run unprivileged
 head -c 127 /dev/zero | tr '\0' 'x' > "$TMP/www/index.html"; echo >> "$TMP/www/index.html"   # 128 bytes
 cat > "$TMP/nginx.conf" <<CONF
 worker_processes 1;
@@ -73,7 +74,8 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-echo "target: nginx 1 worker, 128-byte file, $URL; ${CONC} connections, ${DURATION} s each; $(nproc) cores"
+STATUS=$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).status)" "$URL" 2>&1 || true)
+echo "target: nginx 1 worker, 128-byte file, $URL (GET -> $STATUS); ${CONC} connections, ${DURATION} s each; $(nproc) cores"
 
 # --- wrk ----------------------------------------------------------------
 WRK_OUT=$(wrk -t"$(nproc)" -c"$CONC" -d"${DURATION}s" --latency "$URL")

@@ -116,6 +116,11 @@ async fn time_runs_last_the_asked_time() {
     assert!(s.transactions() > 0);
     assert!(s.timeline.len() >= 2 && s.timeline.len() <= 3, "{}", s.timeline.len());
     assert_eq!(s.timeline.iter().map(|p| p.counts.requests).sum::<u64>(), s.figures.requests);
+    for p in s.timeline.iter().filter(|p| p.counts.requests > 0) {
+        // the server answers after 5 ms: each second's percentiles say so
+        assert!(p.p50_us >= 4_000 && p.p99_us >= p.p50_us, "{p:?}");
+        assert!(p.availability == 100.0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@
 //! [`Progress`] and, if they ask, a stream of [`RequestEvent`]s.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -21,13 +22,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Uri};
+use hdrhistogram::Histogram;
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{LoadPlan, Model, Stop};
-use super::recorder::{Outcome, Recorder, TransportError};
+use super::recorder::{ClosedSecond, Outcome, Recorder, SecondSink, TransportError};
 use super::summary::{LoadSummary, StopReason};
 
 /// Live counters a caller can poll while the run goes (for a progress bar).
@@ -170,12 +172,14 @@ pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadErr
         events: hooks.events.clone(),
     });
 
+    let (second_tx, mut second_rx) = tokio::sync::mpsc::unbounded_channel::<ClosedSecond>();
     let mut receivers = Vec::with_capacity(workers);
     let mut first_user = 0u32;
     for w in 0..workers {
         let count = users / workers as u32 + u32::from((w as u32) < users % workers as u32);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let shared = shared.clone();
+        let sink = second_tx.clone();
         let first = first_user;
         first_user += count;
         std::thread::Builder::new()
@@ -186,13 +190,21 @@ pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadErr
                     .build()
                     .expect("current-thread runtime");
                 let local = tokio::task::LocalSet::new();
-                let result = local.block_on(&rt, worker(shared, first, count));
+                let result = local.block_on(&rt, worker(shared, w, sink, first, count));
                 let _ = tx.send(result);
             })
             .map_err(LoadError::Spawn)?;
         receivers.push(rx);
     }
 
+    drop(second_tx);
+    // Merge each second's latencies across workers as the seconds close,
+    // keeping only p50/p99: memory stays flat however long the run.
+    let mut seconds = SecondMerger::new(workers);
+    while let Some(closed) = second_rx.recv().await {
+        seconds.add(closed);
+    }
+    let quantiles = seconds.finish();
     let mut merged: Option<Recorder> = None;
     let mut stopped_by = StopReason::Completed;
     let mut end = start;
@@ -210,7 +222,7 @@ pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadErr
     let elapsed = end.duration_since(start);
     let mut rec = merged.expect("at least one worker");
     rec.finish(elapsed);
-    Ok(LoadSummary::build(rec, route_labels, model, users, workers, started_unix_ms, elapsed, stopped_by))
+    Ok(LoadSummary::build(rec, route_labels, model, users, workers, started_unix_ms, elapsed, stopped_by, Some(quantiles)))
 }
 
 fn request_headers(plan: &LoadPlan, t: &super::plan::Target) -> HeaderMap {
@@ -250,7 +262,13 @@ struct Local {
     interval: Duration,
 }
 
-async fn worker(shared: Arc<Shared>, first_user: u32, users: u32) -> (Recorder, StopReason, Instant) {
+async fn worker(
+    shared: Arc<Shared>,
+    index: usize,
+    sink: SecondSink,
+    first_user: u32,
+    users: u32,
+) -> (Recorder, StopReason, Instant) {
     let plan = &shared.plan;
     let per_user = match plan.stop {
         Stop::Reps(n) => n,
@@ -264,8 +282,10 @@ async fn worker(shared: Arc<Shared>, first_user: u32, users: u32) -> (Recorder, 
         }
         Model::Closed => Duration::ZERO,
     };
+    let mut rec = Recorder::new(plan.counting, shared.routes, plan.timeline);
+    rec.stream_seconds(index, sink);
     let local = Rc::new(Local {
-        rec: RefCell::new(Recorder::new(plan.counting, shared.routes, plan.timeline)),
+        rec: RefCell::new(rec),
         shared: shared.clone(),
         done: Cell::new(0),
         failed: Cell::new(0),
@@ -277,7 +297,7 @@ async fn worker(shared: Arc<Shared>, first_user: u32, users: u32) -> (Recorder, 
     for u in 0..users {
         set.spawn_local(user_loop(local.clone(), first_user + u, per_user));
     }
-    let ticker = tokio::task::spawn_local(flush_progress(local.clone()));
+    let ticker = tokio::task::spawn_local(tick(local.clone()));
     let deadline = shared.deadline;
     let reason = tokio::select! {
         _ = async { while set.join_next().await.is_some() {} } => StopReason::Completed,
@@ -294,7 +314,9 @@ async fn worker(shared: Arc<Shared>, first_user: u32, users: u32) -> (Recorder, 
     ticker.abort();
     let _ = ticker.await;
     add_progress(&local);
-    let rec = local.rec.replace(Recorder::new(plan.counting, 0, false));
+    let mut rec = local.rec.replace(Recorder::new(plan.counting, 0, false));
+    rec.tick(end.duration_since(shared.start));
+    rec.close_stream();
     (rec, reason, end)
 }
 
@@ -305,13 +327,59 @@ fn add_progress(local: &Local) {
     }
 }
 
-async fn flush_progress(local: Rc<Local>) {
-    if local.shared.progress.is_none() {
-        return;
-    }
+/// Every 100 ms: publish progress and close the timeline's past seconds.
+async fn tick(local: Rc<Local>) {
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         add_progress(&local);
+        local.rec.borrow_mut().tick(local.shared.start.elapsed());
+    }
+}
+
+/// Merges the closed seconds of all workers into per-second p50/p99.
+struct SecondMerger {
+    closed_before: Vec<usize>,
+    open: BTreeMap<usize, Histogram<u64>>,
+    done: Vec<(u64, u64)>,
+}
+
+impl SecondMerger {
+    fn new(workers: usize) -> SecondMerger {
+        SecondMerger { closed_before: vec![0; workers], open: BTreeMap::new(), done: Vec::new() }
+    }
+
+    fn add(&mut self, c: ClosedSecond) {
+        if !c.latency.is_empty() {
+            let h = self.open.entry(c.second).or_insert_with(|| Histogram::new(2).expect("valid precision"));
+            for (v, n) in c.latency {
+                let _ = h.record_n(v, n);
+            }
+        }
+        if let Some(w) = self.closed_before.get_mut(c.worker) {
+            *w = (*w).max(c.closed_before);
+        }
+        let all_closed = self.closed_before.iter().copied().min().unwrap_or(0);
+        while let Some((&sec, _)) = self.open.first_key_value() {
+            if sec >= all_closed {
+                break;
+            }
+            let (sec, h) = self.open.pop_first().expect("non-empty");
+            self.finalize(sec, &h);
+        }
+    }
+
+    fn finalize(&mut self, sec: usize, h: &Histogram<u64>) {
+        if self.done.len() <= sec {
+            self.done.resize(sec + 1, (0, 0));
+        }
+        self.done[sec] = (h.value_at_quantile(0.5), h.value_at_quantile(0.99));
+    }
+
+    fn finish(mut self) -> Vec<(u64, u64)> {
+        for (sec, h) in std::mem::take(&mut self.open) {
+            self.finalize(sec, &h);
+        }
+        self.done
     }
 }
 

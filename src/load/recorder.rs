@@ -237,6 +237,24 @@ pub struct Recorder {
     keep_timeline: bool,
     current: usize,
     current_hist: Histogram<u64>,
+    sink: Option<SecondSink>,
+    worker: usize,
+}
+
+/// Where a worker sends each closed second's latencies, so the engine can
+/// merge them across workers as the run goes and keep only p50/p99 per
+/// second (memory stays flat however long the run).
+pub(crate) type SecondSink = tokio::sync::mpsc::UnboundedSender<ClosedSecond>;
+
+/// A worker closed second `second`: every later outcome of that worker
+/// falls in a later second.
+#[derive(Debug)]
+pub(crate) struct ClosedSecond {
+    pub worker: usize,
+    pub second: usize,
+    /// Every second before this one is closed for this worker.
+    pub closed_before: usize,
+    pub latency: Vec<(u64, u64)>,
 }
 
 fn new_hist(sigfig: u8) -> Histogram<u64> {
@@ -255,6 +273,8 @@ impl Recorder {
             keep_timeline,
             current: 0,
             current_hist: new_hist(2),
+            sink: None,
+            worker: 0,
         }
     }
 
@@ -294,24 +314,49 @@ impl Recorder {
             self.timeline.resize_with(sec + 1, Second::default);
         }
         if sec > self.current {
-            self.flush_current();
+            self.flush_current(sec);
             self.current = sec;
         }
     }
 
-    fn flush_current(&mut self) {
-        if self.current_hist.is_empty() {
-            return;
-        }
+    fn flush_current(&mut self, closed_before: usize) {
         let sparse: Vec<(u64, u64)> = self
             .current_hist
             .iter_recorded()
             .map(|v| (self.current_hist.median_equivalent(v.value_iterated_to()), v.count_since_last_iteration()))
             .collect();
-        if let Some(slot) = self.timeline.get_mut(self.current) {
+        self.current_hist.reset();
+        if let Some((worker, sink)) = self.sink_worker() {
+            let _ = sink.send(ClosedSecond { worker, second: self.current, closed_before, latency: sparse });
+        } else if let Some(slot) = self.timeline.get_mut(self.current) {
             slot.latency.extend(sparse);
         }
-        self.current_hist.reset();
+    }
+
+    fn sink_worker(&self) -> Option<(usize, &SecondSink)> {
+        self.sink.as_ref().map(|s| (self.worker, s))
+    }
+
+    /// Streams closed seconds to `sink` as worker `worker` instead of keeping them.
+    pub(crate) fn stream_seconds(&mut self, worker: usize, sink: SecondSink) {
+        self.worker = worker;
+        self.sink = Some(sink);
+    }
+
+    /// Called as wall time passes (even with no outcome): closes the open
+    /// second once the clock is past it, so the engine can finalize it.
+    pub(crate) fn tick(&mut self, since_start: Duration) {
+        if self.keep_timeline {
+            self.advance_to(since_start.as_secs() as usize);
+        }
+    }
+
+    /// A worker's last act: close the open second and drop the sink.
+    pub(crate) fn close_stream(&mut self) {
+        if self.keep_timeline && self.sink.is_some() {
+            self.flush_current(usize::MAX);
+        }
+        self.sink = None;
     }
 
     /// Closes the timeline at `elapsed` (seconds without any outcome get
@@ -320,7 +365,7 @@ impl Recorder {
         if !self.keep_timeline {
             return;
         }
-        self.flush_current();
+        self.flush_current(usize::MAX);
         let secs = elapsed.as_secs_f64().ceil().max(1.0) as usize;
         if self.timeline.len() < secs {
             self.timeline.resize_with(secs, Second::default);
@@ -335,8 +380,8 @@ impl Recorder {
 
     /// Adds another worker's aggregate into this one (both finished).
     pub fn merge(&mut self, mut other: Recorder) {
-        self.flush_current();
-        other.flush_current();
+        self.flush_current(usize::MAX);
+        other.flush_current(usize::MAX);
         self.total.merge(&other.total);
         self.hist.add(&other.hist).expect("auto-resizing histograms add");
         for ((c, h), (oc, oh)) in self.routes.iter_mut().zip(other.routes.iter()) {

@@ -222,6 +222,7 @@ impl LoadSummary {
         started_unix_ms: u64,
         elapsed: Duration,
         stopped_by: StopReason,
+        second_quantiles: Option<Vec<(u64, u64)>>,
     ) -> LoadSummary {
         let counting = rec.counting();
         let timeline = rec
@@ -229,7 +230,10 @@ impl LoadSummary {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let (p50, p99) = sparse_quantiles(&s.latency);
+                let (p50, p99) = match &second_quantiles {
+                    Some(q) => q.get(i).copied().unwrap_or((0, 0)),
+                    None => sparse_quantiles(&s.latency),
+                };
                 SecondPoint {
                     second: i as u64,
                     counts: s.counts,
@@ -397,6 +401,7 @@ mod tests {
             0,
             Duration::from_secs(1),
             StopReason::Completed,
+            None,
         )
     }
 
