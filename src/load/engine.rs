@@ -464,6 +464,7 @@ async fn send(
         Some(mut s) if !s.is_closed() => s.ready().await.is_ok().then_some(s),
         _ => None,
     };
+    let reused = reusable.is_some();
     let mut sender = match reusable {
         Some(s) => s,
         None => connect(addr).await?,
@@ -472,7 +473,18 @@ async fn send(
     *req.method_mut() = t.method.clone();
     *req.uri_mut() = t.uri.clone();
     *req.headers_mut() = t.headers.clone();
-    let resp = sender.send_request(req).await.map_err(|e| hyper_error(&e))?;
+    let resp = match sender.try_send_request(req).await {
+        Ok(resp) => resp,
+        Err(mut e) => match e.take_message() {
+            // A kept-alive connection the server had closed: the request was
+            // never written, so sending it on a fresh connection is safe.
+            Some(req) if reused => {
+                sender = connect(addr).await?;
+                sender.send_request(req).await.map_err(|e| hyper_error(&e))?
+            }
+            _ => return Err(hyper_error(e.error())),
+        },
+    };
     let status = resp.status().as_u16();
     let mut body = resp.into_body();
     let mut bytes = 0u64;
