@@ -5,7 +5,7 @@
 # p99 of each tool and the ratios, then stormproof's peak RSS for a 10 s and a
 # 60 s run (flat memory check).
 #
-# Usage: benches/siege_vs_wrk.sh            (DURATION=10 CONC=50 by default)
+# Usage: benches/siege_vs_wrk.sh            (DURATION=10 CONC=50 ROUNDS=3 by default)
 #        DURATION=30 CONC=50 SKIP_RSS=1 benches/siege_vs_wrk.sh
 # Installs nginx, wrk, siege (and time, python3) with apt-get when missing
 # (needs root). Builds stormproof in release mode unless STORMPROOF_BIN is set.
@@ -77,42 +77,61 @@ done
 STATUS=$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).status)" "$URL" 2>&1 || true)
 echo "target: nginx 1 worker, 128-byte file, $URL (GET -> $STATUS); ${CONC} connections, ${DURATION} s each; $(nproc) cores"
 
-# --- wrk ----------------------------------------------------------------
-WRK_OUT=$(wrk -t"$(nproc)" -c"$CONC" -d"${DURATION}s" --latency "$URL")
-WRK_RPS=$(awk '/^Requests\/sec:/ {print $2}' <<<"$WRK_OUT")
 to_ms() { python3 -c '
 import sys, re
-v = sys.argv[1]
-m = re.match(r"([0-9.]+)(us|ms|s|m)$", v)
+m = re.match(r"([0-9.]+)(us|ms|s|m)$", sys.argv[1])
 n, u = float(m.group(1)), m.group(2)
 print("%.3f" % (n / 1000 if u == "us" else n if u == "ms" else n * 1000 if u == "s" else n * 60000))' "$1"; }
-WRK_P50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$WRK_OUT")")
-WRK_P99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$WRK_OUT")")
 
-# --- siege (defaults of Debian's siege, benchmark mode) -------------------
-SIEGE_OUT=$(HOME="$TMP/home" siege -b -q -c"$CONC" -t"${DURATION}S" "$URL" 2>&1 || true)
-SIEGE_RPS=$(awk -F: '/Transaction rate/ {gsub(/[^0-9.]/,"",$2); print $2} /"transaction_rate"/ {gsub(/[^0-9.]/,"",$2); print $2}' <<<"$SIEGE_OUT" | head -1)
-SIEGE_RT=$(awk -F: '/Response time/ {gsub(/[^0-9.]/,"",$2); print $2} /"response_time"/ {gsub(/[^0-9.]/,"",$2); print $2}' <<<"$SIEGE_OUT" | head -1)
-
-# --- stormproof ---------------------------------------------------------
-SP_JSON="$TMP/sp.json"
-/usr/bin/time -v -o "$TMP/sp.time" "$STORMPROOF_BIN" siege -b -q -j -c"$CONC" -t"${DURATION}S" "$URL" > "$SP_JSON"
-read -r SP_RPS SP_P50 SP_P99 SP_FAILED < <(python3 -c '
+# Each prints "req/s p50_ms p99_ms".
+run_wrk() {
+  local out; out=$(wrk -t"$(nproc)" -c"$CONC" -d"${DURATION}s" --latency "$URL")
+  echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out") $(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")") $(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")"
+}
+run_siege() {   # Debian's siege with its default configuration, benchmark mode
+  local out; out=$(HOME="$TMP/home" siege -b -q -c"$CONC" -t"${DURATION}S" "$URL" 2>&1 || true)
+  local rps; rps=$(awk -F: '/Transaction rate/ {gsub(/[^0-9.]/,"",$2); print $2} /"transaction_rate"/ {gsub(/[^0-9.]/,"",$2); print $2}' <<<"$out" | head -1)
+  echo "${rps:-0} - -"
+}
+run_stormproof() {
+  /usr/bin/time -v -o "$TMP/sp.time" "$STORMPROOF_BIN" siege -b -q -j -c"$CONC" -t"${DURATION}S" "$URL" > "$TMP/sp.json"
+  python3 -c '
 import json, sys
 j = json.load(open(sys.argv[1]))
-print("%.2f %.3f %.3f %d" % (j["request_rate"], j["latency_us"]["p50_us"] / 1000, j["latency_us"]["p99_us"] / 1000, j["failed_transactions"]))' "$SP_JSON")
+assert j["failed_transactions"] == 0, "stormproof saw failures: %r" % j["failures"]
+print("%.2f %.3f %.3f" % (j["request_rate"], j["latency_us"]["p50_us"] / 1000, j["latency_us"]["p99_us"] / 1000))' "$TMP/sp.json"
+}
+
+# The tools take turns, ROUNDS times, so a busy machine hurts them alike;
+# each figure below is the median over the rounds.
+ROUNDS=${ROUNDS:-3}
+: > "$TMP/results"
+for round in $(seq "$ROUNDS"); do
+  for tool in stormproof wrk siege; do
+    echo "$tool $(run_$tool)" | tee -a "$TMP/results" | sed "s/^/round $round: /" >&2
+  done
+done
 SP_RSS=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$TMP/sp.time")
 
-ratio() { python3 -c 'import sys; a,b=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print("%.2f" % (a/b) if b else "n/a")' "$1" "$2"; }
-
-printf '\n%-12s %14s %10s %10s\n' tool "req/s" "p50 ms" "p99 ms"
-printf '%-12s %14s %10s %10s\n' stormproof "$SP_RPS" "$SP_P50" "$SP_P99"
-printf '%-12s %14s %10s %10s\n' wrk "$WRK_RPS" "$WRK_P50" "$WRK_P99"
-printf '%-12s %14s %10s %10s   (siege reports no percentiles; mean response time %s s)\n' siege "${SIEGE_RPS:-?}" "-" "-" "${SIEGE_RT:-?}"
-echo
-echo "stormproof / wrk   = $(ratio "$SP_RPS" "$WRK_RPS")  (goal >= 1.0)"
-echo "stormproof / siege = $(ratio "$SP_RPS" "${SIEGE_RPS:-0}")  (goal >= 5)"
-echo "stormproof failed transactions: $SP_FAILED; peak RSS of the ${DURATION} s run: ${SP_RSS} KiB"
+python3 - "$TMP/results" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    tool, *vals = line.split()
+    rows.setdefault(tool, []).append(vals)
+def med(tool, i):
+    xs = [float(v[i]) for v in rows.get(tool, []) if v[i] not in ("-", "")]
+    return statistics.median(xs) if xs else None
+fmt = lambda x: "-" if x is None else ("%.3f" % x if x < 1000 else "%.0f" % x)
+print("\n%-12s %12s %10s %10s" % ("tool", "req/s", "p50 ms", "p99 ms"))
+for t in ("stormproof", "wrk", "siege"):
+    print("%-12s %12s %10s %10s" % (t, fmt(med(t, 0)), fmt(med(t, 1)), fmt(med(t, 2))))
+sp, wrk, siege = med("stormproof", 0), med("wrk", 0), med("siege", 0)
+print("\nstormproof / wrk   = %.2f  (goal >= 1.0)" % (sp / wrk))
+print("stormproof / siege = %.2f  (goal >= 5)" % (sp / siege) if siege else "siege: no figure")
+print("(siege prints no percentiles)")
+PY
+echo "stormproof peak RSS of its last ${DURATION} s run: ${SP_RSS} KiB"
 
 if [ -z "${SKIP_RSS:-}" ]; then
   for secs in 10 60; do

@@ -78,7 +78,7 @@ pub struct SiegeArgs {
     /// LOG the summary as a line in FILE (siege's CSV log; default ./siege.log).
     #[arg(short = 'l', long = "log", value_name = "FILE", num_args = 0..=1, default_missing_value = "siege.log")]
     pub log: Option<PathBuf>,
-    /// MARK the log file with a separator line carrying this text.
+    /// MARK the log file with a separator line carrying this text (implies -l).
     #[arg(short = 'm', long = "mark", value_name = "TEXT")]
     pub mark: Option<String>,
 
@@ -295,7 +295,9 @@ pub async fn run_siege(args: SiegeArgs) -> anyhow::Result<Outcome> {
     }
     out.flush()?;
     drop(out);
-    if let Some(log) = &args.log {
+    // siege's -m marks the log file, so it implies logging.
+    let log = args.log.clone().or_else(|| args.mark.as_ref().map(|_| PathBuf::from("siege.log")));
+    if let Some(log) = &log {
         write_log(log, args.mark.as_deref(), &summary).with_context(|| format!("cannot write the log {}", log.display()))?;
     }
     if let Some(dir) = &args.report {
