@@ -257,15 +257,9 @@ impl Threshold {
                 }
                 figures.error_rate()
             }
-            Metric::Percentile(q) => match (&self.route, q) {
-                (None, _) => ms(s.quantile_us(q / 100.0)),
-                (Some(_), q) if q == 50.0 => ms(latency.p50_us),
-                (Some(_), q) if q == 90.0 => ms(latency.p90_us),
-                (Some(_), q) if q == 95.0 => ms(latency.p95_us),
-                (Some(_), q) if q == 99.0 => ms(latency.p99_us),
-                (Some(_), q) if q == 99.9 => ms(latency.p999_us),
-                (Some(_), q) if q == 100.0 => ms(latency.max_us),
-                (Some(_), _) => return None,
+            Metric::Percentile(q) => match &self.route {
+                None => ms(s.quantile_us(q / 100.0)),
+                Some(_) => ms(route_percentile(latency, q)?),
             },
             Metric::Mean => latency.mean_us / 1000.0,
             Metric::Max => ms(latency.max_us),
@@ -281,7 +275,7 @@ impl Threshold {
     /// Judges a summary.
     pub fn evaluate(&self, s: &LoadSummary) -> ThresholdResult {
         let unit = self.metric.unit();
-        let name = self.source.split(|c| matches!(c, '<' | '>' | '=' | '!')).next().unwrap_or("").trim();
+        let name = self.source.split(['<', '>', '=', '!']).next().unwrap_or("").trim();
         let sep = if unit == "%" || unit == "/s" || unit.is_empty() { "" } else { " " };
         match self.measure(s) {
             Some(actual) => {
@@ -313,11 +307,20 @@ impl Threshold {
     }
 }
 
+/// The percentiles kept per route.
+fn route_percentile(l: &LatencyStats, q: f64) -> Option<u64> {
+    [(50.0, l.p50_us), (90.0, l.p90_us), (95.0, l.p95_us), (99.0, l.p99_us), (99.9, l.p999_us), (100.0, l.max_us)]
+        .iter()
+        .find(|(p, _)| *p == q)
+        .map(|(_, v)| *v)
+}
+
 fn fmt_num(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
     } else {
-        format!("{x:.3}")
+        let s = format!("{x:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
@@ -357,5 +360,48 @@ mod tests {
         for bad in ["p95", "latency<5ms", "p95<fast", "availability>=99.9ms", "p0<1ms", "p101<1", "rps=>1", "x{}<1", "p95<5h"] {
             assert!(bad.parse::<Threshold>().is_err(), "{bad} should be rejected");
         }
+    }
+
+    fn summary() -> LoadSummary {
+        use crate::load::recorder::{Outcome, Recorder};
+        use crate::load::{Counting, Model, StopReason};
+        use std::time::Duration;
+        let mut r = Recorder::new(Counting::Stormproof, 2, true);
+        for i in 0..100u64 {
+            let (route, status) = if i % 10 == 0 { (1, 500) } else { (0, 200) };
+            r.record(route, Outcome::Response { status, bytes: 1 }, Duration::from_millis(i + 1), Duration::from_millis(i * 10));
+        }
+        r.finish(Duration::from_secs(2));
+        LoadSummary::build(
+            r,
+            vec!["GET /a".into(), "POST /b".into()],
+            Model::Closed,
+            1,
+            1,
+            0,
+            Duration::from_secs(2),
+            StopReason::Completed,
+            None,
+        )
+    }
+
+    #[test]
+    fn evaluates_on_a_summary() {
+        let s = summary();
+        let check = |g: &str| t(g).evaluate(&s);
+        assert!(check("availability>=90%").passed);
+        assert!(!check("availability>=99.9%").passed);
+        assert_eq!(check("availability>=99.9%").message, "availability = 90%, expected >= 99.9%");
+        assert!(check("error-rate<=10%").passed);
+        assert!(check("rps==50").passed);
+        assert!(check("p50<=51ms").passed && !check("p50<40ms").passed);
+        assert!(check("max<=100ms").passed);
+        assert!(check("failures==10").passed);
+        assert!(check("availability{GET /a}==100%").passed);
+        assert!(check("availability{POST /b}==0%").passed);
+        let missing = check("p99{GET /zzz}<1s");
+        assert!(!missing.passed && missing.actual.is_none() && missing.message.contains("no route"));
+        let r = evaluate_all(&[t("p95<1s"), t("requests>=1000")], &s);
+        assert_eq!(r.iter().map(|r| r.passed).collect::<Vec<_>>(), vec![true, false]);
     }
 }
