@@ -164,6 +164,17 @@ async fn a_server_that_stops_answering_yields_timeouts_not_a_hang() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_default_timeout_a_silent_server_ends_at_t_with_unfinished_requests() {
+    let server = start(Behavior::Hang).await;
+    let t0 = Instant::now();
+    let s = go(&["-c", "3", "-t", "1S", &server.url("/")]).await;
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    assert_eq!(s.figures.requests, 0);
+    assert_eq!(s.figures.unfinished, 3);
+    assert!(s.figures.unfinished_longest_us >= 900_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_refused_is_reported() {
     let addr = closed_port();
     let s = go(&["-c", "2", "-r", "3", &format!("http://{addr}/")]).await;

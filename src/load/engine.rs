@@ -260,6 +260,8 @@ struct Local {
     next_slot: Cell<u64>,
     slots: u64,
     interval: Duration,
+    /// Per local user: since when and on which route its request is in flight.
+    in_flight: Vec<Cell<Option<(Instant, usize)>>>,
 }
 
 async fn worker(
@@ -292,10 +294,11 @@ async fn worker(
         next_slot: Cell::new(0),
         slots: per_user.saturating_mul(users as u64),
         interval,
+        in_flight: (0..users).map(|_| Cell::new(None)).collect(),
     });
     let mut set = JoinSet::new();
     for u in 0..users {
-        set.spawn_local(user_loop(local.clone(), first_user + u, per_user));
+        set.spawn_local(user_loop(local.clone(), first_user + u, u as usize, per_user));
     }
     let ticker = tokio::task::spawn_local(tick(local.clone()));
     let deadline = shared.deadline;
@@ -311,6 +314,11 @@ async fn worker(
     };
     let end = Instant::now();
     set.shutdown().await;
+    for slot in &local.in_flight {
+        if let Some((since, route)) = slot.take() {
+            local.rec.borrow_mut().record_unfinished(route, end.saturating_duration_since(since));
+        }
+    }
     ticker.abort();
     let _ = ticker.await;
     add_progress(&local);
@@ -383,7 +391,7 @@ impl SecondMerger {
     }
 }
 
-async fn user_loop(local: Rc<Local>, user: u32, per_user: u64) {
+async fn user_loop(local: Rc<Local>, user: u32, slot: usize, per_user: u64) {
     let shared = &local.shared;
     let plan = &shared.plan;
     let n = shared.targets.len();
@@ -422,17 +430,19 @@ async fn user_loop(local: Rc<Local>, user: u32, per_user: u64) {
             i
         };
         let begin = scheduled.unwrap_or_else(Instant::now);
+        let route = shared.targets[idx].route;
+        local.in_flight[slot].set(Some((begin, route)));
         let result = match tokio::time::timeout(plan.timeout, send(shared, &mut conns, idx)).await {
             Ok(r) => r,
             Err(_) => Err(TransportError::Timeout),
         };
         let end = Instant::now();
+        local.in_flight[slot].set(None);
         let outcome = match result {
             Ok((status, bytes)) => Outcome::Response { status, bytes },
             Err(e) => Outcome::Transport(e),
         };
         let latency = end.duration_since(begin);
-        let route = shared.targets[idx].route;
         let failed = {
             let mut rec = local.rec.borrow_mut();
             let before = rec.total.failed;

@@ -116,6 +116,8 @@ pub(crate) struct Counters {
     pub longest_us: u64,
     pub status: Box<[u64; STATUS_SLOTS]>,
     pub transport: [u64; TransportError::ALL.len()],
+    pub unfinished: u64,
+    pub unfinished_longest_us: u64,
 }
 
 impl Default for Counters {
@@ -132,6 +134,8 @@ impl Default for Counters {
             longest_us: 0,
             status: Box::new([0; STATUS_SLOTS]),
             transport: [0; TransportError::ALL.len()],
+            unfinished: 0,
+            unfinished_longest_us: 0,
         }
     }
 }
@@ -156,6 +160,8 @@ impl Counters {
     }
 
     fn merge(&mut self, o: &Counters) {
+        self.unfinished += o.unfinished;
+        self.unfinished_longest_us = self.unfinished_longest_us.max(o.unfinished_longest_us);
         self.requests += o.requests;
         self.responses += o.responses;
         self.transactions += o.transactions;
@@ -305,6 +311,17 @@ impl Recorder {
         slot.routes[route].record(class, outcome);
         if timed {
             self.current_hist.record(us).ok();
+        }
+    }
+
+    /// Notes a request still in flight when the run stopped (after
+    /// `waited`): neither a transaction nor a failure, but reported, so a
+    /// server that stopped answering does not look like an idle run.
+    pub fn record_unfinished(&mut self, route: usize, waited: Duration) {
+        let us = waited.as_micros() as u64;
+        for c in [&mut self.total, &mut self.routes[route].0] {
+            c.unfinished += 1;
+            c.unfinished_longest_us = c.unfinished_longest_us.max(us);
         }
     }
 
@@ -476,6 +493,12 @@ mod tests {
         assert_eq!(a.total.transport[TransportError::Reset as usize], 1);
         assert_eq!(a.timeline[1].counts.failed, 1);
         assert_eq!(a.timeline[2].routes[1].failed, 1);
+        let mut c = Recorder::new(Counting::Siege, 2, true);
+        c.record_unfinished(1, ms(2500));
+        a.merge(c);
+        assert_eq!((a.total.unfinished, a.total.unfinished_longest_us), (1, 2_500_000));
+        assert_eq!(a.routes[1].0.unfinished, 1);
+        assert_eq!(a.total.requests, 5);
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub struct Figures {
     pub status_codes: BTreeMap<u16, u64>,
     /// Failures per reason (`connection refused`, `timeout`, `http 503`…).
     pub failures: BTreeMap<String, u64>,
+    /// Requests still waiting for an answer when the run stopped (`-t`
+    /// or cancel); not counted as transactions or failures.
+    pub unfinished: u64,
+    /// Longest wait among them, µs.
+    pub unfinished_longest_us: u64,
 }
 
 impl Figures {
@@ -83,6 +88,8 @@ impl Figures {
             longest_us: c.longest_us,
             status_codes,
             failures,
+            unfinished: c.unfinished,
+            unfinished_longest_us: c.unfinished_longest_us,
         }
     }
 

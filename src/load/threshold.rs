@@ -294,6 +294,7 @@ impl Threshold {
                 passed: false,
                 message: match &self.route {
                     Some(r) if s.route(r).is_none() => format!("{name}: no route `{r}` in this run"),
+                    _ if self.metric.is_latency() => format!("{name}: no data (no response)"),
                     _ => format!("{name}: no data (no request ended)"),
                 },
             },

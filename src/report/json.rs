@@ -81,6 +81,7 @@ pub fn json_value(s: &LoadSummary, thresholds: &[ThresholdResult]) -> Value {
         "request_rate": round(s.request_rate(), 2),
         "bytes": s.figures.bytes,
         "error_rate": round(s.figures.error_rate(), 4),
+        "unfinished": s.figures.unfinished,
         "latency_us": s.latency,
         "status_codes": s.figures.status_codes,
         "failures": s.figures.failures,

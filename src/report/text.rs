@@ -41,6 +41,14 @@ pub fn extras_text(s: &LoadSummary) -> String {
         ms(l.max_us)
     );
     let _ = writeln!(o, "Requests:\t\t{:>12} ({:.2} req/sec)", s.figures.requests, s.request_rate());
+    if s.figures.unfinished > 0 {
+        let _ = writeln!(
+            o,
+            "Unfinished at stop:\t{:>12} (longest wait {:.6} secs; not counted)",
+            s.figures.unfinished,
+            s.figures.unfinished_longest_us as f64 / 1e6
+        );
+    }
     let codes: Vec<String> = s.figures.status_codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
     let _ = writeln!(o, "Status codes:\t\t{}", if codes.is_empty() { "none".to_string() } else { codes.join(", ") });
     if s.figures.failures.is_empty() {
