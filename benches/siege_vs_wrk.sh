@@ -84,22 +84,31 @@ n, u = float(m.group(1)), m.group(2)
 print("%.3f" % (n / 1000 if u == "us" else n if u == "ms" else n * 1000 if u == "s" else n * 60000))' "$1"; }
 
 # Each prints "req/s p50_ms p99_ms".
+cpu_us_per_req() {  # $1: /usr/bin/time -f "%U %S" output, $2: requests
+  python3 -c 'import sys; u, s = map(float, open(sys.argv[1]).read().split()[-2:]); n = float(sys.argv[2] or 0); print("%.2f" % ((u + s) * 1e6 / n) if n else "-")' "$1" "$2"
+}
+
+# Each prints "req/s p50_ms p99_ms cpu_us_per_request".
 run_wrk() {
-  local out; out=$(wrk -t"$(nproc)" -c"$CONC" -d"${DURATION}s" --latency "$URL")
-  echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out") $(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")") $(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")"
+  local out; out=$(/usr/bin/time -f "%U %S" -o "$TMP/wrk.cpu" wrk -t"$(nproc)" -c"$CONC" -d"${DURATION}s" --latency "$URL")
+  local n; n=$(awk '/requests in/ {print $1}' <<<"$out")
+  echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out") $(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")") $(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")") $(cpu_us_per_req "$TMP/wrk.cpu" "$n")"
 }
 run_siege() {   # Debian's siege with its default configuration, benchmark mode
-  local out; out=$(HOME="$TMP/home" siege -b -q -c"$CONC" -t"${DURATION}S" "$URL" 2>&1 || true)
+  local out; out=$(HOME="$TMP/home" /usr/bin/time -f "%U %S" -o "$TMP/siege.cpu" siege -b -q -c"$CONC" -t"${DURATION}S" "$URL" 2>&1 || true)
   local rps; rps=$(awk -F: '/Transaction rate/ {gsub(/[^0-9.]/,"",$2); print $2} /"transaction_rate"/ {gsub(/[^0-9.]/,"",$2); print $2}' <<<"$out" | head -1)
-  echo "${rps:-0} - -"
+  local n; n=$(awk -F: '/^Transactions/ {gsub(/[^0-9]/,"",$2); print $2} /"transactions"/ {gsub(/[^0-9]/,"",$2); print $2}' <<<"$out" | head -1)
+  echo "${rps:-0} - - $(cpu_us_per_req "$TMP/siege.cpu" "${n:-0}")"
 }
 run_stormproof() {
   /usr/bin/time -v -o "$TMP/sp.time" "$STORMPROOF_BIN" siege -b -q -j -c"$CONC" -t"${DURATION}S" "$URL" > "$TMP/sp.json"
   python3 -c '
-import json, sys
+import json, re, sys
 j = json.load(open(sys.argv[1]))
 assert j["failed_transactions"] == 0, "stormproof saw failures: %r" % j["failures"]
-print("%.2f %.3f %.3f" % (j["request_rate"], j["latency_us"]["p50_us"] / 1000, j["latency_us"]["p99_us"] / 1000))' "$TMP/sp.json"
+t = open(sys.argv[2]).read()
+cpu = sum(float(re.search(k + r": ([0-9.]+)", t).group(1)) for k in ("User time \\(seconds\\)", "System time \\(seconds\\)"))
+print("%.2f %.3f %.3f %.2f" % (j["request_rate"], j["latency_us"]["p50_us"] / 1000, j["latency_us"]["p99_us"] / 1000, cpu * 1e6 / j["requests"]))' "$TMP/sp.json" "$TMP/sp.time"
 }
 
 # The tools take turns, ROUNDS times, so a busy machine hurts them alike;
@@ -123,9 +132,9 @@ def med(tool, i):
     xs = [float(v[i]) for v in rows.get(tool, []) if v[i] not in ("-", "")]
     return statistics.median(xs) if xs else None
 fmt = lambda x: "-" if x is None else ("%.3f" % x if x < 1000 else "%.0f" % x)
-print("\n%-12s %12s %10s %10s" % ("tool", "req/s", "p50 ms", "p99 ms"))
+print("\n%-12s %12s %10s %10s %16s" % ("tool", "req/s", "p50 ms", "p99 ms", "CPU us/request"))
 for t in ("stormproof", "wrk", "siege"):
-    print("%-12s %12s %10s %10s" % (t, fmt(med(t, 0)), fmt(med(t, 1)), fmt(med(t, 2))))
+    print("%-12s %12s %10s %10s %16s" % (t, fmt(med(t, 0)), fmt(med(t, 1)), fmt(med(t, 2)), fmt(med(t, 3))))
 sp, wrk, siege = med("stormproof", 0), med("wrk", 0), med("siege", 0)
 print("\nstormproof / wrk   = %.2f  (goal >= 1.0)" % (sp / wrk))
 print("stormproof / siege = %.2f  (goal >= 5)" % (sp / siege) if siege else "siege: no figure")
