@@ -11,7 +11,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -396,7 +399,7 @@ async fn user_loop(local: Rc<Local>, user: u32, slot: usize, per_user: u64) {
     let plan = &shared.plan;
     let n = shared.targets.len();
     let mut rng = fastrand::Rng::with_seed(0x5eed_u64 ^ ((user as u64) << 20) ^ shared.start.elapsed().as_nanos() as u64);
-    let mut conns: Vec<Option<SendRequest<Full<Bytes>>>> = (0..shared.addrs.len()).map(|_| None).collect();
+    let mut conns: Vec<Option<Link>> = (0..shared.addrs.len()).map(|_| None).collect();
     let open = matches!(plan.model, Model::Open { .. });
     let mut next = 0usize;
     let mut sent = 0u64;
@@ -463,54 +466,122 @@ async fn user_loop(local: Rc<Local>, user: u32, slot: usize, per_user: u64) {
     }
 }
 
-async fn send(
-    shared: &Shared,
-    conns: &mut [Option<SendRequest<Full<Bytes>>>],
-    idx: usize,
-) -> Result<(u16, u64), TransportError> {
+type Conn = hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>;
+
+/// A user's HTTP/1.1 connection. The user's own task drives it (no
+/// connection task, no cross-task wake-ups per request): see [`Drive`].
+pub(crate) struct Link {
+    sender: SendRequest<Full<Bytes>>,
+    conn: Option<Pin<Box<Conn>>>,
+}
+
+/// Polls `work` and, alongside it, the connection that serves it — what a
+/// spawned connection task would do, inside the user's task. When the
+/// connection ends, `work` sees it through hyper (an error, or the unsent
+/// request handed back).
+struct Drive<'a, F> {
+    work: Pin<&'a mut F>,
+    conn: &'a mut Option<Pin<Box<Conn>>>,
+}
+
+impl<F: Future> Future for Drive<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if let Poll::Ready(out) = self.work.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        let progressed = match self.conn.as_mut() {
+            Some(c) => {
+                if c.as_mut().poll(cx).is_ready() {
+                    *self.conn = None;
+                }
+                true
+            }
+            None => false,
+        };
+        if progressed {
+            // The connection may have completed what `work` waits for.
+            self.work.as_mut().poll(cx)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+async fn drive<F: Future>(work: F, conn: &mut Option<Pin<Box<Conn>>>) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    Drive { work: work.as_mut(), conn }.await
+}
+
+async fn send(shared: &Shared, conns: &mut [Option<Link>], idx: usize) -> Result<(u16, u64), TransportError> {
     let t = &shared.targets[idx];
     let addr = shared.addrs[t.addr].ok_or(TransportError::Dns)?;
-    let reusable = match conns[t.addr].take() {
-        Some(mut s) if !s.is_closed() => s.ready().await.is_ok().then_some(s),
-        _ => None,
-    };
-    let reused = reusable.is_some();
-    let mut sender = match reusable {
-        Some(s) => s,
-        None => connect(addr).await?,
+    let (mut link, reused) = match conns[t.addr].take() {
+        Some(link) if !link.sender.is_closed() && link.conn.is_some() => (link, true),
+        _ => (connect(addr).await?, false),
     };
     let mut req = Request::new(Full::new(t.body.clone()));
     *req.method_mut() = t.method.clone();
     *req.uri_mut() = t.uri.clone();
     *req.headers_mut() = t.headers.clone();
-    let resp = match sender.try_send_request(req).await {
-        Ok(resp) => resp,
-        Err(mut e) => match e.take_message() {
-            // A kept-alive connection the server had closed: the request was
-            // never written, so sending it on a fresh connection is safe.
-            Some(req) if reused => {
-                sender = connect(addr).await?;
-                sender.send_request(req).await.map_err(|e| hyper_error(&e))?
-            }
-            _ => return Err(hyper_error(e.error())),
-        },
-    };
-    let status = resp.status().as_u16();
-    let mut body = resp.into_body();
-    let mut bytes = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| hyper_error(&e))?;
-        if let Some(data) = frame.data_ref() {
-            bytes += data.len() as u64;
+    let result = exchange(&mut link, req).await;
+    let result = match result {
+        // A kept-alive connection the server had closed: the request was
+        // never written, so sending it on a fresh connection is safe.
+        Err(Exchange::Unsent(req, _)) if reused => {
+            link = connect(addr).await?;
+            exchange(&mut link, req).await
         }
+        other => other,
+    };
+    match result {
+        Ok(r) => {
+            if shared.plan.keepalive {
+                conns[t.addr] = Some(link);
+            }
+            Ok(r)
+        }
+        Err(Exchange::Unsent(_, e) | Exchange::Failed(e)) => Err(e),
     }
-    if shared.plan.keepalive {
-        conns[t.addr] = Some(sender);
-    }
-    Ok((status, bytes))
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+enum Exchange {
+    Unsent(Request<Full<Bytes>>, TransportError),
+    Failed(TransportError),
+}
+
+async fn exchange(link: &mut Link, req: Request<Full<Bytes>>) -> Result<(u16, u64), Exchange> {
+    let Link { sender, conn } = link;
+    let work = async {
+        if std::future::poll_fn(|cx| sender.poll_ready(cx)).await.is_err() {
+            return Err(Exchange::Unsent(req, TransportError::Closed));
+        }
+        let resp = match sender.try_send_request(req).await {
+            Ok(resp) => resp,
+            Err(mut e) => {
+                let err = hyper_error(e.error());
+                return Err(match e.take_message() {
+                    Some(req) => Exchange::Unsent(req, err),
+                    None => Exchange::Failed(err),
+                });
+            }
+        };
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut bytes = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Exchange::Failed(hyper_error(&e)))?;
+            if let Some(data) = frame.data_ref() {
+                bytes += data.len() as u64;
+            }
+        }
+        Ok((status, bytes))
+    };
+    drive(work, conn).await
+}
+
+async fn connect(addr: SocketAddr) -> Result<Link, TransportError> {
     let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::ConnectionRefused => TransportError::ConnectRefused,
         std::io::ErrorKind::TimedOut => TransportError::Timeout,
@@ -521,10 +592,7 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Transport
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| hyper_error(&e))?;
-    tokio::task::spawn_local(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+    Ok(Link { sender, conn: Some(Box::pin(conn)) })
 }
 
 fn hyper_error(e: &hyper::Error) -> TransportError {
