@@ -531,7 +531,7 @@ async fn send(shared: &Shared, conns: &mut [Option<Link>], idx: usize) -> Result
         // never written, so sending it on a fresh connection is safe.
         Err(Exchange::Unsent(req, _)) if reused => {
             link = connect(addr).await?;
-            exchange(&mut link, req).await
+            exchange(&mut link, *req).await
         }
         other => other,
     };
@@ -547,7 +547,7 @@ async fn send(shared: &Shared, conns: &mut [Option<Link>], idx: usize) -> Result
 }
 
 enum Exchange {
-    Unsent(Request<Full<Bytes>>, TransportError),
+    Unsent(Box<Request<Full<Bytes>>>, TransportError),
     Failed(TransportError),
 }
 
@@ -555,14 +555,14 @@ async fn exchange(link: &mut Link, req: Request<Full<Bytes>>) -> Result<(u16, u6
     let Link { sender, conn } = link;
     let work = async {
         if std::future::poll_fn(|cx| sender.poll_ready(cx)).await.is_err() {
-            return Err(Exchange::Unsent(req, TransportError::Closed));
+            return Err(Exchange::Unsent(Box::new(req), TransportError::Closed));
         }
         let resp = match sender.try_send_request(req).await {
             Ok(resp) => resp,
             Err(mut e) => {
                 let err = hyper_error(e.error());
                 return Err(match e.take_message() {
-                    Some(req) => Exchange::Unsent(req, err),
+                    Some(req) => Exchange::Unsent(Box::new(req), err),
                     None => Exchange::Failed(err),
                 });
             }
