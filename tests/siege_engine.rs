@@ -72,6 +72,18 @@ async fn no_keepalive_opens_a_connection_per_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_alive_connections_closed_by_the_server_are_replaced_not_failed() {
+    let server = start(Behavior::CloseIdle).await;
+    // The random delay (0..0.5 s) lets the server's FIN arrive before the
+    // next request, which must then go on a new connection.
+    let s = go(&["-c", "2", "-r", "4", "-d", "0.5", &server.url("/")]).await;
+    assert_eq!(s.failed_transactions(), 0, "{:?}", s.figures.failures);
+    assert_eq!(s.transactions(), 8);
+    assert_eq!(server.requests(), 8);
+    assert_eq!(server.connections(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_walks_the_url_list_once_per_user() {
     let server = start(Behavior::FailPrefix).await;
     let dir = tempfile::tempdir().unwrap();

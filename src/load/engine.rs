@@ -517,9 +517,13 @@ async fn drive<F: Future>(work: F, conn: &mut Option<Pin<Box<Conn>>>) -> F::Outp
 async fn send(shared: &Shared, conns: &mut [Option<Link>], idx: usize) -> Result<(u16, u64), TransportError> {
     let t = &shared.targets[idx];
     let addr = shared.addrs[t.addr].ok_or(TransportError::Dns)?;
-    let (mut link, reused) = match conns[t.addr].take() {
-        Some(link) if !link.sender.is_closed() && link.conn.is_some() => (link, true),
-        _ => (connect(addr).await?, false),
+    let kept = match conns[t.addr].take() {
+        Some(mut link) => is_alive(&mut link).await.then_some(link),
+        None => None,
+    };
+    let (mut link, reused) = match kept {
+        Some(link) => (link, true),
+        None => (connect(addr).await?, false),
     };
     let mut req = Request::new(Full::new(t.body.clone()));
     *req.method_mut() = t.method.clone();
@@ -544,6 +548,20 @@ async fn send(shared: &Shared, conns: &mut [Option<Link>], idx: usize) -> Result
         }
         Err(Exchange::Unsent(_, e) | Exchange::Failed(e)) => Err(e),
     }
+}
+
+/// Lets an idle connection read what arrived while nobody polled it (a
+/// FIN from a server that closed it, as a spawned connection task would
+/// have seen at once), and tells whether it is still usable.
+async fn is_alive(link: &mut Link) -> bool {
+    let ended = match link.conn.as_mut() {
+        Some(c) => std::future::poll_fn(|cx| Poll::Ready(c.as_mut().poll(cx).is_ready())).await,
+        None => true,
+    };
+    if ended {
+        link.conn = None;
+    }
+    !ended && !link.sender.is_closed()
 }
 
 enum Exchange {

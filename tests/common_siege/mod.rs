@@ -29,6 +29,9 @@ pub enum Behavior {
     Hang,
     /// 500 for paths starting with /fail, 200 otherwise.
     FailPrefix,
+    /// Answers one request with a keep-alive response, then quietly closes
+    /// the connection (as an idle timeout of a proxy does).
+    CloseIdle,
 }
 
 pub struct TestServer {
@@ -93,6 +96,15 @@ async fn serve(stream: tokio::net::TcpStream, behavior: Behavior, requests: Arc<
             #[allow(deprecated)]
             let _ = stream.set_linger(Some(Duration::ZERO));
             drop(stream);
+        }
+        Behavior::CloseIdle => {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            if matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {
+                requests.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+            }
         }
         Behavior::Hang => {
             let _keep = stream;
