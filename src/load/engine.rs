@@ -3,7 +3,9 @@
 //! Like oha's fast path, it starts one OS thread per core, each with its own
 //! current-thread tokio runtime and `LocalSet`. Each thread runs its share of
 //! the virtual users; each user owns its HTTP/1.1 connections (hyper's
-//! low-level `client::conn`, keep-alive unless told otherwise) and records
+//! low-level `client::conn`, keep-alive unless told otherwise), drives them
+//! inside its own task (no connection task: one writev and one read per
+//! request, no cross-task wake-ups) and records
 //! into the thread's [`Recorder`] through a `RefCell` — no locks and no
 //! channels on the hot path. When the run ends each thread hands back its
 //! recorder and they are merged. The engine never prints: callers watch
