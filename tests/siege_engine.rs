@@ -235,3 +235,29 @@ async fn library_plan_without_clap() {
     assert_eq!(s.transactions(), 6);
     assert!(s.latency.p50_us > 0 && s.latency.p50_us <= s.latency.max_us);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_seconds_arrive_in_order_and_match_the_summary() {
+    let server = start(Behavior::FailPrefix).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("urls.txt");
+    std::fs::write(&file, format!("http://{0}/a\nhttp://{0}/fail\n", server.addr)).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let hooks = RunHooks { seconds: Some(tx), ..RunHooks::default() };
+    let s = run(plan(&["-c", "2", "-t", "3S", "-d", "0.01", "-f", file.to_str().unwrap()]), hooks).await.unwrap();
+    let mut live = Vec::new();
+    while let Some(sec) = rx.recv().await {
+        live.push(sec);
+    }
+    assert!(live.len() >= 3, "{}", live.len());
+    for (i, l) in live.iter().enumerate() {
+        assert_eq!(l.point.second, i as u64);
+        assert_eq!(l.routes.len(), 2);
+        let p = &s.timeline[i];
+        assert_eq!(l.point.counts, p.counts);
+        assert_eq!((l.point.p50_us, l.point.p99_us), (p.p50_us, p.p99_us));
+        assert_eq!(l.routes[1].transactions, 0);
+    }
+    let total: u64 = live.iter().map(|l| l.point.counts.requests).sum();
+    assert_eq!(total, s.figures.requests);
+}

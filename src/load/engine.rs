@@ -35,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{LoadPlan, Model, Stop};
 use super::recorder::{ClosedSecond, Outcome, Recorder, SecondSink, TransportError};
-use super::summary::{LoadSummary, StopReason};
+use super::recorder::TimelineCounts;
+use super::summary::{LoadSummary, SecondPoint, StopReason};
 
 /// Live counters a caller can poll while the run goes (for a progress bar).
 /// Workers add to them every 100 ms, not per request.
@@ -88,6 +89,9 @@ pub struct RunHooks {
     pub progress: Option<Progress>,
     /// Per-request events.
     pub events: Option<UnboundedSender<RequestEvent>>,
+    /// Each second's figures, live (about a second after it ends) — what
+    /// the chaos engine watches during a fault.
+    pub seconds: Option<UnboundedSender<LiveSecond>>,
 }
 
 /// A run that could not start or finish.
@@ -205,7 +209,7 @@ pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadErr
     drop(second_tx);
     // Merge each second's latencies across workers as the seconds close,
     // keeping only p50/p99: memory stays flat however long the run.
-    let mut seconds = SecondMerger::new(workers);
+    let mut seconds = SecondMerger::new(workers, route_labels.len(), hooks.seconds.clone());
     while let Some(closed) = second_rx.recv().await {
         seconds.add(closed);
     }
@@ -349,49 +353,103 @@ async fn tick(local: Rc<Local>) {
     }
 }
 
-/// Merges the closed seconds of all workers into per-second p50/p99.
+/// Merges the closed seconds of all workers: per-second p50/p99 for the
+/// summary and, when asked, live [`LiveSecond`]s as soon as every worker
+/// has closed a second.
 struct SecondMerger {
     closed_before: Vec<usize>,
-    open: BTreeMap<usize, Histogram<u64>>,
+    open: BTreeMap<usize, OpenSecond>,
+    next: usize,
+    /// One past the latest second any worker reported.
+    seen: usize,
     done: Vec<(u64, u64)>,
+    routes: usize,
+    live: Option<UnboundedSender<LiveSecond>>,
+}
+
+struct OpenSecond {
+    latency: Histogram<u64>,
+    counts: TimelineCounts,
+    routes: Vec<TimelineCounts>,
+}
+
+/// One second of a running load, sent live to [`RunHooks::seconds`]
+/// about a second after it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSecond {
+    /// The second's figures over all routes.
+    pub point: SecondPoint,
+    /// Counts per route, in [`LoadPlan::routes`] order.
+    pub routes: Vec<TimelineCounts>,
 }
 
 impl SecondMerger {
-    fn new(workers: usize) -> SecondMerger {
-        SecondMerger { closed_before: vec![0; workers], open: BTreeMap::new(), done: Vec::new() }
+    fn new(workers: usize, routes: usize, live: Option<UnboundedSender<LiveSecond>>) -> SecondMerger {
+        SecondMerger { closed_before: vec![0; workers], open: BTreeMap::new(), next: 0, seen: 0, done: Vec::new(), routes, live }
     }
 
     fn add(&mut self, c: ClosedSecond) {
-        if !c.latency.is_empty() {
-            let h = self.open.entry(c.second).or_insert_with(|| Histogram::new(2).expect("valid precision"));
-            for (v, n) in c.latency {
-                let _ = h.record_n(v, n);
-            }
+        let routes = self.routes;
+        self.seen = self.seen.max(c.second + 1);
+        let open = self.open.entry(c.second).or_insert_with(|| OpenSecond {
+            latency: Histogram::new(2).expect("valid precision"),
+            counts: TimelineCounts::default(),
+            routes: vec![TimelineCounts::default(); routes],
+        });
+        for (v, n) in c.latency {
+            let _ = open.latency.record_n(v, n);
+        }
+        open.counts.merge(&c.counts);
+        for (a, b) in open.routes.iter_mut().zip(&c.routes) {
+            a.merge(b);
         }
         if let Some(w) = self.closed_before.get_mut(c.worker) {
             *w = (*w).max(c.closed_before);
         }
-        let all_closed = self.closed_before.iter().copied().min().unwrap_or(0);
-        while let Some((&sec, _)) = self.open.first_key_value() {
-            if sec >= all_closed {
-                break;
-            }
-            let (sec, h) = self.open.pop_first().expect("non-empty");
-            self.finalize(sec, &h);
-        }
+        // closed_before is usize::MAX once a worker is done: never finalize
+        // past what was reported.
+        let all_closed = self.closed_before.iter().copied().min().unwrap_or(0).min(self.seen);
+        self.finalize_before(all_closed);
     }
 
-    fn finalize(&mut self, sec: usize, h: &Histogram<u64>) {
-        if self.done.len() <= sec {
-            self.done.resize(sec + 1, (0, 0));
+    /// Finalizes every second before `end` (in order, gaps included).
+    fn finalize_before(&mut self, end: usize) {
+        while self.next < end {
+            if self.live.is_none() {
+                // Without a live listener only seconds with data matter.
+                match self.open.first_key_value() {
+                    Some((&sec, _)) if sec < end => self.next = sec,
+                    _ => {
+                        self.next = end;
+                        return;
+                    }
+                }
+            }
+            let sec = self.next;
+            let open = self.open.remove(&sec);
+            self.next += 1;
+            let (p50, p99) = match &open {
+                Some(o) if !o.latency.is_empty() => (o.latency.value_at_quantile(0.5), o.latency.value_at_quantile(0.99)),
+                _ => (0, 0),
+            };
+            if self.done.len() <= sec {
+                self.done.resize(sec + 1, (0, 0));
+            }
+            self.done[sec] = (p50, p99);
+            if let Some(tx) = &self.live {
+                let (counts, routes) = match open {
+                    Some(o) => (o.counts, o.routes),
+                    None => (TimelineCounts::default(), vec![TimelineCounts::default(); self.routes]),
+                };
+                let point = SecondPoint { second: sec as u64, counts, availability: counts.availability(), p50_us: p50, p99_us: p99 };
+                let _ = tx.send(LiveSecond { point, routes });
+            }
         }
-        self.done[sec] = (h.value_at_quantile(0.5), h.value_at_quantile(0.99));
     }
 
     fn finish(mut self) -> Vec<(u64, u64)> {
-        for (sec, h) in std::mem::take(&mut self.open) {
-            self.finalize(sec, &h);
-        }
+        let seen = self.seen;
+        self.finalize_before(seen);
         self.done
     }
 }

@@ -15,7 +15,7 @@ mod summary;
 mod threshold;
 mod urlfile;
 
-pub use engine::{LoadError, Progress, RequestEvent, RunHooks, run};
+pub use engine::{LiveSecond, LoadError, Progress, RequestEvent, RunHooks, run};
 pub use plan::{Counting, LoadPlan, Method, Model, PlanError, Stop, Target};
 pub use recorder::{Outcome as RequestOutcome, Recorder, TransportError};
 pub use summary::{

@@ -206,7 +206,7 @@ impl TimelineCounts {
         }
     }
 
-    fn merge(&mut self, o: &TimelineCounts) {
+    pub(crate) fn merge(&mut self, o: &TimelineCounts) {
         self.requests += o.requests;
         self.transactions += o.transactions;
         self.successful += o.successful;
@@ -261,6 +261,8 @@ pub(crate) struct ClosedSecond {
     /// Every second before this one is closed for this worker.
     pub closed_before: usize,
     pub latency: Vec<(u64, u64)>,
+    pub counts: TimelineCounts,
+    pub routes: Vec<TimelineCounts>,
 }
 
 fn new_hist(sigfig: u8) -> Histogram<u64> {
@@ -344,7 +346,11 @@ impl Recorder {
             .collect();
         self.current_hist.reset();
         if let Some((worker, sink)) = self.sink_worker() {
-            let _ = sink.send(ClosedSecond { worker, second: self.current, closed_before, latency: sparse });
+            let (counts, routes) = match self.timeline.get(self.current) {
+                Some(slot) => (slot.counts, slot.routes.clone()),
+                None => (TimelineCounts::default(), Vec::new()),
+            };
+            let _ = sink.send(ClosedSecond { worker, second: self.current, closed_before, latency: sparse, counts, routes });
         } else if let Some(slot) = self.timeline.get_mut(self.current) {
             slot.latency.extend(sparse);
         }
