@@ -142,8 +142,9 @@ async fn delay_is_not_counted_in_response_time() {
     let s = go(&["-c", "2", "-r", "4", "-d", "0.4", &server.url("/")]).await;
     assert_eq!(s.transactions(), 8);
     // 4 random delays of up to 0.4 s each per user; none of it is response time.
-    assert!(s.longest_transaction() < 0.2, "{}", s.longest_transaction());
-    assert!(s.response_time() < 0.1);
+    // Counted, the delays would make the mean about 0.2 s.
+    assert!(s.response_time() < 0.1, "{}", s.response_time());
+    assert!(s.longest_transaction() < 0.3, "{}", s.longest_transaction());
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
 
