@@ -157,3 +157,27 @@ fn shipped_shop_url_files_parse() {
     assert_eq!(orders[1].content_type.as_deref(), Some("application/json"));
     assert_eq!(orders[4].method, stormproof::load::Method::PATCH);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_reps_or_time_it_runs_until_ctrl_c_then_prints_the_summary() {
+    let server = start(Behavior::Script(vec![])).await;
+    let url = server.url("/");
+    let out = tokio::task::spawn_blocking(move || {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_stormproof"))
+            .args(["siege", "-c", "2", "-d", "0.01", "-j", &url])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(PASSED), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary after Ctrl-C");
+    assert_eq!(v["stopped_by"], "cancelled");
+    assert!(v["transactions"].as_u64().unwrap() > 0);
+}
