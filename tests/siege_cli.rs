@@ -51,6 +51,7 @@ async fn usage_errors_exit_2() {
         vec!["-r", "1", "https://127.0.0.1:1/"],
         vec!["-r", "1", "-H", "no colon", "http://127.0.0.1:1/"],
         vec!["-r", "1", "--threshold", "p95{GET /nope}<5ms", "http://127.0.0.1:1/"],
+        vec!["-r", "1", "http://no-such-host.invalid/"],
     ] {
         let out = stormproof(args(&bad)).await;
         assert_eq!(out.status.code(), Some(ERROR), "{bad:?}: {}", text(&out.stderr));

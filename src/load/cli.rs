@@ -234,6 +234,16 @@ impl SiegeArgs {
 /// Runs `stormproof siege`.
 pub async fn run_siege(args: SiegeArgs) -> anyhow::Result<Outcome> {
     let plan = args.to_plan()?;
+    // A host that does not resolve at all is almost always a typo: say so
+    // (exit 2) rather than report a run of failures.
+    let mut hosts: Vec<(String, u16)> = plan.targets.iter().map(|t| (t.host.clone(), t.port)).collect();
+    hosts.dedup();
+    for (host, port) in hosts {
+        let found = tokio::net::lookup_host((host.as_str(), port)).await.map(|mut a| a.next().is_some());
+        if !matches!(found, Ok(true)) {
+            bail!("cannot resolve host `{host}`: expected a resolvable host name or an IP address");
+        }
+    }
     let interactive = std::io::stderr().is_terminal() && !args.quiet;
     if !args.quiet && !args.json {
         eprintln!(
