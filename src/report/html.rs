@@ -163,6 +163,21 @@ pub fn html_report(title: &str, s: &LoadSummary, results: &[ThresholdResult]) ->
         ],
         None,
     ));
+    if s.routes.len() > 1 {
+        const COLORS: [&str; 8] = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f"];
+        let series: Vec<Series> = s
+            .routes
+            .iter()
+            .take(COLORS.len())
+            .enumerate()
+            .map(|(i, r)| Series {
+                name: &r.route,
+                color: COLORS[i],
+                values: r.timeline.iter().map(|c| c.availability()).collect(),
+            })
+            .collect();
+        o.push_str(&line_chart("Availability per route per second", "%", &series, Some(100.0)));
+    }
     let l = &s.latency;
     o.push_str(&bar_chart(
         "Response time percentiles",
@@ -188,4 +203,39 @@ pub fn html_report(title: &str, s: &LoadSummary, results: &[ThresholdResult]) ->
     }
     o.push_str("</table>\n</body></html>\n");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::load::{Counting, Model, Recorder, RequestOutcome, StopReason};
+
+    #[test]
+    fn multi_route_page_is_self_contained_and_escaped() {
+        let mut r = Recorder::new(Counting::Stormproof, 2, true);
+        for i in 0..30u64 {
+            let status = if i % 3 == 0 { 503 } else { 200 };
+            r.record((i % 2) as usize, RequestOutcome::Response { status, bytes: 10 }, Duration::from_millis(5), Duration::from_millis(i * 100));
+        }
+        r.finish(Duration::from_secs(3));
+        let s = LoadSummary::build(
+            r,
+            vec!["GET /a?x=<b>".into(), "POST /orders".into()],
+            Model::Closed,
+            2,
+            1,
+            0,
+            Duration::from_secs(3),
+            StopReason::Duration,
+            None,
+        );
+        let html = html_report("t <&>", &s, &[]);
+        assert!(html.contains("Availability per route per second"));
+        assert!(html.contains("GET /a?x=&lt;b&gt;") && !html.contains("<b>"));
+        assert!(html.contains("<title>t &lt;&amp;&gt;</title>"));
+        assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+        assert_eq!(html.matches("<svg").count(), 5);
+    }
 }
