@@ -269,7 +269,7 @@ pub async fn run_siege(args: SiegeArgs) -> anyhow::Result<Outcome> {
     let printer = if args.verbose && !args.quiet {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         hooks.events = Some(tx);
-        Some(tokio::spawn(print_events(rx, plan.targets.clone())))
+        Some(tokio::spawn(print_events(rx, plan.targets.clone(), args.json)))
     } else {
         None
     };
@@ -339,8 +339,9 @@ fn describe_targets(targets: &[Target]) -> String {
     }
 }
 
-async fn print_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<RequestEvent>, targets: Vec<Target>) {
-    let mut out = std::io::stdout();
+/// `-v` lines go to stdout, or to stderr when stdout carries `-j` JSON.
+async fn print_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<RequestEvent>, targets: Vec<Target>, json: bool) {
+    let mut out: Box<dyn Write + Send> = if json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
     while let Some(ev) = rx.recv().await {
         let t = &targets[ev.target];
         let line = match ev.result {
