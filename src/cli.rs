@@ -41,6 +41,8 @@ pub enum Command {
     Scale(ScaleArgs),
     /// Kill one replica of a service (SIGKILL), like deleting a pod.
     Kill(KillArgs),
+    /// Load a service as siege does (same flags), with real measurement and CI gates.
+    Siege(crate::load::cli::SiegeArgs),
     /// Chaos experiments: fault, verdict, guaranteed rollback.
     Chaos(chaos_cmds::ChaosArgs),
     /// Run the embedded Kafka-API broker (tansu, SQLite storage).
@@ -176,6 +178,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Status(args) => platform_cmds::status(&args.run.run_dir, args.json).await,
         Command::Scale(args) => platform_cmds::scale(args).await,
         Command::Kill(args) => platform_cmds::kill(args).await,
+        Command::Siege(args) => crate::load::cli::run_siege(args).await,
         Command::Chaos(args) => chaos_cmds::chaos(args).await,
         Command::Broker(args) => {
             init_logs("warn");
