@@ -46,9 +46,42 @@ async fn the_shipped_experiments_pass_against_the_shop() {
         assert_eq!(journal["status"], "passed", "{name}");
         assert_eq!(journal["rollback_verified"], true, "{name}");
         assert!(!journal["steady_states"]["during"].as_array().unwrap().is_empty(), "{name} checked during the fault");
-        assert!(reports.path().read_dir().unwrap().next().unwrap().unwrap().path().join("junit.xml").exists());
+        let run = reports.path().read_dir().unwrap().next().unwrap().unwrap().path();
+        assert!(run.join("junit.xml").exists());
+        assert!(journal["load"]["routes"][0]["during"]["requests"].as_u64().unwrap() > 0, "{name}: load ran through the fault");
+        if name == "delivery-outage" {
+            renders_in_chromium(&run.join("report.html"));
+        }
     }
     shop.down();
+}
+
+/// The HTML report renders in headless Chromium: its DOM carries the
+/// charts, and a screenshot is taken (kept beside the report).
+fn renders_in_chromium(report: &Path) {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists());
+    let chromium = chromium.expect("Chromium is needed to check the HTML report (.ci/run installs Debian's chromium)");
+    let profile = tempfile::tempdir().unwrap();
+    let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+    let run = |extra: &[String]| {
+        Command::new(chromium)
+            .args(flags)
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", report.display()))
+            .output()
+            .unwrap()
+    };
+    let dom = run(&["--dump-dom".to_string()]);
+    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("Delivery outage"), "title rendered");
+    assert!(dom.matches("<svg").count() >= 4, "availability, throughput, latency and replica charts");
+    assert!(dom.contains("class=\"fault\""), "the fault window is shaded");
+    let png = report.with_file_name("report.png");
+    let shot = run(&["--window-size=900,1900".to_string(), format!("--screenshot={}", png.display())]);
+    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    assert!(std::fs::metadata(&png).unwrap().len() > 20_000, "a real screenshot");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -35,9 +35,75 @@ pub struct Experiment {
     /// What must hold after the rollback (each within its deadline).
     #[serde(default)]
     pub after: Vec<Check>,
+    /// Load that runs through the whole experiment (the siege engine).
+    pub load: Option<LoadDef>,
     /// Limits that abort the experiment.
     #[serde(default)]
     pub guardrails: Guardrails,
+}
+
+/// Load for the whole run: virtual users walking these routes in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadDef {
+    /// Concurrent virtual users.
+    #[serde(default = "four")]
+    pub users: u32,
+    /// Pause of each user between its requests (not counted).
+    #[serde(with = "humantime_serde", default)]
+    pub delay: Duration,
+    /// Requests each user sends, in order (through the gateway, with the token).
+    pub routes: Vec<LoadRoute>,
+    /// Time under load before the method starts: the baseline the fault is
+    /// compared with.
+    #[serde(with = "humantime_serde", default = "two_seconds")]
+    pub baseline: Duration,
+}
+
+fn two_seconds() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn four() -> u32 {
+    4
+}
+
+/// One request of the load: exactly one of get/post/put/patch/delete.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadRoute {
+    /// GET this path.
+    pub get: Option<String>,
+    /// POST to this path.
+    pub post: Option<String>,
+    /// PUT to this path.
+    pub put: Option<String>,
+    /// PATCH this path.
+    pub patch: Option<String>,
+    /// DELETE this path.
+    pub delete: Option<String>,
+    /// JSON body.
+    pub body: Option<Value>,
+}
+
+impl LoadRoute {
+    /// Method and path.
+    pub fn request(&self) -> Result<(reqwest::Method, &str), String> {
+        let step = Step {
+            get: self.get.clone(),
+            post: self.post.clone(),
+            put: self.put.clone(),
+            patch: self.patch.clone(),
+            delete: self.delete.clone(),
+            body: None,
+            expect: Expect::default(),
+            capture: BTreeMap::new(),
+            eventually: Duration::ZERO,
+        };
+        let (method, _) = step.request()?;
+        let path = [&self.get, &self.post, &self.put, &self.patch, &self.delete].into_iter().flatten().next().map(String::as_str).unwrap_or("");
+        Ok((method, path))
+    }
 }
 
 /// Credentials for the gateway's token endpoint.
@@ -150,6 +216,18 @@ pub struct Check {
     pub replicas: Option<ReplicasProbe>,
     /// Read model rows against the source of truth.
     pub consistency: Option<ConsistencyProbe>,
+    /// Availability of a load route over the check's phase (needs `load`).
+    pub availability: Option<AvailabilityProbe>,
+}
+
+/// Availability of one load route over a phase of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvailabilityProbe {
+    /// Route as the load engine names it, e.g. `POST /orders`.
+    pub route: String,
+    /// Lowest acceptable availability, percent.
+    pub min: f64,
 }
 
 /// One request of a flow: exactly one of get/post/put/patch/delete.
@@ -247,13 +325,24 @@ impl Experiment {
         }
         for (section, checks) in [("hypothesis", &self.hypothesis), ("during", &self.during), ("after", &self.after)] {
             for (i, check) in checks.iter().enumerate() {
-                let set = [check.flow.is_some(), check.replicas.is_some(), check.consistency.is_some()];
+                let set = [check.flow.is_some(), check.replicas.is_some(), check.consistency.is_some(), check.availability.is_some()];
                 if set.iter().filter(|s| **s).count() != 1 {
-                    return Err(format!("{section}[{i}] `{}`: expected exactly one of flow, replicas, consistency", check.name));
+                    return Err(format!("{section}[{i}] `{}`: expected exactly one of flow, replicas, consistency, availability", check.name));
+                }
+                if check.availability.is_some() && self.load.is_none() {
+                    return Err(format!("{section}[{i}] `{}`: an availability check needs a `load` section", check.name));
                 }
                 for (j, step) in check.flow.iter().flatten().enumerate() {
                     step.request().map_err(|e| format!("{section}[{i}] `{}` step {j}: {e}", check.name))?;
                 }
+            }
+        }
+        if let Some(load) = &self.load {
+            if load.routes.is_empty() || load.users == 0 {
+                return Err("load: expected at least one route and one user".into());
+            }
+            for (i, route) in load.routes.iter().enumerate() {
+                route.request().map_err(|e| format!("load.routes[{i}]: {e}"))?;
             }
         }
         Ok(())

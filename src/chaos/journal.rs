@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::under_load::{LoadRecord, Marks, ReplicaSample};
 use crate::systems::kit::{SwitchState, now_rfc3339};
 
 /// How an experiment ended.
@@ -161,6 +162,15 @@ pub struct Journal {
     /// Whether the rollback was checked: every touched service ready at
     /// its restored replicas.
     pub rollback_verified: Option<bool>,
+    /// When the fault started and ended, seconds since the start.
+    #[serde(default)]
+    pub marks: Marks,
+    /// What the load saw, by route and phase.
+    #[serde(default)]
+    pub load: Option<LoadRecord>,
+    /// Ready replicas over time.
+    #[serde(default)]
+    pub replicas_over_time: Vec<ReplicaSample>,
     #[serde(skip)]
     path: PathBuf,
 }
@@ -183,6 +193,9 @@ impl Journal {
             changes: Vec::new(),
             rollbacks: Vec::new(),
             rollback_verified: None,
+            marks: Marks::default(),
+            load: None,
+            replicas_over_time: Vec::new(),
             path,
         }
     }

@@ -12,10 +12,10 @@ mod action;
 mod experiment;
 mod journal;
 mod probe;
-mod report;
 mod run;
+mod under_load;
 
 pub use experiment::{Experiment, load_experiment};
-pub use journal::{Journal, Verdict};
-pub use report::{junit, markdown};
+pub use journal::{CheckResult, Journal, Phase, Verdict};
+pub use under_load::{LoadRecord, Marks, PhaseFigures, ReplicaSample, RoutePhases, Second};
 pub use run::{Target, rollback_journal, run_experiment};

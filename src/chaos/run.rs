@@ -1,19 +1,23 @@
-//! Running an experiment: hypothesis before, method (faults held while the
-//! `during` checks run), rollback — always, also on failure, interruption,
-//! guardrail or panic — then hypothesis and recovery checks, and a verdict.
+//! Running an experiment: load starts, hypothesis before, method (faults
+//! held while the `during` checks run), rollback — always, also on failure,
+//! interruption, guardrail or panic — then hypothesis and recovery checks;
+//! availability checks are judged from the load's figures of their phase;
+//! then a verdict.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::action;
 use super::experiment::{Check, Experiment};
-use super::journal::{Activity, Journal, Phase, Verdict};
+use super::journal::{Activity, CheckResult, Journal, Phase, Verdict};
 use super::probe::{Context, run_check};
+use super::under_load::{self, Marks, Sampler};
+use crate::load::LoadSummary;
 use crate::platform::Platform;
 use crate::systems::kit::now_rfc3339;
 
@@ -31,28 +35,80 @@ pub struct Target {
 /// How long a rollback may take to be verified.
 const ROLLBACK_PATIENCE: Duration = Duration::from_secs(90);
 
+/// How the phases ended.
+enum Ended {
+    /// Every phase ran.
+    Completed,
+    /// The hypothesis did not hold before the method: nothing was changed.
+    NotSteady,
+    /// Stopped early (interrupt, guardrail, failed action, panic); rolled back.
+    Stopped(Verdict, String),
+}
+
 /// Runs `experiment` against `target`, journaling to `journal_path`;
 /// `progress` hears what happens, line by line.
 pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target, journal_path: PathBuf, progress: &(dyn Fn(&str) + Sync)) -> Journal {
+    let t0 = Instant::now();
     let mut journal = Journal::new(&experiment.title, file, &experiment.system, &target.run_dir, journal_path);
     let _ = journal.save();
+    let http = crate::http_client().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+    let token = match token(&http, &target.gateway, experiment).await {
+        Ok(token) => token,
+        Err(err) => return finish(journal, Verdict::Inconclusive, Some(format!("cannot get a token from the gateway: {err:#}"))),
+    };
+    let ctx = Context { http: http.clone(), gateway: target.gateway.clone(), token: token.clone(), platform: target.platform.clone() };
+    let load = match experiment.load.as_ref().map(|def| under_load::start(def, &target.gateway, &token)).transpose() {
+        Ok(load) => load,
+        Err(err) => return finish(journal, Verdict::Inconclusive, Some(format!("cannot start the load: {err:#}"))),
+    };
+    if let Some(def) = &experiment.load {
+        progress(&format!("load: {} users over {} routes, all through the run", def.users, def.routes.len()));
+    }
+    let sampler = Sampler::start(target.platform.clone(), t0);
+    let mut marks = Marks::default();
+
+    let ended = phases(&ctx, experiment, &mut journal, &mut marks, t0, progress).await;
+
+    marks.end = t0.elapsed().as_secs_f64();
+    journal.replicas_over_time = sampler.stop().await;
+    if let Some(load) = load {
+        match load.stop(&marks).await {
+            Ok((record, summary)) => {
+                journal.load = Some(record);
+                judge_availability(experiment, &summary, &marks, &ended, &mut journal, progress);
+            }
+            Err(err) => journal.record(Phase::After, errored("load", &format!("the load run failed: {err:#}"))),
+        }
+    }
+    journal.marks = marks;
+    match ended {
+        Ended::Stopped(verdict, reason) => finish(journal, verdict, Some(reason)),
+        Ended::NotSteady | Ended::Completed => {
+            let verdict = verdict_of(&journal);
+            if journal.rollback_verified == Some(false) && verdict == Verdict::Passed {
+                return finish(journal, Verdict::Failed, Some("the rollback could not be verified".into()));
+            }
+            finish(journal, verdict, None)
+        }
+    }
+}
+
+async fn phases(ctx: &Context, experiment: &Experiment, journal: &mut Journal, marks: &mut Marks, t0: Instant, progress: &(dyn Fn(&str) + Sync)) -> Ended {
     // From here on SIGINT and SIGTERM are ours: they end the method early,
     // and a second one cannot cut the rollback short.
     let (mut interrupt, mut terminate) = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
-    let http = crate::http_client().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-    let ctx = match token(&http, &target.gateway, experiment).await {
-        Ok(token) => Context { http: http.clone(), gateway: target.gateway.clone(), token, platform: target.platform.clone() },
-        Err(err) => return finish(journal, Verdict::Inconclusive, Some(format!("cannot get a token from the gateway: {err:#}"))),
-    };
-
     progress("steady-state hypothesis (before)");
-    if !checks(&ctx, &experiment.hypothesis, Phase::Before, &mut journal, progress).await {
-        let verdict = verdict_of(&journal);
-        return finish(journal, verdict, None);
+    if !checks(ctx, &experiment.hypothesis, Phase::Before, journal, progress).await {
+        return Ended::NotSteady;
     }
 
+    if let Some(load) = &experiment.load {
+        progress(&format!("baseline under load: {}", humantime::format_duration(load.baseline)));
+        tokio::time::sleep(load.baseline).await;
+    }
     progress("method");
-    let method = AssertUnwindSafe(method(&ctx, experiment, &mut journal, progress)).catch_unwind();
+    marks.fault_start = Some(t0.elapsed().as_secs_f64());
+    let method = AssertUnwindSafe(method(ctx, experiment, journal, progress)).catch_unwind();
     let stopped = tokio::select! {
         result = method => match result {
             Ok(Ok(())) => None,
@@ -67,20 +123,18 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
     };
 
     progress("rollback");
-    let verified = action::rollback(target.platform.as_ref(), &http, &mut journal, ROLLBACK_PATIENCE).await;
+    marks.fault_end = Some(t0.elapsed().as_secs_f64());
+    let verified = action::rollback(ctx.platform.as_ref(), &ctx.http, journal, ROLLBACK_PATIENCE).await;
+    marks.recovered = Some(t0.elapsed().as_secs_f64());
     progress(if verified { "rollback verified: every touched service ready again" } else { "rollback NOT verified" });
     if let Some((verdict, reason)) = stopped {
-        return finish(journal, verdict, Some(reason));
+        return Ended::Stopped(verdict, reason);
     }
 
     progress("steady-state hypothesis (after) and recovery");
     let after: Vec<Check> = experiment.hypothesis.iter().chain(&experiment.after).cloned().collect();
-    checks(&ctx, &after, Phase::After, &mut journal, progress).await;
-    let verdict = verdict_of(&journal);
-    if !verified && verdict == Verdict::Passed {
-        return finish(journal, Verdict::Failed, Some("the rollback could not be verified".into()));
-    }
-    finish(journal, verdict, None)
+    checks(ctx, &after, Phase::After, journal, progress).await;
+    Ended::Completed
 }
 
 /// Applies the actions, holding each; the `during` checks run once every
@@ -117,10 +171,11 @@ async fn method(ctx: &Context, experiment: &Experiment, journal: &mut Journal, p
     Ok(())
 }
 
-/// Runs `list` in order, recording each; false at the first that does not hold.
+/// Runs `list` in order (availability checks wait for the load's figures),
+/// recording each; false at the first that does not hold.
 async fn checks(ctx: &Context, list: &[Check], phase: Phase, journal: &mut Journal, progress: &(dyn Fn(&str) + Sync)) -> bool {
     let mut all_held = true;
-    for check in list {
+    for check in list.iter().filter(|c| c.availability.is_none()) {
         let result = run_check(ctx, check).await;
         progress(&format!("  [{}] {}: {}", result.status, result.name, result.evidence));
         let held = result.status == "held";
@@ -136,6 +191,43 @@ async fn checks(ctx: &Context, list: &[Check], phase: Phase, journal: &mut Journ
         }
     }
     all_held
+}
+
+/// Judges every availability check from the load's figures of its phase.
+fn judge_availability(experiment: &Experiment, summary: &LoadSummary, marks: &Marks, ended: &Ended, journal: &mut Journal, progress: &(dyn Fn(&str) + Sync)) {
+    let [before, during, after] = under_load::windows(marks);
+    let mut lists = vec![(Phase::Before, &experiment.hypothesis, before)];
+    if matches!(ended, Ended::Completed) {
+        lists.push((Phase::During, &experiment.during, during));
+        lists.push((Phase::After, &experiment.hypothesis, after));
+        lists.push((Phase::After, &experiment.after, after));
+    }
+    for (phase, checks, (from, to)) in lists {
+        for check in checks {
+            let Some(probe) = &check.availability else { continue };
+            let result = match summary.route(&probe.route) {
+                None => {
+                    let known: Vec<&str> = summary.routes.iter().map(|r| r.route.as_str()).collect();
+                    errored(&check.name, &format!("no route `{}` in the load (routes: {})", probe.route, known.join(", ")))
+                }
+                Some(route) => {
+                    let figures: under_load::PhaseFigures = route.between(from, to).into();
+                    let evidence = format!(
+                        "{} {:.2} % over seconds {from}–{to} ({} transactions, {} failed), minimum {} %",
+                        probe.route, figures.availability, figures.transactions, figures.failed, probe.min
+                    );
+                    let status = if figures.availability >= probe.min { "held" } else { "deviated" };
+                    CheckResult { name: check.name.clone(), status: status.into(), evidence, took_ms: 0 }
+                }
+            };
+            progress(&format!("  [{}] {}: {}", result.status, result.name, result.evidence));
+            journal.record(phase, result);
+        }
+    }
+}
+
+fn errored(name: &str, evidence: &str) -> CheckResult {
+    CheckResult { name: name.to_string(), status: "errored".into(), evidence: evidence.to_string(), took_ms: 0 }
 }
 
 fn verdict_of(journal: &Journal) -> Verdict {

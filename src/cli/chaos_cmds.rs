@@ -68,8 +68,9 @@ async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let dir = args.reports.join(format!("{stamp}-{slug}"));
     eprintln!("{} — journal {}", experiment.title, dir.join("journal.json").display());
     let journal = chaos::run_experiment(&experiment, &args.file.display().to_string(), &target, dir.join("journal.json"), &|line| eprintln!("{line}")).await;
-    std::fs::write(dir.join("summary.md"), chaos::markdown(&journal))?;
-    std::fs::write(dir.join("junit.xml"), chaos::junit(&journal))?;
+    std::fs::write(dir.join("summary.md"), crate::report::experiment_markdown(&journal))?;
+    std::fs::write(dir.join("junit.xml"), crate::report::experiment_junit(&journal))?;
+    std::fs::write(dir.join("report.html"), crate::report::experiment_html(&journal))?;
     if started_here {
         let _ = super::platform_cmds::down(&run_dir).await;
     }
@@ -77,7 +78,7 @@ async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     if let Some(why) = &journal.deviated {
         println!("  {why}");
     }
-    println!("  report: {}", dir.join("summary.md").display());
+    println!("  report: {}", dir.join("report.html").display());
     Ok(if journal.status == Verdict::Passed { Outcome::Passed } else { Outcome::Failed })
 }
 

@@ -64,16 +64,15 @@ async fn detach(run_dir: &Path) -> anyhow::Result<Outcome> {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             anyhow::bail!("`stormproof up` exited ({status}) before it was ready:\n{log}");
         }
+        // `up` marks the state ready only once every replica is; the
+        // replica counts alone can look settled while it is still starting.
         if let Ok(state) = RunState::read(run_dir) {
-            if state.pid == pid {
-                if let Ok(services) = ControlClient::new(&state).services().await {
-                    if services.iter().all(|s| s.ready == s.desired && s.replicas.len() as u32 == s.desired) {
-                        println!("{} is up (pid {pid}); gateway {}", state.system, state.gateway);
-                        print_table(&services);
-                        println!("`stormproof down` stops it; its log is {}", log_path.display());
-                        return Ok(Outcome::Passed);
-                    }
-                }
+            if state.pid == pid && state.ready {
+                let services = ControlClient::new(&state).services().await?;
+                println!("{} is up (pid {pid}); gateway {}", state.system, state.gateway);
+                print_table(&services);
+                println!("`stormproof down` stops it; its log is {}", log_path.display());
+                return Ok(Outcome::Passed);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

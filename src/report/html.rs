@@ -15,10 +15,11 @@ const PAD_B: f64 = 28.0;
 const PAD_T: f64 = 12.0;
 const PAD_R: f64 = 12.0;
 
-struct Series<'a> {
-    name: &'a str,
-    color: &'a str,
-    values: Vec<f64>,
+/// One line of a chart.
+pub(crate) struct Series<'a> {
+    pub name: &'a str,
+    pub color: &'a str,
+    pub values: Vec<f64>,
 }
 
 fn nice_max(m: f64) -> f64 {
@@ -34,7 +35,13 @@ fn nice_max(m: f64) -> f64 {
     10.0 * p
 }
 
-fn line_chart(title: &str, unit: &str, series: &[Series], fixed_max: Option<f64>) -> String {
+/// A line chart over seconds.
+pub(crate) fn line_chart(title: &str, unit: &str, series: &[Series], fixed_max: Option<f64>) -> String {
+    shaded_line_chart(title, unit, series, fixed_max, None)
+}
+
+/// A line chart over seconds with the seconds `window` shaded (a fault).
+pub(crate) fn shaded_line_chart(title: &str, unit: &str, series: &[Series], fixed_max: Option<f64>, window: Option<(f64, f64)>) -> String {
     let n = series.iter().map(|s| s.values.len()).max().unwrap_or(0);
     let max = fixed_max.unwrap_or_else(|| nice_max(series.iter().flat_map(|s| s.values.iter().copied()).fold(0.0, f64::max)));
     let pw = W - PAD_L - PAD_R;
@@ -44,6 +51,10 @@ fn line_chart(title: &str, unit: &str, series: &[Series], fixed_max: Option<f64>
     let mut o = String::new();
     let _ = writeln!(o, "<figure><figcaption>{}</figcaption>", escape(title));
     let _ = writeln!(o, "<svg viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" aria-label=\"{}\">", escape(title));
+    if let Some((from, to)) = window.filter(|_| n > 1) {
+        let (x0, x1) = (x((from.max(0.0) as usize).min(n - 1)), x((to.max(0.0).ceil() as usize).min(n - 1)));
+        let _ = writeln!(o, "<rect x=\"{x0:.1}\" y=\"{PAD_T}\" width=\"{:.1}\" height=\"{:.1}\" class=\"fault\"><title>fault</title></rect>", (x1 - x0).max(1.0), H - PAD_T - PAD_B);
+    }
     for k in 0..=4 {
         let v = max * k as f64 / 4.0;
         let yy = y(v);
@@ -95,12 +106,16 @@ fn bar_chart(title: &str, bars: &[(&str, f64)]) -> String {
     o
 }
 
+/// The page's inline stylesheet (shared with the experiment report).
+pub(crate) const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;max-width:820px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.pass{color:#2a7}.fail{color:#c33;font-weight:bold}figure{margin:1.5em 0}figcaption{font-weight:bold}.grid{stroke:#e4e4e4}.ax{font-size:11px;fill:#555}.fault{fill:#f4c7c3;opacity:.5}.legend span{margin-right:1em;font-size:13px}.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}</style>";
+
 /// The run as one HTML page.
 pub fn html_report(title: &str, s: &LoadSummary, results: &[ThresholdResult]) -> String {
     let failed = results.iter().filter(|r| !r.passed).count();
     let mut o = String::new();
     let _ = writeln!(o, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>", escape(title));
-    o.push_str("<style>body{font-family:system-ui,sans-serif;max-width:820px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.pass{color:#2a7}.fail{color:#c33;font-weight:bold}figure{margin:1.5em 0}figcaption{font-weight:bold}.grid{stroke:#e4e4e4}.ax{font-size:11px;fill:#555}.legend span{margin-right:1em;font-size:13px}.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}</style></head><body>\n");
+    o.push_str(STYLE);
+    o.push_str("</head><body>\n");
     let _ = writeln!(o, "<h1>{}</h1>", escape(title));
     let verdict = if results.is_empty() {
         "<p>No thresholds.</p>".to_string()

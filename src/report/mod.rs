@@ -4,8 +4,10 @@
 //! summary for CI step summaries and a self-contained HTML page with SVG
 //! charts. Writers only read a [`crate::load::LoadSummary`] and the
 //! threshold results; the load engine (and later the chaos engine) hands
-//! them over and never formats anything itself.
+//! them over and never formats anything itself. Experiment runs are rendered
+//! from their journal ([`crate::chaos::Journal`]).
 
+mod experiment;
 mod html;
 mod json;
 mod junit;
@@ -14,6 +16,7 @@ mod text;
 mod util;
 mod write;
 
+pub use experiment::{experiment_html, experiment_junit, experiment_markdown};
 pub use html::html_report;
 pub use json::{JSON_SCHEMA, SCHEMA_VERSION, json_value};
 pub use junit::junit_xml;
