@@ -50,6 +50,10 @@ async fn the_shipped_experiments_pass_against_the_shop() {
         assert!(run.join("junit.xml").exists());
         assert!(journal["load"]["routes"][0]["during"]["requests"].as_u64().unwrap() > 0, "{name}: load ran through the fault");
         if name == "delivery-outage" {
+            let catch_up = journal["catch_up"].as_array().unwrap();
+            let delivery = catch_up.iter().find(|c| c["group"] == "shop.delivery").expect("delivery's lag was sampled");
+            assert!(delivery["peak"].as_i64().unwrap() > 0, "delivery fell behind while it was down: {delivery}");
+            assert!(delivery["caught_up_after"].as_f64().is_some(), "and caught up: {delivery}");
             renders_in_chromium(&run.join("report.html"));
         }
     }
@@ -76,7 +80,7 @@ fn renders_in_chromium(report: &Path) {
     assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert!(dom.contains("Delivery outage"), "title rendered");
-    assert!(dom.matches("<svg").count() >= 4, "availability, throughput, latency and replica charts");
+    assert!(dom.matches("<svg").count() >= 5, "availability, throughput, latency, replica and lag charts");
     assert!(dom.contains("class=\"fault\""), "the fault window is shaded");
     let png = report.with_file_name("report.png");
     let shot = run(&["--window-size=900,1900".to_string(), format!("--screenshot={}", png.display())]);

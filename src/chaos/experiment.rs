@@ -218,6 +218,19 @@ pub struct Check {
     pub consistency: Option<ConsistencyProbe>,
     /// Availability of a load route over the check's phase (needs `load`).
     pub availability: Option<AvailabilityProbe>,
+    /// Consumer-group lag of a service.
+    pub lag: Option<LagProbe>,
+}
+
+/// A service's consumer group is at most `max` events behind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LagProbe {
+    /// The consuming service (group `SYSTEM.SERVICE`).
+    pub service: String,
+    /// Most events behind that still holds.
+    #[serde(default)]
+    pub max: i64,
 }
 
 /// Availability of one load route over a phase of the run.
@@ -325,9 +338,9 @@ impl Experiment {
         }
         for (section, checks) in [("hypothesis", &self.hypothesis), ("during", &self.during), ("after", &self.after)] {
             for (i, check) in checks.iter().enumerate() {
-                let set = [check.flow.is_some(), check.replicas.is_some(), check.consistency.is_some(), check.availability.is_some()];
+                let set = [check.flow.is_some(), check.replicas.is_some(), check.consistency.is_some(), check.availability.is_some(), check.lag.is_some()];
                 if set.iter().filter(|s| **s).count() != 1 {
-                    return Err(format!("{section}[{i}] `{}`: expected exactly one of flow, replicas, consistency, availability", check.name));
+                    return Err(format!("{section}[{i}] `{}`: expected exactly one of flow, replicas, consistency, availability, lag", check.name));
                 }
                 if check.availability.is_some() && self.load.is_none() {
                     return Err(format!("{section}[{i}] `{}`: an availability check needs a `load` section", check.name));

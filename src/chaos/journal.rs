@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::under_load::{LoadRecord, Marks, ReplicaSample};
+use super::under_load::{CatchUp, LagSample, LoadRecord, Marks, ReplicaSample};
 use crate::systems::kit::{SwitchState, now_rfc3339};
 
 /// How an experiment ended.
@@ -171,6 +171,12 @@ pub struct Journal {
     /// Ready replicas over time.
     #[serde(default)]
     pub replicas_over_time: Vec<ReplicaSample>,
+    /// Consumer-group lag over time.
+    #[serde(default)]
+    pub lag_over_time: Vec<LagSample>,
+    /// Lag peak and catch-up time of each consumer group.
+    #[serde(default)]
+    pub catch_up: Vec<CatchUp>,
     #[serde(skip)]
     path: PathBuf,
 }
@@ -196,6 +202,8 @@ impl Journal {
             marks: Marks::default(),
             load: None,
             replicas_over_time: Vec::new(),
+            lag_over_time: Vec::new(),
+            catch_up: Vec::new(),
             path,
         }
     }

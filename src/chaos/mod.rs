@@ -11,11 +11,13 @@
 mod action;
 mod experiment;
 mod journal;
+mod lag;
 mod probe;
 mod run;
 mod under_load;
 
 pub use experiment::{Experiment, load_experiment};
 pub use journal::{CheckResult, Journal, Phase, Verdict};
-pub use under_load::{LoadRecord, Marks, PhaseFigures, ReplicaSample, RoutePhases, Second};
+pub use lag::LagReader;
+pub use under_load::{CAUGHT_UP, CatchUp, LagSample, LoadRecord, Marks, PhaseFigures, ReplicaSample, RoutePhases, Second};
 pub use run::{Target, rollback_journal, run_experiment};

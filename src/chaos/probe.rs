@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::experiment::{Check, ConsistencyProbe, Expect, ReplicasProbe, Step};
+use super::experiment::{Check, ConsistencyProbe, Expect, LagProbe, ReplicasProbe, Step};
+use super::lag::LagReader;
 use super::journal::CheckResult;
 use crate::platform::Platform;
 
@@ -35,6 +36,10 @@ pub struct Context {
     pub token: String,
     /// The platform.
     pub platform: Arc<dyn Platform>,
+    /// The system's name (consumer groups are `SYSTEM.SERVICE`).
+    pub system: String,
+    /// Reads consumer lag, when the broker is known.
+    pub lag: Option<Arc<LagReader>>,
 }
 
 /// Runs `check`, retrying until it holds or its `within` deadline passes.
@@ -63,6 +68,8 @@ async fn once(ctx: &Context, check: &Check) -> Found {
         replicas(ctx, probe).await
     } else if let Some(probe) = &check.consistency {
         consistency(ctx, probe).await
+    } else if let Some(probe) = &check.lag {
+        lag(ctx, probe).await
     } else {
         Found::Errored("no probe".into())
     }
@@ -175,6 +182,23 @@ async fn replicas(ctx: &Context, probe: &ReplicasProbe) -> Found {
         Ok(status) if status.ready == probe.ready => Found::Held(format!("{} ready {}/{}", probe.service, status.ready, status.desired)),
         Ok(status) => Found::Deviated(format!("{} ready {}/{}, expected {} ready", probe.service, status.ready, status.desired, probe.ready)),
         Err(err) => Found::Errored(err.to_string()),
+    }
+}
+
+async fn lag(ctx: &Context, probe: &LagProbe) -> Found {
+    let Some(reader) = ctx.lag.clone() else {
+        return Found::Errored("consumer lag needs the broker's address (not known for this platform)".into());
+    };
+    let group = format!("{}.{}", ctx.system, probe.service);
+    let lags = match tokio::task::spawn_blocking(move || reader.read()).await {
+        Ok(Ok(lags)) => lags,
+        Ok(Err(err)) => return Found::Deviated(format!("cannot read the lag of {group}: {err:#}")),
+        Err(err) => return Found::Errored(err.to_string()),
+    };
+    match lags.get(&group) {
+        Some(lag) if *lag <= probe.max => Found::Held(format!("{group} is {lag} events behind (at most {})", probe.max)),
+        Some(lag) => Found::Deviated(format!("{group} is {lag} events behind, more than {}", probe.max)),
+        None => Found::Errored(format!("{group} is not a consumer group of this system")),
     }
 }
 

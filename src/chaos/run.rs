@@ -30,6 +30,8 @@ pub struct Target {
     pub gateway: String,
     /// The local platform's run directory (recorded for `chaos rollback`).
     pub run_dir: PathBuf,
+    /// Reads consumer lag (when the broker's address is known).
+    pub lag: Option<Arc<super::lag::LagReader>>,
 }
 
 /// How long a rollback may take to be verified.
@@ -56,7 +58,14 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
         Ok(token) => token,
         Err(err) => return finish(journal, Verdict::Inconclusive, Some(format!("cannot get a token from the gateway: {err:#}"))),
     };
-    let ctx = Context { http: http.clone(), gateway: target.gateway.clone(), token: token.clone(), platform: target.platform.clone() };
+    let ctx = Context {
+        http: http.clone(),
+        gateway: target.gateway.clone(),
+        token: token.clone(),
+        platform: target.platform.clone(),
+        system: experiment.system.clone(),
+        lag: target.lag.clone(),
+    };
     let load = match experiment.load.as_ref().map(|def| under_load::start(def, &target.gateway, &token)).transpose() {
         Ok(load) => load,
         Err(err) => return finish(journal, Verdict::Inconclusive, Some(format!("cannot start the load: {err:#}"))),
@@ -64,13 +73,16 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
     if let Some(def) = &experiment.load {
         progress(&format!("load: {} users over {} routes, all through the run", def.users, def.routes.len()));
     }
-    let sampler = Sampler::start(target.platform.clone(), t0);
+    let sampler = Sampler::start(target.platform.clone(), target.lag.clone(), t0);
     let mut marks = Marks::default();
 
     let ended = phases(&ctx, experiment, &mut journal, &mut marks, t0, progress).await;
 
     marks.end = t0.elapsed().as_secs_f64();
-    journal.replicas_over_time = sampler.stop().await;
+    let samples = sampler.stop().await;
+    journal.replicas_over_time = samples.replicas;
+    journal.catch_up = under_load::catch_up(&samples.lag, &marks);
+    journal.lag_over_time = samples.lag;
     if let Some(load) = load {
         match load.stop(&marks).await {
             Ok((record, summary)) => {

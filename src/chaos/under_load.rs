@@ -194,25 +194,86 @@ fn record(summary: &LoadSummary, marks: &Marks, users: u32) -> LoadRecord {
     }
 }
 
-/// Samples ready replicas every second until stopped.
+/// Events behind of every consumer group at one moment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LagSample {
+    /// Seconds since the start.
+    pub t: f64,
+    /// Group → events behind.
+    pub lag: BTreeMap<String, i64>,
+}
+
+/// How a consumer group fell behind during the fault and caught up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatchUp {
+    /// The consumer group.
+    pub group: String,
+    /// Most events it was behind.
+    pub peak: i64,
+    /// Seconds from the end of the fault until it was back within
+    /// [`CAUGHT_UP`] events (none if never).
+    pub caught_up_after: Option<f64>,
+}
+
+/// A group this close to the head counts as caught up: under continuous
+/// load a consumer is rarely at exactly 0.
+pub const CAUGHT_UP: i64 = 25;
+
+/// Peak lag and catch-up time of each group.
+pub fn catch_up(samples: &[LagSample], marks: &Marks) -> Vec<CatchUp> {
+    let groups: Vec<&String> = samples.iter().flat_map(|s| s.lag.keys()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let fault_end = marks.fault_end.unwrap_or(marks.end);
+    groups
+        .into_iter()
+        .map(|group| {
+            let lag = |s: &LagSample| s.lag.get(group).copied().unwrap_or(0);
+            CatchUp {
+                group: group.clone(),
+                peak: samples.iter().map(lag).max().unwrap_or(0),
+                caught_up_after: samples.iter().find(|s| s.t >= fault_end && lag(s) <= CAUGHT_UP).map(|s| s.t - fault_end),
+            }
+        })
+        .collect()
+}
+
+/// What the sampler saw.
+pub struct Samples {
+    /// Ready replicas over time.
+    pub replicas: Vec<ReplicaSample>,
+    /// Consumer lag over time.
+    pub lag: Vec<LagSample>,
+}
+
+/// Samples ready replicas (and consumer lag) twice a second until stopped.
 pub struct Sampler {
     cancel: CancellationToken,
-    samples: Arc<Mutex<Vec<ReplicaSample>>>,
+    samples: Arc<Mutex<Samples>>,
     task: JoinHandle<()>,
+    lag: Option<Arc<super::lag::LagReader>>,
+    t0: Instant,
 }
 
 impl Sampler {
-    /// Starts sampling `platform`; times are relative to `t0`.
-    pub fn start(platform: Arc<dyn Platform>, t0: Instant) -> Sampler {
+    /// Starts sampling `platform` (and `lag`); times are relative to `t0`.
+    pub fn start(platform: Arc<dyn Platform>, lag: Option<Arc<super::lag::LagReader>>, t0: Instant) -> Sampler {
         let cancel = CancellationToken::new();
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let (stop, into) = (cancel.clone(), samples.clone());
+        let samples = Arc::new(Mutex::new(Samples { replicas: Vec::new(), lag: Vec::new() }));
+        let (stop, into, reader) = (cancel.clone(), samples.clone(), lag.clone());
         let task = tokio::spawn(async move {
+            let lag = reader;
             loop {
                 if let Ok(services) = platform.services().await {
                     let ready = services.into_iter().map(|s| (s.name, s.ready)).collect();
                     if let Ok(mut samples) = into.lock() {
-                        samples.push(ReplicaSample { t: t0.elapsed().as_secs_f64(), ready });
+                        samples.replicas.push(ReplicaSample { t: t0.elapsed().as_secs_f64(), ready });
+                    }
+                }
+                if let Some(reader) = lag.clone() {
+                    // A broker that is down has no lag to report: skip.
+                    if let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || reader.read()).await {
+                        if let Ok(mut samples) = into.lock() {
+                            samples.lag.push(LagSample { t: t0.elapsed().as_secs_f64(), lag });
+                        }
                     }
                 }
                 tokio::select! {
@@ -221,14 +282,23 @@ impl Sampler {
                 }
             }
         });
-        Sampler { cancel, samples, task }
+        Sampler { cancel, samples, task, lag, t0 }
     }
 
-    /// Stops and returns the samples.
-    pub async fn stop(self) -> Vec<ReplicaSample> {
+    /// Stops and returns the samples, with a last lag sample taken now (a
+    /// recovery check may have just seen the catch-up the sampler missed).
+    pub async fn stop(self) -> Samples {
         self.cancel.cancel();
         let _ = self.task.await;
-        self.samples.lock().map(|s| s.clone()).unwrap_or_default()
+        if let Some(reader) = self.lag.clone() {
+            if let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || reader.read()).await {
+                if let Ok(mut samples) = self.samples.lock() {
+                    samples.lag.push(LagSample { t: self.t0.elapsed().as_secs_f64(), lag });
+                }
+            }
+        }
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        Samples { replicas: std::mem::take(&mut samples.replicas), lag: std::mem::take(&mut samples.lag) }
     }
 }
 
@@ -245,6 +315,18 @@ mod tests {
         assert_eq!(before, (0, 6));
         assert_eq!(during.0, during.1, "no fault, no during window");
         assert_eq!(after.0, after.1);
+    }
+
+    #[test]
+    fn catch_up_is_measured_from_the_end_of_the_fault() {
+        let sample = |t: f64, lag: i64| LagSample { t, lag: BTreeMap::from([("shop.delivery".to_string(), lag)]) };
+        let samples = [sample(1.0, 0), sample(3.0, 12), sample(6.0, 40), sample(7.5, 30), sample(8.0, 5), sample(9.5, 0)];
+        let marks = Marks { fault_start: Some(2.0), fault_end: Some(7.0), recovered: Some(7.5), end: 10.0 };
+        let [c] = catch_up(&samples, &marks).try_into().unwrap();
+        assert_eq!(c.peak, 40);
+        assert_eq!(c.caught_up_after, Some(1.0), "within 25 events after the fault; lag 0 before it does not count");
+        let never = catch_up(&samples[..4], &marks);
+        assert_eq!(never[0].caught_up_after, None);
     }
 
     #[test]

@@ -62,7 +62,9 @@ async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         }
     };
     let state = RunState::read_live(&run_dir)?;
-    let target = Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(&run_dir)? };
+    let def = crate::systems::definition::SystemDef::builtin(&experiment.system)?;
+    let lag = chaos::LagReader::new(&state.kafka, &def.topic, &def.consumer_groups()).ok().map(Arc::new);
+    let target = Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(&run_dir)?, lag };
     let stamp = crate::systems::kit::now_rfc3339().replace([':', '-'], "").replace('.', "-").chars().take(19).collect::<String>();
     let slug = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into());
     let dir = args.reports.join(format!("{stamp}-{slug}"));

@@ -30,6 +30,12 @@ pub fn experiment_markdown(journal: &Journal) -> String {
             let _ = writeln!(out, "| {} | {} | {} | {} |", r.route, cell(&r.before), cell(&r.during), cell(&r.after));
         }
     }
+    if !journal.catch_up.is_empty() {
+        let _ = writeln!(out, "\n**Consumer lag** (catch-up: back within {} events after the fault)\n\n| group | peak lag | caught up after |\n|---|---|---|", crate::chaos::CAUGHT_UP);
+        for c in &journal.catch_up {
+            let _ = writeln!(out, "| {} | {} | {} |", c.group, c.peak, c.caught_up_after.map(|t| format!("{t:.1} s")).unwrap_or_else(|| "not within the run".into()));
+        }
+    }
     let _ = writeln!(out, "\n**Method**\n");
     for activity in &journal.run {
         let _ = writeln!(out, "- {} — {} {}", activity.action, activity.status, activity.detail);
@@ -122,6 +128,28 @@ pub fn experiment_html(journal: &Journal) -> String {
             })
             .collect();
         o.push_str(&shaded_line_chart("Ready replicas (fault shaded)", "", &series, None, window));
+    }
+    if !journal.lag_over_time.is_empty() {
+        const COLORS: [&str; 4] = ["#e15759", "#4e79a7", "#59a14f", "#f28e2b"];
+        let seconds = journal.marks.end.ceil().max(1.0) as usize;
+        let groups: Vec<&String> = journal.catch_up.iter().map(|c| &c.group).collect();
+        let series: Vec<Series> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, group)| Series {
+                name: group.as_str(),
+                color: COLORS[i % COLORS.len()],
+                values: (0..=seconds)
+                    .map(|s| journal.lag_over_time.iter().rev().find(|l| l.t <= s as f64).and_then(|l| l.lag.get(*group)).copied().unwrap_or(0) as f64)
+                    .collect(),
+            })
+            .collect();
+        o.push_str(&shaded_line_chart("Consumer lag, events behind (fault shaded): the read model's catch-up curve", "", &series, None, window));
+        o.push_str("<table><tr><th>group</th><th>peak lag</th><th>caught up after</th></tr>\n");
+        for c in &journal.catch_up {
+            let _ = writeln!(o, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", html_escape(&c.group), c.peak, c.caught_up_after.map(|t| format!("{t:.1} s")).unwrap_or_else(|| "—".into()));
+        }
+        o.push_str("</table>\n");
     }
     o.push_str("<h2>Method</h2><ul>\n");
     for a in &journal.run {
