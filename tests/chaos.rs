@@ -165,6 +165,27 @@ async fn after_a_sigkill_chaos_rollback_restores_from_the_journal() {
     shop.down();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guard_deviated_too_long_aborts_and_rolls_back() {
+    let shop = Shop::up(&[]).await;
+    let work = tempfile::tempdir().unwrap();
+    let yaml = std::fs::read_to_string(long_outage(work.path())).unwrap()
+        + "guardrails:\n  abort_when:\n    - name: delivery keeps a replica\n      replicas: { service: delivery, ready: 1 }\n      deviated_for: 2s\n";
+    let file = work.path().join("guarded.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let reports = work.path().join("reports");
+    let started = Instant::now();
+    let out = shop.cli(&["chaos", "run", file.to_str().unwrap(), "--reports", reports.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(45), "aborted long before the 60 s hold ended");
+    let (_, journal) = journal(&reports);
+    assert_eq!(journal["status"], "aborted");
+    assert!(journal["deviated"].as_str().unwrap().contains("guardrail: `delivery keeps a replica` deviated for more than 2s"), "{}", journal["deviated"]);
+    assert_eq!(journal["rollback_verified"], true);
+    assert_eq!(delivery(&shop)["ready"], 1);
+    shop.down();
+}
+
 #[test]
 fn a_malformed_experiment_exits_2_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

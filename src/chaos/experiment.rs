@@ -129,12 +129,28 @@ pub struct Guardrails {
     /// The whole experiment, rollback excluded, may not take longer.
     #[serde(with = "humantime_serde", default = "five_minutes")]
     pub max_duration: Duration,
+    /// Checks watched while the faults hold: one that stays deviated for
+    /// longer than `deviated_for` aborts the run (and rolls back).
+    #[serde(default)]
+    pub abort_when: Vec<Guard>,
 }
 
 impl Default for Guardrails {
     fn default() -> Self {
-        Guardrails { max_duration: five_minutes() }
+        Guardrails { max_duration: five_minutes(), abort_when: Vec::new() }
     }
+}
+
+/// A check that must not stay deviated for long while the faults hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// The check (its `within` is ignored: it is polled every second).
+    #[serde(flatten)]
+    pub check: Check,
+    /// How long it may stay deviated.
+    #[serde(with = "humantime_serde")]
+    pub deviated_for: Duration,
 }
 
 fn five_minutes() -> Duration {
@@ -336,11 +352,15 @@ impl Experiment {
                 return Err(format!("method[{i}]: expected exactly one of scale, kill, switches, stop-broker"));
             }
         }
-        for (section, checks) in [("hypothesis", &self.hypothesis), ("during", &self.during), ("after", &self.after)] {
+        let guards: Vec<Check> = self.guardrails.abort_when.iter().map(|g| g.check.clone()).collect();
+        for (section, checks) in [("hypothesis", &self.hypothesis), ("during", &self.during), ("after", &self.after), ("guardrails.abort_when", &guards)] {
             for (i, check) in checks.iter().enumerate() {
                 let set = [check.flow.is_some(), check.replicas.is_some(), check.consistency.is_some(), check.availability.is_some(), check.lag.is_some()];
                 if set.iter().filter(|s| **s).count() != 1 {
                     return Err(format!("{section}[{i}] `{}`: expected exactly one of flow, replicas, consistency, availability, lag", check.name));
+                }
+                if section.starts_with("guardrails") && check.availability.is_some() {
+                    return Err(format!("{section}[{i}] `{}`: availability is judged after the run; guard with a flow or replicas check", check.name));
                 }
                 if check.availability.is_some() && self.load.is_none() {
                     return Err(format!("{section}[{i}] `{}`: an availability check needs a `load` section", check.name));
@@ -404,6 +424,17 @@ mod tests {
         assert!(err.starts_with("chaos/x.yaml:"), "{err}");
         assert!(err.contains("hodl"), "{err}");
         assert!(err.contains('5'), "names line 5: {err}");
+    }
+
+    #[test]
+    fn a_guard_is_a_check_with_a_patience() {
+        let yaml = "title: t\nsystem: shop\nmethod:\n  - kill: { service: order }\nguardrails:\n  max_duration: 1m\n  abort_when:\n    - name: order ready\n      replicas: { service: order, ready: 1 }\n      deviated_for: 10s\n";
+        let experiment = parse(yaml, "x.yaml").unwrap();
+        let guard = &experiment.guardrails.abort_when[0];
+        assert_eq!(guard.deviated_for, Duration::from_secs(10));
+        assert_eq!(guard.check.replicas.as_ref().unwrap().service, "order");
+        let bad = yaml.replace("deviated_for: 10s", "deviated_for: 10s\n      typo: 1");
+        assert!(parse(&bad, "x.yaml").is_err(), "unknown fields in a guard are rejected");
     }
 
     #[test]

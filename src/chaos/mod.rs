@@ -19,5 +19,5 @@ mod under_load;
 pub use experiment::{Experiment, load_experiment};
 pub use journal::{CheckResult, Journal, Phase, Verdict};
 pub use lag::LagReader;
-pub use under_load::{CAUGHT_UP, CatchUp, LagSample, LoadRecord, Marks, PhaseFigures, ReplicaSample, RoutePhases, Second};
+pub use under_load::{CAUGHT_UP, CatchUp, LagSample, LoadRecord, Marks, PhaseFigures, PhaseLatency, ReplicaSample, RoutePhases, Second};
 pub use run::{Target, rollback_journal, run_experiment};

@@ -132,6 +132,7 @@ async fn phases(ctx: &Context, experiment: &Experiment, journal: &mut Journal, m
         _ = tokio::time::sleep(experiment.guardrails.max_duration) => {
             Some((Verdict::Aborted, format!("guardrail: longer than max_duration {}", humantime::format_duration(experiment.guardrails.max_duration))))
         }
+        reason = guard(ctx, &experiment.guardrails.abort_when) => Some((Verdict::Aborted, reason)),
     };
 
     progress("rollback");
@@ -181,6 +182,36 @@ async fn method(ctx: &Context, experiment: &Experiment, journal: &mut Journal, p
     let during = checks(ctx, &experiment.during, Phase::During, journal, progress);
     tokio::join!(hold, during);
     Ok(())
+}
+
+/// Polls the guards every second while the faults hold; returns why the
+/// run must abort once one has stayed deviated too long. Never returns
+/// without guards.
+async fn guard(ctx: &Context, guards: &[super::experiment::Guard]) -> String {
+    if guards.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut deviated_since: Vec<Option<Instant>> = vec![None; guards.len()];
+    loop {
+        for (guard, since) in guards.iter().zip(deviated_since.iter_mut()) {
+            let once = Check { within: Duration::ZERO, ..guard.check.clone() };
+            let result = run_check(ctx, &once).await;
+            if result.status == "held" {
+                *since = None;
+                continue;
+            }
+            let started = *since.get_or_insert_with(Instant::now);
+            if started.elapsed() >= guard.deviated_for {
+                return format!(
+                    "guardrail: `{}` deviated for more than {} ({})",
+                    guard.check.name,
+                    humantime::format_duration(guard.deviated_for),
+                    result.evidence
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Runs `list` in order (availability checks wait for the load's figures),

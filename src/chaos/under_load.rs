@@ -96,6 +96,27 @@ pub struct LoadRecord {
     pub p99_ms: f64,
     /// Whole-run slowest, ms.
     pub max_ms: f64,
+    /// Latency before, during and after the fault.
+    pub latency_by_phase: [PhaseLatency; 3],
+}
+
+/// Latency of one phase, from its seconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PhaseLatency {
+    /// Median of the seconds' p50, ms.
+    pub p50_ms: f64,
+    /// The worst second's p99, ms.
+    pub p99_ms: f64,
+}
+
+fn phase_latency(timeline: &[Second], (from, to): (usize, usize)) -> PhaseLatency {
+    let seconds: Vec<&Second> = timeline.iter().filter(|s| (from..to).contains(&(s.second as usize)) && s.requests > 0).collect();
+    let mut p50s: Vec<f64> = seconds.iter().map(|s| s.p50_ms).collect();
+    p50s.sort_by(f64::total_cmp);
+    PhaseLatency {
+        p50_ms: p50s.get(p50s.len() / 2).copied().unwrap_or(0.0),
+        p99_ms: seconds.iter().map(|s| s.p99_ms).fold(0.0, f64::max),
+    }
 }
 
 /// Ready replicas of every service at one moment.
@@ -172,7 +193,7 @@ fn record(summary: &LoadSummary, marks: &Marks, users: u32) -> LoadRecord {
             after: r.between(after.0, after.1).into(),
         })
         .collect();
-    let timeline = summary
+    let timeline: Vec<Second> = summary
         .timeline
         .iter()
         .map(|p| Second {
@@ -184,9 +205,11 @@ fn record(summary: &LoadSummary, marks: &Marks, users: u32) -> LoadRecord {
             p99_ms: p.p99_us as f64 / 1000.0,
         })
         .collect();
+    let latency_by_phase = [phase_latency(&timeline, before), phase_latency(&timeline, during), phase_latency(&timeline, after)];
     LoadRecord {
         users,
         routes,
+        latency_by_phase,
         timeline,
         p50_ms: summary.quantile_us(0.5) as f64 / 1000.0,
         p99_ms: summary.quantile_us(0.99) as f64 / 1000.0,

@@ -29,6 +29,9 @@ enum ChaosCommand {
 struct RunArgs {
     /// Experiment file (YAML), e.g. chaos/shop/delivery-outage.yaml.
     file: PathBuf,
+    /// The platform to act on (`local`; Kubernetes comes with the kube platform).
+    #[arg(long, default_value = "local", value_parser = ["local"])]
+    platform: String,
     /// Where the journal and reports go (a folder per run).
     #[arg(long, default_value = "reports/chaos", env = "STORMPROOF_REPORTS")]
     reports: PathBuf,

@@ -29,6 +29,8 @@ pub fn experiment_markdown(journal: &Journal) -> String {
             let cell = |f: &crate::chaos::PhaseFigures| format!("{:.2} % ({} ok, {} failed)", f.availability, f.transactions, f.failed);
             let _ = writeln!(out, "| {} | {} | {} | {} |", r.route, cell(&r.before), cell(&r.during), cell(&r.after));
         }
+        let [b, d, a] = &load.latency_by_phase;
+        let _ = writeln!(out, "| latency p50 / p99 (worst second) | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.1} / {:.1} ms |", b.p50_ms, b.p99_ms, d.p50_ms, d.p99_ms, a.p50_ms, a.p99_ms);
     }
     if !journal.catch_up.is_empty() {
         let _ = writeln!(out, "\n**Consumer lag** (catch-up: back within {} events after the fault)\n\n| group | peak lag | caught up after |\n|---|---|---|", crate::chaos::CAUGHT_UP);
@@ -105,6 +107,8 @@ pub fn experiment_html(journal: &Journal) -> String {
         for r in &load.routes {
             let _ = writeln!(o, "<tr><td>{}</td><td>{:.2} %</td><td>{:.2} %</td><td>{:.2} %</td></tr>", html_escape(&r.route), r.before.availability, r.during.availability, r.after.availability);
         }
+        let [b, d, a] = &load.latency_by_phase;
+        let _ = writeln!(o, "<tr><td>latency p50 / p99 (worst second)</td><td>{:.1} / {:.1} ms</td><td>{:.1} / {:.1} ms</td><td>{:.1} / {:.1} ms</td></tr>", b.p50_ms, b.p99_ms, d.p50_ms, d.p99_ms, a.p50_ms, a.p99_ms);
         o.push_str("</table>\n");
         let series = |name, color, f: fn(&crate::chaos::Second) -> f64| Series { name, color, values: load.timeline.iter().map(f).collect() };
         o.push_str(&shaded_line_chart("Availability per second (fault shaded)", "%", &[series("availability", "#59a14f", |s| s.availability)], Some(100.0), window));
