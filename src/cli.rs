@@ -3,6 +3,7 @@
 //! and this is the only place that prints for users.
 
 mod chaos_cmds;
+mod check_cmds;
 mod platform_cmds;
 
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ pub enum Command {
     Scale(ScaleArgs),
     /// Kill one replica of a service (SIGKILL), like deleting a pod.
     Kill(KillArgs),
+    /// Score the course's checkpoints against a system (runs the shop if it is not up).
+    Check(check_cmds::CheckArgs),
     /// Load a service as siege does (same flags), with real measurement and CI gates.
     Siege(crate::load::cli::SiegeArgs),
     /// Chaos experiments: fault, verdict, guaranteed rollback.
@@ -178,6 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Status(args) => platform_cmds::status(&args.run.run_dir, args.json).await,
         Command::Scale(args) => platform_cmds::scale(args).await,
         Command::Kill(args) => platform_cmds::kill(args).await,
+        Command::Check(args) => check_cmds::check(args).await,
         Command::Siege(args) => crate::load::cli::run_siege(args).await,
         Command::Chaos(args) => chaos_cmds::chaos(args).await,
         Command::Broker(args) => {

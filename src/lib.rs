@@ -6,11 +6,13 @@
 //! - [`platform`]: where services run — the local platform and its control API;
 //! - [`load`]: the siege-compatible load engine; [`report`]: its reports;
 //! - [`chaos`]: experiments with verdicts and guaranteed rollback;
+//! - [`check`]: the course's checkpoints scored from experiments;
 //! - [`cli`]: arguments and dispatch; the only part that prints for users.
 #![warn(missing_docs)]
 
 pub mod broker;
 pub mod chaos;
+pub mod check;
 pub mod cli;
 pub mod exit;
 pub mod load;

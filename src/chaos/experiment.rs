@@ -27,7 +27,8 @@ pub struct Experiment {
     /// the rollback.
     #[serde(default)]
     pub hypothesis: Vec<Check>,
-    /// Faults, applied in order.
+    /// Faults, applied in order (none: a steady-state check only).
+    #[serde(default)]
     pub method: Vec<Action>,
     /// What must hold while the faults hold.
     #[serde(default)]
@@ -99,6 +100,7 @@ impl LoadRoute {
             expect: Expect::default(),
             capture: BTreeMap::new(),
             eventually: Duration::ZERO,
+            auth: true,
         };
         let (method, _) = step.request()?;
         let path = [&self.get, &self.post, &self.put, &self.patch, &self.delete].into_iter().flatten().next().map(String::as_str).unwrap_or("");
@@ -284,6 +286,14 @@ pub struct Step {
     /// Retry this step until it matches, up to this long.
     #[serde(with = "humantime_serde", default)]
     pub eventually: Duration,
+    /// Send the bearer token (default); `false` checks what the gateway
+    /// does without one.
+    #[serde(default = "yes")]
+    pub auth: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Expected answer.
@@ -308,6 +318,9 @@ pub struct ReplicasProbe {
     pub service: String,
     /// Exactly this many ready replicas.
     pub ready: u32,
+    /// At least this many restarts, over its replicas (self-healing).
+    #[serde(default)]
+    pub restarts_at_least: u32,
 }
 
 /// The read model reflects every command exactly once.
@@ -343,8 +356,8 @@ pub fn parse(yaml: &str, origin: &str) -> anyhow::Result<Experiment> {
 
 impl Experiment {
     fn check(&self) -> Result<(), String> {
-        if self.method.is_empty() {
-            return Err("method: expected at least one action (scale, kill, switches, stop-broker)".into());
+        if self.method.is_empty() && !(self.during.is_empty() && self.after.is_empty()) {
+            return Err("method: `during` and `after` checks need at least one action (scale, kill, switches, stop-broker)".into());
         }
         for (i, action) in self.method.iter().enumerate() {
             let set = [action.scale.is_some(), action.kill.is_some(), action.switches.is_some(), action.stop_broker.is_some()];
@@ -439,6 +452,8 @@ mod tests {
 
     #[test]
     fn an_action_needs_exactly_one_fault() {
+        let steady_only = "title: t\nsystem: shop\nhypothesis:\n  - name: n\n    replicas: { service: order, ready: 1 }\n";
+        assert!(parse(steady_only, "x.yaml").is_ok(), "a steady-state check needs no method");
         let yaml = "title: t\nsystem: shop\nmethod:\n  - hold: 5s\n";
         let err = parse(yaml, "x.yaml").unwrap_err().to_string();
         assert!(err.contains("method[0]: expected exactly one of"), "{err}");

@@ -109,7 +109,10 @@ async fn request(ctx: &Context, step: &Step, vars: &BTreeMap<String, String>) ->
     let (method, path) = step.request().map_err(Found::Errored)?;
     let path = interpolate(path, vars).map_err(Found::Errored)?;
     let line = format!("{method} {path}");
-    let mut request = ctx.http.request(method, format!("{}{path}", ctx.gateway)).bearer_auth(&ctx.token);
+    let mut request = ctx.http.request(method, format!("{}{path}", ctx.gateway));
+    if step.auth {
+        request = request.bearer_auth(&ctx.token);
+    }
     if let Some(body) = &step.body {
         let body = interpolate_json(body, vars).map_err(Found::Errored)?;
         request = request.json(&body);
@@ -120,7 +123,11 @@ async fn request(ctx: &Context, step: &Step, vars: &BTreeMap<String, String>) ->
     let text = response.text().await.unwrap_or_default();
     let took = started.elapsed();
     let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    matches(&step.expect, status, &body).map_err(|why| Found::Deviated(format!("{line} → {status}: {why}")))?;
+    let mut expect = step.expect.clone();
+    for want in expect.json.values_mut() {
+        *want = interpolate_json(want, vars).map_err(Found::Errored)?;
+    }
+    matches(&expect, status, &body).map_err(|why| Found::Deviated(format!("{line} → {status}: {why}")))?;
     if let Some(max) = step.expect.max_latency.filter(|max| took > *max) {
         return Err(Found::Deviated(format!("{line} → {status} took {} ms, more than {} ms", took.as_millis(), max.as_millis())));
     }
@@ -179,8 +186,15 @@ fn interpolate_json(value: &Value, vars: &BTreeMap<String, String>) -> Result<Va
 
 async fn replicas(ctx: &Context, probe: &ReplicasProbe) -> Found {
     match ctx.platform.service(&probe.service).await {
-        Ok(status) if status.ready == probe.ready => Found::Held(format!("{} ready {}/{}", probe.service, status.ready, status.desired)),
-        Ok(status) => Found::Deviated(format!("{} ready {}/{}, expected {} ready", probe.service, status.ready, status.desired, probe.ready)),
+        Ok(status) => {
+            let restarts: u32 = status.replicas.iter().map(|r| r.restarts).sum();
+            let seen = format!("{} ready {}/{}, {restarts} restarts", probe.service, status.ready, status.desired);
+            if status.ready == probe.ready && restarts >= probe.restarts_at_least {
+                Found::Held(seen)
+            } else {
+                Found::Deviated(format!("{seen}; expected {} ready, at least {} restarts", probe.ready, probe.restarts_at_least))
+            }
+        }
         Err(err) => Found::Errored(err.to_string()),
     }
 }

@@ -113,6 +113,10 @@ async fn phases(ctx: &Context, experiment: &Experiment, journal: &mut Journal, m
     if !checks(ctx, &experiment.hypothesis, Phase::Before, journal, progress).await {
         return Ended::NotSteady;
     }
+    if experiment.method.is_empty() {
+        // A steady-state check: nothing to do to the system.
+        return Ended::Completed;
+    }
 
     if let Some(load) = &experiment.load {
         progress(&format!("baseline under load: {}", humantime::format_duration(load.baseline)));
@@ -153,7 +157,7 @@ async fn phases(ctx: &Context, experiment: &Experiment, journal: &mut Journal, m
 /// Applies the actions, holding each; the `during` checks run once every
 /// fault is in place, while the last one holds.
 async fn method(ctx: &Context, experiment: &Experiment, journal: &mut Journal, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<()> {
-    let last = experiment.method.len() - 1;
+    let Some(last) = experiment.method.len().checked_sub(1) else { return Ok(()) };
     for (i, action) in experiment.method.iter().enumerate() {
         let what = action::describe(action);
         journal.run.push(Activity { action: what.clone(), start: now_rfc3339(), status: "planned".into(), detail: String::new() });

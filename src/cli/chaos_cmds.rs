@@ -68,14 +68,12 @@ async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let def = crate::systems::definition::SystemDef::builtin(&experiment.system)?;
     let lag = chaos::LagReader::new(&state.kafka, &def.topic, &def.consumer_groups()).ok().map(Arc::new);
     let target = Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(&run_dir)?, lag };
-    let stamp = crate::systems::kit::now_rfc3339().replace([':', '-'], "").replace('.', "-").chars().take(19).collect::<String>();
+    let stamp = stamp();
     let slug = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into());
     let dir = args.reports.join(format!("{stamp}-{slug}"));
     eprintln!("{} — journal {}", experiment.title, dir.join("journal.json").display());
     let journal = chaos::run_experiment(&experiment, &args.file.display().to_string(), &target, dir.join("journal.json"), &|line| eprintln!("{line}")).await;
-    std::fs::write(dir.join("summary.md"), crate::report::experiment_markdown(&journal))?;
-    std::fs::write(dir.join("junit.xml"), crate::report::experiment_junit(&journal))?;
-    std::fs::write(dir.join("report.html"), crate::report::experiment_html(&journal))?;
+    write_reports(&dir, &journal)?;
     if started_here {
         let _ = super::platform_cmds::down(&run_dir).await;
     }
@@ -99,8 +97,22 @@ async fn rollback(path: &Path) -> anyhow::Result<Outcome> {
     Ok(if verified { Outcome::Passed } else { Outcome::Failed })
 }
 
+/// A sortable, unique-enough folder name for a run: UTC time to the millisecond.
+pub(super) fn stamp() -> String {
+    crate::systems::kit::now_rfc3339().replace([':', '-'], "").replace('.', "-").chars().take(19).collect()
+}
+
+/// Writes a run's Markdown, JUnit and HTML reports beside its journal.
+pub(super) fn write_reports(dir: &Path, journal: &chaos::Journal) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("summary.md"), crate::report::experiment_markdown(journal))?;
+    std::fs::write(dir.join("junit.xml"), crate::report::experiment_junit(journal))?;
+    std::fs::write(dir.join("report.html"), crate::report::experiment_html(journal))?;
+    Ok(())
+}
+
 /// Starts `system` in the background in `run_dir`.
-fn start(system: &str, run_dir: &Path) -> anyhow::Result<()> {
+pub(super) fn start(system: &str, run_dir: &Path) -> anyhow::Result<()> {
     let out = std::process::Command::new(std::env::current_exe()?)
         .args(["up", system, "--detach", "--port", "0"])
         .env("STORMPROOF_RUN_DIR", run_dir)

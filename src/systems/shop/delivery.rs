@@ -4,7 +4,7 @@
 //! reached through events, so the order flow does not need it to be up.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use libsql::Transaction;
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,12 @@ struct DeliveryPatch {
     status: String,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Filter {
+    order_id: Option<i64>,
+}
+
 #[derive(Clone)]
 struct App {
     store: Store,
@@ -78,9 +84,12 @@ fn routes(app: App) -> Router {
         .with_state(app)
 }
 
-async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Delivery>>, ApiError> {
+async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<Delivery>>, ApiError> {
     let conn = app.store.connect().await?;
-    let mut rows = conn.query(&format!("{SELECT} ORDER BY id"), ()).await?;
+    let mut rows = match filter.order_id {
+        Some(order) => conn.query(&format!("{SELECT} WHERE order_id = ?1"), libsql::params![order]).await?,
+        None => conn.query(&format!("{SELECT} ORDER BY id"), ()).await?,
+    };
     let mut deliveries = Vec::new();
     while let Some(row) = rows.next().await? {
         deliveries.push(delivery_from(&row)?);

@@ -1,0 +1,143 @@
+//! The checkpoint scorecard (`stormproof check shop`): the course's
+//! automatable assessment checkpoints (SPEC "Checkpoints"), each scored by
+//! running one of the shipped experiments and reading its journal — a
+//! verdict and one line of evidence per checkpoint.
+//!
+//! The scorecard only reads journals; the chaos engine runs them.
+
+use serde::Serialize;
+
+use crate::chaos::{Journal, Phase, Verdict};
+
+/// How a checkpoint is scored.
+#[derive(Debug, Clone, Copy)]
+pub enum Scored {
+    /// By this experiment (a file of `chaos/shop/`); its evidence comes from
+    /// these phases.
+    By(&'static str, &'static [Phase]),
+    /// Not automated yet; says by which issue.
+    NotYet(&'static str),
+}
+
+/// One checkpoint of the course.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint {
+    /// Its number in the course's list.
+    pub id: u8,
+    /// Name in English.
+    pub en: &'static str,
+    /// The course's Korean name.
+    pub ko: &'static str,
+    /// How it is scored.
+    pub scored: Scored,
+}
+
+use Phase::{After, Before, During};
+
+/// The shop's checkpoints, in the course's order.
+pub const SHOP: &[Checkpoint] = &[
+    Checkpoint { id: 1, en: "Saga / pub-sub", ko: "Saga (Pub/Sub)", scored: Scored::By("saga", &[Before]) },
+    Checkpoint { id: 2, en: "CQRS read model", ko: "CQRS", scored: Scored::By("mypage-outage", &[During, After]) },
+    Checkpoint { id: 3, en: "Correlation key", ko: "Correlation", scored: Scored::NotYet("an event-inspection probe (follow-up)") },
+    Checkpoint { id: 4, en: "Request-response with circuit breaker", ko: "Req/Resp · Circuit Breaker", scored: Scored::By("product-hang", &[During]) },
+    Checkpoint { id: 5, en: "Gateway", ko: "Gateway / Ingress", scored: Scored::By("gateway", &[Before]) },
+    Checkpoint { id: 6, en: "Failure isolation", ko: "장애격리", scored: Scored::By("delivery-outage", &[During]) },
+    Checkpoint { id: 7, en: "Replay after outage", ko: "장애 복구 후 처리 (Replay)", scored: Scored::By("delivery-outage", &[After]) },
+    Checkpoint { id: 8, en: "Scale-out without duplicates", ko: "Scale-out (중복 없음)", scored: Scored::By("consumer-scale-out", &[During, After]) },
+    Checkpoint { id: 9, en: "Autoscaling", ko: "Autoscale (HPA)", scored: Scored::NotYet("the autoscaler (issue 5)") },
+    Checkpoint { id: 10, en: "Zero-downtime deploy", ko: "무정지 재배포 (Readiness Probe)", scored: Scored::NotYet("rolling updates (issue 5)") },
+    Checkpoint { id: 11, en: "Self-healing", ko: "Self-healing (Liveness Probe)", scored: Scored::By("self-healing", &[During, After]) },
+    Checkpoint { id: 12, en: "Contract test", ko: "Contract Test", scored: Scored::NotYet("contract verification (issue 6)") },
+    Checkpoint { id: 13, en: "Open architecture (late read model)", ko: "확장성 (Open Architecture)", scored: Scored::NotYet("a fresh-read-model experiment (follow-up; proved today by tests/shop.rs)") },
+];
+
+/// A scored checkpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct Score {
+    /// Checkpoint number.
+    pub id: u8,
+    /// Name (in the asked language).
+    pub name: String,
+    /// `pass`, `fail` or `not yet`.
+    pub verdict: String,
+    /// One line of evidence.
+    pub evidence: String,
+    /// The experiment's report folder, if one ran.
+    pub report: Option<String>,
+}
+
+/// Scores `checkpoint` from the journal of its experiment.
+pub fn score(checkpoint: &Checkpoint, journal: Option<&Journal>, korean: bool, report: Option<String>) -> Score {
+    let name = if korean { checkpoint.ko } else { checkpoint.en }.to_string();
+    let (verdict, evidence) = match (checkpoint.scored, journal) {
+        (Scored::NotYet(by), _) => ("not yet".to_string(), format!("comes with {by}")),
+        (Scored::By(..), None) => ("fail".to_string(), "the experiment did not run".to_string()),
+        (Scored::By(_, phases), Some(journal)) => judge(journal, phases),
+    };
+    Score { id: checkpoint.id, name, verdict, evidence, report }
+}
+
+fn judge(journal: &Journal, phases: &[Phase]) -> (String, String) {
+    let results: Vec<_> = journal.results().filter(|(phase, _)| phases.contains(phase)).map(|(_, r)| r).collect();
+    if let Some(bad) = results.iter().find(|r| r.status != "held") {
+        return ("fail".into(), format!("{}: {}", bad.name, bad.evidence));
+    }
+    if journal.status != Verdict::Passed {
+        let why = journal.deviated.clone().unwrap_or_else(|| format!("{:?}", journal.status));
+        return ("fail".into(), why);
+    }
+    // Figures first: availability, then read-model and lag, then the rest.
+    let rank = |e: &str| if e.contains(" % over ") { 0 } else if e.contains(" rows in ") || e.contains("behind") || e.contains("restarts") { 1 } else { 2 };
+    let mut evidence: Vec<String> = results.iter().map(|r| r.evidence.clone()).collect();
+    evidence.sort_by_key(|e| rank(e));
+    if let Some(catch_up) = journal.catch_up.iter().filter(|c| c.peak > 0).max_by_key(|c| c.peak).filter(|_| phases.contains(&After)) {
+        evidence.push(format!("{} lag peak {}, caught up {}", catch_up.group, catch_up.peak, catch_up.caught_up_after.map(|t| format!("{t:.1} s after the fault")).unwrap_or_else(|| "?".into())));
+    }
+    ("pass".into(), shorten(&evidence.join("; "), 220))
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    format!("{cut}…")
+}
+
+/// The experiment files compiled into the binary, so `check` runs anywhere.
+pub const EXPERIMENTS: &[(&str, &str)] = &[
+    ("saga", include_str!("../../chaos/shop/saga.yaml")),
+    ("gateway", include_str!("../../chaos/shop/gateway.yaml")),
+    ("delivery-outage", include_str!("../../chaos/shop/delivery-outage.yaml")),
+    ("mypage-outage", include_str!("../../chaos/shop/mypage-outage.yaml")),
+    ("consumer-scale-out", include_str!("../../chaos/shop/consumer-scale-out.yaml")),
+    ("product-hang", include_str!("../../chaos/shop/product-hang.yaml")),
+    ("broker-outage", include_str!("../../chaos/shop/broker-outage.yaml")),
+    ("self-healing", include_str!("../../chaos/shop/self-healing.yaml")),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scored_checkpoint_names_a_compiled_experiment() {
+        for checkpoint in SHOP {
+            if let Scored::By(name, phases) = checkpoint.scored {
+                let (_, yaml) = EXPERIMENTS.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("{name}"));
+                crate::chaos::parse_experiment(yaml, name).unwrap();
+                assert!(!phases.is_empty());
+            }
+        }
+        assert_eq!(SHOP.iter().map(|c| c.id).collect::<Vec<_>>(), (1..=13).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_checkpoint_not_automated_yet_is_not_a_pass() {
+        let s = score(&SHOP[8], None, false, None);
+        assert_eq!(s.verdict, "not yet");
+        assert!(s.evidence.contains("issue 5"));
+        let s = score(&SHOP[0], None, true, None);
+        assert_eq!((s.verdict.as_str(), s.name.as_str()), ("fail", "Saga (Pub/Sub)"));
+    }
+}

@@ -1,0 +1,105 @@
+//! `stormproof check SYSTEM`: the checkpoint scorecard.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+
+use super::RunDirArgs;
+use crate::chaos::{self, Journal, Target, Verdict};
+use crate::check::{self, Scored};
+use crate::exit::Outcome;
+use crate::platform::local::{ControlClient, RunState};
+
+/// `stormproof check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The reference system whose checkpoints to score.
+    #[arg(default_value = "shop")]
+    system: String,
+    /// Checkpoint names in English or in the course's Korean.
+    #[arg(long, default_value = "en", value_parser = ["en", "ko"])]
+    lang: String,
+    /// Where the scorecard and each experiment's report go.
+    #[arg(long, default_value = "reports/check", env = "STORMPROOF_REPORTS")]
+    reports: PathBuf,
+    #[command(flatten)]
+    run: RunDirArgs,
+}
+
+pub(super) async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(args.system == "shop", "checkpoints exist for the shop only so far, not `{}`", args.system);
+    let started = Instant::now();
+    let run_dir = args.run.run_dir;
+    let started_here = RunState::read_live(&run_dir).is_err();
+    if started_here {
+        eprintln!("starting {} in {}", args.system, run_dir.display());
+        super::chaos_cmds::start(&args.system, &run_dir)?;
+    }
+    let state = RunState::read_live(&run_dir)?;
+    let def = crate::systems::definition::SystemDef::builtin(&args.system)?;
+    let lag = chaos::LagReader::new(&state.kafka, &def.topic, &def.consumer_groups()).ok().map(Arc::new);
+    let target = Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(&run_dir)?, lag };
+    let dir = args.reports.join(super::chaos_cmds::stamp());
+
+    // Each experiment runs once; several checkpoints may read its journal.
+    let mut journals: Vec<(&str, Journal)> = Vec::new();
+    for checkpoint in check::SHOP {
+        let Scored::By(name, _) = checkpoint.scored else { continue };
+        if journals.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let (_, yaml) = check::EXPERIMENTS.iter().find(|(n, _)| *n == name).expect("compiled experiment");
+        let experiment = chaos::parse_experiment(yaml, &format!("chaos/shop/{name}.yaml"))?;
+        eprintln!("running {name}: {}", experiment.title);
+        let journal = chaos::run_experiment(&experiment, &format!("chaos/shop/{name}.yaml"), &target, dir.join(name).join("journal.json"), &|_| {}).await;
+        super::chaos_cmds::write_reports(&dir.join(name), &journal)?;
+        journals.push((name, journal));
+    }
+    if started_here {
+        let _ = super::platform_cmds::down(&run_dir).await;
+    }
+
+    let korean = args.lang == "ko";
+    let scores: Vec<check::Score> = check::SHOP
+        .iter()
+        .map(|checkpoint| {
+            let found = match checkpoint.scored {
+                Scored::By(name, _) => journals.iter().find(|(n, _)| *n == name),
+                Scored::NotYet(_) => None,
+            };
+            let report = found.map(|(name, _)| dir.join(name).join("report.html").display().to_string());
+            check::score(checkpoint, found.map(|(_, j)| j), korean, report)
+        })
+        .collect();
+    let table = scorecard(&scores);
+    println!("{table}");
+    let failed = scores.iter().filter(|s| s.verdict == "fail").count();
+    let passed = scores.iter().filter(|s| s.verdict == "pass").count();
+    let not_yet = scores.len() - failed - passed;
+    println!("{passed} passed, {failed} failed, {not_yet} not yet automated — {:.0} s; reports in {}", started.elapsed().as_secs_f64(), dir.display());
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("scorecard.md"), format!("# {} checkpoints\n\n{}\n", args.system, markdown(&scores)))?;
+    std::fs::write(dir.join("scorecard.json"), serde_json::to_vec_pretty(&scores)?)?;
+    let any_unpassed_run = journals.iter().any(|(_, j)| j.status != Verdict::Passed);
+    Ok(if failed == 0 && !any_unpassed_run { Outcome::Passed } else { Outcome::Failed })
+}
+
+fn scorecard(scores: &[check::Score]) -> String {
+    let width = scores.iter().map(|s| s.name.chars().count()).max().unwrap_or(10);
+    let mut out = format!("{:>3}  {:<width$}  {:<8}  EVIDENCE\n", "#", "CHECKPOINT", "VERDICT");
+    for s in scores {
+        let pad = width.saturating_sub(s.name.chars().count());
+        out.push_str(&format!("{:>3}  {}{}  {:<8}  {}\n", s.id, s.name, " ".repeat(pad), s.verdict.to_uppercase(), s.evidence));
+    }
+    out
+}
+
+fn markdown(scores: &[check::Score]) -> String {
+    let mut out = String::from("| # | checkpoint | verdict | evidence |\n|---|---|---|---|\n");
+    for s in scores {
+        out.push_str(&format!("| {} | {} | {} | {} |\n", s.id, s.name, s.verdict, s.evidence.replace('|', "\\|")));
+    }
+    out
+}
