@@ -90,21 +90,18 @@ pub struct LoadRoute {
 impl LoadRoute {
     /// Method and path.
     pub fn request(&self) -> Result<(reqwest::Method, &str), String> {
-        let step = Step {
-            get: self.get.clone(),
-            post: self.post.clone(),
-            put: self.put.clone(),
-            patch: self.patch.clone(),
-            delete: self.delete.clone(),
-            body: None,
-            expect: Expect::default(),
-            capture: BTreeMap::new(),
-            eventually: Duration::ZERO,
-            auth: true,
-        };
-        let (method, _) = step.request()?;
-        let path = [&self.get, &self.post, &self.put, &self.patch, &self.delete].into_iter().flatten().next().map(String::as_str).unwrap_or("");
-        Ok((method, path))
+        one_request([&self.get, &self.post, &self.put, &self.patch, &self.delete])
+    }
+}
+
+/// The one method set among get/post/put/patch/delete, with its path.
+fn one_request(paths: [&Option<String>; 5]) -> Result<(reqwest::Method, &str), String> {
+    let methods = [reqwest::Method::GET, reqwest::Method::POST, reqwest::Method::PUT, reqwest::Method::PATCH, reqwest::Method::DELETE];
+    let set: Vec<(reqwest::Method, &str)> = methods.into_iter().zip(paths).filter_map(|(m, p)| p.as_deref().map(|p| (m, p))).collect();
+    match set.as_slice() {
+        [(method, path)] if path.starts_with('/') => Ok((method.clone(), path)),
+        [(_, path)] => Err(format!("path `{path}` must start with /")),
+        _ => Err("expected exactly one of get, post, put, patch, delete".into()),
     }
 }
 
@@ -398,21 +395,7 @@ impl Experiment {
 impl Step {
     /// The method and path of this step.
     pub fn request(&self) -> Result<(reqwest::Method, &str), String> {
-        let set: Vec<(reqwest::Method, &str)> = [
-            (reqwest::Method::GET, &self.get),
-            (reqwest::Method::POST, &self.post),
-            (reqwest::Method::PUT, &self.put),
-            (reqwest::Method::PATCH, &self.patch),
-            (reqwest::Method::DELETE, &self.delete),
-        ]
-        .into_iter()
-        .filter_map(|(m, p)| p.as_deref().map(|p| (m, p)))
-        .collect();
-        match set.as_slice() {
-            [(method, path)] if path.starts_with('/') => Ok((method.clone(), path)),
-            [(_, path)] => Err(format!("path `{path}` must start with /")),
-            _ => Err("expected exactly one of get, post, put, patch, delete".into()),
-        }
+        one_request([&self.get, &self.post, &self.put, &self.patch, &self.delete])
     }
 }
 

@@ -30,6 +30,6 @@ pub use metrics::Metrics;
 pub use outbox::Publisher;
 pub use proxy::{Forwarder, Upstreams};
 pub use serve_options::ServeOptions;
-pub use store::Store;
+pub use store::{Store, all, first};
 pub use switches::{SwitchState, Switches};
 pub use upstream::{CallError, Upstream};

@@ -78,3 +78,20 @@ impl Store {
         Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate).await?)
     }
 }
+
+/// Every row of `rows`, mapped by `map`.
+pub async fn all<T>(mut rows: libsql::Rows, map: impl Fn(&libsql::Row) -> anyhow::Result<T>) -> anyhow::Result<Vec<T>> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        out.push(map(&row)?);
+    }
+    Ok(out)
+}
+
+/// The first row of `rows`, mapped by `map`.
+pub async fn first<T>(mut rows: libsql::Rows, map: impl Fn(&libsql::Row) -> anyhow::Result<T>) -> anyhow::Result<Option<T>> {
+    match rows.next().await? {
+        Some(row) => Ok(Some(map(&row)?)),
+        None => Ok(None),
+    }
+}

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::events::{DeliveryChanged, DeliveryStarted, OrderCancelled, OrderPlaced};
 use super::product::ignore_malformed;
 use crate::systems::kit::{
-    ApiError, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, now_rfc3339, parse_id,
+    ApiError, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, all, first, now_rfc3339,
+    parse_id,
 };
 
 const SCHEMA: &str = "
@@ -86,15 +87,11 @@ fn routes(app: App) -> Router {
 
 async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<Delivery>>, ApiError> {
     let conn = app.store.connect().await?;
-    let mut rows = match filter.order_id {
+    let rows = match filter.order_id {
         Some(order) => conn.query(&format!("{SELECT} WHERE order_id = ?1"), libsql::params![order]).await?,
         None => conn.query(&format!("{SELECT} ORDER BY id"), ()).await?,
     };
-    let mut deliveries = Vec::new();
-    while let Some(row) = rows.next().await? {
-        deliveries.push(delivery_from(&row)?);
-    }
-    Ok(axum::Json(deliveries))
+    Ok(axum::Json(all(rows, delivery_from).await?))
 }
 
 async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Delivery>, ApiError> {
@@ -193,11 +190,7 @@ impl Handler for App {
 const SELECT: &str = "SELECT id, order_id, product_id, quantity, customer_id, customer_name, customer_addr, status FROM deliveries";
 
 async fn find(conn: &libsql::Connection, column: &str, value: i64) -> anyhow::Result<Option<Delivery>> {
-    let mut rows = conn.query(&format!("{SELECT} WHERE {column} = ?1"), libsql::params![value]).await?;
-    match rows.next().await? {
-        Some(row) => Ok(Some(delivery_from(&row)?)),
-        None => Ok(None),
-    }
+    first(conn.query(&format!("{SELECT} WHERE {column} = ?1"), libsql::params![value]).await?, delivery_from).await
 }
 
 fn delivery_from(row: &libsql::Row) -> anyhow::Result<Delivery> {

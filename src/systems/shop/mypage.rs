@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::events::{DeliveryChanged, DeliveryStarted, OrderCancelled, OrderPlaced};
 use super::product::ignore_malformed;
 use super::{opt_i64, opt_str};
-use crate::systems::kit::{ApiError, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, ServeOptions, Store, now_rfc3339, parse_id};
+use crate::systems::kit::{ApiError, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, ServeOptions, Store, all, first, now_rfc3339, parse_id};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS mypages (
@@ -85,25 +85,18 @@ fn routes(app: App) -> Router {
 
 async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<MyPage>>, ApiError> {
     let conn = app.store.connect().await?;
-    let mut rows = match &filter.customer_id {
+    let rows = match &filter.customer_id {
         Some(customer) => conn.query(&format!("{SELECT} WHERE customer_id = ?1 ORDER BY order_id"), libsql::params![customer.as_str()]).await?,
         None => conn.query(&format!("{SELECT} ORDER BY order_id"), ()).await?,
     };
-    let mut pages = Vec::new();
-    while let Some(row) = rows.next().await? {
-        pages.push(page_from(&row)?);
-    }
-    Ok(axum::Json(pages))
+    Ok(axum::Json(all(rows, page_from).await?))
 }
 
 async fn show(State(app): State<App>, Path(order_id): Path<String>) -> Result<axum::Json<MyPage>, ApiError> {
     let order_id = parse_id(&order_id, "order")?;
     let conn = app.store.connect().await?;
-    let mut rows = conn.query(&format!("{SELECT} WHERE order_id = ?1"), libsql::params![order_id]).await?;
-    match rows.next().await? {
-        Some(row) => Ok(axum::Json(page_from(&row)?)),
-        None => Err(ApiError::NotFound(format!("no mypage row for order {order_id} (yet)"))),
-    }
+    let rows = conn.query(&format!("{SELECT} WHERE order_id = ?1"), libsql::params![order_id]).await?;
+    first(rows, page_from).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("no mypage row for order {order_id} (yet)")))
 }
 
 impl App {

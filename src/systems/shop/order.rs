@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::events::{OrderCancelled, OrderPlaced};
 use super::product::Product;
-use crate::systems::kit::{ApiError, CallError, Event, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, Upstream, parse_id};
+use crate::systems::kit::{ApiError, CallError, Event, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, Upstream, all, first, parse_id};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
@@ -213,15 +213,11 @@ impl App {
 
 async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<Order>>, ApiError> {
     let conn = app.store.connect().await?;
-    let mut rows = match &filter.customer_id {
+    let rows = match &filter.customer_id {
         Some(customer) => conn.query(&format!("{SELECT} WHERE customer_id = ?1 ORDER BY id"), libsql::params![customer.as_str()]).await?,
         None => conn.query(&format!("{SELECT} ORDER BY id"), ()).await?,
     };
-    let mut orders = Vec::new();
-    while let Some(row) = rows.next().await? {
-        orders.push(order_from(&row)?);
-    }
-    Ok(axum::Json(orders))
+    Ok(axum::Json(all(rows, order_from).await?))
 }
 
 async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Order>, ApiError> {
@@ -251,11 +247,7 @@ async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<axum::
 const SELECT: &str = "SELECT id, product_id, product_name, quantity, price, customer_id, customer_name, customer_addr, status FROM orders";
 
 async fn find(conn: &libsql::Connection, id: i64) -> anyhow::Result<Option<Order>> {
-    let mut rows = conn.query(&format!("{SELECT} WHERE id = ?1"), libsql::params![id]).await?;
-    match rows.next().await? {
-        Some(row) => Ok(Some(order_from(&row)?)),
-        None => Ok(None),
-    }
+    first(conn.query(&format!("{SELECT} WHERE id = ?1"), libsql::params![id]).await?, order_from).await
 }
 
 fn order_from(row: &libsql::Row) -> anyhow::Result<Order> {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::events::{OrderCancelled, OrderPlaced, ProductChanged};
 use crate::systems::kit::{
-    ApiError, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, parse_id,
+    ApiError, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, all, first, parse_id,
 };
 
 const SCHEMA: &str = "
@@ -110,12 +110,8 @@ async fn seed(store: &Store) -> anyhow::Result<()> {
 
 async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Product>>, ApiError> {
     let conn = app.store.connect().await?;
-    let mut rows = conn.query("SELECT id, name, price, stock, image_url FROM products ORDER BY id", ()).await?;
-    let mut products = Vec::new();
-    while let Some(row) = rows.next().await? {
-        products.push(product_from(&row)?);
-    }
-    Ok(axum::Json(products))
+    let rows = conn.query("SELECT id, name, price, stock, image_url FROM products ORDER BY id", ()).await?;
+    Ok(axum::Json(all(rows, product_from).await?))
 }
 
 async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Product>, ApiError> {
@@ -243,11 +239,7 @@ pub(crate) fn ignore_malformed(err: anyhow::Error) -> anyhow::Result<HandleOutco
 }
 
 async fn find(conn: &libsql::Connection, id: i64) -> anyhow::Result<Option<Product>> {
-    let mut rows = conn.query("SELECT id, name, price, stock, image_url FROM products WHERE id = ?1", libsql::params![id]).await?;
-    match rows.next().await? {
-        Some(row) => Ok(Some(product_from(&row)?)),
-        None => Ok(None),
-    }
+    first(conn.query("SELECT id, name, price, stock, image_url FROM products WHERE id = ?1", libsql::params![id]).await?, product_from).await
 }
 
 fn product_from(row: &libsql::Row) -> anyhow::Result<Product> {
