@@ -3,12 +3,14 @@
 //! The binary is a thin shell over this library (see `main.rs`). The parts:
 //! - [`systems`]: the reference services (the shop) and the kit they share;
 //! - [`broker`]: the embedded Kafka-API broker (tansu, SQLite storage);
+//! - [`contract`]: consumer-driven contracts with Pact — verify, broker;
 //! - [`platform`]: where services run — the local platform and its control API;
 //! - [`cli`]: arguments and dispatch; the only part that prints for users.
 #![warn(missing_docs)]
 
 pub mod broker;
 pub mod cli;
+pub mod contract;
 pub mod exit;
 pub mod platform;
 pub mod systems;

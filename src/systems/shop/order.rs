@@ -93,6 +93,18 @@ struct App {
     known: Arc<Mutex<HashMap<i64, Product>>>,
 }
 
+/// Reads a `ProductChanged` event into order's copy of the product — the
+/// course's contract (order relies on `productName`, `productPrice`…). The
+/// order service itself reads products over HTTP; this is the reading the
+/// consumer contract test pins down (`tests/contract_consumers.rs`).
+pub fn product_from_changed(payload: &[u8]) -> anyhow::Result<Product> {
+    let event = crate::systems::kit::Incoming::parse(payload).ok_or_else(|| anyhow::anyhow!("not an event document"))?;
+    anyhow::ensure!(event.event_type == "ProductChanged", "expected ProductChanged, got {}", event.event_type);
+    let changed: super::events::ProductChanged = event.data()?;
+    let name = changed.product_name.ok_or_else(|| anyhow::anyhow!("ProductChanged {} has no productName", event.id))?;
+    Ok(Product { id: changed.product_id, name, price: changed.product_price, stock: changed.product_stock, image_url: changed.image_url })
+}
+
 /// Runs the order service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
     let product_url = opts

@@ -4,7 +4,8 @@
 //!
 //! Contract-breaking variants, the course's story: `item-rename` serves
 //! `/items/{id}` instead of `/products/{id}`; `drop-product-name` publishes
-//! `ProductChanged` without `productName`.
+//! `ProductChanged` without `productName`. `item-rename-compatible` is the
+//! course's fix: it serves both `/items/{id}` and `/products/{id}`.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -77,15 +78,29 @@ struct App {
 /// Runs the product service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
     let variant = opts.variant.clone().unwrap_or_default();
-    if !matches!(variant.as_str(), "" | "item-rename" | "drop-product-name") {
-        anyhow::bail!("product has no variant `{variant}` (item-rename, drop-product-name)");
+    if !matches!(variant.as_str(), "" | "item-rename" | "item-rename-compatible" | "drop-product-name") {
+        anyhow::bail!("product has no variant `{variant}` (item-rename, item-rename-compatible, drop-product-name)");
     }
     let mut kit = Kit::start(super::SYSTEM, "product", opts, kafka, SCHEMA).await?;
     seed(&kit.store).await?;
     let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), drop_name: variant == "drop-product-name" };
     kit.consume(app.clone());
-    let base = if variant == "item-rename" { "/items" } else { "/products" };
-    kit.serve(routes(app, base)).await
+    let routes = match variant.as_str() {
+        "item-rename" => routes(app, "/items"),
+        "item-rename-compatible" => routes(app.clone(), "/items").merge(routes(app, "/products")),
+        _ => routes(app, "/products"),
+    };
+    kit.serve(routes).await
+}
+
+/// Applies one event payload with this service's real handler to a store at
+/// `db` (created if needed): the entry the consumer contract tests feed pact
+/// messages through (`tests/contract_consumers.rs`).
+pub async fn apply_event(db: &std::path::Path, payload: &[u8]) -> anyhow::Result<HandleOutcome> {
+    let store = Store::open(db, SCHEMA).await?;
+    let app = App { store: store.clone(), publisher: Publisher::detached(super::SYSTEM), drop_name: false };
+    seed(&store).await?;
+    crate::systems::kit::apply_payload(&store, &app, payload).await
 }
 
 fn routes(app: App, base: &str) -> Router {

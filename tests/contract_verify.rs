@@ -1,0 +1,120 @@
+//! `stormproof contract verify` against real providers: each run starts the
+//! embedded broker and the provider (a variant, for the course's breaking
+//! changes) as processes on loopback, replays the committed pacts in
+//! `contracts/shop/` with the Pact verifier, and captures message events from
+//! Kafka. Checks exit codes by their constant names and names the broken
+//! path in the report. Checkpoint 12: a contract-breaking change is blocked.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Mutex;
+
+use stormproof::exit::{ERROR, FAILED, PASSED};
+
+/// One verification at a time: each starts a broker and services, and the
+/// machine is shared.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn pacts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts/shop")
+}
+
+fn contract(args: &[&str]) -> Output {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec!["contract"];
+    all.extend_from_slice(args);
+    let out = std::process::Command::new(common::BIN)
+        .args(&all)
+        .current_dir(dir.path())
+        .env("PACT_DO_NOT_TRACK", "true")
+        .env_remove("STORMPROOF_VARIANT")
+        .output()
+        .expect("run stormproof");
+    eprintln!("stormproof {all:?}\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn verify(provider: &str, variant: Option<&str>, extra: &[&str]) -> (i32, String) {
+    let pacts = pacts();
+    let mut args = vec!["verify", "--provider", provider, "--pacts", pacts.to_str().unwrap()];
+    if let Some(variant) = variant {
+        args.extend(["--variant", variant]);
+    }
+    args.extend_from_slice(extra);
+    let out = contract(&args);
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn product_honours_its_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let junit = dir.path().join("junit.xml");
+    let (code, out) = verify("shop.product", None, &["--json", json.to_str().unwrap(), "--junit", junit.to_str().unwrap()]);
+    assert_eq!(code, PASSED, "{out}");
+    assert!(out.contains("ok   shop.product ← shop.order: a request for product 1 [GET /products/1]"), "{out}");
+    assert!(out.contains("ok   shop.product ← shop.order: a ProductChanged event [message]"), "{out}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["version"], 1);
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["interactions"].as_array().unwrap().len(), 2);
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert!(junit.contains("tests=\"2\" failures=\"0\""), "{junit}");
+}
+
+/// The course's story: product renames `/products/{id}` to `/items/{id}`.
+#[test]
+fn item_rename_is_blocked() {
+    let (code, out) = verify("shop.product", Some("item-rename"), &[]);
+    assert_eq!(code, FAILED, "{out}");
+    assert!(out.contains("FAIL shop.product ← shop.order: a request for product 1 [GET /products/1]"), "{out}");
+    assert!(out.contains("StatusMismatch at -: expected 200 but was 404"), "{out}");
+}
+
+/// The course's message contract: ProductChanged without productName. The
+/// event is the one product really published, read back from Kafka.
+#[test]
+fn drop_product_name_is_blocked() {
+    let (code, out) = verify("shop.product", Some("drop-product-name"), &[]);
+    assert_eq!(code, FAILED, "{out}");
+    assert!(out.contains("ok   shop.product ← shop.order: a request for product 1"), "{out}");
+    assert!(out.contains("FAIL shop.product ← shop.order: a ProductChanged event [message]"), "{out}");
+    assert!(out.contains("at $.productName"), "{out}");
+}
+
+/// The course's fix: serve both paths while consumers move.
+#[test]
+fn backward_compatible_rename_passes() {
+    let (code, out) = verify("shop.product", Some("item-rename-compatible"), &[]);
+    assert_eq!(code, PASSED, "{out}");
+}
+
+#[test]
+fn no_pacts_is_an_error() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = contract(&["verify", "--provider", "shop.product", "--pacts", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(ERROR));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no pacts found for provider shop.product"));
+}
+
+/// order's events, captured from Kafka after real orders through its API.
+#[test]
+fn order_events_honour_delivery_mypage_and_product() {
+    let (code, out) = verify("shop.order", None, &[]);
+    assert_eq!(code, PASSED, "{out}");
+    for consumer in ["shop.delivery", "shop.mypage", "shop.product"] {
+        assert!(out.contains(&format!("ok   shop.order ← {consumer}: an OrderPlaced event [message]")), "{out}");
+        assert!(out.contains(&format!("ok   shop.order ← {consumer}: an OrderCancelled event [message]")), "{out}");
+    }
+}
+
+/// delivery publishes DeliveryStarted when it consumes an OrderPlaced.
+#[test]
+fn delivery_started_honours_mypage() {
+    let (code, out) = verify("shop.delivery", None, &[]);
+    assert_eq!(code, PASSED, "{out}");
+    assert!(out.contains("ok   shop.delivery ← shop.mypage: a DeliveryStarted event [message]"), "{out}");
+}
