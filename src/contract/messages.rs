@@ -120,6 +120,8 @@ struct Capture {
 
 impl Capture {
     async fn arm(kafka: &KafkaSettings) -> anyhow::Result<Capture> {
+        // A provider may announce itself before its topic exists.
+        crate::systems::kit::ensure_topic(kafka).await?;
         let group = format!("stormproof-contract-{}", uuid::Uuid::new_v4());
         let mut config = kafka.consumer_config(&group, &group);
         config.set("enable.auto.commit", "false");

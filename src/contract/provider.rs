@@ -66,7 +66,10 @@ impl LocalProvider {
     async fn spawn_service(&mut self, def: &SystemDef, service: &str, variant: Option<&str>, upstreams: &[String]) -> anyhow::Result<SocketAddr> {
         let data = self.dir.join("data");
         let name = format!("{}.{service}", def.system);
-        let mut env = vec![("STORMPROOF_UPSTREAMS", upstreams.join(","))];
+        let mut env = Vec::new();
+        if !upstreams.is_empty() {
+            env.push(("STORMPROOF_UPSTREAMS", upstreams.join(",")));
+        }
         if let Some(variant) = variant {
             env.push(("STORMPROOF_VARIANT", variant.to_string()));
         }
@@ -84,6 +87,7 @@ impl LocalProvider {
             .args(args)
             // Only the provider runs a variant, whatever this process was given.
             .env_remove("STORMPROOF_VARIANT")
+            .env_remove("STORMPROOF_UPSTREAMS")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -245,7 +245,8 @@ fn to_report(
     let errors: Vec<String> = result
         .errors
         .iter()
-        .filter(|(what, _)| !interactions.iter().any(|i| &i.description == what))
+        // Errors of an interaction are in its entry already.
+        .filter(|(what, _)| !interactions.iter().any(|i| what.ends_with(&format!(" - {}", i.description))))
         .map(|(what, mismatch)| {
             let json: Value = mismatch.into();
             format!("{what}: {}", json["message"].as_str().unwrap_or_default())
