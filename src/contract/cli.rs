@@ -30,6 +30,23 @@ pub enum ContractCommand {
     Publish(PublishArgs),
     /// Ask a Pact Broker whether a version can be deployed (exit 0 yes, 1 no).
     CanIDeploy(CanIDeployArgs),
+    /// Run a reference provider and its message endpoint for another Pact
+    /// verifier (e.g. pact_verifier_cli --transports message:PORT), until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+/// `stormproof contract serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Reference provider to run, e.g. shop.product.
+    #[arg(long)]
+    pub provider: String,
+    /// Run this variant of it.
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Message trigger mapping (default: contracts/SYSTEM/triggers.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub triggers: Option<PathBuf>,
 }
 
 /// Pact Broker connection flags (the same variables as the Pact CLIs).
@@ -164,6 +181,22 @@ pub async fn run(args: ContractArgs) -> anyhow::Result<Outcome> {
     }
     match args.command {
         ContractCommand::Verify(args) => run_verify(args).await,
+        ContractCommand::Serve(args) => {
+            let triggers = args.triggers.unwrap_or_else(|| {
+                let system = args.provider.split_once('.').map_or("shop", |(system, _)| system);
+                PathBuf::from("contracts").join(system).join(super::triggers::FILE)
+            });
+            let running = super::verify::serve_provider(&args.provider, args.variant.as_deref(), &triggers).await?;
+            println!("STORMPROOF_PROVIDER_URL={}", running.base_url);
+            println!("STORMPROOF_MESSAGES_URL={}", running.messages_url);
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            running.stop().await;
+            Ok(Outcome::Passed)
+        }
         ContractCommand::Publish(args) => {
             let published = args.broker.broker()?.publish(&args.pacts, &args.consumer_app_version, args.branch.as_deref(), &args.tags).await?;
             for pact in &published.pacts {

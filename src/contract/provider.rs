@@ -29,16 +29,18 @@ pub struct LocalProvider {
     /// Every process started, last started first.
     children: Vec<(String, Child)>,
     dir: PathBuf,
+    exe: PathBuf,
 }
 
 impl LocalProvider {
     /// Starts `service` of `def` (and the broker and its upstreams) in a
-    /// fresh temp directory; `variant` applies to the provider only.
-    pub async fn start(def: &SystemDef, service: &str, variant: Option<&str>) -> anyhow::Result<LocalProvider> {
+    /// fresh temp directory; `variant` applies to the provider only. `exe`
+    /// is the stormproof binary to run (tests pass theirs).
+    pub async fn start(exe: &std::path::Path, def: &SystemDef, service: &str, variant: Option<&str>) -> anyhow::Result<LocalProvider> {
         let service_def = def.service(service).ok_or_else(|| anyhow::anyhow!("system {} has no service `{service}`", def.system))?;
         let dir = std::env::temp_dir().join(format!("stormproof-contract-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
-        let mut provider = LocalProvider { base_url: String::new(), kafka: String::new(), children: Vec::new(), dir };
+        let mut provider = LocalProvider { base_url: String::new(), kafka: String::new(), children: Vec::new(), dir, exe: exe.to_path_buf() };
         match provider.start_all(def, service, &service_def.calls, variant).await {
             Ok(()) => Ok(provider),
             Err(err) => {
@@ -80,9 +82,8 @@ impl LocalProvider {
 
     /// Starts `stormproof ARGS` and waits for its address announcement.
     async fn spawn(&mut self, name: &str, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<SocketAddr> {
-        let exe = std::env::current_exe().context("cannot find the stormproof executable")?;
         let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
-        let mut command = Command::new(exe);
+        let mut command = Command::new(&self.exe);
         command
             .args(args)
             // Only the provider runs a variant, whatever this process was given.

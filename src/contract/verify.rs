@@ -113,7 +113,8 @@ pub async fn verify(plan: &VerifyPlan) -> anyhow::Result<Verification> {
         Some(_) => None,
         None => {
             let def = def.as_ref().ok_or_else(|| anyhow::anyhow!("`{}` is not a reference service: pass --base-url", plan.provider))?;
-            Some(LocalProvider::start(def, service, plan.variant.as_deref()).await?)
+            let exe = std::env::current_exe().map_err(|err| anyhow::anyhow!("cannot find the stormproof executable: {err}"))?;
+            Some(LocalProvider::start(&exe, def, service, plan.variant.as_deref()).await?)
         }
     };
     let base_url = local.as_ref().map_or_else(|| plan.base_url.clone().unwrap_or_default(), |l| l.base_url.clone());
@@ -257,4 +258,37 @@ fn to_report(
     }
     let passed = result.result && interactions.iter().all(|i| i.passed) && errors.is_empty();
     Ok(Verification { version: JSON_VERSION, provider: plan.provider.clone(), variant: plan.variant.clone(), passed, elapsed, interactions, errors })
+}
+
+/// A reference provider running with its message endpoint, for a verifier
+/// outside stormproof (`stormproof contract serve`).
+pub struct RunningProvider {
+    /// Base URL of the provider's HTTP API.
+    pub base_url: String,
+    /// URL of the message endpoint.
+    pub messages_url: String,
+    provider: LocalProvider,
+    endpoint: tokio::task::JoinHandle<()>,
+}
+
+impl RunningProvider {
+    /// Stops the endpoint and every process of the provider.
+    pub async fn stop(self) {
+        self.endpoint.abort();
+        self.provider.stop().await;
+    }
+}
+
+/// Starts reference provider `name` (e.g. `shop.product`) locally with its
+/// message endpoint, using the triggers in `triggers`.
+pub async fn serve_provider(name: &str, variant: Option<&str>, triggers: &std::path::Path) -> anyhow::Result<RunningProvider> {
+    let (system, service) = name.split_once('.').ok_or_else(|| anyhow::anyhow!("name the provider as SYSTEM.SERVICE, e.g. shop.product"))?;
+    let def = SystemDef::builtin(system)?;
+    let provider_triggers = triggers::load(triggers)?.remove(name).unwrap_or_default();
+    let exe = std::env::current_exe()?;
+    let provider = LocalProvider::start(&exe, &def, service, variant).await?;
+    let kafka = KafkaSettings { bootstrap: provider.kafka.clone(), topic: def.topic.clone(), partitions: def.partitions };
+    let source = MessageSource::new(provider_triggers, provider.base_url.clone(), Some(kafka));
+    let (addr, endpoint) = serve(Arc::new(source)).await?;
+    Ok(RunningProvider { base_url: provider.base_url.clone(), messages_url: format!("http://{addr}"), provider, endpoint })
 }

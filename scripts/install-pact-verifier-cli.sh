@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs the official Pact verifier CLI (crates.io `pact_verifier_cli`) for
+# the interoperability test (tests/contract_interop.rs), which skips with a
+# message when the binary is absent. Builds from source: several minutes.
+# Usage: scripts/install-pact-verifier-cli.sh [ROOT]   (binary in ROOT/bin)
+set -euo pipefail
+root="${1:-$HOME/.cache/stormproof/pact-cli}"
+cargo install pact_verifier_cli --locked --root "$root"
+echo "installed: $root/bin/pact_verifier_cli"
+echo "run the test with: PACT_VERIFIER_CLI=$root/bin/pact_verifier_cli cargo test --test contract_interop"
