@@ -71,7 +71,7 @@ fn item_rename_is_blocked() {
     let (code, out) = verify("shop.product", Some("item-rename"), &[]);
     assert_eq!(code, FAILED, "{out}");
     assert!(out.contains("FAIL shop.product ← shop.order: a request for product 1 [GET /products/1]"), "{out}");
-    assert!(out.contains("StatusMismatch at -: expected 200 but was 404"), "{out}");
+    assert!(out.contains("StatusMismatch at GET /products/1: expected 200 but was 404"), "{out}");
 }
 
 /// The course's message contract: ProductChanged without productName. The

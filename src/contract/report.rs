@@ -170,7 +170,7 @@ impl Verification {
                     let _ = writeln!(body, "error: {error}");
                 }
                 for m in &case.mismatches {
-                    let _ = writeln!(body, "{} at {}: expected {} but was {}", m.kind, m.path, m.expected, m.actual);
+                    let _ = writeln!(body, "{} at {}: expected {} but was {}", m.kind, display(&m.path), display(&m.expected), display(&m.actual));
                 }
                 let first = body.lines().next().unwrap_or("failed").to_string();
                 let _ = write!(out, ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n", xml(&first), xml(&body));

@@ -234,6 +234,10 @@ fn to_report(
         if let Err(err) = &r.result {
             let json: Value = (&VerificationMismatchResult::from(err)).into();
             report.mismatches = json["mismatches"].as_array().into_iter().flatten().map(MismatchReport::from_json).collect();
+            // A status or method mismatch is about the request: name its path.
+            for m in report.mismatches.iter_mut().filter(|m| m.path.is_empty()) {
+                m.path = report.request.clone();
+            }
             report.error = json["message"].as_str().map(str::to_string);
             // Why the message endpoint could not produce the message.
             if let Some(note) = notes.get(&report.description) {
