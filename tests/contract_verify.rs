@@ -118,3 +118,55 @@ fn delivery_started_honours_mypage() {
     assert_eq!(code, PASSED, "{out}");
     assert!(out.contains("ok   shop.delivery ← shop.mypage: a DeliveryStarted event [message]"), "{out}");
 }
+
+/// A provider that is already running (`--base-url`, `--kafka`), with its
+/// provider states sent to a state-change URL the provider team serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_provider_with_a_state_change_url() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    // The provider team's state-change endpoint: records what it is asked.
+    let states = std::sync::Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let seen = states.clone();
+    let app = axum::Router::new().route(
+        "/states",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(body);
+                axum::Json(serde_json::json!({}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let state_url = format!("http://{}/states", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let triggers = pacts().join("triggers.yaml");
+    let mut served = tokio::process::Command::new(common::BIN)
+        .args(["contract", "serve", "--provider", "shop.product", "--triggers", triggers.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(served.stdout.take().unwrap()).lines();
+    let mut values = Vec::new();
+    for key in ["STORMPROOF_PROVIDER_URL=", "STORMPROOF_MESSAGES_URL=", "STORMPROOF_KAFKA="] {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(90), lines.next_line()).await;
+        let line = line.expect("contract serve announced itself in time").unwrap().expect("contract serve printed its addresses");
+        values.push(line.strip_prefix(key).unwrap_or_else(|| panic!("expected {key}: {line}")).to_string());
+    }
+    let (base_url, kafka) = (values[0].clone(), values[2].clone());
+
+    let pacts = pacts();
+    let args = ["verify", "--provider", "shop.product", "--pacts", pacts.to_str().unwrap(), "--base-url", &base_url, "--kafka", &kafka, "--state-change-url", &state_url];
+    let out = tokio::process::Command::new(common::BIN).arg("contract").args(args).env("PACT_DO_NOT_TRACK", "true").output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(PASSED), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let asked: Vec<String> = states.lock().unwrap().iter().map(|s| s["state"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(asked.iter().filter(|s| *s == "product 1 exists").count() >= 2, "{asked:?}");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(served.id().unwrap() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), served.wait()).await;
+    assert!(status.is_ok(), "contract serve did not stop on SIGTERM");
+}

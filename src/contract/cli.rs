@@ -189,6 +189,7 @@ pub async fn run(args: ContractArgs) -> anyhow::Result<Outcome> {
             let running = super::verify::serve_provider(&args.provider, args.variant.as_deref(), &triggers).await?;
             println!("STORMPROOF_PROVIDER_URL={}", running.base_url);
             println!("STORMPROOF_MESSAGES_URL={}", running.messages_url);
+            println!("STORMPROOF_KAFKA={}", running.kafka);
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}

@@ -271,6 +271,8 @@ pub struct RunningProvider {
     pub base_url: String,
     /// URL of the message endpoint.
     pub messages_url: String,
+    /// Bootstrap address of the provider's broker.
+    pub kafka: String,
     provider: LocalProvider,
     endpoint: tokio::task::JoinHandle<()>,
 }
@@ -294,5 +296,6 @@ pub async fn serve_provider(name: &str, variant: Option<&str>, triggers: &std::p
     let kafka = KafkaSettings { bootstrap: provider.kafka.clone(), topic: def.topic.clone(), partitions: def.partitions };
     let source = MessageSource::new(provider_triggers, provider.base_url.clone(), Some(kafka));
     let (addr, endpoint) = serve(Arc::new(source)).await?;
-    Ok(RunningProvider { base_url: provider.base_url.clone(), messages_url: format!("http://{addr}"), provider, endpoint })
+    let (base_url, kafka) = (provider.base_url.clone(), provider.kafka.clone());
+    Ok(RunningProvider { base_url, messages_url: format!("http://{addr}"), kafka, provider, endpoint })
 }
