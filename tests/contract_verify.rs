@@ -170,3 +170,14 @@ async fn a_running_provider_with_a_state_change_url() {
     let status = tokio::time::timeout(std::time::Duration::from_secs(30), served.wait()).await;
     assert!(status.is_ok(), "contract serve did not stop on SIGTERM");
 }
+
+/// One pact file, part of it: `--pacts FILE` and `--filter-description`.
+#[test]
+fn a_single_pact_file_filtered_by_description() {
+    let file = pacts().join("shop.order-shop.product.json");
+    let args = ["verify", "--provider", "shop.product", "--pacts", file.to_str().unwrap(), "--filter-description", "^a request"];
+    let out = contract(&args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(PASSED), "{text}");
+    assert!(text.contains("PASSED: 1 of 1 interactions passed"), "{text}");
+}

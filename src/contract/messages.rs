@@ -77,7 +77,8 @@ impl MessageSource {
                     let response = request.send().await.with_context(|| format!("trigger {method} {path}"))?;
                     let status = response.status();
                     let text = response.text().await.unwrap_or_default();
-                    anyhow::ensure!(status.is_success(), "trigger {method} {path} answered {status}: {}", text.chars().take(200).collect::<String>());
+                    let text: String = text.chars().take(200).collect();
+                    anyhow::ensure!(status.is_success(), "trigger {method} {path} answered {status} {text}");
                     last = serde_json::from_str(&text).unwrap_or(Value::Null);
                 }
                 Step::Publish { publish, key } => publish_event(kafka, publish, key).await?,

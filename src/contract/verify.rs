@@ -238,6 +238,9 @@ fn to_report(
             for m in report.mismatches.iter_mut().filter(|m| m.path.is_empty()) {
                 m.path = report.request.clone();
             }
+            // The cause first: a wrong status explains a missing body.
+            let rank = |kind: &str| ["MethodMismatch", "PathMismatch", "StatusMismatch", "HeaderMismatch"].iter().position(|k| *k == kind).unwrap_or(9);
+            report.mismatches.sort_by_key(|m| rank(&m.kind));
             report.error = json["message"].as_str().map(str::to_string);
             // Why the message endpoint could not produce the message.
             if let Some(note) = notes.get(&report.description) {
