@@ -181,3 +181,17 @@ fn a_single_pact_file_filtered_by_description() {
     assert_eq!(out.status.code(), Some(PASSED), "{text}");
     assert!(text.contains("PASSED: 1 of 1 interactions passed"), "{text}");
 }
+
+/// Checkpoint 12 through the library, as `stormproof check` would score it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_12_a_breaking_change_is_blocked() {
+    // SAFETY: set before the verifier reads it.
+    unsafe { std::env::set_var("PACT_DO_NOT_TRACK", "true") };
+    stormproof::install_crypto_provider();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = std::path::Path::new(common::BIN);
+    let (holds, evidence) = stormproof::contract::checkpoint::breaking_change_is_blocked(&pacts(), Some(bin)).await.unwrap();
+    assert!(holds, "{evidence:#?}");
+    let rename = evidence.iter().find(|e| e.variant == "item-rename").unwrap();
+    assert!(rename.failures.iter().any(|f| f.contains("GET /products/1")), "{rename:#?}");
+}

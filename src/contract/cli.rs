@@ -251,6 +251,7 @@ async fn run_verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         triggers: args.triggers,
         publish,
         filter_description: args.filter_description,
+        exe: None,
     };
     let verification = verify(&plan).await?;
     print!("{}", verification.to_text());

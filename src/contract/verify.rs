@@ -71,6 +71,8 @@ pub struct VerifyPlan {
     pub publish: Option<PublishResults>,
     /// Only interactions whose description matches this regex.
     pub filter_description: Option<String>,
+    /// The stormproof binary that starts a local provider (default: this one).
+    pub exe: Option<PathBuf>,
 }
 
 /// Verifies `plan.provider`. `Err` is an error (no pacts, the provider
@@ -113,7 +115,10 @@ pub async fn verify(plan: &VerifyPlan) -> anyhow::Result<Verification> {
         Some(_) => None,
         None => {
             let def = def.as_ref().ok_or_else(|| anyhow::anyhow!("`{}` is not a reference service: pass --base-url", plan.provider))?;
-            let exe = std::env::current_exe().map_err(|err| anyhow::anyhow!("cannot find the stormproof executable: {err}"))?;
+            let exe = match &plan.exe {
+                Some(exe) => exe.clone(),
+                None => std::env::current_exe().map_err(|err| anyhow::anyhow!("cannot find the stormproof executable: {err}"))?,
+            };
             Some(LocalProvider::start(&exe, def, service, plan.variant.as_deref()).await?)
         }
     };
