@@ -5,7 +5,7 @@
 //! are captured from Kafka.
 //!
 //! The CLI is found as $PACT_VERIFIER_CLI, `pact_verifier_cli` on PATH, or
-//! where `scripts/install-pact-verifier-cli.sh` puts it; the consolidated
+//! where `ci/install-pact-verifier-cli.sh` puts it; the consolidated
 //! `pact` binary (`pact verifier …`) works too. Without one the test skips
 //! with a message.
 
@@ -88,7 +88,7 @@ fn official_verify(cli: &PathBuf, served: &Served) -> (i32, String) {
 #[test]
 fn official_verifier_accepts_our_pacts() {
     let Some(cli) = verifier_cli() else {
-        eprintln!("SKIPPED: no pact_verifier_cli (set PACT_VERIFIER_CLI or run scripts/install-pact-verifier-cli.sh)");
+        eprintln!("SKIPPED: no pact_verifier_cli (set PACT_VERIFIER_CLI or run ci/install-pact-verifier-cli.sh)");
         return;
     };
     let served = Served::start("shop.product", None);

@@ -2,7 +2,7 @@
 # Installs the official Pact verifier CLI (crates.io `pact_verifier_cli`) for
 # the interoperability test (tests/contract_interop.rs), which skips with a
 # message when the binary is absent. Builds from source: several minutes.
-# Usage: scripts/install-pact-verifier-cli.sh [ROOT]   (binary in ROOT/bin)
+# Usage: ci/install-pact-verifier-cli.sh [ROOT]   (binary in ROOT/bin)
 set -euo pipefail
 root="${1:-$HOME/.cache/stormproof/pact-cli}"
 cargo install pact_verifier_cli --locked --root "$root"
