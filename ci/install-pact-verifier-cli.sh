@@ -6,5 +6,7 @@
 set -euo pipefail
 root="${1:-$HOME/.cache/stormproof/pact-cli}"
 cargo install pact_verifier_cli --locked --root "$root"
-echo "installed: $root/bin/pact_verifier_cli"
-echo "run the test with: PACT_VERIFIER_CLI=$root/bin/pact_verifier_cli cargo test --test contract_interop"
+# Since 1.4 the binary is named pact-verifier; the test finds it in ROOT/bin
+# for the default ROOT, or through PACT_VERIFIER_CLI.
+echo "installed: $root/bin/pact-verifier"
+echo "run the test with: PACT_VERIFIER_CLI=$root/bin/pact-verifier cargo test --test contract_interop"

@@ -4,8 +4,9 @@
 //! stormproof's message endpoint (`stormproof contract serve`), whose events
 //! are captured from Kafka.
 //!
-//! The CLI is found as $PACT_VERIFIER_CLI, `pact_verifier_cli` on PATH, or
-//! where `ci/install-pact-verifier-cli.sh` puts it; the consolidated
+//! The CLI is found as $PACT_VERIFIER_CLI, `pact_verifier_cli` or
+//! `pact-verifier` (its name since 1.4) on PATH, or where
+//! `ci/install-pact-verifier-cli.sh` puts it; the consolidated
 //! `pact` binary (`pact verifier …`) works too. Without one the test skips
 //! with a message.
 
@@ -22,9 +23,10 @@ fn verifier_cli() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("PACT_VERIFIER_CLI") {
         return Some(PathBuf::from(path));
     }
-    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).map(|d| d.join("pact_verifier_cli"));
-    let installed = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/stormproof/pact-cli/bin/pact_verifier_cli"));
-    on_path.chain(installed).find(|p| p.is_file())
+    // pact_verifier_cli 1.4 installs its binary as `pact-verifier`.
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.extend(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/stormproof/pact-cli/bin")));
+    dirs.iter().flat_map(|d| [d.join("pact_verifier_cli"), d.join("pact-verifier")]).find(|p| p.is_file())
 }
 
 /// `stormproof contract serve` for one provider, stopped by pid on drop.
