@@ -183,6 +183,9 @@ fn a_single_pact_file_filtered_by_description() {
 }
 
 /// Checkpoint 12 through the library, as `stormproof check` would score it.
+// The guard only serializes this file's heavy tests, each on its own thread;
+// no task of this runtime waits for it.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_12_a_breaking_change_is_blocked() {
     // SAFETY: set before the verifier reads it.

@@ -25,7 +25,7 @@ pub struct ContractArgs {
 #[derive(Debug, Subcommand)]
 pub enum ContractCommand {
     /// Verify a provider against the pacts that name it (exit 0 pass, 1 violation, 2 error).
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// Publish pact files to a Pact Broker.
     Publish(PublishArgs),
     /// Ask a Pact Broker whether a version can be deployed (exit 0 yes, 1 no).
@@ -180,7 +180,7 @@ pub async fn run(args: ContractArgs) -> anyhow::Result<Outcome> {
         unsafe { std::env::set_var("PACT_DO_NOT_TRACK", "true") };
     }
     match args.command {
-        ContractCommand::Verify(args) => run_verify(args).await,
+        ContractCommand::Verify(args) => run_verify(*args).await,
         ContractCommand::Serve(args) => {
             let triggers = args.triggers.unwrap_or_else(|| {
                 let system = args.provider.split_once('.').map_or("shop", |(system, _)| system);
