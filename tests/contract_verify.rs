@@ -85,6 +85,15 @@ fn drop_product_name_is_blocked() {
     assert!(out.contains("Actual map is missing the following keys: productName"), "{out}");
 }
 
+/// A wrong field, not only a missing one: productPrice published as text.
+#[test]
+fn a_wrongly_typed_field_is_blocked() {
+    let (code, out) = verify("shop.product", Some("price-as-text"), &[]);
+    assert_eq!(code, FAILED, "{out}");
+    assert!(out.contains("FAIL shop.product ← shop.order: a ProductChanged event [message]"), "{out}");
+    assert!(out.contains("at $.productPrice"), "{out}");
+}
+
 /// The course's fix: serve both paths while consumers move.
 #[test]
 fn backward_compatible_rename_passes() {
