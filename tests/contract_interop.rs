@@ -53,6 +53,7 @@ impl Served {
         };
         let port = url("STORMPROOF_PROVIDER_URL=");
         let messages_port = url("STORMPROOF_MESSAGES_URL=");
+        url("STORMPROOF_KAFKA=");
         Served { child, port, messages_port }
     }
 }

@@ -187,9 +187,14 @@ pub async fn run(args: ContractArgs) -> anyhow::Result<Outcome> {
                 PathBuf::from("contracts").join(system).join(super::triggers::FILE)
             });
             let running = super::verify::serve_provider(&args.provider, args.variant.as_deref(), &triggers).await?;
-            println!("STORMPROOF_PROVIDER_URL={}", running.base_url);
-            println!("STORMPROOF_MESSAGES_URL={}", running.messages_url);
-            println!("STORMPROOF_KAFKA={}", running.kafka);
+            // One write, and a reader that stops listening must not kill us.
+            let announce = format!(
+                "STORMPROOF_PROVIDER_URL={}\nSTORMPROOF_MESSAGES_URL={}\nSTORMPROOF_KAFKA={}\n",
+                running.base_url, running.messages_url, running.kafka
+            );
+            let mut stdout = std::io::stdout().lock();
+            let _ = std::io::Write::write_all(&mut stdout, announce.as_bytes()).and_then(|()| std::io::Write::flush(&mut stdout));
+            drop(stdout);
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}

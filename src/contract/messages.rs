@@ -16,15 +16,26 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::triggers::{Step, Trigger};
-use crate::systems::kit::KafkaSettings;
 
 /// How long to wait for the triggered event to reach Kafka.
 const CAPTURE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a provider's events go: a system's topic on a broker. (The
+/// verifier's own Kafka clients: plain, short-lived, no consumer group.)
+#[derive(Debug, Clone)]
+pub struct Topic {
+    /// Bootstrap servers.
+    pub bootstrap: String,
+    /// The system's event topic.
+    pub topic: String,
+    /// Its partition count.
+    pub partitions: i32,
+}
 
 /// What the endpoint needs to produce messages of one provider.
 pub struct MessageSource {
@@ -33,7 +44,7 @@ pub struct MessageSource {
     /// Base URL of the provider's HTTP API.
     pub base_url: String,
     /// The system's Kafka topic and broker.
-    pub kafka: Option<KafkaSettings>,
+    pub kafka: Option<Topic>,
     /// Why a trigger failed, by description (shown in the report).
     pub notes: Arc<Mutex<BTreeMap<String, String>>>,
     /// One trigger at a time: a capture must not see another's event.
@@ -42,7 +53,7 @@ pub struct MessageSource {
 
 impl MessageSource {
     /// A source for the provider at `base_url`.
-    pub fn new(triggers: BTreeMap<String, Trigger>, base_url: String, kafka: Option<KafkaSettings>) -> MessageSource {
+    pub fn new(triggers: BTreeMap<String, Trigger>, base_url: String, kafka: Option<Topic>) -> MessageSource {
         MessageSource { triggers, base_url, kafka, notes: Arc::default(), busy: AsyncMutex::new(()) }
     }
 
@@ -59,7 +70,7 @@ impl MessageSource {
         capture.next(&trigger.capture).await
     }
 
-    async fn run_steps(&self, steps: &[Step], kafka: &KafkaSettings) -> anyhow::Result<()> {
+    async fn run_steps(&self, steps: &[Step], kafka: &Topic) -> anyhow::Result<()> {
         let http = crate::http_client().timeout(Duration::from_secs(10)).build()?;
         let mut last = Value::Null;
         for step in steps {
@@ -120,22 +131,32 @@ struct Capture {
 }
 
 impl Capture {
-    async fn arm(kafka: &KafkaSettings) -> anyhow::Result<Capture> {
-        // A provider may announce itself before its topic exists.
-        crate::systems::kit::ensure_topic(kafka).await?;
+    async fn arm(kafka: &Topic) -> anyhow::Result<Capture> {
         let group = format!("stormproof-contract-{}", uuid::Uuid::new_v4());
-        let mut config = kafka.consumer_config(&group, &group);
-        config.set("enable.auto.commit", "false");
-        let consumer: Arc<StreamConsumer> = Arc::new(config.create()?);
+        let consumer: Arc<StreamConsumer> = Arc::new(
+            ClientConfig::new()
+                .set("bootstrap.servers", &kafka.bootstrap)
+                .set("group.id", &group)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .create()?,
+        );
         let topic = kafka.topic.clone();
         let partitions = kafka.partitions;
         let positioned = consumer.clone();
         let list = tokio::task::spawn_blocking(move || -> anyhow::Result<TopicPartitionList> {
             let mut list = TopicPartitionList::new();
             for partition in 0..partitions {
-                let (_, high) = positioned
-                    .fetch_watermarks(&topic, partition, Duration::from_secs(10))
-                    .with_context(|| format!("cannot read the end of {topic}/{partition}"))?;
+                // A provider may announce itself before its topic exists.
+                let mut tries = 0;
+                let high = loop {
+                    match positioned.fetch_watermarks(&topic, partition, Duration::from_secs(5)) {
+                        Ok((_, high)) => break high,
+                        Err(_) if tries < 40 => tries += 1,
+                        Err(err) => return Err(anyhow::Error::new(err).context(format!("cannot read the end of {topic}/{partition}"))),
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                };
                 list.add_partition_offset(&topic, partition, Offset::Offset(high))?;
             }
             Ok(list)
@@ -162,7 +183,7 @@ impl Capture {
 }
 
 /// Publishes `event` (with `id` and `timestamp` filled in) keyed by `key`.
-async fn publish_event(kafka: &KafkaSettings, event: &Value, key: &str) -> anyhow::Result<()> {
+async fn publish_event(kafka: &Topic, event: &Value, key: &str) -> anyhow::Result<()> {
     let mut event = event.clone();
     if let Some(fields) = event.as_object_mut() {
         fields.entry("id").or_insert_with(|| Value::String(uuid::Uuid::new_v4().to_string()));
@@ -172,7 +193,12 @@ async fn publish_event(kafka: &KafkaSettings, event: &Value, key: &str) -> anyho
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let producer: FutureProducer = kafka.producer_config().create()?;
+    // Not idempotent: the embedded broker (tansu 0.6) mishandles it.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "false")
+        .create()?;
     let payload = event.to_string();
     producer
         .send(FutureRecord::to(&kafka.topic).key(&key).payload(&payload), Duration::from_secs(10))

@@ -68,7 +68,9 @@ impl LocalProvider {
     async fn spawn_service(&mut self, def: &SystemDef, service: &str, variant: Option<&str>, upstreams: &[String]) -> anyhow::Result<SocketAddr> {
         let data = self.dir.join("data");
         let name = format!("{}.{service}", def.system);
-        let mut env = Vec::new();
+        // The embedded broker wants a producer without idempotence (main's
+        // services read this; older ones ignore it).
+        let mut env = vec![("STORMPROOF_KAFKA_IDEMPOTENCE", "false".to_string())];
         if !upstreams.is_empty() {
             env.push(("STORMPROOF_UPSTREAMS", upstreams.join(",")));
         }

@@ -13,13 +13,12 @@ use pact_verifier::verification_result::{VerificationExecutionResult, Verificati
 use pact_verifier::{FilterInfo, NullRequestFilterExecutor, ProviderInfo, ProviderTransport, PublishOptions, VerificationOptions};
 use serde_json::Value;
 
-use super::messages::{MessageSource, serve};
+use super::messages::{MessageSource, Topic, serve};
 use super::provider::LocalProvider;
 use super::report::{InteractionReport, JSON_VERSION, MismatchReport, Verification};
 use super::states::ReferenceStates;
 use super::{pacts, triggers};
 use crate::systems::definition::SystemDef;
-use crate::systems::kit::KafkaSettings;
 
 /// Where the pacts come from.
 #[derive(Debug, Clone)]
@@ -125,7 +124,7 @@ pub async fn verify(plan: &VerifyPlan) -> anyhow::Result<Verification> {
     let base_url = local.as_ref().map_or_else(|| plan.base_url.clone().unwrap_or_default(), |l| l.base_url.clone());
     let kafka = local.as_ref().map(|l| l.kafka.clone()).or_else(|| plan.kafka.clone());
     let kafka = match (kafka, &def) {
-        (Some(bootstrap), Some(def)) => Some(KafkaSettings { bootstrap, topic: def.topic.clone(), partitions: def.partitions }),
+        (Some(bootstrap), Some(def)) => Some(Topic { bootstrap, topic: def.topic.clone(), partitions: def.partitions }),
         _ => None,
     };
     let result = run_verifier(plan, sources, &base_url, MessageSource::new(provider_triggers, base_url.clone(), kafka)).await;
@@ -301,7 +300,7 @@ pub async fn serve_provider(name: &str, variant: Option<&str>, triggers: &std::p
     let provider_triggers = triggers::load(triggers)?.remove(name).unwrap_or_default();
     let exe = std::env::current_exe()?;
     let provider = LocalProvider::start(&exe, &def, service, variant).await?;
-    let kafka = KafkaSettings { bootstrap: provider.kafka.clone(), topic: def.topic.clone(), partitions: def.partitions };
+    let kafka = Topic { bootstrap: provider.kafka.clone(), topic: def.topic.clone(), partitions: def.partitions };
     let source = MessageSource::new(provider_triggers, provider.base_url.clone(), Some(kafka));
     let (addr, endpoint) = serve(Arc::new(source)).await?;
     let (base_url, kafka) = (provider.base_url.clone(), provider.kafka.clone());
