@@ -2,6 +2,7 @@
 //! each subcommand turns its arguments into the library's own plans here,
 //! and this is the only place that prints for users.
 
+mod chaos_cmds;
 mod platform_cmds;
 
 use std::path::PathBuf;
@@ -40,6 +41,10 @@ pub enum Command {
     Scale(ScaleArgs),
     /// Kill one replica of a service (SIGKILL), like deleting a pod.
     Kill(KillArgs),
+    /// Load a service as siege does (same flags), with real measurement and CI gates.
+    Siege(crate::load::cli::SiegeArgs),
+    /// Chaos experiments: fault, verdict, guaranteed rollback.
+    Chaos(chaos_cmds::ChaosArgs),
     /// Run the embedded Kafka-API broker (tansu, SQLite storage).
     Broker(BrokerArgs),
     /// Consumer-driven contracts (Pact): verify a provider, publish pacts, can-i-deploy.
@@ -69,6 +74,9 @@ pub struct UpArgs {
     /// Start SERVICE with N replicas instead of the definition's (repeatable).
     #[arg(long = "replicas", value_name = "SERVICE=N", value_parser = parse_replicas)]
     pub replicas: Vec<(String, u32)>,
+    /// Run SERVICE as a variant, e.g. product=item-rename or order=sync-delivery (repeatable).
+    #[arg(long = "variant", value_name = "SERVICE=VARIANT", value_parser = parse_variant)]
+    pub variants: Vec<(String, String)>,
     /// Keep the data of the previous run (default: start empty).
     #[arg(long)]
     pub keep_data: bool,
@@ -151,6 +159,11 @@ pub struct ServeArgs {
     gateway: GatewayOptions,
 }
 
+fn parse_variant(s: &str) -> Result<(String, String), String> {
+    let (name, variant) = s.split_once('=').ok_or_else(|| format!("expected SERVICE=VARIANT, got `{s}`"))?;
+    Ok((name.rsplit('.').next().unwrap_or(name).to_string(), variant.to_string()))
+}
+
 fn parse_replicas(s: &str) -> Result<(String, u32), String> {
     let (name, count) = s.split_once('=').ok_or_else(|| format!("expected SERVICE=N, got `{s}`"))?;
     let count = count.parse().map_err(|_| format!("`{count}` is not a replica count"))?;
@@ -167,6 +180,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Status(args) => platform_cmds::status(&args.run.run_dir, args.json).await,
         Command::Scale(args) => platform_cmds::scale(args).await,
         Command::Kill(args) => platform_cmds::kill(args).await,
+        Command::Siege(args) => crate::load::cli::run_siege(args).await,
+        Command::Chaos(args) => chaos_cmds::chaos(args).await,
         Command::Broker(args) => {
             init_logs("warn");
             crate::broker::run(args.listen, &args.data).await?;

@@ -5,14 +5,19 @@
 //! - [`broker`]: the embedded Kafka-API broker (tansu, SQLite storage);
 //! - [`contract`]: consumer-driven contracts with Pact — verify, broker;
 //! - [`platform`]: where services run — the local platform and its control API;
+//! - [`load`]: the siege-compatible load engine; [`report`]: its reports;
+//! - [`chaos`]: experiments with verdicts and guaranteed rollback;
 //! - [`cli`]: arguments and dispatch; the only part that prints for users.
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod chaos;
 pub mod cli;
 pub mod contract;
 pub mod exit;
+pub mod load;
 pub mod platform;
+pub mod report;
 pub mod systems;
 
 /// Installs the process-wide TLS crypto provider. A dependency of the

@@ -13,9 +13,9 @@ use crate::systems::definition::SystemDef;
 
 pub(super) async fn up(args: UpArgs) -> anyhow::Result<Outcome> {
     let def = SystemDef::builtin(&args.system)?;
-    for (name, _) in &args.replicas {
+    for name in args.replicas.iter().map(|(n, _)| n).chain(args.variants.iter().map(|(n, _)| n)) {
         if def.service(name).is_none() {
-            anyhow::bail!("--replicas names unknown service `{name}` of {}", def.system);
+            anyhow::bail!("--replicas/--variant names unknown service `{name}` of {}", def.system);
         }
     }
     if args.detach {
@@ -27,6 +27,7 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<Outcome> {
         def,
         run_dir: args.run.run_dir,
         replicas: args.replicas,
+        variants: args.variants,
         keep_data: args.keep_data,
         kafka: args.kafka,
         gateway: args.gateway,
@@ -63,16 +64,15 @@ async fn detach(run_dir: &Path) -> anyhow::Result<Outcome> {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             anyhow::bail!("`stormproof up` exited ({status}) before it was ready:\n{log}");
         }
+        // `up` marks the state ready only once every replica is; the
+        // replica counts alone can look settled while it is still starting.
         if let Ok(state) = RunState::read(run_dir) {
-            if state.pid == pid {
-                if let Ok(services) = ControlClient::new(&state).services().await {
-                    if services.iter().all(|s| s.ready == s.desired && s.replicas.len() as u32 == s.desired) {
-                        println!("{} is up (pid {pid}); gateway {}", state.system, state.gateway);
-                        print_table(&services);
-                        println!("`stormproof down` stops it; its log is {}", log_path.display());
-                        return Ok(Outcome::Passed);
-                    }
-                }
+            if state.pid == pid && state.ready {
+                let services = ControlClient::new(&state).services().await?;
+                println!("{} is up (pid {pid}); gateway {}", state.system, state.gateway);
+                print_table(&services);
+                println!("`stormproof down` stops it; its log is {}", log_path.display());
+                return Ok(Outcome::Passed);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

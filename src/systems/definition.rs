@@ -75,6 +75,9 @@ pub struct ServiceDef {
     /// Services it calls synchronously.
     #[serde(default)]
     pub calls: Vec<String>,
+    /// It consumes the system topic (consumer group `SYSTEM.SERVICE`).
+    #[serde(default)]
+    pub consumer: bool,
     /// CPU request in millicores (autoscaling measures against it).
     #[serde(default = "default_cpu")]
     pub cpu_request: u32,
@@ -196,6 +199,11 @@ impl SystemDef {
             }
         }
         Ok(())
+    }
+
+    /// Consumer groups of the services that consume the topic.
+    pub fn consumer_groups(&self) -> Vec<String> {
+        self.services.iter().filter(|s| s.consumer).map(|s| format!("{}.{}", self.system, s.name)).collect()
     }
 
     /// The service named `name`.

@@ -11,8 +11,12 @@ use crate::systems::definition::ProbeDef;
 pub enum Check {
     /// HTTP GET of a path; 2xx or 3xx passes.
     Http(String),
-    /// A TCP connection is accepted (the broker).
+    /// A TCP connection is accepted (the broker is listening).
     Tcp,
+    /// A Kafka Metadata request is answered (the broker is serving). tansu
+    /// 0.6 can keep its port open after its storage loop has ended, so only
+    /// a real request tells.
+    Kafka,
 }
 
 /// A probe with its timing.
@@ -50,10 +54,33 @@ impl Probe {
         Probe { check: Check::Tcp, initial_delay: Duration::ZERO, period, timeout: Duration::from_secs(1), failure_threshold: 3, success_threshold: 1 }
     }
 
+    /// A Kafka Metadata probe: restarts a broker that stopped serving.
+    pub fn kafka() -> Probe {
+        Probe {
+            check: Check::Kafka,
+            initial_delay: Duration::from_secs(5),
+            period: Duration::from_secs(2),
+            timeout: Duration::from_secs(3),
+            failure_threshold: 3,
+            success_threshold: 1,
+        }
+    }
+
     /// Runs the probe once against `addr`.
     pub async fn once(&self, client: &reqwest::Client, addr: SocketAddr) -> bool {
         match &self.check {
             Check::Tcp => matches!(tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_))),
+            Check::Kafka => {
+                let timeout = self.timeout;
+                // librdkafka's metadata call blocks.
+                tokio::task::spawn_blocking(move || {
+                    use rdkafka::consumer::{BaseConsumer, Consumer};
+                    let client: Result<BaseConsumer, _> = rdkafka::ClientConfig::new().set("bootstrap.servers", addr.to_string()).set("log_level", "0").create();
+                    client.map(|c| c.fetch_metadata(None, timeout).is_ok()).unwrap_or(false)
+                })
+                .await
+                .unwrap_or(false)
+            }
             Check::Http(path) => {
                 let url = format!("http://{addr}{path}");
                 match client.get(url).timeout(self.timeout).send().await {

@@ -43,7 +43,7 @@ const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(60);
 pub(super) async fn run(sup: Arc<Supervisor>, service: String, id: String, spec: Spec, mut commands: watch::Receiver<Command>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        let mut child = match spawn(&sup, &service, &id) {
+        let mut child = match spawn(&sup, &service, &id, &spec) {
             Ok(child) => child,
             Err(err) => {
                 tracing::error!("cannot start {id}: {err:#}");
@@ -206,7 +206,7 @@ async fn copy_stdout(stdout: ChildStdout, log: std::path::PathBuf, announce: one
     }
 }
 
-fn spawn(sup: &Supervisor, service: &str, id: &str) -> anyhow::Result<Child> {
+fn spawn(sup: &Supervisor, service: &str, id: &str, spec: &Spec) -> anyhow::Result<Child> {
     let launch = &sup.launch;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(launch.log_dir.join(format!("{id}.log")))?;
     let mut command = tokio::process::Command::new(&launch.exe);
@@ -222,8 +222,14 @@ fn spawn(sup: &Supervisor, service: &str, id: &str) -> anyhow::Result<Child> {
                 .env("STORMPROOF_LISTEN", "127.0.0.1:0")
                 .env("STORMPROOF_DATA", &launch.data_dir)
                 .env("STORMPROOF_KAFKA", &launch.kafka)
+                // See KafkaSettings::idempotent: off for the embedded broker.
+                .env("STORMPROOF_KAFKA_IDEMPOTENCE", launch.broker.is_none().to_string())
                 .env("STORMPROOF_UPSTREAMS", upstreams.join(","))
-                .env("STORMPROOF_REPLICA_ID", id);
+                .env("STORMPROOF_REPLICA_ID", id)
+                .env("STORMPROOF_VERSION", &spec.version);
+            if let Some(variant) = &spec.variant {
+                command.env("STORMPROOF_VARIANT", variant);
+            }
         }
     }
     // The broker's own info logs trace every request: keep them to warnings.

@@ -26,6 +26,9 @@ pub struct RunState {
     pub run_dir: PathBuf,
     /// When `up` started (RFC 3339).
     pub started_at: String,
+    /// Every replica reached readiness once (`up --detach` waits for this).
+    #[serde(default)]
+    pub ready: bool,
 }
 
 impl RunState {

@@ -37,6 +37,8 @@ pub struct Launch {
     pub service_urls: BTreeMap<String, String>,
     /// Grace period between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// Service → variant to run instead of the normal service.
+    pub variants: Vec<(String, String)>,
 }
 
 /// What a replica is doing.
@@ -68,6 +70,7 @@ pub(super) struct Spec {
     pub readiness: Option<Probe>,
     pub liveness: Option<Probe>,
     pub version: String,
+    pub variant: Option<String>,
 }
 
 struct Service {
@@ -92,7 +95,7 @@ impl Supervisor {
     pub fn new(def: &SystemDef, launch: Launch) -> Arc<Supervisor> {
         let mut services = Vec::new();
         if launch.broker.is_some() {
-            let spec = Spec { role: Role::Infrastructure, readiness: Some(Probe::tcp(Duration::from_millis(250))), liveness: None, version: "tansu".into() };
+            let spec = Spec { role: Role::Infrastructure, readiness: Some(Probe::tcp(Duration::from_millis(250))), liveness: Some(Probe::kafka()), version: "tansu".into(), variant: None };
             services.push(Service { name: BROKER.into(), spec, desired: 0, replicas: vec![], next_ordinal: 1 });
         }
         for service in &def.services {
@@ -101,6 +104,7 @@ impl Supervisor {
                 readiness: service.readiness.as_ref().map(Probe::http),
                 liveness: service.liveness.as_ref().map(Probe::http),
                 version: "v1".into(),
+                variant: launch.variants.iter().find(|(n, _)| *n == service.name).map(|(_, v)| v.clone()),
             };
             services.push(Service { name: service.name.clone(), spec, desired: 0, replicas: vec![], next_ordinal: 1 });
         }

@@ -34,6 +34,8 @@ pub struct UpPlan {
     pub port: u16,
     /// Replica counts that override the definition's.
     pub replicas: Vec<(String, u32)>,
+    /// Service → variant to run (e.g. `product` → `item-rename`).
+    pub variants: Vec<(String, String)>,
     /// Keep the data of an earlier run instead of starting empty.
     pub keep_data: bool,
     /// Use this Kafka instead of starting the embedded broker.
@@ -77,6 +79,7 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         broker,
         service_urls: service_urls.clone(),
         grace: plan.grace,
+        variants: plan.variants.clone(),
     };
     let supervisor = Supervisor::new(&plan.def, launch);
     supervisor.start();
@@ -93,6 +96,7 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         services: service_urls,
         run_dir: plan.run_dir.clone(),
         started_at: now_rfc3339(),
+        ready: false,
     };
     let shutdown = Arc::new(Notify::new());
     let upstreams: Arc<dyn Upstreams> = supervisor.clone();
@@ -115,7 +119,9 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         _ = stop_requested(&shutdown) => Err(anyhow::anyhow!("interrupted while starting")),
     };
     if result.is_ok() {
-        on_ready(&state, &supervisor.snapshot());
+        let ready = RunState { ready: true, ..state.clone() };
+        ready.write()?;
+        on_ready(&ready, &supervisor.snapshot());
         stop_requested(&shutdown).await;
     }
     supervisor.shutdown().await;
@@ -158,10 +164,22 @@ fn prepare_dirs(plan: &UpPlan) -> anyhow::Result<(PathBuf, PathBuf)> {
 }
 
 /// A free loopback port for the broker, which needs its address up front
-/// (clients keep it across broker restarts).
+/// and keeps it across restarts. It is picked below the kernel's ephemeral
+/// range: a port from that range, once released, can be handed to any
+/// `bind(:0)` or outgoing connection before the broker binds it.
 fn free_port() -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?)
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let floor = 10000.min(low.saturating_sub(1000));
+    for _ in 0..200 {
+        let port = floor + fastrand::u16(0..low.saturating_sub(floor).max(1));
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(listener.local_addr()?);
+        }
+    }
+    anyhow::bail!("no free port below {low} for the broker")
 }
 
 /// A service's stable address: forwards to its ready replicas.

@@ -18,6 +18,11 @@ pub struct KafkaSettings {
     pub topic: String,
     /// Its partition count (events of one flow share a key, so a partition).
     pub partitions: i32,
+    /// Use the idempotent producer. Off for the embedded broker: tansu 0.6
+    /// panics in its idempotence check after a restart (tansu-storage
+    /// lite.rs "more or less than one row") and then serves nothing. The
+    /// outbox and the idempotent consumers keep effects exactly-once anyway.
+    pub idempotent: bool,
 }
 
 impl KafkaSettings {
@@ -26,12 +31,17 @@ impl KafkaSettings {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap)
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", if self.idempotent { "true" } else { "false" })
             .set("acks", "all")
+            // Without idempotence, one request in flight keeps a partition's
+            // events in order across retries.
+            .set("max.in.flight.requests.per.connection", if self.idempotent { "5" } else { "1" })
             .set("linger.ms", "2")
-            // A broker outage fails a send after this long; the outbox keeps
-            // the event and the relay tries again.
-            .set("message.timeout.ms", "5000")
+            // Never time a message out locally: librdkafka then bumps the
+            // idempotent producer's epoch, and tansu 0.6 panics on that path
+            // (tansu-storage lite.rs "more or less than one row"), leaving a
+            // broker that answers nothing. The outbox bounds what waits.
+            .set("message.timeout.ms", "0")
             .set("reconnect.backoff.max.ms", "1000");
         config
     }
@@ -51,6 +61,10 @@ impl KafkaSettings {
             // A read model deployed late builds its view from retained events.
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "6000")
+            // Also the rebalance timeout a JoinGroup is held for. tansu 0.6
+            // answers other requests slowly while one is held, so a member
+            // joining a live group must not make everyone wait 5 minutes.
+            .set("max.poll.interval.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("reconnect.backoff.max.ms", "1000")
             .set("topic.metadata.refresh.interval.ms", "5000");

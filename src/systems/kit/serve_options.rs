@@ -19,6 +19,9 @@ pub struct ServeOptions {
     /// Kafka bootstrap servers (the embedded broker or any Kafka).
     #[arg(long, env = "STORMPROOF_KAFKA", default_value = "127.0.0.1:9092")]
     pub kafka: String,
+    /// Use Kafka's idempotent producer (set to false for the embedded broker).
+    #[arg(long, env = "STORMPROOF_KAFKA_IDEMPOTENCE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub kafka_idempotence: bool,
     /// Upstream services this one calls, as NAME=URL (repeatable or
     /// comma-separated).
     #[arg(long = "upstream", env = "STORMPROOF_UPSTREAMS", value_delimiter = ',',

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -84,11 +84,20 @@ fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String
     })
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Filter {
+    customer_id: Option<String>,
+}
+
 #[derive(Clone)]
 struct App {
     store: Store,
     publisher: Publisher,
     product: Arc<Upstream>,
+    /// The `sync-delivery` variant: an order needs delivery to answer first
+    /// — the coupling the course warns against, for experiments to catch.
+    delivery: Option<Arc<Upstream>>,
     /// Last answer product gave per id: the fallback while it is down.
     known: Arc<Mutex<HashMap<i64, Product>>>,
 }
@@ -111,12 +120,21 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
         .upstream("product")
         .ok_or_else(|| anyhow::anyhow!("order needs --upstream product=URL"))?
         .to_string();
+    let delivery = match opts.variant.as_deref() {
+        None | Some("") => None,
+        Some("sync-delivery") => {
+            let url = opts.upstream("delivery").ok_or_else(|| anyhow::anyhow!("the sync-delivery variant needs --upstream delivery=URL"))?;
+            Some(Arc::new(Upstream::new("delivery", url, Duration::from_millis(1000))))
+        }
+        Some(other) => anyhow::bail!("order has no variant `{other}` (sync-delivery)"),
+    };
     let kit = Kit::start(super::SYSTEM, "order", opts, kafka, SCHEMA).await?;
     let app = App {
         store: kit.store.clone(),
         publisher: kit.publisher.clone(),
         product: Arc::new(Upstream::new("product", &product_url, Duration::from_millis(1000))),
         known: Arc::default(),
+        delivery,
     };
     kit.serve(routes(app)).await
 }
@@ -138,6 +156,12 @@ async fn place(State(app): State<App>, JsonBody(order): JsonBody<PlaceOrder>) ->
         }
     }
     let product = app.product_info(order.product_id).await?;
+    if let Some(delivery) = &app.delivery {
+        delivery
+            .get_json::<serde_json::Value>("/deliveries")
+            .await
+            .map_err(|err| ApiError::Unavailable(format!("delivery must answer first (sync-delivery variant): {err}")))?;
+    }
     let tx = app.store.begin().await?;
     tx.execute(
         "INSERT INTO orders (product_id, product_name, quantity, price, customer_id, customer_name, customer_addr, status, created_at)
@@ -199,9 +223,12 @@ impl App {
     }
 }
 
-async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Order>>, ApiError> {
+async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<Order>>, ApiError> {
     let conn = app.store.connect().await?;
-    let mut rows = conn.query(&format!("{SELECT} ORDER BY id"), ()).await?;
+    let mut rows = match &filter.customer_id {
+        Some(customer) => conn.query(&format!("{SELECT} WHERE customer_id = ?1 ORDER BY id"), libsql::params![customer.as_str()]).await?,
+        None => conn.query(&format!("{SELECT} ORDER BY id"), ()).await?,
+    };
     let mut orders = Vec::new();
     while let Some(row) = rows.next().await? {
         orders.push(order_from(&row)?);

@@ -1,0 +1,422 @@
+//! An experiment file (YAML, in `chaos/`): the hypothesis, the method (faults
+//! and how long they hold), what must hold during the fault and after
+//! recovery, and guardrails.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A whole experiment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// One line that says what is proved.
+    pub title: String,
+    /// Longer explanation (the course's checkpoint, the reasoning).
+    #[serde(default)]
+    pub description: String,
+    /// The system under test (`shop`).
+    pub system: String,
+    /// Demo user whose token the requests carry.
+    #[serde(default)]
+    pub auth: Auth,
+    /// The steady-state hypothesis: checked before the method and after
+    /// the rollback.
+    #[serde(default)]
+    pub hypothesis: Vec<Check>,
+    /// Faults, applied in order.
+    pub method: Vec<Action>,
+    /// What must hold while the faults hold.
+    #[serde(default)]
+    pub during: Vec<Check>,
+    /// What must hold after the rollback (each within its deadline).
+    #[serde(default)]
+    pub after: Vec<Check>,
+    /// Load that runs through the whole experiment (the siege engine).
+    pub load: Option<LoadDef>,
+    /// Limits that abort the experiment.
+    #[serde(default)]
+    pub guardrails: Guardrails,
+}
+
+/// Load for the whole run: virtual users walking these routes in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadDef {
+    /// Concurrent virtual users.
+    #[serde(default = "four")]
+    pub users: u32,
+    /// Pause of each user between its requests (not counted).
+    #[serde(with = "humantime_serde", default)]
+    pub delay: Duration,
+    /// Requests each user sends, in order (through the gateway, with the token).
+    pub routes: Vec<LoadRoute>,
+    /// Time under load before the method starts: the baseline the fault is
+    /// compared with.
+    #[serde(with = "humantime_serde", default = "two_seconds")]
+    pub baseline: Duration,
+}
+
+fn two_seconds() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn four() -> u32 {
+    4
+}
+
+/// One request of the load: exactly one of get/post/put/patch/delete.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadRoute {
+    /// GET this path.
+    pub get: Option<String>,
+    /// POST to this path.
+    pub post: Option<String>,
+    /// PUT to this path.
+    pub put: Option<String>,
+    /// PATCH this path.
+    pub patch: Option<String>,
+    /// DELETE this path.
+    pub delete: Option<String>,
+    /// JSON body.
+    pub body: Option<Value>,
+}
+
+impl LoadRoute {
+    /// Method and path.
+    pub fn request(&self) -> Result<(reqwest::Method, &str), String> {
+        let step = Step {
+            get: self.get.clone(),
+            post: self.post.clone(),
+            put: self.put.clone(),
+            patch: self.patch.clone(),
+            delete: self.delete.clone(),
+            body: None,
+            expect: Expect::default(),
+            capture: BTreeMap::new(),
+            eventually: Duration::ZERO,
+        };
+        let (method, _) = step.request()?;
+        let path = [&self.get, &self.post, &self.put, &self.patch, &self.delete].into_iter().flatten().next().map(String::as_str).unwrap_or("");
+        Ok((method, path))
+    }
+}
+
+/// Credentials for the gateway's token endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth { username: "user1".into(), password: "stormproof".into() }
+    }
+}
+
+/// Limits on a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guardrails {
+    /// The whole experiment, rollback excluded, may not take longer.
+    #[serde(with = "humantime_serde", default = "five_minutes")]
+    pub max_duration: Duration,
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Guardrails { max_duration: five_minutes() }
+    }
+}
+
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// One fault of the method. Exactly one of the fault fields is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Action {
+    /// Set a service's replicas (0 included).
+    pub scale: Option<Scale>,
+    /// Kill one replica (SIGKILL / delete the pod).
+    pub kill: Option<Kill>,
+    /// Flip a service's misbehaviour switches on every replica.
+    pub switches: Option<Switches>,
+    /// Stop the system's broker (the embedded one scales to 0).
+    pub stop_broker: Option<Empty>,
+    /// How long the fault holds before the next action.
+    #[serde(with = "humantime_serde", default)]
+    pub hold: Duration,
+}
+
+/// Placeholder for actions without parameters (`stop-broker: {}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+/// `scale`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    /// Service name.
+    pub service: String,
+    /// Replicas.
+    pub replicas: u32,
+}
+
+/// `kill`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kill {
+    /// Service name.
+    pub service: String,
+}
+
+/// `switches`: the service kit's misbehaviour switches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Switches {
+    /// Service name.
+    pub service: String,
+    /// Liveness answers 503.
+    #[serde(default)]
+    pub unhealthy: bool,
+    /// Readiness answers 503.
+    #[serde(default)]
+    pub unready: bool,
+    /// Every business request waits this long (a hang, if long).
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// This fraction of business requests answers 500.
+    #[serde(default)]
+    pub error_fraction: f64,
+}
+
+/// A named check (a probe with a tolerance). Exactly one probe field is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// What the check claims, in words.
+    pub name: String,
+    /// Retry until this deadline before calling it deviated ("eventually").
+    #[serde(with = "humantime_serde", default)]
+    pub within: Duration,
+    /// A sequence of requests with captured values.
+    pub flow: Option<Vec<Step>>,
+    /// Replica counts of a service.
+    pub replicas: Option<ReplicasProbe>,
+    /// Read model rows against the source of truth.
+    pub consistency: Option<ConsistencyProbe>,
+    /// Availability of a load route over the check's phase (needs `load`).
+    pub availability: Option<AvailabilityProbe>,
+    /// Consumer-group lag of a service.
+    pub lag: Option<LagProbe>,
+}
+
+/// A service's consumer group is at most `max` events behind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LagProbe {
+    /// The consuming service (group `SYSTEM.SERVICE`).
+    pub service: String,
+    /// Most events behind that still holds.
+    #[serde(default)]
+    pub max: i64,
+}
+
+/// Availability of one load route over a phase of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvailabilityProbe {
+    /// Route as the load engine names it, e.g. `POST /orders`.
+    pub route: String,
+    /// Lowest acceptable availability, percent.
+    pub min: f64,
+}
+
+/// One request of a flow: exactly one of get/post/put/patch/delete.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// GET this path.
+    pub get: Option<String>,
+    /// POST to this path.
+    pub post: Option<String>,
+    /// PUT to this path.
+    pub put: Option<String>,
+    /// PATCH this path.
+    pub patch: Option<String>,
+    /// DELETE this path.
+    pub delete: Option<String>,
+    /// JSON body (strings may use `${captured}`).
+    pub body: Option<Value>,
+    /// What the answer must be.
+    #[serde(default)]
+    pub expect: Expect,
+    /// Values to keep for later steps: name → JSON pointer into the answer.
+    #[serde(default)]
+    pub capture: BTreeMap<String, String>,
+    /// Retry this step until it matches, up to this long.
+    #[serde(with = "humantime_serde", default)]
+    pub eventually: Duration,
+}
+
+/// Expected answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Status code (default: any 2xx).
+    pub status: Option<u16>,
+    /// JSON pointer → expected value.
+    #[serde(default)]
+    pub json: BTreeMap<String, Value>,
+    /// The answer must come faster than this (e.g. `1500ms`).
+    #[serde(with = "humantime_serde", default)]
+    pub max_latency: Option<Duration>,
+}
+
+/// Replica counts that must hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicasProbe {
+    /// Service name.
+    pub service: String,
+    /// Exactly this many ready replicas.
+    pub ready: u32,
+}
+
+/// The read model reflects every command exactly once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProbe {
+    /// Source of truth, e.g. `/orders`.
+    pub source: String,
+    /// JSON pointer of the key in a source row, e.g. `/id`.
+    pub source_key: String,
+    /// The read model, e.g. `/mypages`.
+    pub read_model: String,
+    /// JSON pointer of the key in a read-model row, e.g. `/orderId`.
+    pub read_key: String,
+    /// Pointer → value every read-model row must have (e.g. delivered).
+    #[serde(default)]
+    pub expect: BTreeMap<String, Value>,
+}
+
+/// Reads and checks an experiment file; errors name the file, the line and
+/// what was expected.
+pub fn load_experiment(path: &Path) -> anyhow::Result<Experiment> {
+    let yaml = std::fs::read_to_string(path).map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
+    parse(&yaml, &path.display().to_string())
+}
+
+/// Parses experiment YAML read from `origin`.
+pub fn parse(yaml: &str, origin: &str) -> anyhow::Result<Experiment> {
+    let experiment: Experiment = serde_saphyr::from_str(yaml).map_err(|err| anyhow::anyhow!("{origin}: {err}"))?;
+    experiment.check().map_err(|err| anyhow::anyhow!("{origin}: {err}"))?;
+    Ok(experiment)
+}
+
+impl Experiment {
+    fn check(&self) -> Result<(), String> {
+        if self.method.is_empty() {
+            return Err("method: expected at least one action (scale, kill, switches, stop-broker)".into());
+        }
+        for (i, action) in self.method.iter().enumerate() {
+            let set = [action.scale.is_some(), action.kill.is_some(), action.switches.is_some(), action.stop_broker.is_some()];
+            if set.iter().filter(|s| **s).count() != 1 {
+                return Err(format!("method[{i}]: expected exactly one of scale, kill, switches, stop-broker"));
+            }
+        }
+        for (section, checks) in [("hypothesis", &self.hypothesis), ("during", &self.during), ("after", &self.after)] {
+            for (i, check) in checks.iter().enumerate() {
+                let set = [check.flow.is_some(), check.replicas.is_some(), check.consistency.is_some(), check.availability.is_some(), check.lag.is_some()];
+                if set.iter().filter(|s| **s).count() != 1 {
+                    return Err(format!("{section}[{i}] `{}`: expected exactly one of flow, replicas, consistency, availability, lag", check.name));
+                }
+                if check.availability.is_some() && self.load.is_none() {
+                    return Err(format!("{section}[{i}] `{}`: an availability check needs a `load` section", check.name));
+                }
+                for (j, step) in check.flow.iter().flatten().enumerate() {
+                    step.request().map_err(|e| format!("{section}[{i}] `{}` step {j}: {e}", check.name))?;
+                }
+            }
+        }
+        if let Some(load) = &self.load {
+            if load.routes.is_empty() || load.users == 0 {
+                return Err("load: expected at least one route and one user".into());
+            }
+            for (i, route) in load.routes.iter().enumerate() {
+                route.request().map_err(|e| format!("load.routes[{i}]: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Step {
+    /// The method and path of this step.
+    pub fn request(&self) -> Result<(reqwest::Method, &str), String> {
+        let set: Vec<(reqwest::Method, &str)> = [
+            (reqwest::Method::GET, &self.get),
+            (reqwest::Method::POST, &self.post),
+            (reqwest::Method::PUT, &self.put),
+            (reqwest::Method::PATCH, &self.patch),
+            (reqwest::Method::DELETE, &self.delete),
+        ]
+        .into_iter()
+        .filter_map(|(m, p)| p.as_deref().map(|p| (m, p)))
+        .collect();
+        match set.as_slice() {
+            [(method, path)] if path.starts_with('/') => Ok((method.clone(), path)),
+            [(_, path)] => Err(format!("path `{path}` must start with /")),
+            _ => Err("expected exactly one of get, post, put, patch, delete".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_experiments_parse() {
+        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/chaos/shop")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                load_experiment(&path).unwrap_or_else(|e| panic!("{e:#}"));
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_names_file_and_line() {
+        let yaml = "title: t\nsystem: shop\nmethod:\n  - scale: { service: delivery, replicas: 0 }\n    hodl: 5s\n";
+        let err = parse(yaml, "chaos/x.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("chaos/x.yaml:"), "{err}");
+        assert!(err.contains("hodl"), "{err}");
+        assert!(err.contains('5'), "names line 5: {err}");
+    }
+
+    #[test]
+    fn an_action_needs_exactly_one_fault() {
+        let yaml = "title: t\nsystem: shop\nmethod:\n  - hold: 5s\n";
+        let err = parse(yaml, "x.yaml").unwrap_err().to_string();
+        assert!(err.contains("method[0]: expected exactly one of"), "{err}");
+    }
+
+    #[test]
+    fn a_step_needs_a_method_and_an_absolute_path() {
+        let yaml = "title: t\nsystem: shop\nmethod:\n  - kill: { service: order }\nafter:\n  - name: c\n    flow:\n      - get: orders\n";
+        let err = parse(yaml, "x.yaml").unwrap_err().to_string();
+        assert!(err.contains("must start with /"), "{err}");
+    }
+}

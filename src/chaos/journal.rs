@@ -1,0 +1,266 @@
+//! The journal: the record of one experiment run, written to disk before
+//! every change and after every step, so a rollback can always find what to
+//! restore — even after the harness itself was SIGKILLed.
+//!
+//! Laid out like Chaos Toolkit's (`steady_states.before/during/after`,
+//! `run`, `rollbacks`), plus `changes`: each change with the state it
+//! replaced.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::under_load::{CatchUp, LagSample, LoadRecord, Marks, ReplicaSample};
+use crate::systems::kit::{SwitchState, now_rfc3339};
+
+/// How an experiment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Still running (or the harness died: roll back with `chaos rollback`).
+    Running,
+    /// Every check held.
+    Passed,
+    /// A check deviated.
+    Failed,
+    /// A guardrail or an interruption stopped it.
+    Aborted,
+    /// A probe could not be run.
+    Inconclusive,
+}
+
+/// Where a check ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Hypothesis before the method.
+    Before,
+    /// While the faults hold.
+    During,
+    /// After the rollback.
+    After,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The check's name.
+    pub name: String,
+    /// `held`, `deviated` or `errored`.
+    pub status: String,
+    /// What was seen.
+    pub evidence: String,
+    /// Time the check took, retries included (ms).
+    pub took_ms: u64,
+}
+
+/// A change made to the system and the state it replaced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Change {
+    /// Replicas of a service were set; `prior` is what to restore.
+    Replicas {
+        /// Service.
+        service: String,
+        /// Desired replicas before.
+        prior: u32,
+    },
+    /// A replica's switches were flipped.
+    Switches {
+        /// Service.
+        service: String,
+        /// Replica id.
+        replica: String,
+        /// Where its switches are.
+        address: String,
+        /// Switches before.
+        prior: SwitchState,
+    },
+    /// A replica was killed; the platform replaces it (nothing to restore,
+    /// but the service must be ready again).
+    Killed {
+        /// Service.
+        service: String,
+        /// Replica killed.
+        replica: String,
+    },
+}
+
+impl Change {
+    /// The service the change touched.
+    pub fn service(&self) -> &str {
+        match self {
+            Change::Replicas { service, .. } | Change::Switches { service, .. } | Change::Killed { service, .. } => service,
+        }
+    }
+}
+
+/// One method activity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Activity {
+    /// What it does, in words.
+    pub action: String,
+    /// When it started.
+    pub start: String,
+    /// `planned`, `applied` or `failed`.
+    pub status: String,
+    /// Detail or error.
+    pub detail: String,
+}
+
+/// One rollback step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rollback {
+    /// What was restored.
+    pub change: String,
+    /// `restored` or `failed`.
+    pub status: String,
+    /// Detail or error.
+    pub detail: String,
+}
+
+/// Steady-state results by phase.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SteadyStates {
+    /// Hypothesis before the method.
+    pub before: Vec<CheckResult>,
+    /// Checks while the faults held.
+    pub during: Vec<CheckResult>,
+    /// Hypothesis and recovery checks after the rollback.
+    pub after: Vec<CheckResult>,
+}
+
+/// The journal of one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    /// Format version.
+    pub version: u32,
+    /// Experiment title.
+    pub title: String,
+    /// Experiment file.
+    pub experiment_file: String,
+    /// System under test.
+    pub system: String,
+    /// Run directory of the local platform acted on.
+    pub run_dir: PathBuf,
+    /// The verdict (`running` until the end).
+    pub status: Verdict,
+    /// The check that deviated or errored first, with its evidence.
+    pub deviated: Option<String>,
+    /// Start time.
+    pub start: String,
+    /// End time.
+    pub end: Option<String>,
+    /// Check results.
+    pub steady_states: SteadyStates,
+    /// Method activities.
+    pub run: Vec<Activity>,
+    /// Changes made, each written before it was made.
+    pub changes: Vec<Change>,
+    /// Rollback steps.
+    pub rollbacks: Vec<Rollback>,
+    /// Whether the rollback was checked: every touched service ready at
+    /// its restored replicas.
+    pub rollback_verified: Option<bool>,
+    /// When the fault started and ended, seconds since the start.
+    #[serde(default)]
+    pub marks: Marks,
+    /// What the load saw, by route and phase.
+    #[serde(default)]
+    pub load: Option<LoadRecord>,
+    /// Ready replicas over time.
+    #[serde(default)]
+    pub replicas_over_time: Vec<ReplicaSample>,
+    /// Consumer-group lag over time.
+    #[serde(default)]
+    pub lag_over_time: Vec<LagSample>,
+    /// Lag peak and catch-up time of each consumer group.
+    #[serde(default)]
+    pub catch_up: Vec<CatchUp>,
+    #[serde(skip)]
+    path: PathBuf,
+}
+
+impl Journal {
+    /// A new journal for `title`, saved at `path`.
+    pub fn new(title: &str, experiment_file: &str, system: &str, run_dir: &Path, path: PathBuf) -> Journal {
+        Journal {
+            version: 1,
+            title: title.to_string(),
+            experiment_file: experiment_file.to_string(),
+            system: system.to_string(),
+            run_dir: run_dir.to_path_buf(),
+            status: Verdict::Running,
+            deviated: None,
+            start: now_rfc3339(),
+            end: None,
+            steady_states: SteadyStates::default(),
+            run: Vec::new(),
+            changes: Vec::new(),
+            rollbacks: Vec::new(),
+            rollback_verified: None,
+            marks: Marks::default(),
+            load: None,
+            replicas_over_time: Vec::new(),
+            lag_over_time: Vec::new(),
+            catch_up: Vec::new(),
+            path,
+        }
+    }
+
+    /// Reads a journal back (for `chaos rollback`).
+    pub fn read(path: &Path) -> anyhow::Result<Journal> {
+        let text = std::fs::read_to_string(path).map_err(|err| anyhow::anyhow!("cannot read journal {}: {err}", path.display()))?;
+        let mut journal: Journal = serde_json::from_str(&text).map_err(|err| anyhow::anyhow!("{}: not a stormproof journal: {err}", path.display()))?;
+        journal.path = path.to_path_buf();
+        Ok(journal)
+    }
+
+    /// Where the journal lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the journal to disk (atomically) now.
+    pub fn save(&self) -> anyhow::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, &self.path)?;
+        Ok(())
+    }
+
+    /// Records a check result of `phase`.
+    pub fn record(&mut self, phase: Phase, result: CheckResult) {
+        if self.deviated.is_none() && result.status != "held" {
+            self.deviated = Some(format!("{phase:?} `{}` {}: {}", result.name, result.status, result.evidence).to_lowercase_first());
+        }
+        match phase {
+            Phase::Before => self.steady_states.before.push(result),
+            Phase::During => self.steady_states.during.push(result),
+            Phase::After => self.steady_states.after.push(result),
+        }
+    }
+
+    /// All results, in order.
+    pub fn results(&self) -> impl Iterator<Item = (Phase, &CheckResult)> {
+        let s = &self.steady_states;
+        s.before.iter().map(|r| (Phase::Before, r)).chain(s.during.iter().map(|r| (Phase::During, r))).chain(s.after.iter().map(|r| (Phase::After, r)))
+    }
+}
+
+trait LowercaseFirst {
+    fn to_lowercase_first(self) -> String;
+}
+
+impl LowercaseFirst for String {
+    fn to_lowercase_first(self) -> String {
+        let mut chars = self.chars();
+        match chars.next() {
+            Some(first) => first.to_lowercase().chain(chars).collect(),
+            None => self,
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Probes: how a check looks at the system — a flow of requests through the
+//! gateway, replica counts from the platform, a read model against its
+//! source. A probe *holds*, *deviates* (the system misbehaves) or *errors*
+//! (the probe itself could not run: the run is then inconclusive).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::experiment::{Check, ConsistencyProbe, Expect, LagProbe, ReplicasProbe, Step};
+use super::lag::LagReader;
+use super::journal::CheckResult;
+use crate::platform::Platform;
+
+/// What a probe found.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// The claim holds; the evidence says why.
+    Held(String),
+    /// The claim does not hold.
+    Deviated(String),
+    /// The probe could not be run.
+    Errored(String),
+}
+
+/// What probes need to reach the system.
+#[derive(Clone)]
+pub struct Context {
+    /// HTTP client.
+    pub http: reqwest::Client,
+    /// Gateway base URL.
+    pub gateway: String,
+    /// Bearer token for the gateway.
+    pub token: String,
+    /// The platform.
+    pub platform: Arc<dyn Platform>,
+    /// The system's name (consumer groups are `SYSTEM.SERVICE`).
+    pub system: String,
+    /// Reads consumer lag, when the broker is known.
+    pub lag: Option<Arc<LagReader>>,
+}
+
+/// Runs `check`, retrying until it holds or its `within` deadline passes.
+pub async fn run_check(ctx: &Context, check: &Check) -> CheckResult {
+    let started = Instant::now();
+    let deadline = started + check.within;
+    let found = loop {
+        let found = once(ctx, check).await;
+        match found {
+            Found::Deviated(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(250)).await,
+            found => break found,
+        }
+    };
+    let (status, evidence) = match found {
+        Found::Held(e) => ("held", e),
+        Found::Deviated(e) => ("deviated", e),
+        Found::Errored(e) => ("errored", e),
+    };
+    CheckResult { name: check.name.clone(), status: status.into(), evidence, took_ms: started.elapsed().as_millis() as u64 }
+}
+
+async fn once(ctx: &Context, check: &Check) -> Found {
+    if let Some(steps) = &check.flow {
+        flow(ctx, steps).await
+    } else if let Some(probe) = &check.replicas {
+        replicas(ctx, probe).await
+    } else if let Some(probe) = &check.consistency {
+        consistency(ctx, probe).await
+    } else if let Some(probe) = &check.lag {
+        lag(ctx, probe).await
+    } else {
+        Found::Errored("no probe".into())
+    }
+}
+
+async fn flow(ctx: &Context, steps: &[Step]) -> Found {
+    let mut vars = BTreeMap::new();
+    let mut evidence = Vec::new();
+    for step in steps {
+        let deadline = Instant::now() + step.eventually;
+        let answer = loop {
+            let answer = request(ctx, step, &vars).await;
+            match &answer {
+                Err(Found::Deviated(_)) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+                _ => break answer,
+            }
+        };
+        let (line, body) = match answer {
+            Ok(ok) => ok,
+            Err(found) => return found,
+        };
+        for (name, pointer) in &step.capture {
+            match body.pointer(pointer) {
+                Some(value) => {
+                    vars.insert(name.clone(), value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string()));
+                }
+                None => return Found::Errored(format!("{line}: no `{pointer}` to capture as {name} in {body}")),
+            }
+        }
+        evidence.push(line);
+    }
+    Found::Held(evidence.join("; "))
+}
+
+/// One request of a flow: `Ok((evidence, body))` if it matched.
+async fn request(ctx: &Context, step: &Step, vars: &BTreeMap<String, String>) -> Result<(String, Value), Found> {
+    let (method, path) = step.request().map_err(Found::Errored)?;
+    let path = interpolate(path, vars).map_err(Found::Errored)?;
+    let line = format!("{method} {path}");
+    let mut request = ctx.http.request(method, format!("{}{path}", ctx.gateway)).bearer_auth(&ctx.token);
+    if let Some(body) = &step.body {
+        let body = interpolate_json(body, vars).map_err(Found::Errored)?;
+        request = request.json(&body);
+    }
+    let started = Instant::now();
+    let response = request.send().await.map_err(|err| Found::Deviated(format!("{line}: no answer ({err})")))?;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    let took = started.elapsed();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    matches(&step.expect, status, &body).map_err(|why| Found::Deviated(format!("{line} → {status}: {why}")))?;
+    if let Some(max) = step.expect.max_latency.filter(|max| took > *max) {
+        return Err(Found::Deviated(format!("{line} → {status} took {} ms, more than {} ms", took.as_millis(), max.as_millis())));
+    }
+    Ok((format!("{line} → {status} in {} ms", took.as_millis()), body))
+}
+
+fn matches(expect: &Expect, status: u16, body: &Value) -> Result<(), String> {
+    match expect.status {
+        Some(want) if want != status => return Err(format!("expected status {want}, body {}", shorten(body))),
+        None if !(200..300).contains(&status) => return Err(format!("expected a 2xx, body {}", shorten(body))),
+        _ => {}
+    }
+    for (pointer, want) in &expect.json {
+        let got = body.pointer(pointer);
+        if got != Some(want) {
+            return Err(format!("{pointer} is {}, expected {want}", got.map(|v| v.to_string()).unwrap_or_else(|| "missing".into())));
+        }
+    }
+    Ok(())
+}
+
+fn shorten(body: &Value) -> String {
+    let text = body.to_string();
+    if text.len() > 200 { format!("{}…", &text[..text.floor_char_boundary(200)]) } else { text }
+}
+
+/// Replaces `${name}` with captured values.
+fn interpolate(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..].find('}').ok_or_else(|| format!("unclosed ${{ in `{text}`"))? + start;
+        let name = &rest[start + 2..end];
+        let value = vars.get(name).ok_or_else(|| format!("`{name}` was not captured by an earlier step"))?;
+        out.push_str(&rest[..start]);
+        out.push_str(value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn interpolate_json(value: &Value, vars: &BTreeMap<String, String>) -> Result<Value, String> {
+    Ok(match value {
+        // A string that is exactly one variable keeps the captured JSON type.
+        Value::String(s) if s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1 => {
+            let text = interpolate(s, vars)?;
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        }
+        Value::String(s) => Value::String(interpolate(s, vars)?),
+        Value::Array(items) => Value::Array(items.iter().map(|v| interpolate_json(v, vars)).collect::<Result<_, _>>()?),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| Ok((k.clone(), interpolate_json(v, vars)?))).collect::<Result<_, String>>()?),
+        other => other.clone(),
+    })
+}
+
+async fn replicas(ctx: &Context, probe: &ReplicasProbe) -> Found {
+    match ctx.platform.service(&probe.service).await {
+        Ok(status) if status.ready == probe.ready => Found::Held(format!("{} ready {}/{}", probe.service, status.ready, status.desired)),
+        Ok(status) => Found::Deviated(format!("{} ready {}/{}, expected {} ready", probe.service, status.ready, status.desired, probe.ready)),
+        Err(err) => Found::Errored(err.to_string()),
+    }
+}
+
+async fn lag(ctx: &Context, probe: &LagProbe) -> Found {
+    let Some(reader) = ctx.lag.clone() else {
+        return Found::Errored("consumer lag needs the broker's address (not known for this platform)".into());
+    };
+    let group = format!("{}.{}", ctx.system, probe.service);
+    let lags = match tokio::task::spawn_blocking(move || reader.read()).await {
+        Ok(Ok(lags)) => lags,
+        Ok(Err(err)) => return Found::Deviated(format!("cannot read the lag of {group}: {err:#}")),
+        Err(err) => return Found::Errored(err.to_string()),
+    };
+    match lags.get(&group) {
+        Some(lag) if *lag <= probe.max => Found::Held(format!("{group} is {lag} events behind (at most {})", probe.max)),
+        Some(lag) => Found::Deviated(format!("{group} is {lag} events behind, more than {}", probe.max)),
+        None => Found::Errored(format!("{group} is not a consumer group of this system")),
+    }
+}
+
+async fn consistency(ctx: &Context, probe: &ConsistencyProbe) -> Found {
+    let source = match get_rows(ctx, &probe.source).await {
+        Ok(rows) => rows,
+        Err(found) => return found,
+    };
+    let read = match get_rows(ctx, &probe.read_model).await {
+        Ok(rows) => rows,
+        Err(found) => return found,
+    };
+    let source_keys: BTreeSet<String> = source.iter().filter_map(|r| r.pointer(&probe.source_key).map(Value::to_string)).collect();
+    let mut read_keys = BTreeSet::new();
+    let mut duplicates = Vec::new();
+    let mut unfinished = Vec::new();
+    for row in &read {
+        let Some(key) = row.pointer(&probe.read_key).map(Value::to_string) else {
+            return Found::Errored(format!("a {} row has no {}", probe.read_model, probe.read_key));
+        };
+        if !read_keys.insert(key.clone()) {
+            duplicates.push(key.clone());
+        }
+        if let Some((pointer, want)) = probe.expect.iter().find(|(p, want)| row.pointer(p) != Some(want)) {
+            unfinished.push(format!("{key}: {pointer}={}≠{want}", row.pointer(pointer).map(Value::to_string).unwrap_or_else(|| "missing".into())));
+        }
+    }
+    let missing: Vec<&String> = source_keys.difference(&read_keys).collect();
+    let extra: Vec<&String> = read_keys.difference(&source_keys).collect();
+    let summary = format!("{} in {}, {} rows in {}", source_keys.len(), probe.source, read.len(), probe.read_model);
+    if missing.is_empty() && extra.is_empty() && duplicates.is_empty() && unfinished.is_empty() {
+        return Found::Held(summary);
+    }
+    Found::Deviated(format!(
+        "{summary}; missing {}, extra {}, duplicated {}, not yet as expected {}{}",
+        missing.len(),
+        extra.len(),
+        duplicates.len(),
+        unfinished.len(),
+        unfinished.first().map(|u| format!(" (e.g. {u})")).unwrap_or_default()
+    ))
+}
+
+async fn get_rows(ctx: &Context, path: &str) -> Result<Vec<Value>, Found> {
+    let response = ctx
+        .http
+        .get(format!("{}{path}", ctx.gateway))
+        .bearer_auth(&ctx.token)
+        .send()
+        .await
+        .map_err(|err| Found::Deviated(format!("GET {path}: no answer ({err})")))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(Found::Deviated(format!("GET {path} → {status}")));
+    }
+    match response.json::<Value>().await {
+        Ok(Value::Array(rows)) => Ok(rows),
+        Ok(other) => Err(Found::Errored(format!("GET {path} is not a list: {}", shorten(&other)))),
+        Err(err) => Err(Found::Errored(format!("GET {path}: {err}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation_uses_captured_values_and_keeps_json_types() {
+        let vars = BTreeMap::from([("orderId".to_string(), "42".to_string())]);
+        assert_eq!(interpolate("/mypages/${orderId}", &vars).unwrap(), "/mypages/42");
+        let body = interpolate_json(&serde_json::json!({"id": "${orderId}", "note": "order ${orderId}"}), &vars).unwrap();
+        assert_eq!(body, serde_json::json!({"id": 42, "note": "order 42"}));
+        assert!(interpolate("/x/${nope}", &vars).unwrap_err().contains("nope"));
+    }
+
+    #[test]
+    fn expectations_compare_status_and_json_pointers() {
+        let body = serde_json::json!({"deliveryStatus": "preparing"});
+        let expect = Expect { status: Some(200), json: BTreeMap::from([("/deliveryStatus".into(), Value::from("preparing"))]), max_latency: None };
+        assert!(matches(&expect, 200, &body).is_ok());
+        assert!(matches(&expect, 201, &body).unwrap_err().contains("expected status 200"));
+        let other = serde_json::json!({"deliveryStatus": "DeliveryStarted"});
+        assert!(matches(&expect, 200, &other).unwrap_err().contains("/deliveryStatus"));
+        assert!(matches(&Expect::default(), 503, &body).is_err(), "default expects a 2xx");
+    }
+}

@@ -1,0 +1,339 @@
+//! Load through an experiment: the siege engine runs from before the
+//! hypothesis to the end, and its per-route, per-second figures are cut into
+//! the experiment's phases (before the fault, during it, after recovery).
+//! Replica counts are sampled alongside, for the report.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::header::{AUTHORIZATION, HeaderValue};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::experiment::LoadDef;
+use crate::load::{self, LoadPlan, LoadSummary, RunHooks, Stop, Target, TimelineCounts};
+use crate::platform::Platform;
+
+/// When the phases began, in seconds since the experiment started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Marks {
+    /// The first fault was applied.
+    pub fault_start: Option<f64>,
+    /// The rollback began.
+    pub fault_end: Option<f64>,
+    /// The rollback was verified.
+    pub recovered: Option<f64>,
+    /// The experiment ended.
+    pub end: f64,
+}
+
+/// A route's figures in one phase.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PhaseFigures {
+    /// Requests that ended.
+    pub requests: u64,
+    /// Transactions (status < 400).
+    pub transactions: u64,
+    /// Failures (4xx, 5xx, socket errors, timeouts).
+    pub failed: u64,
+    /// transactions / (transactions + failed), percent; 100 with no traffic.
+    pub availability: f64,
+}
+
+impl From<TimelineCounts> for PhaseFigures {
+    fn from(c: TimelineCounts) -> Self {
+        let judged = c.transactions + c.failed;
+        let availability = if judged == 0 { 100.0 } else { 100.0 * c.transactions as f64 / judged as f64 };
+        PhaseFigures { requests: c.requests, transactions: c.transactions, failed: c.failed, availability }
+    }
+}
+
+/// One route through the phases.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoutePhases {
+    /// `METHOD /path`.
+    pub route: String,
+    /// Before the fault.
+    pub before: PhaseFigures,
+    /// While it held.
+    pub during: PhaseFigures,
+    /// After recovery.
+    pub after: PhaseFigures,
+}
+
+/// One second of the load, all routes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Second {
+    /// Seconds since the start.
+    pub second: u64,
+    /// Requests that ended in it.
+    pub requests: u64,
+    /// Failures in it.
+    pub failed: u64,
+    /// Its availability, percent.
+    pub availability: f64,
+    /// Its median latency, ms.
+    pub p50_ms: f64,
+    /// Its 99th percentile, ms.
+    pub p99_ms: f64,
+}
+
+/// What the load saw, for the journal and the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadRecord {
+    /// Virtual users.
+    pub users: u32,
+    /// Per-route figures by phase.
+    pub routes: Vec<RoutePhases>,
+    /// Per-second figures.
+    pub timeline: Vec<Second>,
+    /// Whole-run p50 / p99 / max, ms.
+    pub p50_ms: f64,
+    /// Whole-run p99, ms.
+    pub p99_ms: f64,
+    /// Whole-run slowest, ms.
+    pub max_ms: f64,
+}
+
+/// Ready replicas of every service at one moment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaSample {
+    /// Seconds since the start.
+    pub t: f64,
+    /// Service → ready replicas.
+    pub ready: BTreeMap<String, u32>,
+}
+
+/// A load run in progress.
+pub struct Running {
+    cancel: CancellationToken,
+    task: JoinHandle<Result<LoadSummary, load::LoadError>>,
+    users: u32,
+}
+
+/// Starts `def` against `gateway` with `token`, for as long as the experiment lasts.
+pub fn start(def: &LoadDef, gateway: &str, token: &str) -> anyhow::Result<Running> {
+    let mut targets = Vec::new();
+    for route in &def.routes {
+        let (method, path) = route.request().map_err(|e| anyhow::anyhow!(e))?;
+        let body = route.body.as_ref().map(|b| Bytes::from(b.to_string()));
+        let method = load::Method::from_bytes(method.as_str().as_bytes())?;
+        let mut target = Target::new(method, &format!("{gateway}{path}"), body).map_err(|e| anyhow::anyhow!(e))?;
+        if target.body.is_some() {
+            target.content_type = Some("application/json".into());
+        }
+        targets.push(target);
+    }
+    let mut plan = LoadPlan::new(targets);
+    plan.users = def.users;
+    plan.delay = def.delay;
+    // Ended by cancellation when the experiment ends.
+    plan.stop = Stop::Duration(Duration::from_secs(24 * 3600));
+    plan.timeout = Duration::from_secs(10);
+    // One worker thread: the system under test shares the machine.
+    plan.workers = 1;
+    plan.headers.push((AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}"))?));
+    let plan = plan.validate()?;
+    let hooks = RunHooks::default();
+    let cancel = hooks.cancel.clone();
+    Ok(Running { cancel, task: tokio::spawn(load::run(plan, hooks)), users: def.users })
+}
+
+impl Running {
+    /// Stops the load and cuts its figures into phases.
+    pub async fn stop(self, marks: &Marks) -> anyhow::Result<(LoadRecord, LoadSummary)> {
+        self.cancel.cancel();
+        let summary = self.task.await??;
+        Ok((record(&summary, marks, self.users), summary))
+    }
+}
+
+/// Seconds `[from, to)` of each phase.
+pub fn windows(marks: &Marks) -> [(usize, usize); 3] {
+    let end = marks.end.ceil() as usize + 1;
+    let start = marks.fault_start.map(|s| s.floor() as usize).unwrap_or(end);
+    let stop = marks.fault_end.map(|s| s.ceil() as usize).unwrap_or(end).max(start);
+    let recovered = marks.recovered.map(|s| s.ceil() as usize).unwrap_or(end).max(stop);
+    [(0, start), (start, stop), (recovered, end)]
+}
+
+fn record(summary: &LoadSummary, marks: &Marks, users: u32) -> LoadRecord {
+    let [before, during, after] = windows(marks);
+    let routes = summary
+        .routes
+        .iter()
+        .map(|r| RoutePhases {
+            route: r.route.clone(),
+            before: r.between(before.0, before.1).into(),
+            during: r.between(during.0, during.1).into(),
+            after: r.between(after.0, after.1).into(),
+        })
+        .collect();
+    let timeline = summary
+        .timeline
+        .iter()
+        .map(|p| Second {
+            second: p.second,
+            requests: p.counts.requests,
+            failed: p.counts.failed,
+            availability: p.availability,
+            p50_ms: p.p50_us as f64 / 1000.0,
+            p99_ms: p.p99_us as f64 / 1000.0,
+        })
+        .collect();
+    LoadRecord {
+        users,
+        routes,
+        timeline,
+        p50_ms: summary.quantile_us(0.5) as f64 / 1000.0,
+        p99_ms: summary.quantile_us(0.99) as f64 / 1000.0,
+        max_ms: summary.latency.max_us as f64 / 1000.0,
+    }
+}
+
+/// Events behind of every consumer group at one moment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LagSample {
+    /// Seconds since the start.
+    pub t: f64,
+    /// Group → events behind.
+    pub lag: BTreeMap<String, i64>,
+}
+
+/// How a consumer group fell behind during the fault and caught up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatchUp {
+    /// The consumer group.
+    pub group: String,
+    /// Most events it was behind.
+    pub peak: i64,
+    /// Seconds from the end of the fault until it was back within
+    /// [`CAUGHT_UP`] events (none if never).
+    pub caught_up_after: Option<f64>,
+}
+
+/// A group this close to the head counts as caught up: under continuous
+/// load a consumer is rarely at exactly 0.
+pub const CAUGHT_UP: i64 = 25;
+
+/// Peak lag and catch-up time of each group.
+pub fn catch_up(samples: &[LagSample], marks: &Marks) -> Vec<CatchUp> {
+    let groups: Vec<&String> = samples.iter().flat_map(|s| s.lag.keys()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let fault_end = marks.fault_end.unwrap_or(marks.end);
+    groups
+        .into_iter()
+        .map(|group| {
+            let lag = |s: &LagSample| s.lag.get(group).copied().unwrap_or(0);
+            CatchUp {
+                group: group.clone(),
+                peak: samples.iter().map(lag).max().unwrap_or(0),
+                caught_up_after: samples.iter().find(|s| s.t >= fault_end && lag(s) <= CAUGHT_UP).map(|s| s.t - fault_end),
+            }
+        })
+        .collect()
+}
+
+/// What the sampler saw.
+pub struct Samples {
+    /// Ready replicas over time.
+    pub replicas: Vec<ReplicaSample>,
+    /// Consumer lag over time.
+    pub lag: Vec<LagSample>,
+}
+
+/// Samples ready replicas (and consumer lag) twice a second until stopped.
+pub struct Sampler {
+    cancel: CancellationToken,
+    samples: Arc<Mutex<Samples>>,
+    task: JoinHandle<()>,
+    lag: Option<Arc<super::lag::LagReader>>,
+    t0: Instant,
+}
+
+impl Sampler {
+    /// Starts sampling `platform` (and `lag`); times are relative to `t0`.
+    pub fn start(platform: Arc<dyn Platform>, lag: Option<Arc<super::lag::LagReader>>, t0: Instant) -> Sampler {
+        let cancel = CancellationToken::new();
+        let samples = Arc::new(Mutex::new(Samples { replicas: Vec::new(), lag: Vec::new() }));
+        let (stop, into, reader) = (cancel.clone(), samples.clone(), lag.clone());
+        let task = tokio::spawn(async move {
+            let lag = reader;
+            loop {
+                if let Ok(services) = platform.services().await {
+                    let ready = services.into_iter().map(|s| (s.name, s.ready)).collect();
+                    if let Ok(mut samples) = into.lock() {
+                        samples.replicas.push(ReplicaSample { t: t0.elapsed().as_secs_f64(), ready });
+                    }
+                }
+                if let Some(reader) = lag.clone() {
+                    // A broker that is down has no lag to report: skip.
+                    if let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || reader.read()).await {
+                        if let Ok(mut samples) = into.lock() {
+                            samples.lag.push(LagSample { t: t0.elapsed().as_secs_f64(), lag });
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        });
+        Sampler { cancel, samples, task, lag, t0 }
+    }
+
+    /// Stops and returns the samples, with a last lag sample taken now (a
+    /// recovery check may have just seen the catch-up the sampler missed).
+    pub async fn stop(self) -> Samples {
+        self.cancel.cancel();
+        let _ = self.task.await;
+        if let Some(reader) = self.lag.clone() {
+            if let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || reader.read()).await {
+                if let Ok(mut samples) = self.samples.lock() {
+                    samples.lag.push(LagSample { t: self.t0.elapsed().as_secs_f64(), lag });
+                }
+            }
+        }
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        Samples { replicas: std::mem::take(&mut samples.replicas), lag: std::mem::take(&mut samples.lag) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_cut_the_timeline_at_the_marks() {
+        let marks = Marks { fault_start: Some(3.4), fault_end: Some(9.2), recovered: Some(11.5), end: 20.1 };
+        assert_eq!(windows(&marks), [(0, 3), (3, 10), (12, 22)]);
+        let never_faulted = Marks { end: 5.0, ..Marks::default() };
+        let [before, during, after] = windows(&never_faulted);
+        assert_eq!(before, (0, 6));
+        assert_eq!(during.0, during.1, "no fault, no during window");
+        assert_eq!(after.0, after.1);
+    }
+
+    #[test]
+    fn catch_up_is_measured_from_the_end_of_the_fault() {
+        let sample = |t: f64, lag: i64| LagSample { t, lag: BTreeMap::from([("shop.delivery".to_string(), lag)]) };
+        let samples = [sample(1.0, 0), sample(3.0, 12), sample(6.0, 40), sample(7.5, 30), sample(8.0, 5), sample(9.5, 0)];
+        let marks = Marks { fault_start: Some(2.0), fault_end: Some(7.0), recovered: Some(7.5), end: 10.0 };
+        let [c] = catch_up(&samples, &marks).try_into().unwrap();
+        assert_eq!(c.peak, 40);
+        assert_eq!(c.caught_up_after, Some(1.0), "within 25 events after the fault; lag 0 before it does not count");
+        let never = catch_up(&samples[..4], &marks);
+        assert_eq!(never[0].caught_up_after, None);
+    }
+
+    #[test]
+    fn a_phase_without_traffic_counts_as_available() {
+        let empty: PhaseFigures = TimelineCounts::default().into();
+        assert_eq!(empty.availability, 100.0);
+        let half: PhaseFigures = TimelineCounts { requests: 4, transactions: 2, successful: 2, failed: 2, bytes: 0 }.into();
+        assert_eq!(half.availability, 50.0);
+    }
+}

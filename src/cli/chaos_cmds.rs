@@ -1,0 +1,107 @@
+//! `stormproof chaos run` and `stormproof chaos rollback`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+
+use super::RunDirArgs;
+use crate::chaos::{self, Target, Verdict};
+use crate::exit::Outcome;
+use crate::platform::local::{ControlClient, RunState};
+
+/// `stormproof chaos`.
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    #[command(subcommand)]
+    command: ChaosCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ChaosCommand {
+    /// Run an experiment (starts the system when it is not up, stops it after).
+    Run(RunArgs),
+    /// Restore what an interrupted run changed, from its journal.
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Experiment file (YAML), e.g. chaos/shop/delivery-outage.yaml.
+    file: PathBuf,
+    /// Where the journal and reports go (a folder per run).
+    #[arg(long, default_value = "reports/chaos", env = "STORMPROOF_REPORTS")]
+    reports: PathBuf,
+    #[command(flatten)]
+    run: RunDirArgs,
+}
+
+#[derive(Debug, Args)]
+struct RollbackArgs {
+    /// The run's journal.json.
+    journal: PathBuf,
+}
+
+pub(super) async fn chaos(args: ChaosArgs) -> anyhow::Result<Outcome> {
+    match args.command {
+        ChaosCommand::Run(args) => run(args).await,
+        ChaosCommand::Rollback(args) => rollback(&args.journal).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
+    let experiment = chaos::load_experiment(&args.file)?;
+    let run_dir = args.run.run_dir;
+    let started_here = match RunState::read_live(&run_dir) {
+        Ok(state) if state.system == experiment.system => false,
+        Ok(state) => anyhow::bail!("{} runs in {}, but the experiment is for {}", state.system, run_dir.display(), experiment.system),
+        Err(_) => {
+            eprintln!("starting {} (not up in {})", experiment.system, run_dir.display());
+            start(&experiment.system, &run_dir)?;
+            true
+        }
+    };
+    let state = RunState::read_live(&run_dir)?;
+    let def = crate::systems::definition::SystemDef::builtin(&experiment.system)?;
+    let lag = chaos::LagReader::new(&state.kafka, &def.topic, &def.consumer_groups()).ok().map(Arc::new);
+    let target = Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(&run_dir)?, lag };
+    let stamp = crate::systems::kit::now_rfc3339().replace([':', '-'], "").replace('.', "-").chars().take(19).collect::<String>();
+    let slug = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into());
+    let dir = args.reports.join(format!("{stamp}-{slug}"));
+    eprintln!("{} — journal {}", experiment.title, dir.join("journal.json").display());
+    let journal = chaos::run_experiment(&experiment, &args.file.display().to_string(), &target, dir.join("journal.json"), &|line| eprintln!("{line}")).await;
+    std::fs::write(dir.join("summary.md"), crate::report::experiment_markdown(&journal))?;
+    std::fs::write(dir.join("junit.xml"), crate::report::experiment_junit(&journal))?;
+    std::fs::write(dir.join("report.html"), crate::report::experiment_html(&journal))?;
+    if started_here {
+        let _ = super::platform_cmds::down(&run_dir).await;
+    }
+    println!("{:?}: {}", journal.status, journal.title);
+    if let Some(why) = &journal.deviated {
+        println!("  {why}");
+    }
+    println!("  report: {}", dir.join("report.html").display());
+    Ok(if journal.status == Verdict::Passed { Outcome::Passed } else { Outcome::Failed })
+}
+
+async fn rollback(path: &Path) -> anyhow::Result<Outcome> {
+    let journal = chaos::Journal::read(path)?;
+    let state = RunState::read_live(&journal.run_dir)?;
+    let journal = chaos::rollback_journal(path, &ControlClient::new(&state)).await?;
+    for step in &journal.rollbacks {
+        println!("{} — {} {}", step.change, step.status, step.detail);
+    }
+    let verified = journal.rollback_verified == Some(true);
+    println!("rollback {}", if verified { "verified: every touched service ready again" } else { "NOT verified" });
+    Ok(if verified { Outcome::Passed } else { Outcome::Failed })
+}
+
+/// Starts `system` in the background in `run_dir`.
+fn start(system: &str, run_dir: &Path) -> anyhow::Result<()> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["up", system, "--detach", "--port", "0"])
+        .env("STORMPROOF_RUN_DIR", run_dir)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "could not start {system}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}

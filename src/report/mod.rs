@@ -1,0 +1,26 @@
+//! Reports: renderings of a finished run for people and CI — siege's text
+//! summary and stormproof's extras for the terminal, JSON (with a schema,
+//! `schema.json`), JUnit XML (one test case per threshold), a Markdown
+//! summary for CI step summaries and a self-contained HTML page with SVG
+//! charts. Writers only read a [`crate::load::LoadSummary`] and the
+//! threshold results; the load engine (and later the chaos engine) hands
+//! them over and never formats anything itself. Experiment runs are rendered
+//! from their journal ([`crate::chaos::Journal`]).
+
+mod experiment;
+mod html;
+mod json;
+mod junit;
+mod markdown;
+mod text;
+mod util;
+mod write;
+
+pub use experiment::{experiment_html, experiment_junit, experiment_markdown};
+pub use html::html_report;
+pub use json::{JSON_SCHEMA, SCHEMA_VERSION, json_value};
+pub use junit::junit_xml;
+pub use markdown::markdown_summary;
+pub use text::{extras_text, siege_text, thresholds_text};
+pub use util::utc_datetime;
+pub use write::write_reports;

@@ -1,0 +1,179 @@
+//! Chaos experiments against a real shop: the shipped ones pass, a broken
+//! system fails them with the right check named, and a rollback always
+//! happens — on SIGINT, and after a SIGKILL through `chaos rollback`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BIN, Shop};
+use serde_json::Value;
+
+fn experiment(name: &str) -> String {
+    format!("{}/chaos/shop/{name}.yaml", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The only journal under `reports`.
+fn journal(reports: &Path) -> (PathBuf, Value) {
+    let dir = std::fs::read_dir(reports).unwrap().next().expect("a run folder").unwrap().path();
+    let path = dir.join("journal.json");
+    let journal = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    (path, journal)
+}
+
+fn delivery(shop: &Shop) -> Value {
+    shop.services().as_array().unwrap().iter().find(|s| s["name"] == "delivery").unwrap().clone()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} did not happen within 60s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_experiments_pass_against_the_shop() {
+    let shop = Shop::up(&[]).await;
+    for name in ["delivery-outage", "mypage-outage", "consumer-scale-out", "product-hang", "broker-outage"] {
+        let reports = tempfile::tempdir().unwrap();
+        let out = shop.cli(&["chaos", "run", &experiment(name), "--reports", reports.path().to_str().unwrap()]);
+        let (_, journal) = journal(reports.path());
+        assert_eq!(out.status.code(), Some(0), "{name}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(journal["status"], "passed", "{name}");
+        assert_eq!(journal["rollback_verified"], true, "{name}");
+        assert!(!journal["steady_states"]["during"].as_array().unwrap().is_empty(), "{name} checked during the fault");
+        let run = reports.path().read_dir().unwrap().next().unwrap().unwrap().path();
+        assert!(run.join("junit.xml").exists());
+        assert!(journal["load"]["routes"][0]["during"]["requests"].as_u64().unwrap() > 0, "{name}: load ran through the fault");
+        if name == "delivery-outage" {
+            let catch_up = journal["catch_up"].as_array().unwrap();
+            let delivery = catch_up.iter().find(|c| c["group"] == "shop.delivery").expect("delivery's lag was sampled");
+            assert!(delivery["peak"].as_i64().unwrap() > 0, "delivery fell behind while it was down: {delivery}");
+            assert!(delivery["caught_up_after"].as_f64().is_some(), "and caught up: {delivery}");
+            renders_in_chromium(&run.join("report.html"));
+        }
+    }
+    shop.down();
+}
+
+/// The HTML report renders in headless Chromium: its DOM carries the
+/// charts, and a screenshot is taken (kept beside the report).
+fn renders_in_chromium(report: &Path) {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists());
+    let chromium = chromium.expect("Chromium is needed to check the HTML report (.ci/run installs Debian's chromium)");
+    let profile = tempfile::tempdir().unwrap();
+    let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+    let run = |extra: &[String]| {
+        Command::new(chromium)
+            .args(flags)
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", report.display()))
+            .output()
+            .unwrap()
+    };
+    let dom = run(&["--dump-dom".to_string()]);
+    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("Delivery outage"), "title rendered");
+    assert!(dom.matches("<svg").count() >= 5, "availability, throughput, latency, replica and lag charts");
+    assert!(dom.contains("class=\"fault\""), "the fault window is shaded");
+    let png = report.with_file_name("report.png");
+    let shot = run(&["--window-size=900,1900".to_string(), format!("--screenshot={}", png.display())]);
+    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    assert!(std::fs::metadata(&png).unwrap().len() > 20_000, "a real screenshot");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivery_outage_fails_when_order_calls_delivery_synchronously() {
+    let shop = Shop::up(&["--variant", "order=sync-delivery"]).await;
+    let reports = tempfile::tempdir().unwrap();
+    let out = shop.cli(&["chaos", "run", &experiment("delivery-outage"), "--reports", reports.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, journal) = journal(reports.path());
+    assert_eq!(journal["status"], "failed");
+    let why = journal["deviated"].as_str().unwrap();
+    assert!(why.contains("orders are accepted while delivery is down"), "{why}");
+    assert!(why.contains("503"), "the evidence carries the answer: {why}");
+    assert_eq!(journal["rollback_verified"], true, "rolled back even though it failed");
+    assert_eq!(delivery(&shop)["ready"], 1);
+    shop.down();
+}
+
+/// A delivery outage that holds for a minute, to interrupt.
+fn long_outage(dir: &Path) -> PathBuf {
+    let yaml = std::fs::read_to_string(experiment("delivery-outage")).unwrap().replace("hold: 5s", "hold: 60s");
+    let path = dir.join("long-outage.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn start_chaos(shop: &Shop, file: &Path, reports: &Path) -> std::process::Child {
+    Command::new(BIN)
+        .args(["chaos", "run", file.to_str().unwrap(), "--reports", reports.to_str().unwrap()])
+        .env("STORMPROOF_RUN_DIR", shop.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_during_the_fault_restores_the_replicas() {
+    let shop = Shop::up(&[]).await;
+    let work = tempfile::tempdir().unwrap();
+    let mut chaos = start_chaos(&shop, &long_outage(work.path()), &work.path().join("reports"));
+    wait_for("delivery scaled to 0", || delivery(&shop)["desired"] == 0);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(chaos.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = chaos.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let (_, journal) = journal(&work.path().join("reports"));
+    assert_eq!(journal["status"], "aborted");
+    assert!(journal["deviated"].as_str().unwrap().contains("SIGINT"));
+    assert_eq!(journal["rollback_verified"], true);
+    let delivery = delivery(&shop);
+    assert_eq!((delivery["desired"].as_u64(), delivery["ready"].as_u64()), (Some(1), Some(1)));
+    shop.down();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_sigkill_chaos_rollback_restores_from_the_journal() {
+    let shop = Shop::up(&[]).await;
+    let work = tempfile::tempdir().unwrap();
+    let reports = work.path().join("reports");
+    let mut chaos = start_chaos(&shop, &long_outage(work.path()), &reports);
+    wait_for("delivery scaled to 0", || delivery(&shop)["desired"] == 0);
+    chaos.kill().unwrap();
+    chaos.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(delivery(&shop)["desired"], 0, "nobody restored it yet");
+    let (path, journal) = journal(&reports);
+    assert_eq!(journal["status"], "running", "the harness died mid-run");
+    assert_eq!(journal["changes"][0]["prior"], 1, "the prior state was journaled before the change");
+
+    let out = shop.cli(&["chaos", "rollback", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let delivery = delivery(&shop);
+    assert_eq!((delivery["desired"].as_u64(), delivery["ready"].as_u64()), (Some(1), Some(1)));
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(after["status"], "aborted");
+    assert_eq!(after["rollback_verified"], true);
+    shop.down();
+}
+
+#[test]
+fn a_malformed_experiment_exits_2_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "title: t\nsystem: shop\nmethod:\n  - scale: { service: delivery, replicas: zero }\n").unwrap();
+    let out = common::stormproof(dir.path(), &["chaos", "run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml") && err.contains('4'), "names file and line 4: {err}");
+    let out = common::stormproof(dir.path(), &["chaos", "run", "/nonexistent.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
