@@ -50,6 +50,8 @@ pub enum Command {
     Chaos(chaos_cmds::ChaosArgs),
     /// Run the embedded Kafka-API broker (tansu, SQLite storage).
     Broker(BrokerArgs),
+    /// Consumer-driven contracts (Pact): verify a provider, publish pacts, can-i-deploy.
+    Contract(crate::contract::cli::ContractArgs),
     /// Run one service of a reference system (what a replica or container runs).
     #[command(hide = true)]
     Serve(ServeArgs),
@@ -189,6 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             crate::broker::run(args.listen, &args.data).await?;
             Ok(Outcome::Passed)
         }
+        Command::Contract(args) => crate::contract::cli::run(args).await,
         Command::Serve(args) => {
             init_logs("info,rdkafka=warn");
             crate::systems::serve(&args.service, args.options, args.gateway).await?;

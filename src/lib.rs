@@ -3,6 +3,7 @@
 //! The binary is a thin shell over this library (see `main.rs`). The parts:
 //! - [`systems`]: the reference services (the shop) and the kit they share;
 //! - [`broker`]: the embedded Kafka-API broker (tansu, SQLite storage);
+//! - [`contract`]: consumer-driven contracts with Pact — verify, broker;
 //! - [`platform`]: where services run — the local platform and its control API;
 //! - [`load`]: the siege-compatible load engine; [`report`]: its reports;
 //! - [`chaos`]: experiments with verdicts and guaranteed rollback;
@@ -14,6 +15,7 @@ pub mod broker;
 pub mod chaos;
 pub mod check;
 pub mod cli;
+pub mod contract;
 pub mod exit;
 pub mod load;
 pub mod platform;

@@ -104,6 +104,20 @@ async fn delivery_outage_fails_when_order_calls_delivery_synchronously() {
     shop.down();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn product_hang_fails_when_order_has_no_circuit_breaker() {
+    let shop = Shop::up(&["--variant", "order=no-breaker"]).await;
+    let reports = tempfile::tempdir().unwrap();
+    let out = shop.cli(&["chaos", "run", &experiment("product-hang"), "--reports", reports.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, journal) = journal(reports.path());
+    assert_eq!(journal["status"], "failed");
+    let why = journal["deviated"].as_str().unwrap();
+    assert!(why.contains("orders are placed within 1.5 s while product hangs") && why.contains("more than 1500 ms"), "{why}");
+    assert_eq!(journal["rollback_verified"], true);
+    shop.down();
+}
+
 /// A delivery outage that holds for a minute, to interrupt.
 fn long_outage(dir: &Path) -> PathBuf {
     let yaml = std::fs::read_to_string(experiment("delivery-outage")).unwrap().replace("hold: 5s", "hold: 60s");

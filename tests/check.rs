@@ -9,7 +9,8 @@ use serde_json::Value;
 async fn check_shop_scores_every_checkpoint() {
     let shop = Shop::up(&[]).await;
     let reports = tempfile::tempdir().unwrap();
-    let out = shop.cli(&["check", "shop", "--lang", "ko", "--reports", reports.path().to_str().unwrap()]);
+    let pacts = concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/shop");
+    let out = shop.cli(&["check", "shop", "--lang", "ko", "--pacts", pacts, "--reports", reports.path().to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("장애격리"), "Korean checkpoint names: {stdout}");
@@ -17,7 +18,7 @@ async fn check_shop_scores_every_checkpoint() {
     let scores: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(run.join("scorecard.json")).unwrap()).unwrap();
     assert_eq!(scores.len(), 13);
     let verdict = |id: u64| scores.iter().find(|s| s["id"] == id).unwrap()["verdict"].as_str().unwrap().to_string();
-    for id in [1, 2, 4, 5, 6, 7, 8, 11] {
+    for id in [1, 2, 4, 5, 6, 7, 8, 11, 12] {
         assert_eq!(verdict(id), "pass", "checkpoint {id}: {scores:?}");
     }
     for id in [9, 10] {
@@ -26,5 +27,7 @@ async fn check_shop_scores_every_checkpoint() {
     let isolation = scores.iter().find(|s| s["id"] == 6).unwrap();
     assert!(isolation["evidence"].as_str().unwrap().starts_with("POST /orders 100.00 %"), "figures first: {isolation}");
     assert!(run.join("delivery-outage/report.html").exists());
+    let contract = scores.iter().find(|s| s["id"] == 12).unwrap()["evidence"].as_str().unwrap().to_string();
+    assert!(contract.contains("item-rename blocked") && contract.contains("item-rename-compatible passes"), "{contract}");
     shop.down();
 }

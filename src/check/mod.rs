@@ -15,6 +15,9 @@ pub enum Scored {
     /// By this experiment (a file of `chaos/shop/`); its evidence comes from
     /// these phases.
     By(&'static str, &'static [Phase]),
+    /// By verifying the product and its breaking variants against the
+    /// consumers' pacts (`contracts/shop`).
+    Contract,
     /// Not automated yet; says by which issue.
     NotYet(&'static str),
 }
@@ -47,7 +50,7 @@ pub const SHOP: &[Checkpoint] = &[
     Checkpoint { id: 9, en: "Autoscaling", ko: "Autoscale (HPA)", scored: Scored::NotYet("the autoscaler (issue 5)") },
     Checkpoint { id: 10, en: "Zero-downtime deploy", ko: "무정지 재배포 (Readiness Probe)", scored: Scored::NotYet("rolling updates (issue 5)") },
     Checkpoint { id: 11, en: "Self-healing", ko: "Self-healing (Liveness Probe)", scored: Scored::By("self-healing", &[During, After]) },
-    Checkpoint { id: 12, en: "Contract test", ko: "Contract Test", scored: Scored::NotYet("contract verification (issue 6)") },
+    Checkpoint { id: 12, en: "Contract test", ko: "Contract Test", scored: Scored::Contract },
     Checkpoint { id: 13, en: "Open architecture (late read model)", ko: "확장성 (Open Architecture)", scored: Scored::NotYet("a fresh-read-model experiment (follow-up; proved today by tests/shop.rs)") },
 ];
 
@@ -73,8 +76,32 @@ pub fn score(checkpoint: &Checkpoint, journal: Option<&Journal>, korean: bool, r
         (Scored::NotYet(by), _) => ("not yet".to_string(), format!("comes with {by}")),
         (Scored::By(..), None) => ("fail".to_string(), "the experiment did not run".to_string()),
         (Scored::By(_, phases), Some(journal)) => judge(journal, phases),
+        (Scored::Contract, _) => ("fail".to_string(), "contract verification did not run".to_string()),
     };
     Score { id: checkpoint.id, name, verdict, evidence, report }
+}
+
+/// Scores checkpoint 12 from the contract verifications.
+pub fn score_contract(checkpoint: &Checkpoint, result: &anyhow::Result<(bool, Vec<crate::contract::checkpoint::Evidence>)>, korean: bool) -> Score {
+    let name = if korean { checkpoint.ko } else { checkpoint.en }.to_string();
+    let (verdict, evidence) = match result {
+        Err(err) => ("fail".to_string(), format!("verification could not run: {err:#}")),
+        Ok((held, cases)) => {
+            let lines: Vec<String> = cases
+                .iter()
+                .map(|c| {
+                    let who = if c.variant.is_empty() { "product" } else { c.variant.as_str() };
+                    match (c.passed, c.failures.first()) {
+                        (true, _) => format!("{who} passes"),
+                        (false, Some(why)) => format!("{who} blocked ({})", shorten(why, 70)),
+                        (false, None) => format!("{who} blocked"),
+                    }
+                })
+                .collect();
+            (if *held { "pass" } else { "fail" }.to_string(), lines.join("; "))
+        }
+    };
+    Score { id: checkpoint.id, name, verdict, evidence, report: None }
 }
 
 fn judge(journal: &Journal, phases: &[Phase]) -> (String, String) {

@@ -21,6 +21,9 @@ pub struct CheckArgs {
     /// Checkpoint names in English or in the course's Korean.
     #[arg(long, default_value = "en", value_parser = ["en", "ko"])]
     lang: String,
+    /// The consumers' pacts checkpoint 12 verifies the product against.
+    #[arg(long, default_value = "contracts/shop")]
+    pacts: PathBuf,
     /// Where the scorecard and each experiment's report go.
     #[arg(long, default_value = "reports/check", env = "STORMPROOF_REPORTS")]
     reports: PathBuf,
@@ -60,14 +63,19 @@ pub(super) async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
     if started_here {
         let _ = super::platform_cmds::down(&run_dir).await;
     }
+    eprintln!("verifying shop.product and its breaking variants against {}", args.pacts.display());
+    let contract = crate::contract::checkpoint::breaking_change_is_blocked(&args.pacts, None).await;
 
     let korean = args.lang == "ko";
     let scores: Vec<check::Score> = check::SHOP
         .iter()
         .map(|checkpoint| {
+            if let Scored::Contract = checkpoint.scored {
+                return check::score_contract(checkpoint, &contract, korean);
+            }
             let found = match checkpoint.scored {
                 Scored::By(name, _) => journals.iter().find(|(n, _)| *n == name),
-                Scored::NotYet(_) => None,
+                _ => None,
             };
             let report = found.map(|(name, _)| dir.join(name).join("report.html").display().to_string());
             check::score(checkpoint, found.map(|(_, j)| j), korean, report)

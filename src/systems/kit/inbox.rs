@@ -98,6 +98,18 @@ pub(crate) async fn consume<H: Handler>(
     Ok(())
 }
 
+/// Applies one event payload through `handler` in one transaction of `store`
+/// — the consumer loop's step without Kafka. Consumer contract tests feed
+/// pact messages to the real handlers here. Unlike the loop, an ignored event
+/// is reported rather than retried or skipped silently.
+pub async fn apply_payload<H: Handler>(store: &Store, handler: &H, payload: &[u8]) -> anyhow::Result<Outcome> {
+    let event = Incoming::parse(payload).ok_or_else(|| anyhow::anyhow!("not an event document (needs eventType and id)"))?;
+    let tx = store.begin().await?;
+    let outcome = handler.handle(&tx, &event).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
 async fn apply<H: Handler>(conn: &libsql::Connection, handler: &H, event: &Incoming, metrics: &Metrics) -> anyhow::Result<()> {
     let tx = Store::begin_on(conn).await?;
     let fresh = tx

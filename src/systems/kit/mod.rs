@@ -24,7 +24,7 @@ pub use app::{Kit, LISTENING, nodelay};
 pub use error::{ApiError, JsonBody, parse_id};
 pub use event::{Event, Incoming, now_rfc3339};
 pub use gateway::{GatewayConfig, gateway_app};
-pub use inbox::{Handler, Outcome as HandleOutcome};
+pub use inbox::{Handler, Outcome as HandleOutcome, apply_payload};
 pub use kafka::{KafkaSettings, ensure_topic};
 pub use metrics::Metrics;
 pub use outbox::Publisher;

@@ -35,6 +35,12 @@ impl Publisher {
         Publisher { topic: topic.to_string(), wake }
     }
 
+    /// A publisher with no relay behind it: events stay in the outbox
+    /// (consumer contract tests run handlers this way).
+    pub(crate) fn detached(topic: &str) -> Publisher {
+        Publisher::new(topic, Arc::default())
+    }
+
     /// Records `event` with Kafka key `key` inside `tx`; it is published once
     /// `tx` commits.
     pub async fn record<T: Serialize>(&self, tx: &Transaction, key: &str, event: &Event<T>) -> anyhow::Result<()> {

@@ -63,6 +63,11 @@ impl Upstream {
         }
     }
 
+    /// A client whose breaker never opens (only `timeout` bounds a call).
+    pub fn without_breaker(name: &str, base: &str, timeout: Duration) -> Upstream {
+        Upstream { failure_threshold: u32::MAX, ..Upstream::new(name, base, timeout) }
+    }
+
     /// GETs `path` and decodes the JSON answer.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
         self.admit()?;

@@ -78,6 +78,15 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
     kit.serve(routes(app)).await
 }
 
+/// Applies one event payload with this service's real handler to a store at
+/// `db` (created if needed): the entry the consumer contract tests feed pact
+/// messages through (`tests/contract_consumers.rs`).
+pub async fn apply_event(db: &std::path::Path, payload: &[u8]) -> anyhow::Result<HandleOutcome> {
+    let store = Store::open(db, SCHEMA).await?;
+    let app = App { store: store.clone(), publisher: Publisher::detached(super::SYSTEM) };
+    crate::systems::kit::apply_payload(&store, &app, payload).await
+}
+
 fn routes(app: App) -> Router {
     Router::new()
         .route("/deliveries", get(list))

@@ -102,25 +102,44 @@ struct App {
     known: Arc<Mutex<HashMap<i64, Product>>>,
 }
 
+/// Reads a `ProductChanged` event into order's copy of the product — the
+/// course's contract (order relies on `productName`, `productPrice`…). The
+/// order service itself reads products over HTTP; this is the reading the
+/// consumer contract test pins down (`tests/contract_consumers.rs`).
+pub fn product_from_changed(payload: &[u8]) -> anyhow::Result<Product> {
+    let event = crate::systems::kit::Incoming::parse(payload).ok_or_else(|| anyhow::anyhow!("not an event document"))?;
+    anyhow::ensure!(event.event_type == "ProductChanged", "expected ProductChanged, got {}", event.event_type);
+    let changed: super::events::ProductChanged = event.data()?;
+    let name = changed.product_name.ok_or_else(|| anyhow::anyhow!("ProductChanged {} has no productName", event.id))?;
+    Ok(Product { id: changed.product_id, name, price: changed.product_price, stock: changed.product_stock, image_url: changed.image_url })
+}
+
 /// Runs the order service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
     let product_url = opts
         .upstream("product")
         .ok_or_else(|| anyhow::anyhow!("order needs --upstream product=URL"))?
         .to_string();
-    let delivery = match opts.variant.as_deref() {
-        None | Some("") => None,
-        Some("sync-delivery") => {
+    let variant = opts.variant.clone().unwrap_or_default();
+    let delivery = match variant.as_str() {
+        "" | "no-breaker" => None,
+        "sync-delivery" => {
             let url = opts.upstream("delivery").ok_or_else(|| anyhow::anyhow!("the sync-delivery variant needs --upstream delivery=URL"))?;
             Some(Arc::new(Upstream::new("delivery", url, Duration::from_millis(1000))))
         }
-        Some(other) => anyhow::bail!("order has no variant `{other}` (sync-delivery)"),
+        other => anyhow::bail!("order has no variant `{other}` (sync-delivery, no-breaker)"),
+    };
+    // The `no-breaker` variant waits for product as long as it takes — the
+    // coupling a circuit breaker exists to cut, for experiments to catch.
+    let product = match variant.as_str() {
+        "no-breaker" => Upstream::without_breaker("product", &product_url, Duration::from_secs(30)),
+        _ => Upstream::new("product", &product_url, Duration::from_millis(1000)),
     };
     let kit = Kit::start(super::SYSTEM, "order", opts, kafka, SCHEMA).await?;
     let app = App {
         store: kit.store.clone(),
         publisher: kit.publisher.clone(),
-        product: Arc::new(Upstream::new("product", &product_url, Duration::from_millis(1000))),
+        product: Arc::new(product),
         known: Arc::default(),
         delivery,
     };

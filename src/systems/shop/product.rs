@@ -4,7 +4,10 @@
 //!
 //! Contract-breaking variants, the course's story: `item-rename` serves
 //! `/items/{id}` instead of `/products/{id}`; `drop-product-name` publishes
-//! `ProductChanged` without `productName`.
+//! `ProductChanged` without `productName`; `price-as-text` publishes
+//! `productPrice` as a string (a wrong field for message contract tests).
+//! `item-rename-compatible` is the course's fix: it serves both
+//! `/items/{id}` and `/products/{id}`.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -72,20 +75,35 @@ struct App {
     store: Store,
     publisher: Publisher,
     drop_name: bool,
+    price_as_text: bool,
 }
 
 /// Runs the product service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
     let variant = opts.variant.clone().unwrap_or_default();
-    if !matches!(variant.as_str(), "" | "item-rename" | "drop-product-name") {
-        anyhow::bail!("product has no variant `{variant}` (item-rename, drop-product-name)");
+    if !matches!(variant.as_str(), "" | "item-rename" | "item-rename-compatible" | "drop-product-name" | "price-as-text") {
+        anyhow::bail!("product has no variant `{variant}` (item-rename, item-rename-compatible, drop-product-name, price-as-text)");
     }
     let mut kit = Kit::start(super::SYSTEM, "product", opts, kafka, SCHEMA).await?;
     seed(&kit.store).await?;
-    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), drop_name: variant == "drop-product-name" };
+    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), drop_name: variant == "drop-product-name", price_as_text: variant == "price-as-text" };
     kit.consume(app.clone());
-    let base = if variant == "item-rename" { "/items" } else { "/products" };
-    kit.serve(routes(app, base)).await
+    let routes = match variant.as_str() {
+        "item-rename" => routes(app, "/items"),
+        "item-rename-compatible" => routes(app.clone(), "/items").merge(routes(app, "/products")),
+        _ => routes(app, "/products"),
+    };
+    kit.serve(routes).await
+}
+
+/// Applies one event payload with this service's real handler to a store at
+/// `db` (created if needed): the entry the consumer contract tests feed pact
+/// messages through (`tests/contract_consumers.rs`).
+pub async fn apply_event(db: &std::path::Path, payload: &[u8]) -> anyhow::Result<HandleOutcome> {
+    let store = Store::open(db, SCHEMA).await?;
+    let app = App { store: store.clone(), publisher: Publisher::detached(super::SYSTEM), drop_name: false, price_as_text: false };
+    seed(&store).await?;
+    crate::systems::kit::apply_payload(&store, &app, payload).await
 }
 
 fn routes(app: App, base: &str) -> Router {
@@ -188,17 +206,19 @@ async fn remove(State(app): State<App>, Path(id): Path<String>) -> Result<Status
 
 impl App {
     async fn changed(&self, tx: &Transaction, product: &Product, deleted: bool) -> anyhow::Result<()> {
-        let event = Event::new(
-            "ProductChanged",
-            ProductChanged {
-                product_id: product.id,
-                product_name: (!self.drop_name).then(|| product.name.clone()),
-                product_price: product.price,
-                product_stock: product.stock,
-                image_url: product.image_url.clone(),
-                deleted,
-            },
-        );
+        let changed = ProductChanged {
+            product_id: product.id,
+            product_name: (!self.drop_name).then(|| product.name.clone()),
+            product_price: product.price,
+            product_stock: product.stock,
+            image_url: product.image_url.clone(),
+            deleted,
+        };
+        let mut data = serde_json::to_value(changed)?;
+        if self.price_as_text {
+            data["productPrice"] = serde_json::Value::String(product.price.to_string());
+        }
+        let event = Event::new("ProductChanged", data);
         self.publisher.record(tx, &product.id.to_string(), &event).await
     }
 

@@ -1,0 +1,208 @@
+//! The message endpoint: what the Pact verifier calls to get the message a
+//! provider publishes. For each request (`{description, providerStates}`) it
+//! runs that description's trigger against the running provider, captures the
+//! resulting event from Kafka and answers with its body. No provider code is
+//! involved: the event is the one the provider really published.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::Value;
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::triggers::{Step, Trigger};
+
+/// How long to wait for the triggered event to reach Kafka.
+const CAPTURE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a provider's events go: a system's topic on a broker. (The
+/// verifier's own Kafka clients: plain, short-lived, no consumer group.)
+#[derive(Debug, Clone)]
+pub struct Topic {
+    /// Bootstrap servers.
+    pub bootstrap: String,
+    /// The system's event topic.
+    pub topic: String,
+    /// Its partition count.
+    pub partitions: i32,
+}
+
+/// What the endpoint needs to produce messages of one provider.
+pub struct MessageSource {
+    /// The provider's triggers, by interaction description.
+    pub triggers: BTreeMap<String, Trigger>,
+    /// Base URL of the provider's HTTP API.
+    pub base_url: String,
+    /// The system's Kafka topic and broker.
+    pub kafka: Option<Topic>,
+    /// Why a trigger failed, by description (shown in the report).
+    pub notes: Arc<Mutex<BTreeMap<String, String>>>,
+    /// One trigger at a time: a capture must not see another's event.
+    busy: AsyncMutex<()>,
+}
+
+impl MessageSource {
+    /// A source for the provider at `base_url`.
+    pub fn new(triggers: BTreeMap<String, Trigger>, base_url: String, kafka: Option<Topic>) -> MessageSource {
+        MessageSource { triggers, base_url, kafka, notes: Arc::default(), busy: AsyncMutex::new(()) }
+    }
+
+    /// Runs the trigger of `description` and returns the captured event.
+    pub async fn produce(&self, description: &str) -> anyhow::Result<Value> {
+        let _one = self.busy.lock().await;
+        let trigger = self
+            .triggers
+            .get(description)
+            .ok_or_else(|| anyhow::anyhow!("no trigger for message `{description}` in the trigger mapping"))?;
+        let kafka = self.kafka.as_ref().ok_or_else(|| anyhow::anyhow!("no Kafka to capture `{description}` from (pass --kafka)"))?;
+        let capture = Capture::arm(kafka).await?;
+        self.run_steps(&trigger.steps, kafka).await?;
+        capture.next(&trigger.capture).await
+    }
+
+    async fn run_steps(&self, steps: &[Step], kafka: &Topic) -> anyhow::Result<()> {
+        let http = crate::http_client().timeout(Duration::from_secs(10)).build()?;
+        let mut last = Value::Null;
+        for step in steps {
+            match step {
+                Step::Http { method, path, body } => {
+                    let path = match &last["id"] {
+                        Value::Null => path.clone(),
+                        id => path.replace("{id}", id.to_string().trim_matches('"')),
+                    };
+                    let method = reqwest::Method::from_bytes(method.as_bytes())?;
+                    let mut request = http.request(method.clone(), format!("{}{path}", self.base_url));
+                    if let Some(body) = body {
+                        request = request.json(body);
+                    }
+                    let response = request.send().await.with_context(|| format!("trigger {method} {path}"))?;
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    let text: String = text.chars().take(200).collect();
+                    anyhow::ensure!(status.is_success(), "trigger {method} {path} answered {status} {text}");
+                    last = serde_json::from_str(&text).unwrap_or(Value::Null);
+                }
+                Step::Publish { publish, key } => publish_event(kafka, publish, key).await?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves the message endpoint on a loopback port; returns its address.
+pub async fn serve(source: Arc<MessageSource>) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().route("/", post(message)).with_state(source);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((addr, task))
+}
+
+async fn message(State(source): State<Arc<MessageSource>>, axum::Json(request): axum::Json<Value>) -> Response {
+    let description = request["description"].as_str().unwrap_or_default().to_string();
+    match source.produce(&description).await {
+        Ok(event) => ([(header::CONTENT_TYPE, "application/json")], event.to_string()).into_response(),
+        Err(err) => {
+            let text = format!("{err:#}");
+            if let Ok(mut notes) = source.notes.lock() {
+                notes.insert(description, text.clone());
+            }
+            (StatusCode::INTERNAL_SERVER_ERROR, text).into_response()
+        }
+    }
+}
+
+/// A Kafka consumer positioned at the end of every partition of the topic,
+/// so it sees only what is published after it was armed.
+struct Capture {
+    consumer: StreamConsumer,
+}
+
+impl Capture {
+    async fn arm(kafka: &Topic) -> anyhow::Result<Capture> {
+        let group = format!("stormproof-contract-{}", uuid::Uuid::new_v4());
+        let consumer: Arc<StreamConsumer> = Arc::new(
+            ClientConfig::new()
+                .set("bootstrap.servers", &kafka.bootstrap)
+                .set("group.id", &group)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .create()?,
+        );
+        let topic = kafka.topic.clone();
+        let partitions = kafka.partitions;
+        let positioned = consumer.clone();
+        let list = tokio::task::spawn_blocking(move || -> anyhow::Result<TopicPartitionList> {
+            let mut list = TopicPartitionList::new();
+            for partition in 0..partitions {
+                // A provider may announce itself before its topic exists.
+                let mut tries = 0;
+                let high = loop {
+                    match positioned.fetch_watermarks(&topic, partition, Duration::from_secs(5)) {
+                        Ok((_, high)) => break high,
+                        Err(_) if tries < 40 => tries += 1,
+                        Err(err) => return Err(anyhow::Error::new(err).context(format!("cannot read the end of {topic}/{partition}"))),
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                };
+                list.add_partition_offset(&topic, partition, Offset::Offset(high))?;
+            }
+            Ok(list)
+        })
+        .await??;
+        consumer.assign(&list)?;
+        let consumer = Arc::try_unwrap(consumer).map_err(|_| anyhow::anyhow!("capture consumer still shared"))?;
+        Ok(Capture { consumer })
+    }
+
+    /// The first event of `event_type` published since arming.
+    async fn next(&self, event_type: &str) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + CAPTURE_TIMEOUT;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.consumer.recv())
+                .await
+                .map_err(|_| anyhow::anyhow!("no {event_type} event reached Kafka within {CAPTURE_TIMEOUT:?}"))??;
+            let Some(event) = message.payload().and_then(|p| serde_json::from_slice::<Value>(p).ok()) else { continue };
+            if event["eventType"] == event_type {
+                return Ok(event);
+            }
+        }
+    }
+}
+
+/// Publishes `event` (with `id` and `timestamp` filled in) keyed by `key`.
+async fn publish_event(kafka: &Topic, event: &Value, key: &str) -> anyhow::Result<()> {
+    let mut event = event.clone();
+    if let Some(fields) = event.as_object_mut() {
+        fields.entry("id").or_insert_with(|| Value::String(uuid::Uuid::new_v4().to_string()));
+        fields.entry("timestamp").or_insert_with(|| Value::String(crate::systems::kit::now_rfc3339()));
+    }
+    let key = match &event[key] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    // Not idempotent: the embedded broker (tansu 0.6) mishandles it.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "false")
+        .create()?;
+    let payload = event.to_string();
+    producer
+        .send(FutureRecord::to(&kafka.topic).key(&key).payload(&payload), Duration::from_secs(10))
+        .await
+        .map_err(|(err, _)| anyhow::anyhow!("cannot publish the trigger event: {err}"))?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Interoperability: the pacts our consumer tests write are accepted by the
+//! official Pact verifier CLI against the running reference provider — HTTP
+//! interactions against product's API, and message interactions through
+//! stormproof's message endpoint (`stormproof contract serve`), whose events
+//! are captured from Kafka.
+//!
+//! The CLI is found as $PACT_VERIFIER_CLI, `pact_verifier_cli` or
+//! `pact-verifier` (its name since 1.4) on PATH, or where
+//! `ci/install-pact-verifier-cli.sh` puts it; the consolidated
+//! `pact` binary (`pact verifier …`) works too. Without one the test skips
+//! with a message.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stormproof::exit::{FAILED, PASSED};
+
+fn verifier_cli() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("PACT_VERIFIER_CLI") {
+        return Some(PathBuf::from(path));
+    }
+    // pact_verifier_cli 1.4 installs its binary as `pact-verifier`.
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.extend(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/stormproof/pact-cli/bin")));
+    dirs.iter().flat_map(|d| [d.join("pact_verifier_cli"), d.join("pact-verifier")]).find(|p| p.is_file())
+}
+
+/// `stormproof contract serve` for one provider, stopped by pid on drop.
+struct Served {
+    child: Child,
+    port: String,
+    messages_port: String,
+}
+
+impl Served {
+    fn start(provider: &str, variant: Option<&str>) -> Served {
+        let triggers = concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/shop/triggers.yaml");
+        let mut command = Command::new(common::BIN);
+        command.args(["contract", "serve", "--provider", provider, "--triggers", triggers]);
+        if let Some(variant) = variant {
+            command.args(["--variant", variant]);
+        }
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut url = |key: &str| {
+            let line = lines.next().expect("serve printed its URLs").unwrap();
+            let url = line.strip_prefix(key).unwrap_or_else(|| panic!("expected {key}, got {line}")).to_string();
+            url.rsplit(':').next().unwrap().to_string()
+        };
+        let port = url("STORMPROOF_PROVIDER_URL=");
+        let messages_port = url("STORMPROOF_MESSAGES_URL=");
+        url("STORMPROOF_KAFKA=");
+        Served { child, port, messages_port }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn official_verify(cli: &PathBuf, served: &Served) -> (i32, String) {
+    let pact = concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/shop/shop.order-shop.product.json");
+    let mut command = Command::new(cli);
+    if cli.file_name().is_some_and(|n| n == "pact") {
+        command.arg("verifier");
+    }
+    let transports = format!("message:{}", served.messages_port);
+    command.args(["--file", pact, "--hostname", "127.0.0.1", "--port", &served.port, "--transports", &transports, "--no-colour"]);
+    let out = command.env("PACT_DO_NOT_TRACK", "true").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{cli:?}\n{text}");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn official_verifier_accepts_our_pacts() {
+    let Some(cli) = verifier_cli() else {
+        eprintln!("SKIPPED: no pact_verifier_cli (set PACT_VERIFIER_CLI or run ci/install-pact-verifier-cli.sh)");
+        return;
+    };
+    let served = Served::start("shop.product", None);
+    let (code, out) = official_verify(&cli, &served);
+    assert_eq!(code, PASSED, "{out}");
+    assert!(out.contains("a ProductChanged event"), "{out}");
+    drop(served);
+
+    // And it blocks the course's breaking change the same way.
+    let served = Served::start("shop.product", Some("drop-product-name"));
+    let (code, out) = official_verify(&cli, &served);
+    assert_eq!(code, FAILED, "{out}");
+    assert!(out.contains("productName"), "{out}");
+}
