@@ -88,13 +88,6 @@ async fn serve_gateway(def: &SystemDef, opts: ServeOptions, gateway: GatewayOpti
     let app = kit::gateway_app(gateway.config(def)?, Forwarder::new(Arc::new(FixedUpstreams(fixed))));
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     println!("{}{}", kit::LISTENING, listener.local_addr()?);
-    axum::serve(kit::nodelay(listener), app).with_graceful_shutdown(platform_signal()).await?;
+    axum::serve(kit::nodelay(listener), app).with_graceful_shutdown(kit::terminated()).await?;
     Ok(())
-}
-
-async fn platform_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
 }

@@ -12,7 +12,6 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::Request;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 
 use super::control;
@@ -199,11 +198,8 @@ fn serve(listener: TcpListener, app: Router) -> tokio::task::JoinHandle<()> {
 }
 
 async fn stop_requested(shutdown: &Notify) {
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+        _ = crate::systems::kit::terminated() => {}
         _ = shutdown.notified() => {}
     }
 }

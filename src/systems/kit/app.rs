@@ -148,7 +148,8 @@ fn announce(addr: std::net::SocketAddr) {
     let _ = stdout.flush();
 }
 
-async fn terminated() {
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn terminated() {
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     tokio::select! {

@@ -20,7 +20,7 @@ mod store;
 mod switches;
 mod upstream;
 
-pub use app::{Kit, LISTENING, nodelay};
+pub use app::{Kit, LISTENING, nodelay, terminated};
 pub use error::{ApiError, JsonBody, parse_id};
 pub use event::{Event, Incoming, now_rfc3339};
 pub use gateway::{GatewayConfig, gateway_app};
