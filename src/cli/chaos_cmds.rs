@@ -64,10 +64,7 @@ async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             true
         }
     };
-    let state = RunState::read_live(&run_dir)?;
-    let def = crate::systems::definition::SystemDef::builtin(&experiment.system)?;
-    let lag = chaos::LagReader::new(&state.kafka, &def.topic, &def.consumer_groups()).ok().map(Arc::new);
-    let target = Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(&run_dir)?, lag };
+    let target = target(&experiment.system, &run_dir)?;
     let stamp = stamp();
     let slug = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into());
     let dir = args.reports.join(format!("{stamp}-{slug}"));
@@ -95,6 +92,15 @@ async fn rollback(path: &Path) -> anyhow::Result<Outcome> {
     let verified = journal.rollback_verified == Some(true);
     println!("rollback {}", if verified { "verified: every touched service ready again" } else { "NOT verified" });
     Ok(if verified { Outcome::Passed } else { Outcome::Failed })
+}
+
+/// The system running in `run_dir`, as experiments see it: its control API,
+/// its gateway and (when the broker answers) its consumer lag.
+pub(super) fn target(system: &str, run_dir: &Path) -> anyhow::Result<Target> {
+    let state = RunState::read_live(run_dir)?;
+    let def = crate::systems::definition::SystemDef::builtin(system)?;
+    let lag = chaos::LagReader::new(&state.kafka, &def.topic, &def.consumer_groups()).ok().map(Arc::new);
+    Ok(Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(run_dir)?, lag })
 }
 
 /// A sortable, unique-enough folder name for a run: UTC time to the millisecond.

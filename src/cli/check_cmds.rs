@@ -1,16 +1,15 @@
 //! `stormproof check SYSTEM`: the checkpoint scorecard.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
 
 use super::RunDirArgs;
-use crate::chaos::{self, Journal, Target, Verdict};
+use crate::chaos::{self, Journal, Verdict};
 use crate::check::{self, Scored};
 use crate::exit::Outcome;
-use crate::platform::local::{ControlClient, RunState};
+use crate::platform::local::RunState;
 
 /// `stormproof check`.
 #[derive(Debug, Args)]
@@ -40,10 +39,7 @@ pub(super) async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
         eprintln!("starting {} in {}", args.system, run_dir.display());
         super::chaos_cmds::start(&args.system, &run_dir)?;
     }
-    let state = RunState::read_live(&run_dir)?;
-    let def = crate::systems::definition::SystemDef::builtin(&args.system)?;
-    let lag = chaos::LagReader::new(&state.kafka, &def.topic, &def.consumer_groups()).ok().map(Arc::new);
-    let target = Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(&run_dir)?, lag };
+    let target = super::chaos_cmds::target(&args.system, &run_dir)?;
     let dir = args.reports.join(super::chaos_cmds::stamp());
 
     // Each experiment runs once; several checkpoints may read its journal.

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use crate::load::{LoadSummary, ThresholdResult};
 
-use super::util::{escape, ms};
+use super::util::{escape, ms, siege_figures};
 
 const W: f64 = 760.0;
 const H: f64 = 220.0;
@@ -127,20 +127,7 @@ pub fn html_report(title: &str, s: &LoadSummary, results: &[ThresholdResult]) ->
     o.push_str(&verdict);
     let _ = writeln!(o, "<p>{} users, {:?} model, {:.3} s, counting: {:?}, stopped by {:?}.</p>", s.users, s.model, s.elapsed_time(), s.counting, s.stopped_by);
     o.push_str("<table><tr><th>Figure</th><th>Value</th></tr>\n");
-    for (k, v) in [
-        ("Transactions", format!("{} hits", s.transactions())),
-        ("Availability", format!("{:.2} %", s.availability())),
-        ("Elapsed time", format!("{:.6} secs", s.elapsed_time())),
-        ("Data transferred", format!("{:.6} MB", s.data_transferred())),
-        ("Response time", format!("{:.6} secs", s.response_time())),
-        ("Transaction rate", format!("{:.2} trans/sec", s.transaction_rate())),
-        ("Throughput", format!("{:.6} MB/sec", s.throughput())),
-        ("Concurrency", format!("{:.2}", s.concurrency())),
-        ("Successful transactions", s.successful_transactions().to_string()),
-        ("Failed transactions", s.failed_transactions().to_string()),
-        ("Longest transaction", format!("{:.6}", s.longest_transaction())),
-        ("Shortest transaction", format!("{:.6}", s.shortest_transaction())),
-    ] {
+    for (k, v) in siege_figures(s) {
         let _ = writeln!(o, "<tr><td>{k}</td><td>{v}</td></tr>");
     }
     o.push_str("</table>\n");

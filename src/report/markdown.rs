@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::load::{Counting, LoadSummary, ThresholdResult};
 
-use super::util::ms;
+use super::util::{ms, siege_figures};
 
 /// The run as Markdown.
 pub fn markdown_summary(title: &str, s: &LoadSummary, results: &[ThresholdResult]) -> String {
@@ -23,20 +23,7 @@ pub fn markdown_summary(title: &str, s: &LoadSummary, results: &[ThresholdResult
         Counting::Stormproof => "stormproof",
     });
     let _ = writeln!(o, "| Figure | Value |\n|---|---:|");
-    for (k, v) in [
-        ("Transactions", format!("{} hits", s.transactions())),
-        ("Availability", format!("{:.2} %", s.availability())),
-        ("Elapsed time", format!("{:.6} secs", s.elapsed_time())),
-        ("Data transferred", format!("{:.6} MB", s.data_transferred())),
-        ("Response time", format!("{:.6} secs", s.response_time())),
-        ("Transaction rate", format!("{:.2} trans/sec", s.transaction_rate())),
-        ("Throughput", format!("{:.6} MB/sec", s.throughput())),
-        ("Concurrency", format!("{:.2}", s.concurrency())),
-        ("Successful transactions", s.successful_transactions().to_string()),
-        ("Failed transactions", s.failed_transactions().to_string()),
-        ("Longest transaction", format!("{:.6}", s.longest_transaction())),
-        ("Shortest transaction", format!("{:.6}", s.shortest_transaction())),
-    ] {
+    for (k, v) in siege_figures(s) {
         let _ = writeln!(o, "| {k} | {v} |");
     }
     let l = &s.latency;

@@ -63,3 +63,22 @@ mod tests {
         assert_eq!(escape("a<b & \"c\"\u{1}"), "a&lt;b &amp; &quot;c&quot;");
     }
 }
+
+/// siege's summary figures with siege's labels and units, for the table
+/// renderings (the terminal text keeps siege's own tab layout).
+pub(crate) fn siege_figures(s: &crate::load::LoadSummary) -> [(&'static str, String); 12] {
+    [
+        ("Transactions", format!("{} hits", s.transactions())),
+        ("Availability", format!("{:.2} %", s.availability())),
+        ("Elapsed time", format!("{:.6} secs", s.elapsed_time())),
+        ("Data transferred", format!("{:.6} MB", s.data_transferred())),
+        ("Response time", format!("{:.6} secs", s.response_time())),
+        ("Transaction rate", format!("{:.2} trans/sec", s.transaction_rate())),
+        ("Throughput", format!("{:.6} MB/sec", s.throughput())),
+        ("Concurrency", format!("{:.2}", s.concurrency())),
+        ("Successful transactions", s.successful_transactions().to_string()),
+        ("Failed transactions", s.failed_transactions().to_string()),
+        ("Longest transaction", format!("{:.6}", s.longest_transaction())),
+        ("Shortest transaction", format!("{:.6}", s.shortest_transaction())),
+    ]
+}

@@ -3,7 +3,6 @@
 //! gateway's routes. Written in YAML under `scenarios/SYSTEM/system.yaml`
 //! and compiled into the binary, so `stormproof up shop` works anywhere.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -165,12 +164,6 @@ impl SystemDef {
             .find(|(n, _)| *n == name)
             .ok_or_else(|| anyhow::anyhow!("unknown system `{name}` (known: {})", builtin_names().join(", ")))?;
         SystemDef::parse(yaml, &format!("scenarios/{name}/system.yaml"))
-    }
-
-    /// Reads a definition from a file.
-    pub fn load(path: &Path) -> anyhow::Result<SystemDef> {
-        let yaml = std::fs::read_to_string(path).map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
-        SystemDef::parse(&yaml, &path.display().to_string())
     }
 
     /// Parses YAML; errors name `origin`, the line and what was expected.

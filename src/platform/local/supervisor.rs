@@ -281,11 +281,6 @@ impl Supervisor {
         let _ = self.wait_until(patience, |s| s.iter().all(|s| s.replicas.is_empty())).await;
     }
 
-    /// Every process id the platform runs now (for a last-resort cleanup).
-    pub fn pids(&self) -> Vec<u32> {
-        self.lock().iter().flat_map(|s| s.replicas.iter().filter_map(|r| r.pid)).collect()
-    }
-
     fn kill_replica(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
         let mut services = self.lock();
         let s = services.iter_mut().find(|s| s.name == service).ok_or_else(|| PlatformError::UnknownService(service.to_string()))?;

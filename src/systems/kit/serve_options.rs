@@ -2,7 +2,6 @@
 //! lives, which broker, which upstreams. Flags and `STORMPROOF_*` variables,
 //! so the same binary runs under the local platform and in a container.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,11 +44,6 @@ impl ServeOptions {
     /// The upstream URL named `name`, if configured.
     pub fn upstream(&self, name: &str) -> Option<&str> {
         self.upstreams.iter().find(|(n, _)| n == name).map(|(_, url)| url.as_str())
-    }
-
-    /// Upstreams as a map (for the gateway).
-    pub fn upstream_map(&self) -> BTreeMap<String, String> {
-        self.upstreams.iter().cloned().collect()
     }
 }
 

@@ -129,11 +129,6 @@ impl Upstream {
             (_, false) => BreakerState::Open { until: Instant::now() + self.open_for },
         };
     }
-
-    /// Whether the breaker currently refuses calls.
-    pub fn is_open(&self) -> bool {
-        matches!(*self.state.lock().unwrap_or_else(|e| e.into_inner()), BreakerState::Open { until } if Instant::now() < until)
-    }
 }
 
 #[cfg(test)]
