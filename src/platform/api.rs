@@ -2,7 +2,10 @@
 //! modelled on the Kubernetes API (SPEC "Platforms"). The local platform
 //! implements it in-process and over its control API; a Kubernetes platform
 //! implements it with the `scale` subresource, Deployment status and the
-//! eviction API. Rollouts, autoscaler status and restart counts join here.
+//! eviction API, rollouts by patching the pod template, autoscaler status
+//! from autoscaling/v2 HPAs and restart counts from container statuses.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +49,173 @@ pub struct ReplicaStatus {
     pub phase: String,
 }
 
+/// The part of a pod template a rollout changes: what runs, not how many.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    /// Version label (`app.kubernetes.io/version`; `STORMPROOF_VERSION` in
+    /// the process). On Kubernetes also the image tag unless `image` is set.
+    pub version: String,
+    /// A variant of the service to run instead (a deliberately changed build).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Extra environment for the new replicas.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Whether new replicas keep the service's readiness probe. Without one a
+    /// replica takes traffic as soon as it starts, which is what makes a
+    /// rollout drop requests.
+    #[serde(default = "yes")]
+    pub readiness: bool,
+    /// Container image (Kubernetes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Template {
+    /// Version `version` with the service's own probes and nothing else changed.
+    pub fn version(version: &str) -> Template {
+        Template { version: version.into(), variant: None, env: BTreeMap::new(), readiness: true, image: None }
+    }
+}
+
+/// A status condition (`type`, `status`, `reason`, `message`), as on
+/// Deployments and HorizontalPodAutoscalers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Progressing`, `Available`, `AbleToScale`, `ScalingActive`, `ScalingLimited`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// CamelCase reason, e.g. `ProgressDeadlineExceeded`.
+    pub reason: String,
+    /// In words.
+    pub message: String,
+    /// RFC 3339 time of the last change of `status`.
+    #[serde(default)]
+    pub last_transition_time: String,
+}
+
+impl Condition {
+    /// Whether this condition has `status` "True".
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+}
+
+/// Looks up condition `kind`.
+pub fn condition<'a>(conditions: &'a [Condition], kind: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.kind == kind)
+}
+
+/// A Deployment's rollout as `kubectl rollout status` sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The service (Deployment) name.
+    pub service: String,
+    /// Revision of the current template (`deployment.kubernetes.io/revision`).
+    pub revision: u64,
+    /// `metadata.generation`: bumped by every spec change.
+    pub generation: u64,
+    /// `status.observedGeneration`: the generation the controller acted on.
+    pub observed_generation: u64,
+    /// `spec.replicas`.
+    pub replicas: u32,
+    /// `status.updatedReplicas`: replicas running the current template.
+    pub updated: u32,
+    /// `status.replicas`: all replicas, old and new, not terminating.
+    pub total: u32,
+    /// `status.availableReplicas`.
+    pub available: u32,
+    /// `status.readyReplicas`.
+    pub ready: u32,
+    /// The current template.
+    pub template: Template,
+    /// `Progressing` and `Available`.
+    pub conditions: Vec<Condition>,
+}
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutState {
+    /// Successfully rolled out.
+    Complete,
+    /// Still going; says what it waits for.
+    Waiting(String),
+    /// `Progressing=False` with `ProgressDeadlineExceeded`.
+    Failed(String),
+}
+
+/// The reason Kubernetes gives a rollout that made no progress in time.
+pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+
+impl RolloutStatus {
+    /// kubectl's completion rule (`DeploymentStatusViewer`): the controller
+    /// has observed the latest spec, every replica is updated, no old one is
+    /// left and every updated one is available. Checking observedGeneration
+    /// first is what keeps a status read right after a patch from passing.
+    pub fn state(&self) -> RolloutState {
+        if self.observed_generation < self.generation {
+            return RolloutState::Waiting("waiting for the rollout spec update to be observed".into());
+        }
+        if let Some(c) = condition(&self.conditions, "Progressing") {
+            if c.reason == PROGRESS_DEADLINE_EXCEEDED {
+                return RolloutState::Failed(format!("rollout of {} has exceeded its progress deadline: {}", self.service, c.message));
+            }
+        }
+        if self.updated < self.replicas {
+            return RolloutState::Waiting(format!("{} out of {} new replicas have been updated", self.updated, self.replicas));
+        }
+        if self.total > self.updated {
+            return RolloutState::Waiting(format!("{} old replicas are pending termination", self.total - self.updated));
+        }
+        if self.available < self.updated {
+            return RolloutState::Waiting(format!("{} of {} updated replicas are available", self.available, self.updated));
+        }
+        RolloutState::Complete
+    }
+}
+
+/// A HorizontalPodAutoscaler (autoscaling/v2) on CPU utilisation, as its
+/// status shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerStatus {
+    /// The service (scale target) name.
+    pub service: String,
+    /// `spec.minReplicas`.
+    pub min_replicas: u32,
+    /// `spec.maxReplicas`.
+    pub max_replicas: u32,
+    /// Target average CPU utilisation, percent of the CPU request.
+    pub target_cpu_utilization: u32,
+    /// `status.currentReplicas`.
+    pub current_replicas: u32,
+    /// `status.desiredReplicas`.
+    pub desired_replicas: u32,
+    /// `status.currentMetrics`: average CPU utilisation, percent of request.
+    pub current_cpu_utilization: Option<u32>,
+    /// `status.lastScaleTime` (RFC 3339).
+    pub last_scale_time: Option<String>,
+    /// `AbleToScale`, `ScalingActive`, `ScalingLimited`.
+    pub conditions: Vec<Condition>,
+}
+
+impl AutoscalerStatus {
+    /// `ScalingActive=True`: the autoscaler is acting. Scaling its target to
+    /// 0 by hand turns this off until replicas are set by hand again.
+    pub fn scaling_active(&self) -> bool {
+        condition(&self.conditions, "ScalingActive").is_some_and(Condition::is_true)
+    }
+}
+
 /// Why a platform operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
@@ -77,6 +247,25 @@ pub trait Platform: Send + Sync {
     /// a pod; the platform replaces it. Returns the killed replica's id.
     async fn kill(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError>;
 
+    /// Starts a rolling update of `service` to `template` and returns at
+    /// once with the status right after the change (like patching the pod
+    /// template); follow it with [`Platform::rollout_status`].
+    async fn rollout(&self, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError>;
+
+    /// The rollout of `service` as `kubectl rollout status` sees it.
+    async fn rollout_status(&self, service: &str) -> Result<RolloutStatus, PlatformError>;
+
+    /// Rolls `service` back to its previous template (`kubectl rollout undo`).
+    async fn rollout_undo(&self, service: &str) -> Result<RolloutStatus, PlatformError>;
+
+    /// Every autoscaler with its status.
+    async fn autoscalers(&self) -> Result<Vec<AutoscalerStatus>, PlatformError>;
+
+    /// The autoscaler of `service`, if it has one.
+    async fn autoscaler(&self, service: &str) -> Result<Option<AutoscalerStatus>, PlatformError> {
+        Ok(self.autoscalers().await?.into_iter().find(|a| a.service == service))
+    }
+
     /// One service's status.
     async fn service(&self, service: &str) -> Result<ServiceStatus, PlatformError> {
         self.services()
@@ -84,5 +273,53 @@ pub trait Platform: Send + Sync {
             .into_iter()
             .find(|s| s.name == service)
             .ok_or_else(|| PlatformError::UnknownService(service.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(generation: u64, observed: u64, replicas: u32, updated: u32, total: u32, available: u32) -> RolloutStatus {
+        RolloutStatus {
+            service: "order".into(),
+            revision: 2,
+            generation,
+            observed_generation: observed,
+            replicas,
+            updated,
+            total,
+            available,
+            ready: available,
+            template: Template::version("v2"),
+            conditions: vec![],
+        }
+    }
+
+    #[test]
+    fn a_status_read_before_the_controller_saw_the_patch_is_not_complete() {
+        // Right after a patch the old status still looks finished.
+        assert!(matches!(status(3, 2, 2, 2, 2, 2).state(), RolloutState::Waiting(w) if w.contains("observed")));
+        assert_eq!(status(3, 3, 2, 2, 2, 2).state(), RolloutState::Complete);
+    }
+
+    #[test]
+    fn waits_for_updates_then_old_replicas_then_availability() {
+        assert!(matches!(status(2, 2, 4, 1, 5, 4).state(), RolloutState::Waiting(w) if w == "1 out of 4 new replicas have been updated"));
+        assert!(matches!(status(2, 2, 4, 4, 5, 4).state(), RolloutState::Waiting(w) if w == "1 old replicas are pending termination"));
+        assert!(matches!(status(2, 2, 4, 4, 4, 3).state(), RolloutState::Waiting(w) if w == "3 of 4 updated replicas are available"));
+    }
+
+    #[test]
+    fn progress_deadline_exceeded_is_a_failure_even_with_replicas_left() {
+        let mut s = status(2, 2, 2, 1, 2, 1);
+        s.conditions.push(Condition {
+            kind: "Progressing".into(),
+            status: "False".into(),
+            reason: PROGRESS_DEADLINE_EXCEEDED.into(),
+            message: "ReplicaSet order-2 has timed out progressing".into(),
+            last_transition_time: String::new(),
+        });
+        assert!(matches!(s.state(), RolloutState::Failed(m) if m.contains("progress deadline")));
     }
 }

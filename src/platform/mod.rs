@@ -1,8 +1,12 @@
 //! Platforms: where the services under test run and what experiments act
 //! on. The operations are shaped like Kubernetes' (scale a Deployment, read
-//! its replicas, delete a pod) so one experiment runs on every platform.
+//! its replicas, delete a pod, patch its template and follow the rollout,
+//! read its HorizontalPodAutoscaler) so one experiment runs on every platform.
 
 mod api;
 pub mod local;
 
-pub use api::{Platform, PlatformError, ReplicaStatus, ServiceStatus};
+pub use api::{
+    AutoscalerStatus, Condition, PROGRESS_DEADLINE_EXCEEDED, Platform, PlatformError, ReplicaStatus, RolloutState, RolloutStatus, ServiceStatus, Template,
+    condition,
+};

@@ -146,4 +146,19 @@ impl Platform for ControlClient {
         let killed: Killed = Self::check(response).await?.json().await.map_err(unreachable)?;
         Ok(killed.killed)
     }
+    async fn rollout(&self, _service: &str, _template: &crate::platform::Template) -> Result<crate::platform::RolloutStatus, PlatformError> {
+        Err(PlatformError::Refused("rollouts are not built yet on the local platform".into()))
+    }
+
+    async fn rollout_status(&self, _service: &str) -> Result<crate::platform::RolloutStatus, PlatformError> {
+        Err(PlatformError::Refused("rollouts are not built yet on the local platform".into()))
+    }
+
+    async fn rollout_undo(&self, _service: &str) -> Result<crate::platform::RolloutStatus, PlatformError> {
+        Err(PlatformError::Refused("rollouts are not built yet on the local platform".into()))
+    }
+
+    async fn autoscalers(&self) -> Result<Vec<crate::platform::AutoscalerStatus>, PlatformError> {
+        Ok(vec![])
+    }
 }

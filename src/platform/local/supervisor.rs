@@ -332,4 +332,19 @@ impl Platform for Supervisor {
     async fn kill(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
         self.kill_replica(service, replica)
     }
+    async fn rollout(&self, _service: &str, _template: &crate::platform::Template) -> Result<crate::platform::RolloutStatus, PlatformError> {
+        Err(PlatformError::Refused("rollouts are not built yet on the local platform".into()))
+    }
+
+    async fn rollout_status(&self, _service: &str) -> Result<crate::platform::RolloutStatus, PlatformError> {
+        Err(PlatformError::Refused("rollouts are not built yet on the local platform".into()))
+    }
+
+    async fn rollout_undo(&self, _service: &str) -> Result<crate::platform::RolloutStatus, PlatformError> {
+        Err(PlatformError::Refused("rollouts are not built yet on the local platform".into()))
+    }
+
+    async fn autoscalers(&self) -> Result<Vec<crate::platform::AutoscalerStatus>, PlatformError> {
+        Ok(vec![])
+    }
 }
