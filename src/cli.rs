@@ -5,6 +5,7 @@
 mod chaos_cmds;
 mod check_cmds;
 mod platform_cmds;
+mod rollout_cmds;
 
 use std::path::PathBuf;
 
@@ -42,6 +43,10 @@ pub enum Command {
     Scale(ScaleArgs),
     /// Kill one replica of a service (SIGKILL), like deleting a pod.
     Kill(KillArgs),
+    /// Rolling update to a new version, honouring maxSurge/maxUnavailable and readiness; status; undo.
+    Rollout(rollout_cmds::RolloutArgs),
+    /// Show the autoscalers (HorizontalPodAutoscaler v2 on CPU), like `kubectl get hpa`.
+    Hpa(rollout_cmds::HpaArgs),
     /// Score the course's checkpoints against a system (runs the shop if it is not up).
     Check(check_cmds::CheckArgs),
     /// Load a service as siege does (same flags), with real measurement and CI gates.
@@ -95,6 +100,15 @@ pub struct UpArgs {
     /// How long to wait for every replica to be ready.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     pub ready_timeout: std::time::Duration,
+    /// A rollout without progress for this long fails (default: each service's, Kubernetes' 600s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub progress_deadline: Option<std::time::Duration>,
+    /// How often the autoscaler acts (kube-controller-manager's --horizontal-pod-autoscaler-sync-period).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub hpa_sync_period: std::time::Duration,
+    /// Scale-down stabilisation window of the autoscaler (Kubernetes: 300s).
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    pub hpa_downscale_stabilization: std::time::Duration,
     #[command(flatten)]
     gateway: GatewayOptions,
     #[command(flatten)]
@@ -183,6 +197,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Status(args) => platform_cmds::status(&args.run.run_dir, args.json).await,
         Command::Scale(args) => platform_cmds::scale(args).await,
         Command::Kill(args) => platform_cmds::kill(args).await,
+        Command::Rollout(args) => rollout_cmds::rollout(args).await,
+        Command::Hpa(args) => rollout_cmds::hpa(args).await,
         Command::Check(args) => check_cmds::check(args).await,
         Command::Siege(args) => crate::load::cli::run_siege(args).await,
         Command::Chaos(args) => chaos_cmds::chaos(args).await,

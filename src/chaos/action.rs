@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::experiment::Action;
+use super::experiment::{Action, RolloutAction};
 use super::journal::{Change, Journal, Rollback};
-use crate::platform::Platform;
+use crate::platform::{Platform, RolloutState, Template};
 use crate::systems::kit::SwitchState;
 
 /// The name the local platform gives its embedded broker.
@@ -20,6 +20,11 @@ pub fn describe(action: &Action) -> String {
         format!("kill a replica of {}", k.service)
     } else if let Some(s) = &action.switches {
         format!("switches of {}: unhealthy={} unready={} delayMs={} errorFraction={}", s.service, s.unhealthy, s.unready, s.delay_ms, s.error_fraction)
+    } else if let Some(r) = &action.rollout {
+        let readiness = if r.readiness { "" } else { " without readiness probe" };
+        format!("roll {} out to {}{readiness}", r.service, r.to)
+    } else if let Some(s) = &action.surge {
+        format!("traffic surge: {} more users", s.users)
     } else {
         "stop the broker".to_string()
     };
@@ -37,6 +42,8 @@ pub async fn apply(platform: &dyn Platform, http: &reqwest::Client, journal: &mu
         journal.changes.push(Change::Killed { service: kill.service.clone(), replica: killed.clone() });
         journal.save()?;
         Ok(format!("killed {killed}"))
+    } else if let Some(rollout) = &action.rollout {
+        roll_out(platform, journal, rollout).await
     } else if let Some(switches) = &action.switches {
         let wanted = SwitchState {
             unhealthy: switches.unhealthy,
@@ -62,9 +69,19 @@ pub async fn apply(platform: &dyn Platform, http: &reqwest::Client, journal: &mu
     }
 }
 
+async fn roll_out(platform: &dyn Platform, journal: &mut Journal, rollout: &RolloutAction) -> anyhow::Result<String> {
+    let prior = platform.rollout_status(&rollout.service).await?.template;
+    journal.changes.push(Change::Rollout { service: rollout.service.clone(), prior: prior.clone() });
+    journal.save()?;
+    let template = Template { variant: rollout.variant.clone(), env: rollout.env.clone(), readiness: rollout.readiness, ..Template::version(&rollout.to) };
+    let status = platform.rollout(&rollout.service, &template).await?;
+    Ok(format!("{}: {} → {} (revision {})", rollout.service, prior.version, status.template.version, status.revision))
+}
+
 async fn set_replicas(platform: &dyn Platform, journal: &mut Journal, service: &str, replicas: u32) -> anyhow::Result<String> {
     let prior = platform.service(service).await?.desired;
-    journal.changes.push(Change::Replicas { service: service.to_string(), prior });
+    let autoscaler_active = platform.autoscaler(service).await?.map(|a| a.scaling_active());
+    journal.changes.push(Change::Replicas { service: service.to_string(), prior, autoscaler_active });
     journal.save()?;
     platform.scale(service, replicas).await?;
     Ok(format!("{service}: {prior} → {replicas} replicas"))
@@ -77,7 +94,11 @@ pub async fn rollback(platform: &dyn Platform, http: &reqwest::Client, journal: 
     let pending: Vec<Change> = journal.changes.iter().rev().skip(done).cloned().collect();
     for change in pending {
         let (what, result) = match &change {
-            Change::Replicas { service, prior } => (format!("{service} back to {prior} replicas"), platform.scale(service, *prior).await.map_err(anyhow::Error::from)),
+            Change::Replicas { service, prior, .. } => (format!("{service} back to {prior} replicas"), platform.scale(service, *prior).await.map_err(anyhow::Error::from)),
+            Change::Rollout { service, prior } => {
+                let result = platform.rollout(service, prior).await.map(|_| ()).map_err(anyhow::Error::from);
+                (format!("{service} rolled back to {}", prior.version), result)
+            }
             Change::Switches { replica, address, prior, .. } => {
                 let result = http.put(format!("http://{address}/_stormproof/switches")).json(prior).send().await;
                 let result = match result {
@@ -103,7 +124,9 @@ pub async fn rollback(platform: &dyn Platform, http: &reqwest::Client, journal: 
     verified
 }
 
-/// Every service the journal touched is ready at its desired replicas.
+/// Every service the journal touched is ready at its desired replicas, a
+/// rolled-out one is back on its first template with the rollout complete,
+/// and an autoscaler that was active is active again.
 async fn verify(platform: &dyn Platform, journal: &Journal, patience: Duration) -> bool {
     let mut services: Vec<&str> = journal.changes.iter().map(Change::service).collect();
     services.sort();
@@ -117,6 +140,16 @@ async fn verify(platform: &dyn Platform, journal: &Journal, patience: Duration) 
                 _ => settled = false,
             }
         }
+        let mut rolled = Vec::new();
+        for change in &journal.changes {
+            if let Change::Rollout { service, .. } = change {
+                if rolled.contains(&service) {
+                    continue;
+                }
+                rolled.push(service);
+            }
+            settled &= restored(platform, change).await;
+        }
         if settled {
             return true;
         }
@@ -124,5 +157,20 @@ async fn verify(platform: &dyn Platform, journal: &Journal, patience: Duration) 
             return false;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether what `change` altered beyond replica counts is as it was.
+async fn restored(platform: &dyn Platform, change: &Change) -> bool {
+    match change {
+        Change::Rollout { service, prior } => {
+            // Called for the first rollout of a service only: its prior is
+            // the original template.
+            matches!(platform.rollout_status(service).await, Ok(s) if s.state() == RolloutState::Complete && s.template == *prior)
+        }
+        Change::Replicas { service, autoscaler_active: Some(true), .. } => {
+            matches!(platform.autoscaler(service).await, Ok(Some(a)) if a.scaling_active())
+        }
+        _ => true,
     }
 }

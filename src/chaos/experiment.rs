@@ -168,6 +168,11 @@ pub struct Action {
     pub switches: Option<Switches>,
     /// Stop the system's broker (the embedded one scales to 0).
     pub stop_broker: Option<Empty>,
+    /// Roll a service out to a new version (a deploy under load).
+    pub rollout: Option<RolloutAction>,
+    /// Extra load on top of the experiment's (a traffic spike) while the
+    /// action holds; it ends before the rollback.
+    pub surge: Option<LoadDef>,
     /// How long the fault holds before the next action.
     #[serde(with = "humantime_serde", default)]
     pub hold: Duration,
@@ -186,6 +191,25 @@ pub struct Scale {
     pub service: String,
     /// Replicas.
     pub replicas: u32,
+}
+
+/// `rollout`: a rolling update to a new version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutAction {
+    /// Service name.
+    pub service: String,
+    /// New version label.
+    pub to: String,
+    /// Run this variant of the service in the new version.
+    pub variant: Option<String>,
+    /// Extra environment for the new version.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// New replicas keep the readiness probe (default). `false` shows what
+    /// happens without one: they take traffic as soon as they start.
+    #[serde(default = "yes")]
+    pub readiness: bool,
 }
 
 /// `kill`.
@@ -235,6 +259,47 @@ pub struct Check {
     pub availability: Option<AvailabilityProbe>,
     /// Consumer-group lag of a service.
     pub lag: Option<LagProbe>,
+    /// A service's autoscaler: active, and its desired replicas in bounds.
+    pub autoscaler: Option<AutoscalerProbe>,
+    /// Where a service's rollout stands (kubectl's rule).
+    pub rollout: Option<RolloutProbe>,
+}
+
+/// The autoscaler of a service is active and wants between `at_least` and
+/// `at_most` replicas. Without a `within`, the check waits as long as the
+/// autoscaler needs: up, three sync periods plus 15 s for replicas to start
+/// and be measured; down, the scale-down window plus three sync periods.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscalerProbe {
+    /// Service name.
+    pub service: String,
+    /// Fewest desired replicas that hold.
+    pub at_least: Option<u32>,
+    /// Most desired replicas that hold.
+    pub at_most: Option<u32>,
+}
+
+/// A rollout is `complete` or has `failed` (progress deadline exceeded).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutProbe {
+    /// Service name.
+    pub service: String,
+    /// `complete` or `failed`.
+    pub state: RolloutExpectation,
+    /// The version it must be at (when complete).
+    pub version: Option<String>,
+}
+
+/// What a rollout probe expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutExpectation {
+    /// Every replica updated and available.
+    Complete,
+    /// Progressing=False, ProgressDeadlineExceeded.
+    Failed,
 }
 
 /// A service's consumer group is at most `max` events behind.
@@ -354,20 +419,38 @@ pub fn parse(yaml: &str, origin: &str) -> anyhow::Result<Experiment> {
 impl Experiment {
     fn check(&self) -> Result<(), String> {
         if self.method.is_empty() && !(self.during.is_empty() && self.after.is_empty()) {
-            return Err("method: `during` and `after` checks need at least one action (scale, kill, switches, stop-broker)".into());
+            return Err(format!("method: `during` and `after` checks need at least one action ({ACTIONS})"));
         }
         for (i, action) in self.method.iter().enumerate() {
-            let set = [action.scale.is_some(), action.kill.is_some(), action.switches.is_some(), action.stop_broker.is_some()];
+            let set = [
+                action.scale.is_some(),
+                action.kill.is_some(),
+                action.switches.is_some(),
+                action.stop_broker.is_some(),
+                action.rollout.is_some(),
+                action.surge.is_some(),
+            ];
             if set.iter().filter(|s| **s).count() != 1 {
-                return Err(format!("method[{i}]: expected exactly one of scale, kill, switches, stop-broker"));
+                return Err(format!("method[{i}]: expected exactly one of {ACTIONS}"));
+            }
+            if let Some(surge) = &action.surge {
+                check_load(surge).map_err(|e| format!("method[{i}].surge: {e}"))?;
             }
         }
         let guards: Vec<Check> = self.guardrails.abort_when.iter().map(|g| g.check.clone()).collect();
         for (section, checks) in [("hypothesis", &self.hypothesis), ("during", &self.during), ("after", &self.after), ("guardrails.abort_when", &guards)] {
             for (i, check) in checks.iter().enumerate() {
-                let set = [check.flow.is_some(), check.replicas.is_some(), check.consistency.is_some(), check.availability.is_some(), check.lag.is_some()];
+                let set = [
+                    check.flow.is_some(),
+                    check.replicas.is_some(),
+                    check.consistency.is_some(),
+                    check.availability.is_some(),
+                    check.lag.is_some(),
+                    check.autoscaler.is_some(),
+                    check.rollout.is_some(),
+                ];
                 if set.iter().filter(|s| **s).count() != 1 {
-                    return Err(format!("{section}[{i}] `{}`: expected exactly one of flow, replicas, consistency, availability, lag", check.name));
+                    return Err(format!("{section}[{i}] `{}`: expected exactly one of {PROBES}", check.name));
                 }
                 if section.starts_with("guardrails") && check.availability.is_some() {
                     return Err(format!("{section}[{i}] `{}`: availability is judged after the run; guard with a flow or replicas check", check.name));
@@ -381,15 +464,23 @@ impl Experiment {
             }
         }
         if let Some(load) = &self.load {
-            if load.routes.is_empty() || load.users == 0 {
-                return Err("load: expected at least one route and one user".into());
-            }
-            for (i, route) in load.routes.iter().enumerate() {
-                route.request().map_err(|e| format!("load.routes[{i}]: {e}"))?;
-            }
+            check_load(load).map_err(|e| format!("load: {e}"))?;
         }
         Ok(())
     }
+}
+
+const ACTIONS: &str = "scale, kill, switches, stop-broker, rollout, surge";
+const PROBES: &str = "flow, replicas, consistency, availability, lag, autoscaler, rollout";
+
+fn check_load(load: &LoadDef) -> Result<(), String> {
+    if load.routes.is_empty() || load.users == 0 {
+        return Err("expected at least one route and one user".into());
+    }
+    for (i, route) in load.routes.iter().enumerate() {
+        route.request().map_err(|e| format!("routes[{i}]: {e}"))?;
+    }
+    Ok(())
 }
 
 impl Step {

@@ -64,6 +64,17 @@ pub enum Change {
         service: String,
         /// Desired replicas before.
         prior: u32,
+        /// Whether its autoscaler was active before (scaling to 0 turns it
+        /// off; the rollback must see it active again).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        autoscaler_active: Option<bool>,
+    },
+    /// A service was rolled out; `prior` is the template to roll back to.
+    Rollout {
+        /// Service.
+        service: String,
+        /// Template before.
+        prior: crate::platform::Template,
     },
     /// A replica's switches were flipped.
     Switches {
@@ -90,7 +101,7 @@ impl Change {
     /// The service the change touched.
     pub fn service(&self) -> &str {
         match self {
-            Change::Replicas { service, .. } | Change::Switches { service, .. } | Change::Killed { service, .. } => service,
+            Change::Replicas { service, .. } | Change::Switches { service, .. } | Change::Killed { service, .. } | Change::Rollout { service, .. } => service,
         }
     }
 }

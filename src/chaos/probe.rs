@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::experiment::{Check, ConsistencyProbe, Expect, LagProbe, ReplicasProbe, Step};
+use super::experiment::{AutoscalerProbe, Check, ConsistencyProbe, Expect, LagProbe, ReplicasProbe, RolloutExpectation, RolloutProbe, Step};
 use super::lag::LagReader;
 use super::journal::CheckResult;
-use crate::platform::Platform;
+use crate::platform::{Platform, RolloutState};
 
 /// What a probe found.
 #[derive(Debug, Clone)]
@@ -45,7 +45,11 @@ pub struct Context {
 /// Runs `check`, retrying until it holds or its `within` deadline passes.
 pub async fn run_check(ctx: &Context, check: &Check) -> CheckResult {
     let started = Instant::now();
-    let deadline = started + check.within;
+    let within = match &check.autoscaler {
+        Some(probe) if check.within.is_zero() => autoscaler_patience(ctx, probe).await,
+        _ => check.within,
+    };
+    let deadline = started + within;
     let found = loop {
         let found = once(ctx, check).await;
         match found {
@@ -70,6 +74,10 @@ async fn once(ctx: &Context, check: &Check) -> Found {
         consistency(ctx, probe).await
     } else if let Some(probe) = &check.lag {
         lag(ctx, probe).await
+    } else if let Some(probe) = &check.autoscaler {
+        autoscaler(ctx, probe).await
+    } else if let Some(probe) = &check.rollout {
+        rollout(ctx, probe).await
     } else {
         Found::Errored("no probe".into())
     }
@@ -297,5 +305,63 @@ mod tests {
         let other = serde_json::json!({"deliveryStatus": "DeliveryStarted"});
         assert!(matches(&expect, 200, &other).unwrap_err().contains("/deliveryStatus"));
         assert!(matches(&Expect::default(), 503, &body).is_err(), "default expects a 2xx");
+    }
+}
+
+/// How long an autoscaler needs to get into bounds: scaling up, a sync to
+/// take a first CPU sample, one to measure, one to act, and 15 s for new
+/// replicas to start; scaling down, the stabilisation window on top.
+async fn autoscaler_patience(ctx: &Context, probe: &AutoscalerProbe) -> Duration {
+    let Ok(Some(status)) = ctx.platform.autoscaler(&probe.service).await else { return Duration::ZERO };
+    let sync = Duration::from_millis(status.sync_period_ms);
+    let window = if probe.at_most.is_some() { Duration::from_millis(status.scale_down_stabilization_ms) } else { Duration::ZERO };
+    window + sync * 3 + Duration::from_secs(15)
+}
+
+async fn autoscaler(ctx: &Context, probe: &AutoscalerProbe) -> Found {
+    let status = match ctx.platform.autoscaler(&probe.service).await {
+        Ok(Some(status)) => status,
+        Ok(None) => return Found::Errored(format!("{} has no autoscaler", probe.service)),
+        Err(err) => return Found::Errored(err.to_string()),
+    };
+    let cpu = status.current_cpu_utilization.map(|u| format!("{u} %")).unwrap_or_else(|| "unknown".into());
+    let seen = format!(
+        "{}: desired {} (current {}, bounds {}–{}), CPU {cpu} of request against {} %, last scale {}",
+        probe.service,
+        status.desired_replicas,
+        status.current_replicas,
+        status.min_replicas,
+        status.max_replicas,
+        status.target_cpu_utilization,
+        status.last_scale_time.as_deref().unwrap_or("never")
+    );
+    if !status.scaling_active() {
+        return Found::Deviated(format!("{seen}; the autoscaler is not active"));
+    }
+    let low = probe.at_least.is_some_and(|n| status.desired_replicas < n);
+    let high = probe.at_most.is_some_and(|n| status.desired_replicas > n);
+    if low || high {
+        let bounds = [probe.at_least.map(|n| format!("at least {n}")), probe.at_most.map(|n| format!("at most {n}"))];
+        return Found::Deviated(format!("{seen}; expected {}", bounds.into_iter().flatten().collect::<Vec<_>>().join(" and ")));
+    }
+    Found::Held(seen)
+}
+
+async fn rollout(ctx: &Context, probe: &RolloutProbe) -> Found {
+    let status = match ctx.platform.rollout_status(&probe.service).await {
+        Ok(status) => status,
+        Err(err) => return Found::Errored(err.to_string()),
+    };
+    let seen = format!(
+        "{} revision {} ({}): {} updated, {} total, {} available of {}",
+        probe.service, status.revision, status.template.version, status.updated, status.total, status.available, status.replicas
+    );
+    let wrong_version = probe.version.as_ref().is_some_and(|v| *v != status.template.version);
+    match (status.state(), probe.state) {
+        (RolloutState::Complete, RolloutExpectation::Complete) if !wrong_version => Found::Held(format!("{seen}: complete")),
+        (RolloutState::Failed(why), RolloutExpectation::Failed) => Found::Held(format!("{seen}: {why}")),
+        (RolloutState::Complete, _) => Found::Deviated(format!("{seen}: complete")),
+        (RolloutState::Failed(why), _) => Found::Deviated(format!("{seen}: {why}")),
+        (RolloutState::Waiting(what), _) => Found::Deviated(format!("{seen}: {what}")),
     }
 }

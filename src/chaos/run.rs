@@ -158,11 +158,19 @@ async fn phases(ctx: &Context, experiment: &Experiment, journal: &mut Journal, m
 /// fault is in place, while the last one holds.
 async fn method(ctx: &Context, experiment: &Experiment, journal: &mut Journal, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<()> {
     let Some(last) = experiment.method.len().checked_sub(1) else { return Ok(()) };
+    // Surges run until the method ends (or is cut short): dropped here.
+    let mut surges = Vec::new();
     for (i, action) in experiment.method.iter().enumerate() {
         let what = action::describe(action);
         journal.run.push(Activity { action: what.clone(), start: now_rfc3339(), status: "planned".into(), detail: String::new() });
         journal.save()?;
-        let applied = action::apply(ctx.platform.as_ref(), &ctx.http, journal, action).await;
+        let applied = match &action.surge {
+            Some(def) => under_load::surge(def, &ctx.gateway, &ctx.token).map(|surge| {
+                surges.push(surge);
+                format!("{} users on {} routes", def.users, def.routes.len())
+            }),
+            None => action::apply(ctx.platform.as_ref(), &ctx.http, journal, action).await,
+        };
         let entry = journal.run.last_mut().expect("just pushed");
         match applied {
             Ok(detail) => {

@@ -172,6 +172,22 @@ impl Running {
     }
 }
 
+/// A traffic spike (the `surge` action): extra load, not measured, that
+/// ends when this is dropped.
+pub struct Surge(CancellationToken);
+
+/// Starts a surge of `def` against `gateway`.
+pub fn surge(def: &LoadDef, gateway: &str, token: &str) -> anyhow::Result<Surge> {
+    let running = start(def, gateway, token)?;
+    Ok(Surge(running.cancel.clone()))
+}
+
+impl Drop for Surge {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 /// Seconds `[from, to)` of each phase.
 pub fn windows(marks: &Marks) -> [(usize, usize); 3] {
     let end = marks.end.ceil() as usize + 1;

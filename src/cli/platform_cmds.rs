@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::{KillArgs, ScaleArgs, UpArgs};
 use crate::exit::Outcome;
-use crate::platform::local::{ControlClient, RunState, UpPlan};
+use crate::platform::local::{AutoscalerSettings, ControlClient, RunState, UpPlan};
 use crate::platform::{Platform, ServiceStatus};
 use crate::systems::definition::SystemDef;
 
@@ -33,6 +33,8 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<Outcome> {
         gateway: args.gateway,
         grace: args.grace,
         ready_timeout: args.ready_timeout,
+        progress_deadline: args.progress_deadline,
+        autoscaling: AutoscalerSettings { sync_period: args.hpa_sync_period, downscale_stabilization: args.hpa_downscale_stabilization },
     };
     let started = Instant::now();
     crate::platform::local::up(plan, |state, services| {
@@ -160,7 +162,7 @@ pub(super) async fn kill(args: KillArgs) -> anyhow::Result<Outcome> {
 }
 
 /// `shop.delivery` or `delivery` → `delivery`, checking the system.
-fn service_name<'a>(state: &RunState, name: &'a str) -> anyhow::Result<&'a str> {
+pub(super) fn service_name<'a>(state: &RunState, name: &'a str) -> anyhow::Result<&'a str> {
     match name.split_once('.') {
         Some((system, service)) if system == state.system => Ok(service),
         Some((system, _)) => anyhow::bail!("`{name}` is not part of {}, which is what runs here (not {system})", state.system),
@@ -180,7 +182,7 @@ fn print_table(services: &[ServiceStatus]) {
         let replicas: Vec<String> = s
             .replicas
             .iter()
-            .map(|r| format!("{}@{}{}", r.id, r.address.as_deref().unwrap_or("-"), if r.ready { "" } else { " (not ready)" }))
+            .map(|r| format!("{}@{} {}{}", r.id, r.address.as_deref().unwrap_or("-"), r.version, if r.ready { "" } else { " (not ready)" }))
             .collect();
         println!("  {:<10} {:<15} {:>7} {:>5} {:>9} {:>8}  {}", s.name, role, s.desired, s.ready, s.available, restarts, replicas.join(", "));
     }

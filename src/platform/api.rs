@@ -206,6 +206,11 @@ pub struct AutoscalerStatus {
     pub last_scale_time: Option<String>,
     /// `AbleToScale`, `ScalingActive`, `ScalingLimited`.
     pub conditions: Vec<Condition>,
+    /// How often the controller acts (Kubernetes' default: 15 s), so that
+    /// deadlines can be derived from it.
+    pub sync_period_ms: u64,
+    /// `behavior.scaleDown.stabilizationWindowSeconds` (default 300 s).
+    pub scale_down_stabilization_ms: u64,
 }
 
 impl AutoscalerStatus {

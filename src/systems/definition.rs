@@ -89,6 +89,11 @@ pub struct ServiceDef {
     /// Rolling update policy.
     #[serde(default)]
     pub rollout: RolloutDef,
+    /// Time a new replica needs before it can serve (loading caches, JIT):
+    /// its business routes answer 503 until then, its readiness probe fails.
+    /// This is what a readiness probe protects traffic from.
+    #[serde(default, with = "humantime_serde")]
+    pub warmup: Duration,
 }
 
 /// An HTTP probe, with Kubernetes' field meanings and defaults.
@@ -131,16 +136,62 @@ pub struct AutoscalingDef {
 #[serde(deny_unknown_fields)]
 pub struct RolloutDef {
     /// Extra replicas allowed during the update (count or percent).
-    #[serde(default = "quarter")]
+    #[serde(default = "quarter", deserialize_with = "count_or_percent")]
     pub max_surge: String,
     /// Replicas that may be unavailable during the update (count or percent).
-    #[serde(default = "quarter")]
+    #[serde(default = "quarter", deserialize_with = "count_or_percent")]
     pub max_unavailable: String,
+    /// A rollout that makes no progress for this long has failed
+    /// (`progressDeadlineSeconds`, default 600 s).
+    #[serde(default = "ten_minutes", with = "humantime_serde")]
+    pub progress_deadline: Duration,
 }
 
 impl Default for RolloutDef {
     fn default() -> Self {
-        RolloutDef { max_surge: quarter(), max_unavailable: quarter() }
+        RolloutDef { max_surge: quarter(), max_unavailable: quarter(), progress_deadline: ten_minutes() }
+    }
+}
+
+impl RolloutDef {
+    /// maxSurge and maxUnavailable as replica counts for `desired` replicas,
+    /// as Kubernetes resolves them: surge rounds up, unavailable rounds down,
+    /// and when both come to 0 one replica may be unavailable.
+    pub fn resolve(&self, desired: u32) -> Result<(u32, u32), String> {
+        Ok(match self.counts(desired)? {
+            (0, 0) => (0, 1),
+            counts => counts,
+        })
+    }
+
+    fn counts(&self, desired: u32) -> Result<(u32, u32), String> {
+        Ok((count(&self.max_surge, desired, f64::ceil)?, count(&self.max_unavailable, desired, f64::floor)?))
+    }
+}
+
+/// `1` or `25%` (Kubernetes' IntOrString).
+fn count_or_percent<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum IntOrString {
+        Int(u32),
+        String(String),
+    }
+    Ok(match IntOrString::deserialize(de)? {
+        IntOrString::Int(n) => n.to_string(),
+        IntOrString::String(s) => s,
+    })
+}
+
+/// `25%` of `of` (rounded with `round`) or a plain count like `1`.
+fn count(value: &str, of: u32, round: fn(f64) -> f64) -> Result<u32, String> {
+    let bad = || format!("`{value}`: expected a count (1) or a percentage (25%)");
+    match value.strip_suffix('%') {
+        Some(pct) => {
+            let pct: u32 = pct.trim().parse().map_err(|_| bad())?;
+            Ok(round(f64::from(of) * f64::from(pct) / 100.0) as u32)
+        }
+        None => value.trim().parse().map_err(|_| bad()),
     }
 }
 
@@ -150,6 +201,7 @@ fn default_cpu() -> u32 { 100 }
 fn one() -> u32 { 1 }
 fn three() -> u32 { 3 }
 fn ten_seconds() -> Duration { Duration::from_secs(10) }
+fn ten_minutes() -> Duration { Duration::from_secs(600) }
 fn one_second() -> Duration { Duration::from_secs(1) }
 fn quarter() -> String { "25%".into() }
 
@@ -184,6 +236,11 @@ impl SystemDef {
                 if self.service(callee).is_none() {
                     return Err(format!("service `{}` calls unknown service `{callee}`", service.name));
                 }
+            }
+            let rollout = &service.rollout;
+            // At 100 replicas a percentage is 0 only when it is 0 %.
+            if rollout.counts(100).map_err(|e| format!("service `{}`: rollout: {e}", service.name))? == (0, 0) {
+                return Err(format!("service `{}`: rollout: max_surge and max_unavailable cannot both be 0", service.name));
             }
             if let Some(hpa) = &service.autoscaling {
                 if hpa.min == 0 || hpa.min > hpa.max {
@@ -235,6 +292,20 @@ mod tests {
             .to_string();
         assert!(err.starts_with("x.yaml:"), "{err}");
         assert!(err.contains("line 7") || err.contains(":7:"), "{err}");
+    }
+
+    #[test]
+    fn surge_rounds_up_and_unavailable_rounds_down() {
+        let quarter = RolloutDef::default();
+        assert_eq!(quarter.resolve(1), Ok((1, 0)));
+        assert_eq!(quarter.resolve(4), Ok((1, 1)));
+        assert_eq!(quarter.resolve(10), Ok((3, 2)));
+        let counts = RolloutDef { max_surge: "0".into(), max_unavailable: "0%".into(), ..RolloutDef::default() };
+        assert_eq!(counts.resolve(3), Ok((0, 1)), "both 0 resolve to one unavailable");
+        let bad = RolloutDef { max_surge: "a quarter".into(), ..RolloutDef::default() };
+        assert!(bad.resolve(4).unwrap_err().contains("expected a count"));
+        let yaml = "system: x\ntopic: t\ngateway:\n  routes: []\nservices:\n  - { name: a, role: core, rollout: { max_surge: 0, max_unavailable: 0% } }\n";
+        assert!(SystemDef::parse(yaml, "x.yaml").unwrap_err().to_string().contains("cannot both be 0"));
     }
 
     #[test]

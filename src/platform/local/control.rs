@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use super::runstate::RunState;
 use super::supervisor::Supervisor;
-use crate::platform::{Platform, PlatformError, ServiceStatus};
+use crate::platform::{AutoscalerStatus, Platform, PlatformError, RolloutStatus, ServiceStatus, Template};
 use crate::systems::kit::JsonBody;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -47,6 +47,9 @@ pub(super) fn app(supervisor: Arc<Supervisor>, state: RunState, shutdown: Arc<No
         .route("/v1/services", get(|State(c): State<Control>| async move { axum::Json(c.supervisor.snapshot()) }))
         .route("/v1/services/{name}/replicas", put(scale))
         .route("/v1/services/{name}/kill", post(kill))
+        .route("/v1/services/{name}/rollout", get(rollout_status).post(rollout))
+        .route("/v1/services/{name}/rollout/undo", post(undo))
+        .route("/v1/autoscalers", get(|State(c): State<Control>| async move { axum::Json(c.supervisor.autoscaler.statuses()) }))
         .route("/v1/shutdown", post(|State(c): State<Control>| async move {
             c.shutdown.notify_one();
             StatusCode::ACCEPTED
@@ -65,6 +68,25 @@ async fn kill(State(c): State<Control>, Path(name): Path<String>, body: Option<a
     let request = body.map(|b| b.0).unwrap_or_default();
     match c.supervisor.kill(&name, request.replica.as_deref()).await {
         Ok(killed) => axum::Json(Killed { killed }).into_response(),
+        Err(err) => error(err),
+    }
+}
+
+async fn rollout(State(c): State<Control>, Path(name): Path<String>, JsonBody(template): JsonBody<Template>) -> Response {
+    answer(c.supervisor.roll_to(&name, template))
+}
+
+async fn rollout_status(State(c): State<Control>, Path(name): Path<String>) -> Response {
+    answer(c.supervisor.rollout_of(&name))
+}
+
+async fn undo(State(c): State<Control>, Path(name): Path<String>) -> Response {
+    answer(c.supervisor.undo(&name))
+}
+
+fn answer(result: Result<RolloutStatus, PlatformError>) -> Response {
+    match result {
+        Ok(status) => axum::Json(status).into_response(),
         Err(err) => error(err),
     }
 }
@@ -146,19 +168,23 @@ impl Platform for ControlClient {
         let killed: Killed = Self::check(response).await?.json().await.map_err(unreachable)?;
         Ok(killed.killed)
     }
-    async fn rollout(&self, _service: &str, _template: &crate::platform::Template) -> Result<crate::platform::RolloutStatus, PlatformError> {
-        Err(PlatformError::Refused("rollouts are not built yet on the local platform".into()))
+    async fn rollout(&self, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
+        let response = self.http.post(format!("{}/v1/services/{service}/rollout", self.base)).json(template).send().await.map_err(unreachable)?;
+        Self::check(response).await?.json().await.map_err(unreachable)
     }
 
-    async fn rollout_status(&self, _service: &str) -> Result<crate::platform::RolloutStatus, PlatformError> {
-        Err(PlatformError::Refused("rollouts are not built yet on the local platform".into()))
+    async fn rollout_status(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
+        let response = self.http.get(format!("{}/v1/services/{service}/rollout", self.base)).send().await.map_err(unreachable)?;
+        Self::check(response).await?.json().await.map_err(unreachable)
     }
 
-    async fn rollout_undo(&self, _service: &str) -> Result<crate::platform::RolloutStatus, PlatformError> {
-        Err(PlatformError::Refused("rollouts are not built yet on the local platform".into()))
+    async fn rollout_undo(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
+        let response = self.http.post(format!("{}/v1/services/{service}/rollout/undo", self.base)).send().await.map_err(unreachable)?;
+        Self::check(response).await?.json().await.map_err(unreachable)
     }
 
-    async fn autoscalers(&self) -> Result<Vec<crate::platform::AutoscalerStatus>, PlatformError> {
-        Ok(vec![])
+    async fn autoscalers(&self) -> Result<Vec<AutoscalerStatus>, PlatformError> {
+        let response = self.http.get(format!("{}/v1/autoscalers", self.base)).send().await.map_err(unreachable)?;
+        Self::check(response).await?.json().await.map_err(unreachable)
     }
 }

@@ -7,13 +7,18 @@
 //! (and the chaos engine in another process) reaches it through
 //! [`ControlClient`], found via the run directory's state file.
 
+mod autoscaler;
 mod control;
+mod deployment;
+mod hpa;
 mod probe;
 mod replica;
+mod rolling;
 mod runstate;
 mod supervisor;
 mod up;
 
+pub use autoscaler::AutoscalerSettings;
 pub use control::ControlClient;
 pub use runstate::{RunState, pid_alive};
 pub use supervisor::Supervisor;

@@ -39,6 +39,9 @@ enum End {
 
 const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Pause between leaving the endpoints and SIGTERM.
+const DRAIN: Duration = Duration::from_millis(300);
+
 /// Runs replica `id` of `service` until told to stop.
 pub(super) async fn run(sup: Arc<Supervisor>, service: String, id: String, spec: Spec, mut commands: watch::Receiver<Command>) {
     let mut backoff = Duration::from_millis(250);
@@ -69,6 +72,9 @@ pub(super) async fn run(sup: Arc<Supervisor>, service: String, id: String, spec:
         sup.update(&service, &id, |r| r.ready = false);
         match end {
             End::Terminate => {
+                // Out of the endpoints already; let requests that picked this
+                // replica just before reach it, then SIGTERM (a preStop pause).
+                tokio::time::sleep(DRAIN.min(sup.launch.grace)).await;
                 stop(&mut child, sup.launch.grace).await;
                 sup.remove(&service, &id);
                 return;
@@ -170,6 +176,8 @@ async fn readiness(sup: &Supervisor, service: &str, id: &str, probe: Option<&Pro
         let ok = probe.once(&sup.http, addr).await;
         if let Some(ready) = counter.record(ok, probe) {
             sup.update(service, id, |r| r.ready = ready && r.phase == Phase::Running);
+            // A rollout waits on this: let the control loop act now.
+            sup.poke();
         }
         tokio::time::sleep(probe.period).await;
     }
@@ -226,7 +234,9 @@ fn spawn(sup: &Supervisor, service: &str, id: &str, spec: &Spec) -> anyhow::Resu
                 .env("STORMPROOF_KAFKA_IDEMPOTENCE", launch.broker.is_none().to_string())
                 .env("STORMPROOF_UPSTREAMS", upstreams.join(","))
                 .env("STORMPROOF_REPLICA_ID", id)
-                .env("STORMPROOF_VERSION", &spec.version);
+                .env("STORMPROOF_VERSION", &spec.version)
+                .env("STORMPROOF_WARMUP", format!("{}ms", spec.warmup.as_millis()))
+                .envs(&spec.env);
             if let Some(variant) = &spec.variant {
                 command.env("STORMPROOF_VARIANT", variant);
             }

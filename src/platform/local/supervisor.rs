@@ -11,10 +11,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
+use super::autoscaler::{Autoscaler, AutoscalerSettings};
+use super::deployment::Deployment;
 use super::probe::Probe;
 use super::replica::{self, Command};
-use crate::platform::{Platform, PlatformError, ReplicaStatus, ServiceStatus};
-use crate::systems::definition::{Role, SystemDef};
+use super::rolling::{self, Counts};
+use crate::platform::{AutoscalerStatus, Platform, PlatformError, ReplicaStatus, RolloutStatus, ServiceStatus, Template};
+use crate::systems::definition::{Role, RolloutDef, SystemDef};
 use crate::systems::kit::Upstreams;
 
 /// Name of the embedded broker in the service list.
@@ -39,6 +42,10 @@ pub struct Launch {
     pub grace: Duration,
     /// Service → variant to run instead of the normal service.
     pub variants: Vec<(String, String)>,
+    /// Overrides every service's rollout progress deadline.
+    pub progress_deadline: Option<Duration>,
+    /// How the autoscaler runs.
+    pub autoscaling: AutoscalerSettings,
 }
 
 /// What a replica is doing.
@@ -58,7 +65,7 @@ pub(super) struct Replica {
     pub ready: bool,
     pub restarts: u32,
     pub phase: Phase,
-    pub version: String,
+    pub template: Template,
     pub started: Instant,
     control: watch::Sender<Command>,
 }
@@ -71,14 +78,53 @@ pub(super) struct Spec {
     pub liveness: Option<Probe>,
     pub version: String,
     pub variant: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub warmup: Duration,
 }
 
-struct Service {
-    name: String,
-    spec: Spec,
-    desired: u32,
-    replicas: Vec<Replica>,
+impl Spec {
+    /// This spec running `template` (its version, variant, environment and
+    /// whether it keeps the readiness probe).
+    fn with(&self, template: &Template) -> Spec {
+        Spec {
+            readiness: if template.readiness { self.readiness.clone() } else { None },
+            version: template.version.clone(),
+            variant: template.variant.clone(),
+            env: template.env.clone(),
+            ..self.clone()
+        }
+    }
+}
+
+pub(super) struct Service {
+    pub name: String,
+    /// The service as defined (probes, warm-up); templates vary it.
+    base: Spec,
+    pub desired: u32,
+    pub replicas: Vec<Replica>,
     next_ordinal: u32,
+    pub deployment: Deployment,
+}
+
+impl Service {
+    fn new(name: &str, base: Spec, policy: RolloutDef) -> Service {
+        let template = Template { variant: base.variant.clone(), ..Template::version(&base.version) };
+        Service { name: name.into(), base, desired: 0, replicas: vec![], next_ordinal: 1, deployment: Deployment::new(template, policy) }
+    }
+
+    /// Replicas split by template, terminating ones left out.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts { desired: self.desired, new: 0, new_ready: 0, old: 0, old_ready: 0 };
+        for r in self.replicas.iter().filter(|r| r.phase != Phase::Terminating) {
+            let ready = u32::from(r.ready);
+            if r.template == self.deployment.template {
+                (c.new, c.new_ready) = (c.new + 1, c.new_ready + ready);
+            } else {
+                (c.old, c.old_ready) = (c.old + 1, c.old_ready + ready);
+            }
+        }
+        c
+    }
 }
 
 /// The local platform's control plane.
@@ -88,6 +134,7 @@ pub struct Supervisor {
     services: Mutex<Vec<Service>>,
     changed: Notify,
     pub(super) http: reqwest::Client,
+    pub(super) autoscaler: Autoscaler,
 }
 
 impl Supervisor {
@@ -95,8 +142,16 @@ impl Supervisor {
     pub fn new(def: &SystemDef, launch: Launch) -> Arc<Supervisor> {
         let mut services = Vec::new();
         if launch.broker.is_some() {
-            let spec = Spec { role: Role::Infrastructure, readiness: Some(Probe::tcp(Duration::from_millis(250))), liveness: Some(Probe::kafka()), version: "tansu".into(), variant: None };
-            services.push(Service { name: BROKER.into(), spec, desired: 0, replicas: vec![], next_ordinal: 1 });
+            let spec = Spec {
+                role: Role::Infrastructure,
+                readiness: Some(Probe::tcp(Duration::from_millis(250))),
+                liveness: Some(Probe::kafka()),
+                version: "tansu".into(),
+                variant: None,
+                env: BTreeMap::new(),
+                warmup: Duration::ZERO,
+            };
+            services.push(Service::new(BROKER, spec, RolloutDef::default()));
         }
         for service in &def.services {
             let spec = Spec {
@@ -105,11 +160,18 @@ impl Supervisor {
                 liveness: service.liveness.as_ref().map(Probe::http),
                 version: "v1".into(),
                 variant: launch.variants.iter().find(|(n, _)| *n == service.name).map(|(_, v)| v.clone()),
+                env: BTreeMap::new(),
+                warmup: service.warmup,
             };
-            services.push(Service { name: service.name.clone(), spec, desired: 0, replicas: vec![], next_ordinal: 1 });
+            let mut policy = service.rollout.clone();
+            if let Some(deadline) = launch.progress_deadline {
+                policy.progress_deadline = deadline;
+            }
+            services.push(Service::new(&service.name, spec, policy));
         }
         let http = crate::http_client().pool_max_idle_per_host(2).build().unwrap_or_default();
-        Arc::new(Supervisor { system: def.system.clone(), launch, services: Mutex::new(services), changed: Notify::new(), http })
+        let autoscaler = Autoscaler::new(def, launch.autoscaling);
+        Arc::new(Supervisor { system: def.system.clone(), launch, services: Mutex::new(services), changed: Notify::new(), http, autoscaler })
     }
 
     /// The system's name.
@@ -119,6 +181,7 @@ impl Supervisor {
 
     /// Keeps replicas at their desired count until the process ends.
     pub fn start(self: &Arc<Self>) {
+        tokio::spawn(super::autoscaler::run(self.clone()));
         let supervisor = self.clone();
         tokio::spawn(async move {
             loop {
@@ -137,39 +200,47 @@ impl Supervisor {
 
     fn reconcile(self: &Arc<Self>) {
         let mut services = self.lock();
+        let now = Instant::now();
         for service in services.iter_mut() {
-            let active = service.replicas.iter().filter(|r| r.phase != Phase::Terminating).count() as u32;
-            for _ in active..service.desired {
-                let ordinal = service.next_ordinal;
-                service.next_ordinal += 1;
-                let id = format!("{}-{ordinal}", service.name);
-                let (control, commands) = watch::channel(Command::Run);
-                service.replicas.push(Replica {
-                    id: id.clone(),
-                    ordinal,
-                    pid: None,
-                    addr: None,
-                    ready: false,
-                    restarts: 0,
-                    phase: Phase::Starting,
-                    version: service.spec.version.clone(),
-                    started: Instant::now(),
-                    control,
-                });
-                tokio::spawn(replica::run(self.clone(), service.name.clone(), id, service.spec.clone(), commands));
+            let counts = service.counts();
+            let (surge, unavailable) = service.deployment.policy.resolve(service.desired).unwrap_or((1, 0));
+            let step = rolling::step(counts, surge, unavailable);
+            for _ in 0..step.start_new {
+                self.start_replica(service);
             }
-            if active > service.desired {
-                // Like a ReplicaSet: unready replicas go first, then the youngest.
-                let mut victims: Vec<&mut Replica> = service.replicas.iter_mut().filter(|r| r.phase != Phase::Terminating).collect();
-                victims.sort_by_key(|r| (r.ready, std::cmp::Reverse(r.ordinal)));
-                for replica in victims.into_iter().take((active - service.desired) as usize) {
-                    // Out of the endpoints first, then SIGTERM.
-                    replica.ready = false;
-                    replica.phase = Phase::Terminating;
-                    let _ = replica.control.send(Command::Terminate);
-                }
-            }
+            let current = service.deployment.template.clone();
+            stop(service, step.stop_new, |r| r.template == current);
+            stop(service, step.stop_old_unready, |r| r.template != current && !r.ready);
+            stop(service, step.stop_old_ready, |r| r.template != current && r.ready);
+            let counts = service.counts();
+            service.deployment.observe(counts, now);
         }
+    }
+
+    fn start_replica(self: &Arc<Self>, service: &mut Service) {
+        let ordinal = service.next_ordinal;
+        service.next_ordinal += 1;
+        let id = format!("{}-{ordinal}", service.name);
+        let template = service.deployment.template.clone();
+        let (control, commands) = watch::channel(Command::Run);
+        service.replicas.push(Replica {
+            id: id.clone(),
+            ordinal,
+            pid: None,
+            addr: None,
+            ready: false,
+            restarts: 0,
+            phase: Phase::Starting,
+            template: template.clone(),
+            started: Instant::now(),
+            control,
+        });
+        tokio::spawn(replica::run(self.clone(), service.name.clone(), id, service.base.with(&template), commands));
+    }
+
+    /// Wakes the control loop (a replica's readiness changed).
+    pub(super) fn poke(&self) {
+        self.changed.notify_one();
     }
 
     /// Changes one replica's record.
@@ -198,7 +269,7 @@ impl Supervisor {
                 let ready = s.replicas.iter().filter(|r| r.ready).count() as u32;
                 ServiceStatus {
                     name: s.name.clone(),
-                    role: s.spec.role,
+                    role: s.base.role,
                     desired: s.desired,
                     ready,
                     available: ready,
@@ -211,7 +282,7 @@ impl Supervisor {
                             address: r.addr.map(|a| a.to_string()),
                             ready: r.ready,
                             restarts: r.restarts,
-                            version: r.version.clone(),
+                            version: r.template.version.clone(),
                             phase: format!("{:?}", r.phase).to_lowercase(),
                         })
                         .collect(),
@@ -230,10 +301,46 @@ impl Supervisor {
         }
         let mut services = self.lock();
         let s = services.iter_mut().find(|s| s.name == service).ok_or_else(|| PlatformError::UnknownService(service.to_string()))?;
-        s.desired = replicas;
+        if s.desired != replicas {
+            s.desired = replicas;
+            s.deployment.touch();
+        }
         drop(services);
         self.changed.notify_one();
         Ok(())
+    }
+
+    /// Runs `f` on service `name`.
+    pub(super) fn with_service<T>(&self, name: &str, f: impl FnOnce(&mut Service) -> T) -> Result<T, PlatformError> {
+        let mut services = self.lock();
+        let s = services.iter_mut().find(|s| s.name == name).ok_or_else(|| PlatformError::UnknownService(name.to_string()))?;
+        Ok(f(s))
+    }
+
+    /// Makes `template` the service's current one; the control loop rolls
+    /// replicas over to it.
+    pub fn roll_to(&self, service: &str, template: Template) -> Result<RolloutStatus, PlatformError> {
+        if service == BROKER {
+            return Err(PlatformError::Refused("the embedded broker is not rolled out".into()));
+        }
+        let status = self.with_service(service, |s| {
+            s.deployment.change(template);
+            s.deployment.status(&s.name, s.counts())
+        })?;
+        self.changed.notify_one();
+        Ok(status)
+    }
+
+    /// The rollout of `service`.
+    pub fn rollout_of(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
+        self.with_service(service, |s| s.deployment.status(&s.name, s.counts()))
+    }
+
+    /// Rolls `service` back to the template before the current one.
+    pub fn undo(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
+        let previous = self.with_service(service, |s| s.deployment.previous())?;
+        let previous = previous.ok_or_else(|| PlatformError::Refused(format!("{service} has no earlier revision to roll back to")))?;
+        self.roll_to(service, previous)
     }
 
     /// Starts every service at its defined replicas (the broker first), with
@@ -332,19 +439,34 @@ impl Platform for Supervisor {
     async fn kill(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
         self.kill_replica(service, replica)
     }
-    async fn rollout(&self, _service: &str, _template: &crate::platform::Template) -> Result<crate::platform::RolloutStatus, PlatformError> {
-        Err(PlatformError::Refused("rollouts are not built yet on the local platform".into()))
+    async fn rollout(&self, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
+        self.roll_to(service, template.clone())
     }
 
-    async fn rollout_status(&self, _service: &str) -> Result<crate::platform::RolloutStatus, PlatformError> {
-        Err(PlatformError::Refused("rollouts are not built yet on the local platform".into()))
+    async fn rollout_status(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
+        self.rollout_of(service)
     }
 
-    async fn rollout_undo(&self, _service: &str) -> Result<crate::platform::RolloutStatus, PlatformError> {
-        Err(PlatformError::Refused("rollouts are not built yet on the local platform".into()))
+    async fn rollout_undo(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
+        self.undo(service)
     }
 
-    async fn autoscalers(&self) -> Result<Vec<crate::platform::AutoscalerStatus>, PlatformError> {
-        Ok(vec![])
+    async fn autoscalers(&self) -> Result<Vec<AutoscalerStatus>, PlatformError> {
+        Ok(self.autoscaler.statuses())
+    }
+}
+
+/// Stops `n` replicas among those `matching`: unready ones first, then the
+/// youngest — a ReplicaSet's choice. Out of the endpoints first, then SIGTERM.
+fn stop(service: &mut Service, n: u32, matching: impl Fn(&Replica) -> bool) {
+    if n == 0 {
+        return;
+    }
+    let mut victims: Vec<&mut Replica> = service.replicas.iter_mut().filter(|r| r.phase != Phase::Terminating && matching(r)).collect();
+    victims.sort_by_key(|r| (r.ready, std::cmp::Reverse(r.ordinal)));
+    for replica in victims.into_iter().take(n as usize) {
+        replica.ready = false;
+        replica.phase = Phase::Terminating;
+        let _ = replica.control.send(Command::Terminate);
     }
 }

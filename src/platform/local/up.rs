@@ -45,6 +45,10 @@ pub struct UpPlan {
     pub grace: Duration,
     /// How long to wait for every replica to be ready.
     pub ready_timeout: Duration,
+    /// Overrides every service's rollout progress deadline.
+    pub progress_deadline: Option<Duration>,
+    /// The autoscaler's sync period and scale-down window.
+    pub autoscaling: super::AutoscalerSettings,
 }
 
 /// Runs `plan` until SIGINT, SIGTERM or `POST /v1/shutdown`; calls
@@ -79,6 +83,8 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         service_urls: service_urls.clone(),
         grace: plan.grace,
         variants: plan.variants.clone(),
+        progress_deadline: plan.progress_deadline,
+        autoscaling: plan.autoscaling,
     };
     let supervisor = Supervisor::new(&plan.def, launch);
     supervisor.start();

@@ -201,6 +201,13 @@ async fn put_switches(State(health): State<Health>, JsonBody(state): JsonBody<Sw
 }
 
 async fn misbehave(State(health): State<Health>, request: Request, next: Next) -> Response {
+    // A replica still warming up cannot serve yet; only a readiness probe
+    // keeps traffic away from it.
+    let warming = health.warmup.saturating_sub(health.started.elapsed());
+    if !warming.is_zero() {
+        let body = serde_json::json!({"error": "Service Unavailable", "reason": format!("warming up ({} ms left)", warming.as_millis())});
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
     let switches = health.switches.get();
     if switches.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(switches.delay_ms)).await;
