@@ -212,3 +212,46 @@ fn a_malformed_experiment_exits_2_naming_file_and_line() {
     let out = common::stormproof(dir.path(), &["chaos", "run", "/nonexistent.yaml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_under_load_keeps_availability_only_with_readiness_and_is_rolled_back() {
+    let shop = Shop::up(&["--hpa-sync-period", "1h"]).await;
+    let run = |name: &str| {
+        let reports = tempfile::tempdir().unwrap();
+        let out = shop.cli(&["chaos", "run", &experiment(name), "--reports", reports.path().to_str().unwrap()]);
+        (out, journal(reports.path()).1)
+    };
+    let (out, with) = run("rolling-update");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(with["changes"][0]["kind"], "rollout", "{}", with["changes"]);
+    assert_eq!(with["changes"][0]["prior"]["version"], "v1");
+    assert_eq!(with["rollback_verified"], true);
+    let (out, without) = run("rolling-update-without-readiness");
+    assert_eq!(out.status.code(), Some(1), "the drop fails the hypothesis");
+    let deviated = without["deviated"].as_str().unwrap();
+    assert!(deviated.contains("order placement stays 100 % available"), "{deviated}");
+    assert_eq!(without["rollback_verified"], true, "rolled back to v1 with readiness");
+    let order = common::service(&shop.services(), "order");
+    let running = order["replicas"].as_array().unwrap().iter().filter(|r| r["phase"] != "terminating");
+    assert!(running.clone().count() >= 1 && running.into_iter().all(|r| r["version"] == "v1"), "{order}");
+    shop.down();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scaling_an_autoscaled_service_to_zero_is_restored_with_its_autoscaler() {
+    let shop = Shop::up(&["--hpa-sync-period", "1s"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("order-to-zero.yaml");
+    let yaml = "title: order at zero\nsystem: shop\nmethod:\n  - scale: { service: order, replicas: 0 }\n    hold: 3s\nduring:\n  - name: the autoscaler stands aside\n    within: 5s\n    replicas: { service: order, ready: 0 }\n";
+    std::fs::write(&file, yaml).unwrap();
+    let reports = dir.path().join("reports");
+    let out = shop.cli(&["chaos", "run", file.to_str().unwrap(), "--reports", reports.to_str().unwrap()]);
+    let (_, journal) = journal(&reports);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(journal["changes"][0]["autoscaler_enabled"], true, "the journal recorded the autoscaler: {}", journal["changes"]);
+    assert_eq!(journal["rollback_verified"], true, "verified only once ScalingActive is true again");
+    let hpa: Value = serde_json::from_str(&shop.cli_ok(&["hpa", "--json"])).unwrap();
+    let active = hpa[0]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "ScalingActive").unwrap();
+    assert_eq!(active["status"], "True", "{hpa}");
+    shop.down();
+}

@@ -80,8 +80,10 @@ async fn roll_out(platform: &dyn Platform, journal: &mut Journal, rollout: &Roll
 
 async fn set_replicas(platform: &dyn Platform, journal: &mut Journal, service: &str, replicas: u32) -> anyhow::Result<String> {
     let prior = platform.service(service).await?.desired;
-    let autoscaler_active = platform.autoscaler(service).await?.map(|a| a.scaling_active());
-    journal.changes.push(Change::Replicas { service: service.to_string(), prior, autoscaler_active });
+    // Enabled unless disabled by a scale to 0; an autoscaler still waiting
+    // for its first metrics is enabled too.
+    let autoscaler_enabled = platform.autoscaler(service).await?.map(|a| !a.disabled());
+    journal.changes.push(Change::Replicas { service: service.to_string(), prior, autoscaler_enabled });
     journal.save()?;
     platform.scale(service, replicas).await?;
     Ok(format!("{service}: {prior} → {replicas} replicas"))
@@ -168,7 +170,7 @@ async fn restored(platform: &dyn Platform, change: &Change) -> bool {
             // the original template.
             matches!(platform.rollout_status(service).await, Ok(s) if s.state() == RolloutState::Complete && s.template == *prior)
         }
-        Change::Replicas { service, autoscaler_active: Some(true), .. } => {
+        Change::Replicas { service, autoscaler_enabled: Some(true), .. } => {
             matches!(platform.autoscaler(service).await, Ok(Some(a)) if a.scaling_active())
         }
         _ => true,

@@ -64,10 +64,10 @@ pub enum Change {
         service: String,
         /// Desired replicas before.
         prior: u32,
-        /// Whether its autoscaler was active before (scaling to 0 turns it
-        /// off; the rollback must see it active again).
+        /// Whether it had an autoscaler that was not disabled before.
+        /// Scaling to 0 disables it; the rollback must see it active again.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        autoscaler_active: Option<bool>,
+        autoscaler_enabled: Option<bool>,
     },
     /// A service was rolled out; `prior` is the template to roll back to.
     Rollout {

@@ -183,6 +183,9 @@ impl RolloutStatus {
     }
 }
 
+/// The `ScalingActive=False` reason of an autoscaler whose target is at 0.
+pub const SCALING_DISABLED: &str = "ScalingDisabled";
+
 /// A HorizontalPodAutoscaler (autoscaling/v2) on CPU utilisation, as its
 /// status shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -218,6 +221,12 @@ impl AutoscalerStatus {
     /// 0 by hand turns this off until replicas are set by hand again.
     pub fn scaling_active(&self) -> bool {
         condition(&self.conditions, "ScalingActive").is_some_and(Condition::is_true)
+    }
+
+    /// `ScalingActive=False` because its target was scaled to 0
+    /// (`ScalingDisabled`), as opposed to, say, metrics not yet available.
+    pub fn disabled(&self) -> bool {
+        condition(&self.conditions, "ScalingActive").is_some_and(|c| !c.is_true() && c.reason == SCALING_DISABLED)
     }
 }
 

@@ -7,6 +7,6 @@ mod api;
 pub mod local;
 
 pub use api::{
-    AutoscalerStatus, Condition, PROGRESS_DEADLINE_EXCEEDED, Platform, PlatformError, ReplicaStatus, RolloutState, RolloutStatus, ServiceStatus, Template,
+    AutoscalerStatus, Condition, PROGRESS_DEADLINE_EXCEEDED, Platform, PlatformError, ReplicaStatus, RolloutState, RolloutStatus, SCALING_DISABLED, ServiceStatus, Template,
     condition,
 };

@@ -213,3 +213,57 @@ pub async fn counter_sum(http: &reqwest::Client, addresses: &[String], metric: &
     }
     sum
 }
+
+/// Orders placed through the gateway by `users` concurrent clients until
+/// stopped: what a user of the shop sees during a rollout or a surge.
+pub struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(u64, Vec<String>)>>,
+}
+
+/// Requests answered 2xx, and how each other one ended.
+pub struct Served {
+    pub ok: u64,
+    pub failures: Vec<String>,
+}
+
+impl Traffic {
+    pub fn start(shop: &Shop, users: usize) -> Traffic {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..users)
+            .map(|user| {
+                let (http, url, token, stop) = (shop.http.clone(), format!("{}/orders", shop.gateway), shop.token.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let (mut ok, mut failures) = (0, Vec::new());
+                    let body = json!({"productId": 1 + (user % 4), "quantity": 1, "customerId": format!("traffic-{user}"),
+                                      "customerName": "Lee", "customerAddr": "Daegu"});
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match http.post(&url).bearer_auth(&token).json(&body).send().await {
+                            Ok(r) if r.status().is_success() => ok += 1,
+                            Ok(r) => failures.push(format!("{} {}", r.status(), r.text().await.unwrap_or_default())),
+                            Err(err) => failures.push(err.to_string()),
+                        }
+                    }
+                    (ok, failures)
+                })
+            })
+            .collect();
+        Traffic { stop, tasks }
+    }
+
+    pub async fn stop(self) -> Served {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut served = Served { ok: 0, failures: Vec::new() };
+        for task in self.tasks {
+            let (ok, failures) = task.await.unwrap();
+            served.ok += ok;
+            served.failures.extend(failures);
+        }
+        served
+    }
+}
+
+/// The `name` entry of `status --json`.
+pub fn service(services: &Value, name: &str) -> Value {
+    services.as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone()
+}

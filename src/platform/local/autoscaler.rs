@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::deployment::set;
 use super::hpa::{self, History, Limits, Sample};
 use super::supervisor::{Phase, Supervisor};
-use crate::platform::{AutoscalerStatus, Condition};
+use crate::platform::{AutoscalerStatus, Condition, SCALING_DISABLED};
 use crate::systems::definition::{AutoscalingDef, SystemDef};
 use crate::systems::kit::now_rfc3339;
 
@@ -80,20 +80,43 @@ impl Autoscaler {
     }
 }
 
-/// Syncs every autoscaler once per sync period, forever.
+/// Syncs every autoscaler once per sync period, forever. In between, new
+/// replicas get a first CPU sample within a second, so the next sync can
+/// measure them (metrics-server, likewise, scrapes new pods quickly).
 pub(super) async fn run(sup: Arc<Supervisor>) {
-    let mut tick = tokio::time::interval(sup.autoscaler.settings.sync_period);
+    let settings = sup.autoscaler.settings;
+    let mut tick = tokio::time::interval(settings.sync_period.min(Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sync = Instant::now();
     loop {
         tick.tick().await;
+        let due = last_sync.elapsed() >= settings.sync_period;
         let scale: Vec<(String, u32)> = {
             let mut hpas = sup.autoscaler.hpas.lock().unwrap_or_else(|p| p.into_inner());
-            hpas.iter_mut().filter_map(|hpa| sync(&sup, hpa, sup.autoscaler.settings)).collect()
+            for hpa in hpas.iter_mut() {
+                baseline(&sup, hpa);
+            }
+            if !due {
+                continue;
+            }
+            hpas.iter_mut().filter_map(|hpa| sync(&sup, hpa, settings)).collect()
         };
+        last_sync = Instant::now();
         for (service, replicas) in scale {
             if let Err(err) = sup.set_desired(&service, replicas) {
                 tracing::warn!("autoscaler of {service}: {err}");
             }
+        }
+    }
+}
+
+/// A first CPU sample for replicas that have none.
+fn baseline(sup: &Supervisor, hpa: &mut Hpa) {
+    let now = Instant::now();
+    let pids: Vec<u32> = sup.with_service(&hpa.service, |s| s.replicas.iter().filter_map(|r| r.pid).collect()).unwrap_or_default();
+    for pid in pids {
+        if let (false, Some(ticks)) = (hpa.cpu.contains_key(&pid), cpu_ticks(pid)) {
+            hpa.cpu.insert(pid, (ticks, now));
         }
     }
 }
@@ -117,7 +140,7 @@ fn sync(sup: &Supervisor, hpa: &mut Hpa, settings: AutoscalerSettings) -> Option
     set(conditions, "AbleToScale", "True", "SucceededGetScale", "the HPA controller was able to get the target's current scale".into());
     if current == 0 {
         // Scaled to zero by hand: the autoscaler stands aside.
-        set(conditions, "ScalingActive", "False", "ScalingDisabled", "scaling is disabled since the replica count of the target is zero".into());
+        set(conditions, "ScalingActive", "False", SCALING_DISABLED, "scaling is disabled since the replica count of the target is zero".into());
         status.desired_replicas = 0;
         return None;
     }
@@ -160,15 +183,25 @@ fn limited(conditions: &mut Vec<Condition>, reason: Option<&'static str>) {
     }
 }
 
-/// CPU of `pid` since the last sync, in millicores; `None` on the first
-/// sample (no window yet) or if the process is gone.
+/// CPU of `pid` since its last sample, in millicores; `None` when there
+/// is no sample old enough to measure over yet, or the process is gone.
 fn measure(hpa: &mut Hpa, pid: u32, now: Instant) -> Option<f64> {
     let ticks = cpu_ticks(pid)?;
-    let previous = hpa.cpu.insert(pid, (ticks, now));
-    let (before, at) = previous?;
+    let Some(&(before, at)) = hpa.cpu.get(&pid) else {
+        hpa.cpu.insert(pid, (ticks, now));
+        return None;
+    };
     let seconds = now.duration_since(at).as_secs_f64();
-    (seconds > 0.0).then(|| ticks.saturating_sub(before) as f64 / clock_ticks() / seconds * 1000.0)
+    if seconds < MIN_WINDOW {
+        return None;
+    }
+    hpa.cpu.insert(pid, (ticks, now));
+    Some(ticks.saturating_sub(before) as f64 / clock_ticks() / seconds * 1000.0)
 }
+
+/// Shortest window a CPU figure is averaged over, in seconds: clock ticks
+/// are 10 ms, so shorter windows are mostly rounding.
+const MIN_WINDOW: f64 = 0.5;
 
 /// utime + stime of a process, in clock ticks (`/proc/PID/stat` fields 14, 15).
 fn cpu_ticks(pid: u32) -> Option<u64> {
