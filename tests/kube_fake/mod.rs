@@ -20,7 +20,6 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-pub use controller::is_ready;
 use controller::{key, timestamp};
 
 /// One request as the API server saw it.
@@ -346,7 +345,7 @@ fn handle(cluster: &Mutex<Cluster>, method: Method, uri: Uri, headers: HeaderMap
         (&Method::PATCH, Some(name), None) => patch(&mut c, &target, name, &content_type, &query, &body),
         (&Method::PUT, Some(name), None) => replace(&mut c, &target, name, body),
         (_, Some(name), Some("scale")) if target.plural == "deployments" => scale(&mut c, &target, name, &method, &content_type, &body),
-        (&Method::POST, Some(name), Some("eviction")) if target.plural == "pods" => evict(&mut c, &target, name),
+        (&Method::POST, Some(name), Some("eviction")) if target.plural == "pods" => evict(&mut c, &target, name, &body),
         _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here"), json!({})),
     };
     if c.auto_converge {
@@ -446,7 +445,10 @@ fn scale(c: &mut Cluster, target: &Target, name: &str, method: &Method, content_
 
 /// Eviction starts the pod's graceful deletion; it is gone at the next
 /// tick and its ReplicaSet makes a new one (restartCount 0).
-fn evict(c: &mut Cluster, target: &Target, name: &str) -> Response {
+fn evict(c: &mut Cluster, target: &Target, name: &str, body: &Value) -> Response {
+    if body["metadata"]["name"] != name {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "name in URL does not match name in Eviction object".into(), json!({}));
+    }
     match c.objects.get_mut(&key("pods", target.namespace, name)) {
         None => not_found("pods", "", name),
         Some(pod) => {

@@ -153,7 +153,8 @@ impl Platform for Rails {
         }
         let namespace = self.kube.scope().1.to_string();
         let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}/eviction");
-        let body = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": namespace}});
+        // The body kube-rs sends; the API server reads it as a policy/v1 Eviction.
+        let body = json!({"delete_options": null, "metadata": {"name": pod}});
         if self.planned_only(format!("evict pod/{pod} of {service}"), "POST", path, "application/json", body) {
             return Ok(pod);
         }
