@@ -386,3 +386,134 @@ async fn apply_uses_server_side_apply_with_stormproofs_field_manager() {
     manifests::apply(&client, NS, &objects).await.unwrap();
     assert_eq!(fake.get("deployments", NS, "order").unwrap()["metadata"]["generation"], 1);
 }
+
+// ---- the CLI on the kube platform (the binary in another process) ----
+
+const BIN: &str = env!("CARGO_BIN_EXE_stormproof");
+
+/// A stand-in for the shop's gateway: experiments only need a token from
+/// it here, since every check below reads the platform.
+struct StubGateway {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StubGateway {
+    fn start() -> StubGateway {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new().route("/auth/token", axum::routing::post(|| async { axum::Json(json!({"access_token": "stub"})) }));
+                axum::serve(listener, app).with_graceful_shutdown(async { let _ = stopped.await; }).await.unwrap();
+            });
+        });
+        StubGateway { url: format!("http://{}", rx.recv().unwrap()), stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+impl Drop for StubGateway {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let _ = self.thread.take().map(|t| t.join());
+    }
+}
+
+/// The shop on the fake, settling on every request (the CLI cannot tick it).
+fn settled_shop() -> (FakeKube, tempfile::TempDir, StubGateway) {
+    let fake = FakeKube::start();
+    fake.create_yaml(NS, &shop_yaml());
+    fake.converge();
+    fake.auto_converge(true);
+    fake.clear_log();
+    (fake, tempfile::tempdir().unwrap(), StubGateway::start())
+}
+
+fn experiment(dir: &std::path::Path, hold: &str) -> std::path::PathBuf {
+    let path = dir.join("delivery-outage.yaml");
+    let yaml = format!(
+        "title: Delivery outage on kube\nsystem: shop\nhypothesis:\n  - name: delivery is up\n    replicas: {{ service: delivery, ready: 1 }}\nmethod:\n  - scale: {{ service: delivery, replicas: 0 }}\n    hold: {hold}\n"
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn chaos_run(fake: &FakeKube, dir: &std::path::Path, gateway: &StubGateway, file: &std::path::Path, extra: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(BIN);
+    command
+        .args(["chaos", "run"])
+        .arg(file)
+        .args(["--platform", "kube", "--context", CONTEXT, "--namespace", NS, "--gateway-url", &gateway.url])
+        .arg("--kubeconfig")
+        .arg(fake.kubeconfig(dir))
+        .arg("--reports")
+        .arg(dir.join("reports"))
+        .args(extra)
+        .env_remove("STORMPROOF_REPORTS");
+    command
+}
+
+#[test]
+fn chaos_run_dry_run_on_kube_prints_the_changes_and_sends_none() {
+    let (fake, dir, gateway) = settled_shop();
+    let file = experiment(dir.path(), "0s");
+    let out = chaos_run(&fake, dir.path(), &gateway, &file, &["--dry-run"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let scale = "PATCH /apis/apps/v1/namespaces/shop/deployments/delivery/scale?fieldManager=stormproof (application/merge-patch+json)";
+    assert!(stdout.contains(&format!("dry-run: would scale deployment/delivery to 0: {scale} {{\"spec\":{{\"replicas\":0}}}}")), "{stdout}");
+    assert!(stdout.contains(&format!("dry-run: would scale deployment/delivery to 1: {scale} {{\"spec\":{{\"replicas\":1}}}}")), "the rollback too:\n{stdout}");
+    assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
+    assert!(fake.requests().iter().any(|r| r.path == "/apis/apps/v1/namespaces/shop/deployments/delivery"), "it did read the cluster");
+}
+
+#[test]
+fn chaos_run_on_kube_without_a_context_is_a_usage_error() {
+    let (fake, dir, gateway) = settled_shop();
+    let file = experiment(dir.path(), "0s");
+    let out = std::process::Command::new(BIN)
+        .args(["chaos", "run"])
+        .arg(&file)
+        .args(["--platform", "kube", "--namespace", NS, "--gateway-url", &gateway.url])
+        .arg("--kubeconfig")
+        .arg(fake.kubeconfig(dir.path()))
+        .env_remove("STORMPROOF_KUBE_CONTEXT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(stormproof::exit::ERROR));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--platform kube needs --context"), "{stderr}");
+    assert!(fake.requests().is_empty());
+}
+
+#[test]
+fn chaos_abort_stops_a_running_kube_experiment_and_rolls_it_back() {
+    let (fake, dir, gateway) = settled_shop();
+    let file = experiment(dir.path(), "2m");
+    let mut run = chaos_run(&fake, dir.path(), &gateway, &file, &[]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Wait for the fault, however long the start takes (no timing assertion).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while fake.get("deployments", NS, "delivery").unwrap()["spec"]["replicas"] != 0 {
+        assert!(std::time::Instant::now() < deadline, "the experiment never scaled delivery to 0");
+        assert!(run.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let abort = std::process::Command::new(BIN).args(["chaos", "abort", "--reports"]).arg(dir.path().join("reports")).output().unwrap();
+    let said = String::from_utf8_lossy(&abort.stdout);
+    assert!(abort.status.success(), "{said}{}", String::from_utf8_lossy(&abort.stderr));
+    assert!(said.contains("Aborted") && said.contains("rollback verified"), "{said}");
+    let ended = run.wait_with_output().unwrap();
+    assert_eq!(ended.status.code(), Some(stormproof::exit::FAILED), "{}", String::from_utf8_lossy(&ended.stderr));
+    assert_eq!(fake.get("deployments", NS, "delivery").unwrap()["spec"]["replicas"], 1);
+    let scales: Vec<serde_json::Value> = fake.mutating_requests().iter().filter(|r| r.path.ends_with("/delivery/scale")).map(|r| r.json()).collect();
+    assert_eq!(scales, [json!({"spec": {"replicas": 0}}), json!({"spec": {"replicas": 1}})]);
+    let run_dir = std::fs::read_dir(dir.path().join("reports")).unwrap().next().unwrap().unwrap().path();
+    let journal = stormproof::chaos::Journal::read(&run_dir.join("journal.json")).unwrap();
+    assert_eq!((journal.status, journal.rollback_verified), (stormproof::chaos::Verdict::Aborted, Some(true)));
+    assert!(journal.deviated.unwrap().contains("SIGTERM"));
+    assert!(!run_dir.join("pid").exists(), "the pid file goes with the run");
+}
