@@ -34,13 +34,13 @@ struct RunArgs {
     /// The platform to act on: `local`, or `kube` (needs --context, --namespace, --gateway-url).
     #[arg(long, default_value = "local", value_parser = ["local", "kube"])]
     platform: String,
-    #[command(flatten)]
-    kube: super::k8s_cmds::ChaosKubeArgs,
     /// Where the journal and reports go (a folder per run).
     #[arg(long, default_value = "reports/chaos", env = "STORMPROOF_REPORTS")]
     reports: PathBuf,
     #[command(flatten)]
     run: RunDirArgs,
+    #[command(flatten)]
+    kube: super::k8s_cmds::ChaosKubeArgs,
 }
 
 #[derive(Debug, Args)]
