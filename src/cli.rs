@@ -4,6 +4,7 @@
 
 mod chaos_cmds;
 mod check_cmds;
+mod k8s_cmds;
 mod platform_cmds;
 mod rollout_cmds;
 
@@ -53,6 +54,8 @@ pub enum Command {
     Siege(crate::load::cli::SiegeArgs),
     /// Chaos experiments: fault, verdict, guaranteed rollback.
     Chaos(chaos_cmds::ChaosArgs),
+    /// Kubernetes manifests of a reference system: render, apply (server-side apply).
+    K8s(k8s_cmds::K8sArgs),
     /// Run the embedded Kafka-API broker (tansu, SQLite storage).
     Broker(BrokerArgs),
     /// Consumer-driven contracts (Pact): verify a provider, publish pacts, can-i-deploy.
@@ -202,6 +205,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Check(args) => check_cmds::check(args).await,
         Command::Siege(args) => crate::load::cli::run_siege(args).await,
         Command::Chaos(args) => chaos_cmds::chaos(args).await,
+        Command::K8s(args) => k8s_cmds::k8s(args).await,
         Command::Broker(args) => {
             init_logs("warn");
             crate::broker::run(args.listen, &args.data).await?;

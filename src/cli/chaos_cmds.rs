@@ -1,4 +1,4 @@
-//! `stormproof chaos run` and `stormproof chaos rollback`.
+//! `stormproof chaos run`, `stormproof chaos rollback` and `stormproof chaos abort`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,20 +23,24 @@ enum ChaosCommand {
     Run(RunArgs),
     /// Restore what an interrupted run changed, from its journal.
     Rollback(RollbackArgs),
+    /// Stop a running experiment (the kill switch): it rolls back and ends as aborted.
+    Abort(AbortArgs),
 }
 
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Experiment file (YAML), e.g. chaos/shop/delivery-outage.yaml.
     file: PathBuf,
-    /// The platform to act on (`local`; Kubernetes comes with the kube platform).
-    #[arg(long, default_value = "local", value_parser = ["local"])]
+    /// The platform to act on: `local`, or `kube` (needs --context, --namespace, --gateway-url).
+    #[arg(long, default_value = "local", value_parser = ["local", "kube"])]
     platform: String,
     /// Where the journal and reports go (a folder per run).
     #[arg(long, default_value = "reports/chaos", env = "STORMPROOF_REPORTS")]
     reports: PathBuf,
     #[command(flatten)]
     run: RunDirArgs,
+    #[command(flatten)]
+    kube: super::k8s_cmds::ChaosKubeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -45,17 +49,32 @@ struct RollbackArgs {
     journal: PathBuf,
 }
 
+#[derive(Debug, Args)]
+struct AbortArgs {
+    /// The run's folder or journal.json (default: the newest running one under --reports).
+    run: Option<PathBuf>,
+    /// Where runs write their folders.
+    #[arg(long, default_value = "reports/chaos", env = "STORMPROOF_REPORTS")]
+    reports: PathBuf,
+}
+
 pub(super) async fn chaos(args: ChaosArgs) -> anyhow::Result<Outcome> {
     match args.command {
         ChaosCommand::Run(args) => run(args).await,
         ChaosCommand::Rollback(args) => rollback(&args.journal).await,
+        ChaosCommand::Abort(args) => super::k8s_cmds::abort(args.run.as_deref(), &args.reports).await,
     }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let experiment = chaos::load_experiment(&args.file)?;
+    let stamp = stamp();
+    let slug = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into());
+    let dir = args.reports.join(format!("{stamp}-{slug}"));
     let run_dir = args.run.run_dir;
-    let started_here = match RunState::read_live(&run_dir) {
+    let kube = args.platform == "kube";
+    anyhow::ensure!(kube || !args.kube.dry_run, "--dry-run needs --platform kube");
+    let started_here = !kube && match RunState::read_live(&run_dir) {
         Ok(state) if state.system == experiment.system => false,
         Ok(state) => anyhow::bail!("{} runs in {}, but the experiment is for {}", state.system, run_dir.display(), experiment.system),
         Err(_) => {
@@ -64,12 +83,12 @@ async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             true
         }
     };
-    let target = target(&experiment.system, &run_dir)?;
-    let stamp = stamp();
-    let slug = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into());
-    let dir = args.reports.join(format!("{stamp}-{slug}"));
+    let target = if kube { args.kube.target(&experiment.system, &dir).await? } else { target(&experiment.system, &run_dir)? };
     eprintln!("{} — journal {}", experiment.title, dir.join("journal.json").display());
+    // The kill switch (`chaos abort`) finds this run by its pid file.
+    let pid_file = super::k8s_cmds::PidFile::write(&dir)?;
     let journal = chaos::run_experiment(&experiment, &args.file.display().to_string(), &target, dir.join("journal.json"), &|line| eprintln!("{line}")).await;
+    drop(pid_file);
     write_reports(&dir, &journal)?;
     if started_here {
         let _ = super::platform_cmds::down(&run_dir).await;
@@ -79,13 +98,19 @@ async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         println!("  {why}");
     }
     println!("  report: {}", dir.join("report.html").display());
+    if args.kube.dry_run {
+        println!("  dry run: nothing was changed, so checks that expect the fault deviate");
+        return Ok(Outcome::Passed);
+    }
     Ok(if journal.status == Verdict::Passed { Outcome::Passed } else { Outcome::Failed })
 }
 
 async fn rollback(path: &Path) -> anyhow::Result<Outcome> {
     let journal = chaos::Journal::read(path)?;
-    let state = RunState::read_live(&journal.run_dir)?;
-    let journal = chaos::rollback_journal(path, &ControlClient::new(&state)).await?;
+    let journal = match super::k8s_cmds::recorded_platform(&journal.run_dir).await? {
+        Some(kube) => chaos::rollback_journal(path, kube.as_ref()).await?,
+        None => chaos::rollback_journal(path, &ControlClient::new(&RunState::read_live(&journal.run_dir)?)).await?,
+    };
     for step in &journal.rollbacks {
         println!("{} — {} {}", step.change, step.status, step.detail);
     }

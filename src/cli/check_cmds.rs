@@ -26,21 +26,27 @@ pub struct CheckArgs {
     /// Where the scorecard and each experiment's report go.
     #[arg(long, default_value = "reports/check", env = "STORMPROOF_REPORTS")]
     reports: PathBuf,
+    /// Where the system runs: `local` (started when not up), or `kube` (already deployed).
+    #[arg(long, default_value = "local", value_parser = ["local", "kube"])]
+    platform: String,
     #[command(flatten)]
     run: RunDirArgs,
+    #[command(flatten)]
+    kube: super::k8s_cmds::ChaosKubeArgs,
 }
 
 pub(super) async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.system == "shop", "checkpoints exist for the shop only so far, not `{}`", args.system);
     let started = Instant::now();
     let run_dir = args.run.run_dir;
-    let started_here = RunState::read_live(&run_dir).is_err();
+    let dir = args.reports.join(super::chaos_cmds::stamp());
+    let kube = args.platform == "kube";
+    let started_here = !kube && RunState::read_live(&run_dir).is_err();
     if started_here {
         eprintln!("starting {} in {}", args.system, run_dir.display());
         super::chaos_cmds::start(&args.system, &run_dir)?;
     }
-    let target = super::chaos_cmds::target(&args.system, &run_dir)?;
-    let dir = args.reports.join(super::chaos_cmds::stamp());
+    let target = if kube { args.kube.target(&args.system, &dir).await? } else { super::chaos_cmds::target(&args.system, &run_dir)? };
 
     // Each experiment runs once; several checkpoints may read its journal.
     let mut journals: Vec<(&str, Journal)> = Vec::new();

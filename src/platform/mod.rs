@@ -4,6 +4,7 @@
 //! read its HorizontalPodAutoscaler) so one experiment runs on every platform.
 
 mod api;
+pub mod kube;
 pub mod local;
 
 pub use api::{

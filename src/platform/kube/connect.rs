@@ -1,0 +1,35 @@
+//! Reaching a cluster: a kube client for one named kubeconfig context —
+//! never whatever context kubectl happens to point at.
+
+use std::path::PathBuf;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// Where an experiment acts: a kubeconfig context and a namespace in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeTarget {
+    /// The kubeconfig context (its cluster and credentials).
+    pub context: String,
+    /// The namespace every request stays in.
+    pub namespace: String,
+    /// The kubeconfig file (default: `$KUBECONFIG`, then `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// A client for `target`'s context; fails, naming the contexts there are,
+/// when the kubeconfig has no such context.
+pub async fn connect(target: &KubeTarget) -> anyhow::Result<Client> {
+    crate::install_crypto_provider();
+    let kubeconfig = match &target.kubeconfig {
+        Some(path) => Kubeconfig::read_from(path).map_err(|err| anyhow::anyhow!("cannot read kubeconfig {}: {err}", path.display()))?,
+        None => Kubeconfig::read().map_err(|err| anyhow::anyhow!("cannot read the kubeconfig ($KUBECONFIG or ~/.kube/config): {err}"))?,
+    };
+    if !kubeconfig.contexts.iter().any(|c| c.name == target.context) {
+        let known: Vec<&str> = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
+        anyhow::bail!("no context `{}` in the kubeconfig (contexts: {})", target.context, known.join(", "));
+    }
+    let options = KubeConfigOptions { context: Some(target.context.clone()), ..KubeConfigOptions::default() };
+    let config = Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|err| anyhow::anyhow!("kube context `{}`: {err}", target.context))?;
+    Ok(Client::try_from(config)?)
+}

@@ -1,0 +1,209 @@
+//! Deployments and their pods: list services with their replicas, scale
+//! through the `scale` subresource, kill a pod through the eviction API.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use super::{FIELD_MANAGER, NAME, PART_OF, ROLE, VERSION};
+use crate::platform::{AutoscalerStatus, Platform, PlatformError, ReplicaStatus, RolloutStatus, ServiceStatus, Template};
+use crate::systems::definition::Role;
+
+/// One namespace of a cluster, with the Deployments of one reference system.
+#[derive(Clone)]
+pub struct KubePlatform {
+    pub(super) client: Client,
+    /// The kubeconfig context the client was built from.
+    pub(super) context: String,
+    pub(super) namespace: String,
+    /// Only Deployments labelled `app.kubernetes.io/part-of=SYSTEM` are services.
+    pub(super) system: String,
+}
+
+impl KubePlatform {
+    /// The services of `system` in `namespace`, reached with `client`
+    /// (built from kubeconfig context `context`).
+    pub fn new(client: Client, context: &str, namespace: &str, system: &str) -> KubePlatform {
+        KubePlatform { client, context: context.into(), namespace: namespace.into(), system: system.into() }
+    }
+
+    /// The kubeconfig context and namespace this platform acts in.
+    pub fn scope(&self) -> (&str, &str) {
+        (&self.context, &self.namespace)
+    }
+
+    pub(super) fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub(super) fn pods_api(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The Deployment of `service`; a 404 is an unknown service.
+    pub async fn deployment(&self, service: &str) -> Result<Deployment, PlatformError> {
+        self.deployments().get(service).await.map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())))
+    }
+
+    /// The pods `deployment` selects (its `matchLabels`), oldest first.
+    pub async fn pods(&self, deployment: &Deployment) -> Result<Vec<Pod>, PlatformError> {
+        let selector = match_labels(deployment);
+        if selector.is_empty() {
+            return Ok(vec![]);
+        }
+        let list = self.pods_api().list(&ListParams::default().labels(&selector)).await.map_err(|err| api_error(err, || unreachable_ns(&self.namespace)))?;
+        let mut pods = list.items;
+        pods.sort_by(|a, b| a.creation_timestamp().cmp(&b.creation_timestamp()).then_with(|| a.name_any().cmp(&b.name_any())));
+        Ok(pods)
+    }
+
+    /// The pod `kill` evicts: the named one, or the newest ready one that is
+    /// not already terminating.
+    pub async fn victim(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
+        let deployment = self.deployment(service).await?;
+        let pods = self.pods(&deployment).await?;
+        let live = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none());
+        let chosen = match replica {
+            Some(name) => live.clone().find(|p| p.name_any() == name),
+            None => live.clone().rev().find(|p| pod_ready(p)).or_else(|| live.clone().last()),
+        };
+        chosen.map(ResourceExt::name_any).ok_or_else(|| match replica {
+            Some(name) => PlatformError::UnknownReplica(name.into()),
+            None => PlatformError::Refused(format!("{service} has no pod to kill")),
+        })
+    }
+}
+
+/// The merge patch `scale` sends to the `scale` subresource.
+pub fn scale_patch(replicas: u32) -> serde_json::Value {
+    json!({ "spec": { "replicas": replicas } })
+}
+
+/// The patch parameters of every change: stormproof's field manager.
+pub(super) fn change_params() -> PatchParams {
+    PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }
+}
+
+/// Maps an API error: 404 to `not_found()`, anything else to its message.
+pub(super) fn api_error(err: kube::Error, not_found: impl FnOnce() -> PlatformError) -> PlatformError {
+    match err {
+        kube::Error::Api(status) if status.code == 404 => not_found(),
+        kube::Error::Api(status) if status.code == 429 || status.code == 409 || status.code == 403 || status.code == 422 => {
+            PlatformError::Refused(format!("the API server refused ({} {}): {}", status.code, status.reason, status.message))
+        }
+        kube::Error::Api(status) => PlatformError::Unreachable(format!("the API server answered {} {}: {}", status.code, status.reason, status.message)),
+        other => PlatformError::Unreachable(format!("the Kubernetes API server does not answer: {other}")),
+    }
+}
+
+fn unreachable_ns(namespace: &str) -> PlatformError {
+    PlatformError::Unreachable(format!("namespace `{namespace}` not found"))
+}
+
+/// `spec.selector.matchLabels` as a label selector string.
+fn match_labels(deployment: &Deployment) -> String {
+    let labels = deployment.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+pub(super) fn pod_ready(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn replica(pod: &Pod) -> ReplicaStatus {
+    let status = pod.status.clone().unwrap_or_default();
+    let containers = status.container_statuses.clone().unwrap_or_default();
+    let restarts = containers.iter().map(|c| c.restart_count.max(0) as u32).sum();
+    let crashing = containers.iter().any(|c| c.state.as_ref().and_then(|s| s.waiting.as_ref()).is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff")));
+    let phase = if pod.metadata.deletion_timestamp.is_some() {
+        "terminating"
+    } else if crashing {
+        "crashed"
+    } else if status.phase.as_deref() == Some("Running") {
+        "running"
+    } else {
+        "starting"
+    };
+    let port = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.ports.as_ref()).and_then(|p| p.first()).map(|p| p.container_port);
+    let address = status.pod_ip.as_ref().map(|ip| port.map_or(ip.clone(), |port| format!("{ip}:{port}")));
+    ReplicaStatus {
+        id: pod.name_any(),
+        pid: None,
+        address,
+        ready: pod_ready(pod),
+        restarts,
+        version: pod.labels().get(VERSION).cloned().unwrap_or_default(),
+        phase: phase.into(),
+    }
+}
+
+fn role(labels: &BTreeMap<String, String>) -> Role {
+    labels.get(ROLE).and_then(|r| serde_json::from_value(json!(r)).ok()).unwrap_or(Role::Core)
+}
+
+/// What `kubectl get deployment` shows, with the pods as replicas. Pods
+/// that ended (Succeeded, Failed) are no longer replicas.
+fn service_status(deployment: &Deployment, pods: &[Pod]) -> ServiceStatus {
+    let status = deployment.status.clone().unwrap_or_default();
+    let count = |n: Option<i32>| n.unwrap_or(0).max(0) as u32;
+    let live = pods.iter().filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")));
+    ServiceStatus {
+        name: deployment.labels().get(NAME).cloned().unwrap_or_else(|| deployment.name_any()),
+        role: role(deployment.labels()),
+        desired: count(deployment.spec.as_ref().and_then(|s| s.replicas)),
+        ready: count(status.ready_replicas),
+        available: count(status.available_replicas),
+        replicas: live.map(replica).collect(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Platform for KubePlatform {
+    async fn services(&self) -> Result<Vec<ServiceStatus>, PlatformError> {
+        let params = ListParams::default().labels(&format!("{PART_OF}={}", self.system));
+        let list = self.deployments().list(&params).await.map_err(|err| api_error(err, || unreachable_ns(&self.namespace)))?;
+        let mut services = Vec::new();
+        for deployment in &list.items {
+            services.push(service_status(deployment, &self.pods(deployment).await?));
+        }
+        Ok(services)
+    }
+
+    async fn service(&self, service: &str) -> Result<ServiceStatus, PlatformError> {
+        let deployment = self.deployment(service).await?;
+        Ok(service_status(&deployment, &self.pods(&deployment).await?))
+    }
+
+    async fn scale(&self, service: &str, replicas: u32) -> Result<(), PlatformError> {
+        let patch = Patch::Merge(scale_patch(replicas));
+        self.deployments().patch_scale(service, &change_params(), &patch).await.map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())))?;
+        Ok(())
+    }
+
+    async fn kill(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
+        let pod = self.victim(service, replica).await?;
+        self.pods_api().evict(&pod, &EvictParams::default()).await.map_err(|err| api_error(err, || PlatformError::UnknownReplica(pod.clone())))?;
+        Ok(pod)
+    }
+
+    async fn rollout(&self, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
+        super::rollout::start(self, service, template).await
+    }
+
+    async fn rollout_status(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
+        Ok(super::rollout::status_of(service, &self.deployment(service).await?))
+    }
+
+    async fn rollout_undo(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
+        super::rollout::undo(self, service).await
+    }
+
+    async fn autoscalers(&self) -> Result<Vec<AutoscalerStatus>, PlatformError> {
+        super::hpa::autoscalers(self).await
+    }
+}

@@ -1,0 +1,318 @@
+//! Manifests: a reference system as Kubernetes objects — a Deployment and a
+//! Service per service (probes, CPU requests, the chaos opt-in label), the
+//! gateway, an HPA where the definition autoscales, a Secret for the JWT
+//! key and a ConfigMap for the Kafka settings — all running the one
+//! stormproof image (`stormproof serve SYSTEM.SERVICE`). Kafka itself comes
+//! from the cluster (e.g. a Strimzi `Kafka`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget, ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretEnvSource, SecurityContext, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource};
+use serde::{Deserialize, Serialize};
+
+use super::{FIELD_MANAGER, NAME, OPT_IN_LABEL, OPT_IN_VALUE, PART_OF, ROLE, VERSION};
+use crate::systems::definition::{ProbeDef, ServiceDef, SystemDef};
+
+/// The port every service listens on inside its pod.
+const PORT: i32 = 8080;
+
+/// One object of a rendered system.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Object {
+    /// The JWT key and demo users.
+    Secret(Secret),
+    /// The Kafka settings.
+    ConfigMap(ConfigMap),
+    /// A service's stable address.
+    Service(Service),
+    /// A service's pods.
+    Deployment(Deployment),
+    /// A service's autoscaler.
+    Hpa(HorizontalPodAutoscaler),
+}
+
+/// What the rendering needs besides the system definition.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// The stormproof image (`ci/Dockerfile`).
+    pub image: String,
+    /// The version label of the first rollout.
+    pub version: String,
+    /// Kafka bootstrap servers in the cluster.
+    pub kafka: String,
+    /// HMAC key of the gateway's tokens.
+    pub jwt_secret: String,
+    /// Demo users, `USER:PASSWORD,...`.
+    pub users: String,
+}
+
+/// Renders `def` as Kubernetes objects, in the order they are applied.
+pub fn render(def: &SystemDef, options: &RenderOptions) -> Vec<Object> {
+    let system = &def.system;
+    let mut objects = vec![
+        Object::Secret(Secret {
+            metadata: meta(&format!("{system}-gateway"), labels(system, None)),
+            string_data: Some(BTreeMap::from([
+                ("STORMPROOF_JWT_SECRET".to_string(), options.jwt_secret.clone()),
+                ("STORMPROOF_USERS".to_string(), options.users.clone()),
+            ])),
+            ..Secret::default()
+        }),
+        Object::ConfigMap(ConfigMap {
+            metadata: meta(&format!("{system}-kafka"), labels(system, None)),
+            data: Some(BTreeMap::from([
+                ("STORMPROOF_KAFKA".to_string(), options.kafka.clone()),
+                ("STORMPROOF_KAFKA_IDEMPOTENCE".to_string(), "true".to_string()),
+            ])),
+            ..ConfigMap::default()
+        }),
+    ];
+    for service in &def.services {
+        objects.push(Object::Service(service_object(system, &service.name)));
+        objects.push(Object::Deployment(deployment(def, service, options)));
+        if let Some(hpa) = autoscaler(system, service) {
+            objects.push(Object::Hpa(hpa));
+        }
+    }
+    objects.push(Object::Service(service_object(system, "gateway")));
+    objects.push(Object::Deployment(gateway(def, options)));
+    objects
+}
+
+/// The objects as one multi-document YAML file.
+pub fn to_yaml(objects: &[Object]) -> anyhow::Result<String> {
+    Ok(serde_saphyr::to_string_multiple(objects)?)
+}
+
+/// Parses a multi-document YAML file into typed objects, by `kind`.
+pub fn parse(yaml: &str) -> anyhow::Result<Vec<Object>> {
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(yaml)?;
+    docs.into_iter()
+        .filter(|doc| !doc.is_null())
+        .map(|doc| {
+            let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+            Ok(match kind.as_str() {
+                "Secret" => Object::Secret(serde_json::from_value(doc)?),
+                "ConfigMap" => Object::ConfigMap(serde_json::from_value(doc)?),
+                "Service" => Object::Service(serde_json::from_value(doc)?),
+                "Deployment" => Object::Deployment(serde_json::from_value(doc)?),
+                "HorizontalPodAutoscaler" => Object::Hpa(serde_json::from_value(doc)?),
+                other => anyhow::bail!("unexpected kind `{other}` (expected Secret, ConfigMap, Service, Deployment or HorizontalPodAutoscaler)"),
+            })
+        })
+        .collect()
+}
+
+/// Applies every object in `namespace` with server-side apply (field
+/// manager `stormproof`, forcing conflicts, as a controller owning these
+/// fields does); returns `kind/name` of each.
+pub async fn apply(client: &Client, namespace: &str, objects: &[Object]) -> anyhow::Result<Vec<String>> {
+    let mut applied = Vec::new();
+    for object in objects {
+        applied.push(match object {
+            Object::Secret(o) => apply_one(client, namespace, o).await?,
+            Object::ConfigMap(o) => apply_one(client, namespace, o).await?,
+            Object::Service(o) => apply_one(client, namespace, o).await?,
+            Object::Deployment(o) => apply_one(client, namespace, o).await?,
+            Object::Hpa(o) => apply_one(client, namespace, o).await?,
+        });
+    }
+    Ok(applied)
+}
+
+async fn apply_one<K>(client: &Client, namespace: &str, object: &K) -> anyhow::Result<String>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(object)).await.map_err(|err| anyhow::anyhow!("applying {}/{name}: {err}", K::kind(&())))?;
+    Ok(format!("{}/{name}", K::kind(&()).to_lowercase()))
+}
+
+fn labels(system: &str, service: Option<&str>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([(PART_OF.to_string(), system.to_string())]);
+    if let Some(service) = service {
+        labels.insert(NAME.to_string(), service.to_string());
+    }
+    labels
+}
+
+fn meta(name: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta { name: Some(name.into()), labels: Some(labels), ..ObjectMeta::default() }
+}
+
+fn service_object(system: &str, service: &str) -> Service {
+    Service {
+        metadata: meta(service, labels(system, Some(service))),
+        spec: Some(ServiceSpec {
+            selector: Some(labels(system, Some(service))),
+            ports: Some(vec![ServicePort { name: Some("http".into()), port: 80, target_port: Some(IntOrString::String("http".into())), ..ServicePort::default() }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn deployment(def: &SystemDef, service: &ServiceDef, options: &RenderOptions) -> Deployment {
+    let mut container = container(&def.system, &service.name, options, &service.calls);
+    container.readiness_probe = service.readiness.as_ref().map(probe);
+    container.liveness_probe = service.liveness.as_ref().map(probe);
+    container.resources = Some(ResourceRequirements {
+        requests: Some(BTreeMap::from([("cpu".to_string(), Quantity(format!("{}m", service.cpu_request)))])),
+        ..ResourceRequirements::default()
+    });
+    let mut labels = labels(&def.system, Some(&service.name));
+    labels.insert(OPT_IN_LABEL.into(), OPT_IN_VALUE.into());
+    labels.insert(ROLE.into(), serde_json::to_value(service.role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
+    // With an HPA the autoscaler owns the replica count; a count in the
+    // manifest would reset it on every apply.
+    let replicas = service.autoscaling.is_none().then_some(service.replicas as i32);
+    let strategy = DeploymentStrategy {
+        type_: Some("RollingUpdate".into()),
+        rolling_update: Some(RollingUpdateDeployment { max_surge: Some(int_or_percent(&service.rollout.max_surge)), max_unavailable: Some(int_or_percent(&service.rollout.max_unavailable)) }),
+    };
+    pod_deployment(&def.system, &service.name, labels, replicas, Some(strategy), container, &options.version)
+}
+
+fn gateway(def: &SystemDef, options: &RenderOptions) -> Deployment {
+    let mut routed: Vec<String> = def.gateway.routes.iter().map(|r| r.service.clone()).collect();
+    routed.dedup();
+    let mut container = container(&def.system, "gateway", options, &routed);
+    container.env_from.get_or_insert_default().push(EnvFromSource {
+        secret_ref: Some(SecretEnvSource { name: format!("{}-gateway", def.system), optional: None }),
+        ..EnvFromSource::default()
+    });
+    let health = |path: &str| Probe { http_get: Some(http_get(path)), period_seconds: Some(2), ..Probe::default() };
+    container.readiness_probe = Some(health("/health/ready"));
+    container.liveness_probe = Some(health("/health/live"));
+    container.resources = Some(ResourceRequirements { requests: Some(BTreeMap::from([("cpu".to_string(), Quantity("100m".into()))])), ..ResourceRequirements::default() });
+    let mut labels = labels(&def.system, Some("gateway"));
+    labels.insert(ROLE.into(), "infrastructure".into());
+    pod_deployment(&def.system, "gateway", labels, Some(1), None, container, &options.version)
+}
+
+fn pod_deployment(system: &str, name: &str, labels: BTreeMap<String, String>, replicas: Option<i32>, strategy: Option<DeploymentStrategy>, container: Container, version: &str) -> Deployment {
+    let mut pod_labels = self::labels(system, Some(name));
+    pod_labels.insert(VERSION.into(), version.into());
+    let scratch = |name: &str| Volume { name: name.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() };
+    Deployment {
+        metadata: meta(name, labels),
+        spec: Some(DeploymentSpec {
+            replicas,
+            selector: LabelSelector { match_labels: Some(self::labels(system, Some(name))), ..LabelSelector::default() },
+            strategy,
+            progress_deadline_seconds: Some(120),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    // The image is one static binary run as an unprivileged user.
+                    security_context: Some(PodSecurityContext { run_as_non_root: Some(true), run_as_user: Some(65532), ..PodSecurityContext::default() }),
+                    volumes: Some(vec![scratch("data"), scratch("tmp")]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+fn container(system: &str, name: &str, options: &RenderOptions, upstreams: &[String]) -> Container {
+    let upstreams: Vec<String> = upstreams.iter().map(|u| format!("{u}=http://{u}:80")).collect();
+    let mut env = vec![
+        env("STORMPROOF_LISTEN", &format!("0.0.0.0:{PORT}")),
+        env("STORMPROOF_DATA", "/data"),
+        env("STORMPROOF_VERSION", &options.version),
+        EnvVar {
+            name: "STORMPROOF_REPLICA_ID".into(),
+            value_from: Some(EnvVarSource { field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), ..ObjectFieldSelector::default() }), ..EnvVarSource::default() }),
+            ..EnvVar::default()
+        },
+    ];
+    if !upstreams.is_empty() {
+        env.push(self::env("STORMPROOF_UPSTREAMS", &upstreams.join(",")));
+    }
+    let mount = |name: &str, path: &str| VolumeMount { name: name.into(), mount_path: path.into(), ..VolumeMount::default() };
+    Container {
+        name: name.into(),
+        image: Some(options.image.clone()),
+        // kind loads the image into its nodes; never pull what is there.
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(vec!["serve".into(), format!("{system}.{name}")]),
+        env: Some(env),
+        env_from: Some(vec![EnvFromSource { config_map_ref: Some(ConfigMapEnvSource { name: format!("{system}-kafka"), optional: None }), ..EnvFromSource::default() }]),
+        ports: Some(vec![ContainerPort { name: Some("http".into()), container_port: PORT, ..ContainerPort::default() }]),
+        security_context: Some(SecurityContext { allow_privilege_escalation: Some(false), read_only_root_filesystem: Some(true), ..SecurityContext::default() }),
+        volume_mounts: Some(vec![mount("data", "/data"), mount("tmp", "/tmp")]),
+        ..Container::default()
+    }
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..EnvVar::default() }
+}
+
+fn http_get(path: &str) -> HTTPGetAction {
+    HTTPGetAction { path: Some(path.into()), port: IntOrString::String("http".into()), ..HTTPGetAction::default() }
+}
+
+/// Kubernetes counts probe times in whole seconds, at least 1.
+fn seconds(d: Duration) -> i32 {
+    d.as_secs_f64().ceil().max(1.0) as i32
+}
+
+fn probe(def: &ProbeDef) -> Probe {
+    Probe {
+        http_get: Some(http_get(&def.path)),
+        initial_delay_seconds: (!def.initial_delay.is_zero()).then(|| def.initial_delay.as_secs_f64().ceil() as i32),
+        period_seconds: Some(seconds(def.period)),
+        timeout_seconds: Some(seconds(def.timeout)),
+        failure_threshold: Some(def.failure_threshold as i32),
+        success_threshold: Some(def.success_threshold as i32),
+        ..Probe::default()
+    }
+}
+
+fn int_or_percent(value: &str) -> IntOrString {
+    value.parse().map(IntOrString::Int).unwrap_or_else(|_| IntOrString::String(value.into()))
+}
+
+fn autoscaler(system: &str, service: &ServiceDef) -> Option<HorizontalPodAutoscaler> {
+    let policy = service.autoscaling.as_ref()?;
+    Some(HorizontalPodAutoscaler {
+        metadata: meta(&service.name, labels(system, Some(&service.name))),
+        spec: Some(HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference { api_version: Some("apps/v1".into()), kind: "Deployment".into(), name: service.name.clone() },
+            min_replicas: Some(policy.min as i32),
+            max_replicas: policy.max as i32,
+            metrics: Some(vec![MetricSpec {
+                type_: "Resource".into(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".into(),
+                    target: MetricTarget { type_: "Utilization".into(), average_utilization: Some(policy.cpu_utilization as i32), ..MetricTarget::default() },
+                }),
+                ..MetricSpec::default()
+            }]),
+            ..HorizontalPodAutoscalerSpec::default()
+        }),
+        ..HorizontalPodAutoscaler::default()
+    })
+}

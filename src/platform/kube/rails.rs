@@ -1,0 +1,192 @@
+//! Safety rails: what the chaos engine may touch on a cluster. [`Rails`]
+//! implements [`Platform`] in front of a [`KubePlatform`] and, before any
+//! change, checks that the platform acts in the allowed context and
+//! namespace, that the Deployment opted in (`stormproof.io/chaos: enabled`)
+//! and that the change does not hit the harness's own pod. In dry-run mode
+//! it prints each change as the exact request it would send, and sends none.
+
+use std::sync::Mutex;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::deployments::{KubePlatform, scale_patch};
+use super::rollout::{status_of, template_patch};
+use super::{FIELD_MANAGER, HARNESS_LABEL, OPT_IN_LABEL, OPT_IN_VALUE};
+use crate::platform::{AutoscalerStatus, Platform, PlatformError, RolloutStatus, ServiceStatus, Template};
+
+/// The one context and namespace experiments may act in (from the command
+/// line, or from the experiment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    /// Kubeconfig context.
+    pub context: String,
+    /// Namespace.
+    pub namespace: String,
+}
+
+/// A change a dry run would have sent: the request, exactly.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PlannedChange {
+    /// In words.
+    pub what: String,
+    /// HTTP method.
+    pub method: String,
+    /// API path.
+    pub path: String,
+    /// Query string (the field manager).
+    pub query: String,
+    /// Content type of the body.
+    pub content_type: String,
+    /// The body.
+    pub body: Value,
+}
+
+type Printer = Box<dyn Fn(&str) + Send + Sync>;
+
+/// The guarded platform the chaos engine gets on Kubernetes.
+pub struct Rails {
+    kube: KubePlatform,
+    /// The pod the harness runs in, when it runs in the cluster.
+    own_pod: Option<String>,
+    dry_run: Option<(Printer, Mutex<Vec<PlannedChange>>)>,
+}
+
+impl Rails {
+    /// Guards `kube`; refuses when it acts outside `allowed`.
+    pub fn new(kube: KubePlatform, allowed: &Allowed) -> Result<Rails, PlatformError> {
+        let (context, namespace) = kube.scope();
+        if context != allowed.context || namespace != allowed.namespace {
+            return Err(PlatformError::Refused(format!(
+                "refusing to act in context `{context}`, namespace `{namespace}`: only context `{}`, namespace `{}` is allowed",
+                allowed.context, allowed.namespace
+            )));
+        }
+        Ok(Rails { kube, own_pod: harness_pod(), dry_run: None })
+    }
+
+    /// Treats `pod` as the harness's own pod (tests; in a cluster it comes from the environment).
+    pub fn with_own_pod(mut self, pod: Option<String>) -> Rails {
+        self.own_pod = pod;
+        self
+    }
+
+    /// Prints every change through `print` instead of making it.
+    pub fn dry_run(mut self, print: impl Fn(&str) + Send + Sync + 'static) -> Rails {
+        self.dry_run = Some((Box::new(print), Mutex::new(Vec::new())));
+        self
+    }
+
+    /// The changes a dry run printed so far.
+    pub fn planned(&self) -> Vec<PlannedChange> {
+        self.dry_run.as_ref().map(|(_, planned)| planned.lock().expect("not poisoned").clone()).unwrap_or_default()
+    }
+
+    /// The Deployment of `service`, if an experiment may change it.
+    async fn guard(&self, service: &str) -> Result<Deployment, PlatformError> {
+        let deployment = self.kube.deployment(service).await?;
+        let (_, namespace) = self.kube.scope();
+        let labels = deployment.labels();
+        if labels.contains_key(HARNESS_LABEL) {
+            return Err(PlatformError::Refused(format!("deployment/{service} is the harness itself ({HARNESS_LABEL})")));
+        }
+        if labels.get(OPT_IN_LABEL).map(String::as_str) != Some(OPT_IN_VALUE) {
+            return Err(PlatformError::Refused(format!(
+                "deployment/{service} in namespace `{namespace}` has not opted in: it needs the label {OPT_IN_LABEL}={OPT_IN_VALUE}"
+            )));
+        }
+        if let Some(own) = &self.own_pod {
+            if self.kube.pods(&deployment).await?.iter().any(|p| &p.name_any() == own) {
+                return Err(PlatformError::Refused(format!("deployment/{service} runs the harness's own pod {own}")));
+            }
+        }
+        Ok(deployment)
+    }
+
+    /// In a dry run, records and prints the change and returns true.
+    fn planned_only(&self, what: String, method: &str, path: String, content_type: &str, body: Value) -> bool {
+        let Some((print, planned)) = &self.dry_run else { return false };
+        let query = if method == "POST" { String::new() } else { format!("fieldManager={FIELD_MANAGER}") };
+        print(&format!("dry-run: would {what}: {method} {path}?{query} ({content_type}) {body}"));
+        let change = PlannedChange { what, method: method.into(), path, query, content_type: content_type.into(), body };
+        planned.lock().expect("not poisoned").push(change);
+        true
+    }
+
+    fn deployment_path(&self, service: &str) -> String {
+        format!("/apis/apps/v1/namespaces/{}/deployments/{service}", self.kube.scope().1)
+    }
+}
+
+/// The pod this process runs in, when it runs in a cluster (the downward
+/// API's `POD_NAME`, else the hostname Kubernetes gives a pod).
+fn harness_pod() -> Option<String> {
+    std::env::var("POD_NAME").ok().or_else(|| std::env::var("KUBERNETES_SERVICE_HOST").ok().and_then(|_| std::env::var("HOSTNAME").ok()))
+}
+
+#[async_trait::async_trait]
+impl Platform for Rails {
+    async fn services(&self) -> Result<Vec<ServiceStatus>, PlatformError> {
+        self.kube.services().await
+    }
+
+    async fn service(&self, service: &str) -> Result<ServiceStatus, PlatformError> {
+        self.kube.service(service).await
+    }
+
+    async fn scale(&self, service: &str, replicas: u32) -> Result<(), PlatformError> {
+        self.guard(service).await?;
+        let path = format!("{}/scale", self.deployment_path(service));
+        if self.planned_only(format!("scale deployment/{service} to {replicas}"), "PATCH", path, "application/merge-patch+json", scale_patch(replicas)) {
+            return Ok(());
+        }
+        self.kube.scale(service, replicas).await
+    }
+
+    async fn kill(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
+        self.guard(service).await?;
+        let pod = self.kube.victim(service, replica).await?;
+        if self.own_pod.as_deref() == Some(pod.as_str()) {
+            return Err(PlatformError::Refused(format!("pod {pod} is the harness's own pod")));
+        }
+        let namespace = self.kube.scope().1.to_string();
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}/eviction");
+        // The body kube-rs sends; the API server reads it as a policy/v1 Eviction.
+        let body = json!({"delete_options": null, "metadata": {"name": pod}});
+        if self.planned_only(format!("evict pod/{pod} of {service}"), "POST", path, "application/json", body) {
+            return Ok(pod);
+        }
+        self.kube.kill(service, Some(&pod)).await
+    }
+
+    async fn rollout(&self, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
+        let deployment = self.guard(service).await?;
+        let patch = template_patch(&deployment, template, &crate::systems::kit::now_rfc3339())?;
+        let what = format!("roll deployment/{service} to {}", template.version);
+        if self.planned_only(what, "PATCH", self.deployment_path(service), "application/strategic-merge-patch+json", patch) {
+            return Ok(status_of(service, &deployment));
+        }
+        self.kube.rollout(service, template).await
+    }
+
+    async fn rollout_status(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
+        self.kube.rollout_status(service).await
+    }
+
+    async fn rollout_undo(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
+        let deployment = self.guard(service).await?;
+        if self.dry_run.is_some() {
+            let previous = super::rollout::previous_template(&self.kube, &deployment).await?;
+            let body = json!({"spec": {"template": previous}});
+            self.planned_only(format!("undo the rollout of deployment/{service}"), "PUT", self.deployment_path(service), "application/json", body);
+            return Ok(status_of(service, &deployment));
+        }
+        self.kube.rollout_undo(service).await
+    }
+
+    async fn autoscalers(&self) -> Result<Vec<AutoscalerStatus>, PlatformError> {
+        self.kube.autoscalers().await
+    }
+}

@@ -1,0 +1,171 @@
+//! Rolling updates: patch the pod template (image, environment, a restart
+//! annotation) and read the rollout the way `kubectl rollout status` does;
+//! undo by putting the previous ReplicaSet's template back, as
+//! `kubectl rollout undo` does.
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kube::api::{Api, ListParams, Patch, PostParams};
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use super::deployments::{KubePlatform, api_error, change_params};
+use super::{FIELD_MANAGER, RESTARTED_AT, VERSION};
+use crate::platform::{Condition, PlatformError, RolloutStatus, Template};
+
+/// The env variables a template's version and variant travel in (see `ServeOptions`).
+const VERSION_ENV: &str = "STORMPROOF_VERSION";
+const VARIANT_ENV: &str = "STORMPROOF_VARIANT";
+/// The annotation the Deployment controller numbers templates with.
+const REVISION: &str = "deployment.kubernetes.io/revision";
+
+/// The strategic-merge patch that rolls `deployment` to `template`:
+/// containers and env merge by name, `$patch: delete` drops a variant,
+/// `null` drops the readiness probe, and the restart annotation makes a
+/// new ReplicaSet even when nothing else changed.
+pub fn template_patch(deployment: &Deployment, template: &Template, now: &str) -> Result<Value, PlatformError> {
+    let container = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .ok_or_else(|| PlatformError::Refused(format!("deployment {} has no container", deployment.name_any())))?;
+    let image = match &template.image {
+        Some(image) => image.clone(),
+        None => retag(container.image.as_deref().unwrap_or_default(), &template.version),
+    };
+    let mut env = vec![json!({"name": VERSION_ENV, "value": template.version})];
+    env.push(match &template.variant {
+        Some(variant) => json!({"name": VARIANT_ENV, "value": variant}),
+        None => json!({"name": VARIANT_ENV, "$patch": "delete"}),
+    });
+    env.extend(template.env.iter().map(|(name, value)| json!({"name": name, "value": value})));
+    let mut patched = json!({"name": container.name, "image": image, "env": env});
+    if !template.readiness {
+        patched["readinessProbe"] = Value::Null;
+    }
+    Ok(json!({"spec": {"template": {
+        "metadata": {"labels": {VERSION: template.version}, "annotations": {RESTARTED_AT: now}},
+        "spec": {"containers": [patched]}
+    }}}))
+}
+
+/// `repo/name:tag` with `tag` replaced by `version` (or added).
+fn retag(image: &str, version: &str) -> String {
+    let name_end = image.rfind('/').map_or(0, |i| i + 1);
+    let repo = match image[name_end..].find([':', '@']) {
+        Some(i) => &image[..name_end + i],
+        None => image,
+    };
+    format!("{repo}:{version}")
+}
+
+pub(super) async fn start(platform: &KubePlatform, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
+    let deployment = platform.deployment(service).await?;
+    let patch = template_patch(&deployment, template, &crate::systems::kit::now_rfc3339())?;
+    let patched = platform
+        .deployments()
+        .patch(service, &change_params(), &Patch::Strategic(patch))
+        .await
+        .map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())))?;
+    Ok(status_of(service, &patched))
+}
+
+/// The Deployment's rollout fields, as kubectl's status viewer reads them.
+pub(super) fn status_of(service: &str, deployment: &Deployment) -> RolloutStatus {
+    let spec = deployment.spec.clone().unwrap_or_default();
+    let status = deployment.status.clone().unwrap_or_default();
+    let count = |n: Option<i32>| n.unwrap_or(0).max(0) as u32;
+    let conditions = status.conditions.unwrap_or_default().into_iter().map(|c| Condition {
+        kind: c.type_,
+        status: c.status,
+        reason: c.reason.unwrap_or_default(),
+        message: c.message.unwrap_or_default(),
+        last_transition_time: c.last_transition_time.map(|t| t.0.to_string()).unwrap_or_default(),
+    });
+    RolloutStatus {
+        service: service.into(),
+        revision: revision(deployment.annotations()),
+        generation: deployment.metadata.generation.unwrap_or(0).max(0) as u64,
+        observed_generation: status.observed_generation.unwrap_or(0).max(0) as u64,
+        // An unset spec.replicas means 1 (the API server defaults it).
+        replicas: spec.replicas.unwrap_or(1).max(0) as u32,
+        updated: count(status.updated_replicas),
+        total: count(status.replicas),
+        available: count(status.available_replicas),
+        ready: count(status.ready_replicas),
+        template: template_of(&spec.template),
+        conditions: conditions.collect(),
+    }
+}
+
+fn revision(annotations: &std::collections::BTreeMap<String, String>) -> u64 {
+    annotations.get(REVISION).and_then(|r| r.parse().ok()).unwrap_or(0)
+}
+
+/// What runs: the version label, the first container's image, variant and
+/// extra environment, and whether it keeps a readiness probe.
+fn template_of(template: &PodTemplateSpec) -> Template {
+    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let container = template.spec.as_ref().and_then(|s| s.containers.first()).cloned().unwrap_or_default();
+    let mut out = Template::version(labels.get(VERSION).map(String::as_str).unwrap_or_default());
+    out.image = container.image;
+    out.readiness = container.readiness_probe.is_some();
+    for var in container.env.unwrap_or_default() {
+        match (var.name.as_str(), var.value) {
+            (VERSION_ENV, _) | (_, None) => {}
+            (VARIANT_ENV, Some(value)) => out.variant = Some(value),
+            (name, Some(value)) if !name.starts_with("STORMPROOF_") => {
+                out.env.insert(name.to_string(), value);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `kubectl rollout undo`: the ReplicaSet with the highest revision below
+/// the current one gives its template back (without its pod-template-hash).
+pub(super) async fn undo(platform: &KubePlatform, service: &str) -> Result<RolloutStatus, PlatformError> {
+    let mut deployment = platform.deployment(service).await?;
+    let previous = previous_template(platform, &deployment).await?;
+    deployment.spec.as_mut().expect("a Deployment read from the API server has a spec").template = previous;
+    deployment.metadata.managed_fields = None;
+    let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
+    let replaced = platform
+        .deployments()
+        .replace(service, &params, &deployment)
+        .await
+        .map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())))?;
+    Ok(status_of(service, &replaced))
+}
+
+pub(super) async fn previous_template(platform: &KubePlatform, deployment: &Deployment) -> Result<PodTemplateSpec, PlatformError> {
+    let current = revision(deployment.annotations());
+    let uid = deployment.uid().unwrap_or_default();
+    let selector = deployment.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
+    let selector = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let sets: Api<ReplicaSet> = Api::namespaced(platform.client.clone(), &platform.namespace);
+    let list = sets.list(&ListParams::default().labels(&selector)).await.map_err(|err| api_error(err, || PlatformError::Refused("no ReplicaSets".into())))?;
+    let owned = list.items.into_iter().filter(|rs| rs.owner_references().iter().any(|o| o.uid == uid));
+    let previous = owned.filter(|rs| revision(rs.annotations()) < current).max_by_key(|rs| revision(rs.annotations()));
+    let mut template = previous
+        .and_then(|rs| rs.spec.and_then(|s| s.template))
+        .ok_or_else(|| PlatformError::Refused(format!("{} has no previous revision to roll back to", deployment.name_any())))?;
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove("pod-template-hash");
+    }
+    Ok(template)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retag;
+
+    #[test]
+    fn retagging_keeps_registry_ports_and_replaces_tags_and_digests() {
+        assert_eq!(retag("stormproof:dev", "v2"), "stormproof:v2");
+        assert_eq!(retag("localhost:5000/stormproof", "v2"), "localhost:5000/stormproof:v2");
+        assert_eq!(retag("ghcr.io/x/stormproof@sha256:ab", "v3"), "ghcr.io/x/stormproof:v3");
+    }
+}

@@ -1,0 +1,519 @@
+//! The kube platform against the fake API server (tests/kube_fake): the
+//! exact requests each operation sends, Kubernetes' behaviour it follows
+//! (rollout completion, eviction, HPA deactivation at 0), the safety
+//! rails and dry-run, and the manifests. There is no cluster here; the
+//! same operations run on a real kind cluster in ci/github-kind.yml.
+
+mod kube_fake;
+
+use std::sync::{Arc, Mutex};
+
+use kube_fake::FakeKube;
+use serde_json::json;
+use stormproof::platform::kube::manifests::{self, RenderOptions};
+use stormproof::platform::kube::{Allowed, KubePlatform, KubeTarget, Rails, connect};
+use stormproof::platform::{Platform, PlatformError, RolloutState, Template};
+use stormproof::systems::definition::{Role, SystemDef};
+
+const NS: &str = "shop";
+const CONTEXT: &str = "kind-stormproof";
+
+fn render_options() -> RenderOptions {
+    RenderOptions {
+        image: "stormproof:v1".into(),
+        version: "v1".into(),
+        kafka: "shop-kafka-kafka-bootstrap:9092".into(),
+        jwt_secret: "test-secret".into(),
+        users: "user1:stormproof".into(),
+    }
+}
+
+fn shop_yaml() -> String {
+    manifests::to_yaml(&manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options())).unwrap()
+}
+
+/// The fake with the rendered shop created and settled, and a platform on it.
+async fn shop() -> (FakeKube, tempfile::TempDir, KubePlatform) {
+    let fake = FakeKube::start();
+    fake.create_yaml(NS, &shop_yaml());
+    fake.converge();
+    fake.clear_log();
+    let dir = tempfile::tempdir().unwrap();
+    let target = KubeTarget { context: CONTEXT.into(), namespace: NS.into(), kubeconfig: Some(fake.kubeconfig(dir.path())) };
+    let client = connect(&target).await.unwrap();
+    (fake, dir, KubePlatform::new(client, CONTEXT, NS, "shop"))
+}
+
+fn allowed() -> Allowed {
+    Allowed { context: CONTEXT.into(), namespace: NS.into() }
+}
+
+fn only_mutation(fake: &FakeKube) -> kube_fake::Logged {
+    let mutating = fake.mutating_requests();
+    assert_eq!(mutating.len(), 1, "{mutating:#?}");
+    mutating.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn services_read_replicas_from_deployment_status_and_restarts_from_container_statuses() {
+    let (fake, _dir, kube) = shop().await;
+    let services = kube.services().await.unwrap();
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["delivery", "gateway", "mypage", "order", "product"]);
+    let delivery = kube.service("delivery").await.unwrap();
+    assert_eq!((delivery.role, delivery.desired, delivery.ready, delivery.available), (Role::Supporting, 1, 1, 1));
+    let pod = delivery.replicas[0].id.clone();
+    assert_eq!((delivery.replicas[0].phase.as_str(), delivery.replicas[0].version.as_str()), ("running", "v1"));
+    assert!(delivery.replicas[0].address.as_deref().unwrap().ends_with(":8080"));
+    fake.set_restarts(NS, &pod, 3);
+    assert_eq!(kube.service("delivery").await.unwrap().replicas[0].restarts, 3);
+    assert!(matches!(kube.service("nope").await, Err(PlatformError::UnknownService(s)) if s == "nope"));
+    let paths: Vec<String> = fake.requests().iter().map(|r| format!("{} {}?{}", r.method, r.path, r.query)).collect();
+    assert!(paths.contains(&"GET /apis/apps/v1/namespaces/shop/deployments?&labelSelector=app.kubernetes.io%2Fpart-of%3Dshop".to_string()), "{paths:#?}");
+    assert!(paths.iter().any(|p| p.starts_with("GET /api/v1/namespaces/shop/pods?&labelSelector=app.kubernetes.io%2Fname%3Ddelivery")), "{paths:#?}");
+}
+
+#[tokio::test]
+async fn scale_patches_the_scale_subresource_under_stormproofs_field_manager() {
+    let (fake, _dir, kube) = shop().await;
+    kube.scale("delivery", 0).await.unwrap();
+    let sent = only_mutation(&fake);
+    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("PATCH", "/apis/apps/v1/namespaces/shop/deployments/delivery/scale"));
+    assert_eq!(sent.query, "&fieldManager=stormproof");
+    assert_eq!(sent.content_type, "application/merge-patch+json");
+    assert_eq!(sent.json(), json!({"spec": {"replicas": 0}}));
+    // Like `kubectl scale`, it returns before the pods go.
+    let delivery = kube.service("delivery").await.unwrap();
+    assert_eq!((delivery.desired, delivery.ready), (0, 1));
+    fake.converge();
+    let delivery = kube.service("delivery").await.unwrap();
+    assert_eq!((delivery.desired, delivery.ready, delivery.replicas.len()), (0, 0, 0));
+    assert!(matches!(kube.scale("nope", 1).await, Err(PlatformError::UnknownService(_))));
+}
+
+#[tokio::test]
+async fn kill_evicts_a_pod_and_its_replicaset_replaces_it_with_restart_count_zero() {
+    let (fake, _dir, kube) = shop().await;
+    let before = kube.service("delivery").await.unwrap().replicas[0].id.clone();
+    fake.set_restarts(NS, &before, 2);
+    let killed = kube.kill("delivery", None).await.unwrap();
+    assert_eq!(killed, before);
+    let sent = only_mutation(&fake);
+    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", format!("/api/v1/namespaces/shop/pods/{before}/eviction").as_str()));
+    assert_eq!(sent.content_type, "application/json");
+    assert_eq!(sent.json()["metadata"]["name"], before.as_str(), "the Eviction names the pod of the URL");
+    assert_eq!(kube.service("delivery").await.unwrap().replicas[0].phase, "terminating");
+    fake.tick();
+    let after = kube.service("delivery").await.unwrap();
+    assert_eq!(after.replicas.len(), 1);
+    assert_ne!(after.replicas[0].id, before);
+    assert_eq!((after.replicas[0].restarts, after.replicas[0].ready), (0, false));
+    fake.converge();
+    assert_eq!(kube.service("delivery").await.unwrap().ready, 1);
+    assert!(matches!(kube.kill("delivery", Some("no-such-pod")).await, Err(PlatformError::UnknownReplica(_))));
+}
+
+#[tokio::test]
+async fn rollout_patches_the_pod_template_and_completes_only_by_kubectls_rule() {
+    let (fake, _dir, kube) = shop().await;
+    let mut v2 = Template::version("v2");
+    v2.variant = Some("slow-start".into());
+    v2.env.insert("FEATURE".into(), "on".into());
+    let started = kube.rollout("product", &v2).await.unwrap();
+    let sent = only_mutation(&fake);
+    assert_eq!((sent.method.as_str(), sent.path.as_str(), sent.query.as_str()), ("PATCH", "/apis/apps/v1/namespaces/shop/deployments/product", "&fieldManager=stormproof"));
+    assert_eq!(sent.content_type, "application/strategic-merge-patch+json");
+    let template = &sent.json()["spec"]["template"];
+    assert_eq!(template["metadata"]["labels"]["app.kubernetes.io/version"], "v2");
+    assert!(template["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string());
+    assert_eq!(
+        template["spec"]["containers"],
+        json!([{"name": "product", "image": "stormproof:v2", "env": [
+            {"name": "STORMPROOF_VERSION", "value": "v2"}, {"name": "STORMPROOF_VARIANT", "value": "slow-start"}, {"name": "FEATURE", "value": "on"}]}])
+    );
+    // Right after the patch every count still says "done": only
+    // observedGeneration < generation tells the rollout has not started.
+    assert_eq!((started.updated, started.replicas, started.available, started.total), (1, 1, 1, 1));
+    assert!(started.observed_generation < started.generation);
+    assert!(matches!(started.state(), RolloutState::Waiting(w) if w.contains("observed")), "{:?}", started.state());
+
+    let mut states = Vec::new();
+    for _ in 0..4 {
+        fake.tick();
+        states.push(kube.rollout_status("product").await.unwrap().state());
+    }
+    assert!(matches!(&states[0], RolloutState::Waiting(w) if w == "1 old replicas are pending termination"), "{states:?}");
+    assert_eq!(states[1], RolloutState::Complete, "{states:?}");
+    let done = kube.rollout_status("product").await.unwrap();
+    assert_eq!((done.revision, done.template.version.as_str(), done.template.variant.as_deref()), (2, "v2", Some("slow-start")));
+    assert_eq!(done.template.env.get("FEATURE").map(String::as_str), Some("on"));
+    let pods = kube.service("product").await.unwrap().replicas;
+    assert!(pods.iter().all(|p| p.version == "v2"), "{pods:?}");
+}
+
+#[tokio::test]
+async fn a_rollout_past_its_progress_deadline_is_a_failure() {
+    let (fake, _dir, kube) = shop().await;
+    fake.set_stuck("product", true);
+    let mut v2 = Template::version("v2");
+    v2.readiness = false;
+    kube.rollout("product", &v2).await.unwrap();
+    let sent = only_mutation(&fake);
+    assert!(sent.json()["spec"]["template"]["spec"]["containers"][0]["readinessProbe"].is_null());
+    assert!(sent.body.contains("\"readinessProbe\":null"), "{}", sent.body);
+    for _ in 0..3 {
+        fake.tick();
+    }
+    let waiting = kube.rollout_status("product").await.unwrap();
+    // maxUnavailable 25 % of 1 rounds down to 0: the old pod stays until the new one is ready.
+    assert!(matches!(waiting.state(), RolloutState::Waiting(w) if w == "1 old replicas are pending termination"), "{:?}", waiting.state());
+    assert_eq!((waiting.updated, waiting.available, waiting.total), (1, 1, 2));
+    assert!(!waiting.template.readiness);
+    fake.exceed_deadline("product");
+    fake.tick();
+    let failed = kube.rollout_status("product").await.unwrap().state();
+    assert!(matches!(&failed, RolloutState::Failed(m) if m.contains("progress deadline") && m.contains("timed out progressing")), "{failed:?}");
+}
+
+#[tokio::test]
+async fn undo_puts_the_previous_replicasets_template_back() {
+    let (fake, _dir, kube) = shop().await;
+    let err = kube.rollout_undo("order").await.unwrap_err();
+    assert!(err.to_string().contains("no previous revision"), "{err}");
+    kube.rollout("order", &Template::version("v2")).await.unwrap();
+    fake.converge();
+    fake.clear_log();
+    let undone = kube.rollout_undo("order").await.unwrap();
+    let sent = only_mutation(&fake);
+    assert_eq!((sent.method.as_str(), sent.path.as_str(), sent.query.as_str()), ("PUT", "/apis/apps/v1/namespaces/shop/deployments/order", "&fieldManager=stormproof"));
+    let labels = &sent.json()["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/version"], "v1");
+    assert!(labels["pod-template-hash"].is_null(), "the hash label is the ReplicaSet's, not the template's");
+    assert!(sent.json()["metadata"]["resourceVersion"].is_string(), "a replace carries the resourceVersion it read");
+    assert!(matches!(undone.state(), RolloutState::Waiting(_)));
+    fake.converge();
+    let status = kube.rollout_status("order").await.unwrap();
+    assert_eq!((status.revision, status.template.version.as_str(), status.state()), (3, "v1", RolloutState::Complete));
+}
+
+#[tokio::test]
+async fn scaling_to_zero_deactivates_the_hpa_and_scaling_back_reactivates_it() {
+    let (fake, _dir, kube) = shop().await;
+    let hpa = kube.autoscaler("order").await.unwrap().unwrap();
+    assert_eq!((hpa.min_replicas, hpa.max_replicas, hpa.target_cpu_utilization, hpa.current_cpu_utilization), (1, 4, 50, Some(12)));
+    assert!(hpa.scaling_active());
+    assert!(kube.autoscaler("delivery").await.unwrap().is_none());
+    kube.scale("order", 0).await.unwrap();
+    // The HPA's own status changes at its next sync; the target's spec says it now.
+    assert!(!kube.autoscaler("order").await.unwrap().unwrap().scaling_active());
+    fake.tick();
+    let stored = fake.get("horizontalpodautoscalers", NS, "order").unwrap();
+    assert_eq!(stored["status"]["conditions"][1]["reason"], "ScalingDisabled");
+    assert!(!kube.autoscaler("order").await.unwrap().unwrap().scaling_active());
+    kube.scale("order", 1).await.unwrap();
+    fake.converge();
+    let back = kube.autoscaler("order").await.unwrap().unwrap();
+    assert!(back.scaling_active(), "{back:?}");
+    assert_eq!(kube.service("order").await.unwrap().ready, 1);
+    let list = fake.requests().into_iter().find(|r| r.path.contains("horizontalpodautoscalers")).unwrap();
+    assert_eq!(list.path, "/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers");
+}
+
+#[tokio::test]
+async fn rails_refuse_another_context_or_namespace() {
+    let (fake, _dir, kube) = shop().await;
+    let other_context = Allowed { context: "production".into(), namespace: NS.into() };
+    let err = Rails::new(kube.clone(), &other_context).err().unwrap().to_string();
+    assert!(err.contains("only context `production`"), "{err}");
+    let other_namespace = Allowed { context: CONTEXT.into(), namespace: "default".into() };
+    assert!(matches!(Rails::new(kube, &other_namespace), Err(PlatformError::Refused(_))));
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn rails_refuse_deployments_without_the_opt_in_label_and_the_harness_pod() {
+    let (fake, _dir, kube) = shop().await;
+    let rails = Rails::new(kube.clone(), &allowed()).unwrap().with_own_pod(None);
+    let err = rails.scale("gateway", 0).await.unwrap_err();
+    assert!(matches!(&err, PlatformError::Refused(m) if m.contains("stormproof.io/chaos=enabled")), "{err}");
+    assert!(rails.kill("gateway", None).await.is_err());
+    assert!(rails.rollout("gateway", &Template::version("v2")).await.is_err());
+    let own = kube.service("delivery").await.unwrap().replicas[0].id.clone();
+    let rails = rails.with_own_pod(Some(own.clone()));
+    let err = rails.kill("delivery", None).await.unwrap_err();
+    assert!(err.to_string().contains(&own), "{err}");
+    assert!(rails.scale("delivery", 0).await.is_err());
+    assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
+    rails.scale("product", 2).await.unwrap();
+    assert_eq!(only_mutation(&fake).path, "/apis/apps/v1/namespaces/shop/deployments/product/scale");
+}
+
+#[tokio::test]
+async fn dry_run_prints_every_change_and_sends_no_mutating_request() {
+    let (fake, _dir, kube) = shop().await;
+    kube.rollout("order", &Template::version("v2")).await.unwrap();
+    fake.converge();
+    fake.clear_log();
+    let printed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = printed.clone();
+    let rails = Rails::new(kube, &allowed()).unwrap().with_own_pod(None).dry_run(move |line| sink.lock().unwrap().push(line.to_string()));
+    rails.scale("delivery", 0).await.unwrap();
+    let victim = rails.kill("delivery", None).await.unwrap();
+    let status = rails.rollout("product", &Template::version("v3")).await.unwrap();
+    rails.rollout_undo("order").await.unwrap();
+    assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
+    assert_eq!(status.state(), RolloutState::Complete, "nothing changed, so the rollout stays as it was");
+    let planned = rails.planned();
+    let requests: Vec<(&str, &str)> = planned.iter().map(|p| (p.method.as_str(), p.path.as_str())).collect();
+    let eviction = format!("/api/v1/namespaces/shop/pods/{victim}/eviction");
+    assert_eq!(
+        requests,
+        [
+            ("PATCH", "/apis/apps/v1/namespaces/shop/deployments/delivery/scale"),
+            ("POST", eviction.as_str()),
+            ("PATCH", "/apis/apps/v1/namespaces/shop/deployments/product"),
+            ("PUT", "/apis/apps/v1/namespaces/shop/deployments/order"),
+        ]
+    );
+    assert_eq!(planned[0].body, json!({"spec": {"replicas": 0}}));
+    assert_eq!(planned[3].body["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"], "v1");
+    let printed = printed.lock().unwrap();
+    assert_eq!(printed.len(), 4);
+    assert_eq!(
+        printed[0],
+        "dry-run: would scale deployment/delivery to 0: PATCH /apis/apps/v1/namespaces/shop/deployments/delivery/scale?fieldManager=stormproof (application/merge-patch+json) {\"spec\":{\"replicas\":0}}"
+    );
+}
+
+#[tokio::test]
+async fn connect_refuses_a_context_the_kubeconfig_does_not_have() {
+    let fake = FakeKube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let target = KubeTarget { context: "kind-typo".into(), namespace: NS.into(), kubeconfig: Some(fake.kubeconfig(dir.path())) };
+    let err = connect(&target).await.err().unwrap().to_string();
+    assert_eq!(err, "no context `kind-typo` in the kubeconfig (contexts: kind-stormproof, production)");
+}
+
+#[test]
+fn rendered_manifests_parse_back_into_k8s_openapi_types() {
+    let objects = manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options());
+    let parsed = manifests::parse(&shop_yaml()).unwrap();
+    assert_eq!(parsed, objects);
+    let kinds: Vec<&str> = parsed
+        .iter()
+        .map(|o| match o {
+            manifests::Object::Secret(_) => "Secret",
+            manifests::Object::ConfigMap(_) => "ConfigMap",
+            manifests::Object::Service(_) => "Service",
+            manifests::Object::Deployment(_) => "Deployment",
+            manifests::Object::Hpa(_) => "HPA",
+        })
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "Deployment").count(), 5);
+    assert_eq!(kinds.iter().filter(|k| **k == "Service").count(), 5);
+    assert_eq!(kinds.iter().filter(|k| **k == "HPA").count(), 1, "only order autoscales");
+    let order = parsed
+        .iter()
+        .find_map(|o| match o {
+            manifests::Object::Deployment(d) if d.metadata.name.as_deref() == Some("order") => Some(d.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(order.metadata.labels.as_ref().unwrap()["stormproof.io/chaos"], "enabled");
+    let spec = order.spec.unwrap();
+    assert_eq!(spec.replicas, None, "the HPA owns order's replica count");
+    let container = &spec.template.spec.unwrap().containers[0];
+    assert_eq!(container.args.as_ref().unwrap(), &["serve", "shop.order"]);
+    assert_eq!(container.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"].0, "200m");
+    let readiness = container.readiness_probe.as_ref().unwrap();
+    assert_eq!((readiness.period_seconds, readiness.failure_threshold), (Some(1), Some(2)), "500ms rounds up to Kubernetes' 1 s minimum");
+    assert_eq!(container.liveness_probe.as_ref().unwrap().initial_delay_seconds, Some(2));
+    let env = container.env.as_ref().unwrap();
+    assert!(env.iter().any(|e| e.name == "STORMPROOF_UPSTREAMS" && e.value.as_deref() == Some("product=http://product:80")));
+}
+
+/// `kubernetes-validate` (pip) checks against the bundled OpenAPI schemas
+/// offline; `.ci/run` installs it into ~/.cache/stormproof/venv.
+fn kubernetes_validate() -> Option<std::path::PathBuf> {
+    let home = std::env::var("HOME").ok()?;
+    let venv = std::path::Path::new(&home).join(".cache/stormproof/venv/bin/kubernetes-validate");
+    if venv.exists() {
+        return Some(venv);
+    }
+    let on_path = std::process::Command::new("kubernetes-validate").arg("--version").output().ok()?;
+    on_path.status.success().then(|| "kubernetes-validate".into())
+}
+
+#[test]
+fn rendered_manifests_pass_kubernetes_validate_strict() {
+    let Some(validate) = kubernetes_validate() else {
+        eprintln!("SKIPPED: kubernetes-validate is not installed (pip install kubernetes-validate; .ci/run does it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shop.yaml");
+    std::fs::write(&file, shop_yaml()).unwrap();
+    let out = std::process::Command::new(validate).args(["--strict", "--kubernetes-version", "1.33.0"]).arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.matches("INFO").count(), 13, "{stdout}");
+}
+
+#[tokio::test]
+async fn apply_uses_server_side_apply_with_stormproofs_field_manager() {
+    let fake = FakeKube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let target = KubeTarget { context: CONTEXT.into(), namespace: NS.into(), kubeconfig: Some(fake.kubeconfig(dir.path())) };
+    let client = connect(&target).await.unwrap();
+    let objects = manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options());
+    let applied = manifests::apply(&client, NS, &objects).await.unwrap();
+    assert_eq!(applied.len(), 13);
+    assert_eq!(applied[0], "secret/shop-gateway");
+    let sent = fake.mutating_requests();
+    assert_eq!(sent.len(), 13);
+    for request in &sent {
+        assert_eq!(request.method, "PATCH");
+        assert_eq!(request.content_type, "application/apply-patch+yaml");
+        assert_eq!(request.query, "&force=true&fieldManager=stormproof");
+    }
+    assert_eq!(sent[1].path, "/api/v1/namespaces/shop/configmaps/shop-kafka");
+    let hpa = sent.iter().find(|r| r.path.ends_with("/horizontalpodautoscalers/order")).unwrap();
+    assert_eq!(hpa.path, "/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers/order");
+    assert_eq!(hpa.json()["apiVersion"], "autoscaling/v2");
+    let order = fake.get("deployments", NS, "order").unwrap();
+    assert_eq!(order["metadata"]["managedFields"][0]["manager"], "stormproof");
+    // Applying the same manifests again changes no spec.
+    manifests::apply(&client, NS, &objects).await.unwrap();
+    assert_eq!(fake.get("deployments", NS, "order").unwrap()["metadata"]["generation"], 1);
+}
+
+// ---- the CLI on the kube platform (the binary in another process) ----
+
+const BIN: &str = env!("CARGO_BIN_EXE_stormproof");
+
+/// A stand-in for the shop's gateway: experiments only need a token from
+/// it here, since every check below reads the platform.
+struct StubGateway {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StubGateway {
+    fn start() -> StubGateway {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new().route("/auth/token", axum::routing::post(|| async { axum::Json(json!({"access_token": "stub"})) }));
+                axum::serve(listener, app).with_graceful_shutdown(async { let _ = stopped.await; }).await.unwrap();
+            });
+        });
+        StubGateway { url: format!("http://{}", rx.recv().unwrap()), stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+impl Drop for StubGateway {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let _ = self.thread.take().map(|t| t.join());
+    }
+}
+
+/// The shop on the fake, settling on every request (the CLI cannot tick it).
+fn settled_shop() -> (FakeKube, tempfile::TempDir, StubGateway) {
+    let fake = FakeKube::start();
+    fake.create_yaml(NS, &shop_yaml());
+    fake.converge();
+    fake.auto_converge(true);
+    fake.clear_log();
+    (fake, tempfile::tempdir().unwrap(), StubGateway::start())
+}
+
+fn experiment(dir: &std::path::Path, hold: &str) -> std::path::PathBuf {
+    let path = dir.join("delivery-outage.yaml");
+    let yaml = format!(
+        "title: Delivery outage on kube\nsystem: shop\nhypothesis:\n  - name: delivery is up\n    replicas: {{ service: delivery, ready: 1 }}\nmethod:\n  - scale: {{ service: delivery, replicas: 0 }}\n    hold: {hold}\n"
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn chaos_run(fake: &FakeKube, dir: &std::path::Path, gateway: &StubGateway, file: &std::path::Path, extra: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(BIN);
+    command
+        .args(["chaos", "run"])
+        .arg(file)
+        .args(["--platform", "kube", "--context", CONTEXT, "--namespace", NS, "--gateway-url", &gateway.url])
+        .arg("--kubeconfig")
+        .arg(fake.kubeconfig(dir))
+        .arg("--reports")
+        .arg(dir.join("reports"))
+        .args(extra)
+        .env_remove("STORMPROOF_REPORTS");
+    command
+}
+
+#[test]
+fn chaos_run_dry_run_on_kube_prints_the_changes_and_sends_none() {
+    let (fake, dir, gateway) = settled_shop();
+    let file = experiment(dir.path(), "0s");
+    let out = chaos_run(&fake, dir.path(), &gateway, &file, &["--dry-run"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let scale = "PATCH /apis/apps/v1/namespaces/shop/deployments/delivery/scale?fieldManager=stormproof (application/merge-patch+json)";
+    assert!(stdout.contains(&format!("dry-run: would scale deployment/delivery to 0: {scale} {{\"spec\":{{\"replicas\":0}}}}")), "{stdout}");
+    assert!(stdout.contains(&format!("dry-run: would scale deployment/delivery to 1: {scale} {{\"spec\":{{\"replicas\":1}}}}")), "the rollback too:\n{stdout}");
+    assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
+    assert!(fake.requests().iter().any(|r| r.path == "/apis/apps/v1/namespaces/shop/deployments/delivery"), "it did read the cluster");
+}
+
+#[test]
+fn chaos_run_on_kube_without_a_context_is_a_usage_error() {
+    let (fake, dir, gateway) = settled_shop();
+    let file = experiment(dir.path(), "0s");
+    let out = std::process::Command::new(BIN)
+        .args(["chaos", "run"])
+        .arg(&file)
+        .args(["--platform", "kube", "--namespace", NS, "--gateway-url", &gateway.url])
+        .arg("--kubeconfig")
+        .arg(fake.kubeconfig(dir.path()))
+        .env_remove("STORMPROOF_KUBE_CONTEXT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(stormproof::exit::ERROR));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--platform kube needs --context"), "{stderr}");
+    assert!(fake.requests().is_empty());
+}
+
+#[test]
+fn chaos_abort_stops_a_running_kube_experiment_and_rolls_it_back() {
+    let (fake, dir, gateway) = settled_shop();
+    let file = experiment(dir.path(), "2m");
+    let mut run = chaos_run(&fake, dir.path(), &gateway, &file, &[]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Wait for the fault, however long the start takes (no timing assertion).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while fake.get("deployments", NS, "delivery").unwrap()["spec"]["replicas"] != 0 {
+        assert!(std::time::Instant::now() < deadline, "the experiment never scaled delivery to 0");
+        assert!(run.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let abort = std::process::Command::new(BIN).args(["chaos", "abort", "--reports"]).arg(dir.path().join("reports")).output().unwrap();
+    let said = String::from_utf8_lossy(&abort.stdout);
+    assert!(abort.status.success(), "{said}{}", String::from_utf8_lossy(&abort.stderr));
+    assert!(said.contains("Aborted") && said.contains("rollback verified"), "{said}");
+    let ended = run.wait_with_output().unwrap();
+    assert_eq!(ended.status.code(), Some(stormproof::exit::FAILED), "{}", String::from_utf8_lossy(&ended.stderr));
+    assert_eq!(fake.get("deployments", NS, "delivery").unwrap()["spec"]["replicas"], 1);
+    let scales: Vec<serde_json::Value> = fake.mutating_requests().iter().filter(|r| r.path.ends_with("/delivery/scale")).map(|r| r.json()).collect();
+    assert_eq!(scales, [json!({"spec": {"replicas": 0}}), json!({"spec": {"replicas": 1}})]);
+    let run_dir = std::fs::read_dir(dir.path().join("reports")).unwrap().next().unwrap().unwrap().path();
+    let journal = stormproof::chaos::Journal::read(&run_dir.join("journal.json")).unwrap();
+    assert_eq!((journal.status, journal.rollback_verified), (stormproof::chaos::Verdict::Aborted, Some(true)));
+    assert!(journal.deviated.unwrap().contains("SIGTERM"));
+    assert!(!run_dir.join("pid").exists(), "the pid file goes with the run");
+}

@@ -1,0 +1,459 @@
+//! A fake Kubernetes API server for the kube platform's tests — the one
+//! fake the project accepts. It serves the real paths kube-rs uses
+//! (Deployments and their `scale` subresource, ReplicaSets, pods and the
+//! eviction subresource, autoscaling/v2 HPAs, Services, Secrets,
+//! ConfigMaps) over loopback HTTP with Kubernetes' behaviour: merge,
+//! strategic-merge and server-side-apply patches, generation bumps on spec
+//! changes, `Status` objects for errors, and controllers that only act when
+//! the test calls `tick` (see controller.rs). Every request is logged.
+#![allow(dead_code)]
+
+mod controller;
+mod patch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use controller::{key, timestamp};
+
+/// One request as the API server saw it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Logged {
+    /// Whether the request changes state (anything but GET).
+    pub fn mutating(&self) -> bool {
+        self.method != "GET"
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// The cluster state behind the fake.
+#[derive(Default)]
+pub struct Cluster {
+    objects: BTreeMap<(String, String, String), Value>,
+    log: Vec<Logged>,
+    serial: u64,
+    resource_version: u64,
+    /// Deployments whose new pods never become ready.
+    stuck: BTreeSet<String>,
+    /// Deployments whose rollout exceeded its progress deadline.
+    deadline_exceeded: BTreeSet<String>,
+    /// Run the controllers to a steady state before answering each request
+    /// (for tests that drive the CLI in another process).
+    auto_converge: bool,
+}
+
+/// The running fake.
+pub struct FakeKube {
+    pub url: String,
+    cluster: Arc<Mutex<Cluster>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeKube {
+    /// Starts on 127.0.0.1 and a free port, on its own thread.
+    pub fn start() -> FakeKube {
+        let cluster = Arc::new(Mutex::new(Cluster::default()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = cluster.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                tx.send(listener.local_addr().expect("addr")).expect("send addr");
+                let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                    let cluster = shared.clone();
+                    async move { handle(&cluster, method, uri, headers, body) }
+                });
+                axum::serve(listener, app).with_graceful_shutdown(async { let _ = stopped.await; }).await.expect("serve");
+            });
+        });
+        let addr = rx.recv().expect("fake API server address");
+        FakeKube { url: format!("http://{addr}"), cluster, stop: Some(stop), thread: Some(thread) }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Cluster) -> T) -> T {
+        f(&mut self.cluster.lock().expect("not poisoned"))
+    }
+
+    /// Creates objects (a multi-document YAML) as `kubectl create` would, unlogged.
+    pub fn create_yaml(&self, namespace: &str, yaml: &str) {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).expect("YAML");
+        self.with(|c| {
+            for doc in docs.into_iter().filter(|d| !d.is_null()) {
+                let plural = plural_of(doc["kind"].as_str().expect("kind"));
+                let name = doc["metadata"]["name"].as_str().expect("name").to_string();
+                c.create(&plural, namespace, &name, doc);
+            }
+        });
+    }
+
+    /// One step of every controller.
+    pub fn tick(&self) {
+        self.with(Cluster::tick);
+    }
+
+    /// Ticks until nothing changes (at most 50 ticks).
+    pub fn converge(&self) {
+        self.with(Cluster::converge);
+    }
+
+    pub fn auto_converge(&self, on: bool) {
+        self.with(|c| c.auto_converge = on);
+    }
+
+    pub fn set_stuck(&self, deployment: &str, stuck: bool) {
+        self.with(|c| if stuck { c.stuck.insert(deployment.into()) } else { c.stuck.remove(deployment) });
+    }
+
+    pub fn exceed_deadline(&self, deployment: &str) {
+        self.with(|c| c.deadline_exceeded.insert(deployment.into()));
+    }
+
+    /// Sets the restart count of every container of `pod`.
+    pub fn set_restarts(&self, namespace: &str, pod: &str, restarts: i64) {
+        self.with(|c| {
+            let pod = c.objects.get_mut(&key("pods", namespace, pod)).expect("pod");
+            for s in pod["status"]["containerStatuses"].as_array_mut().expect("statuses") {
+                s["restartCount"] = json!(restarts);
+            }
+        });
+    }
+
+    pub fn get(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.with(|c| c.objects.get(&key(plural, namespace, name)).cloned())
+    }
+
+    pub fn list(&self, plural: &str, namespace: &str) -> Vec<Value> {
+        self.with(|c| c.list(plural, namespace))
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Logged> {
+        self.with(|c| c.log.clone())
+    }
+
+    pub fn mutating_requests(&self) -> Vec<Logged> {
+        self.requests().into_iter().filter(Logged::mutating).collect()
+    }
+
+    pub fn clear_log(&self) {
+        self.with(|c| c.log.clear());
+    }
+
+    /// A kubeconfig in `dir` with context `kind-stormproof` (namespace
+    /// `shop`) and context `production`, both pointing at this fake.
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("kubeconfig");
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: kind-stormproof\n  context:\n    cluster: fake\n    user: fake\n    namespace: shop\n- name: production\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: production\n",
+            self.url
+        );
+        std::fs::write(&path, yaml).expect("write kubeconfig");
+        path
+    }
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn plural_of(kind: &str) -> String {
+    match kind {
+        "HorizontalPodAutoscaler" => "horizontalpodautoscalers".into(),
+        other => format!("{}s", other.to_lowercase()),
+    }
+}
+
+/// apiVersion and kind of a resource, by its plural.
+fn kind_of(plural: &str) -> Option<(&'static str, &'static str)> {
+    Some(match plural {
+        "pods" => ("v1", "Pod"),
+        "services" => ("v1", "Service"),
+        "secrets" => ("v1", "Secret"),
+        "configmaps" => ("v1", "ConfigMap"),
+        "deployments" => ("apps/v1", "Deployment"),
+        "replicasets" => ("apps/v1", "ReplicaSet"),
+        "horizontalpodautoscalers" => ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        _ => return None,
+    })
+}
+
+impl Cluster {
+    fn converge(&mut self) {
+        for _ in 0..50 {
+            let before = format!("{:?}", self.objects);
+            self.tick();
+            if format!("{:?}", self.objects) == before {
+                return;
+            }
+        }
+    }
+
+    fn list(&self, plural: &str, ns: &str) -> Vec<Value> {
+        self.objects.iter().filter(|((p, n, _), _)| p == plural && n == ns).map(|(_, o)| o.clone()).collect()
+    }
+
+    fn insert(&mut self, plural: &str, ns: &str, mut object: Value) {
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        let name = object["metadata"]["name"].as_str().expect("name").to_string();
+        self.objects.insert(key(plural, ns, &name), object);
+    }
+
+    /// Creates an object with the API server's defaults.
+    fn create(&mut self, plural: &str, ns: &str, name: &str, mut object: Value) -> Value {
+        self.serial += 1;
+        let (api_version, kind) = kind_of(plural).expect("known kind");
+        object["apiVersion"] = json!(api_version);
+        object["kind"] = json!(kind);
+        object["metadata"]["name"] = json!(name);
+        object["metadata"]["namespace"] = json!(ns);
+        object["metadata"]["uid"] = json!(format!("{plural}-{name}-{}", self.serial));
+        object["metadata"]["creationTimestamp"] = json!(timestamp(self.serial));
+        object["metadata"]["generation"] = json!(1);
+        if plural == "deployments" {
+            default_deployment(&mut object);
+        }
+        self.insert(plural, ns, object.clone());
+        self.objects[&key(plural, ns, name)].clone()
+    }
+
+    /// Stores `updated` in place of the current object, bumping the
+    /// generation when the spec changed.
+    fn update(&mut self, plural: &str, ns: &str, name: &str, mut updated: Value) -> Value {
+        let current = self.objects[&key(plural, ns, name)].clone();
+        if plural == "deployments" {
+            default_deployment(&mut updated);
+        }
+        let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+        let bumped = if updated["spec"] != current["spec"] { generation + 1 } else { generation };
+        updated["metadata"]["generation"] = json!(bumped);
+        for field in ["uid", "creationTimestamp", "namespace", "name"] {
+            updated["metadata"][field] = current["metadata"][field].clone();
+        }
+        updated["status"] = current["status"].clone();
+        self.insert(plural, ns, updated);
+        self.objects[&key(plural, ns, name)].clone()
+    }
+}
+
+/// The Deployment defaults the API server fills in.
+fn default_deployment(object: &mut Value) {
+    let spec = &mut object["spec"];
+    if spec["replicas"].is_null() {
+        spec["replicas"] = json!(1);
+    }
+    if spec["strategy"].is_null() {
+        spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
+    }
+    if spec["progressDeadlineSeconds"].is_null() {
+        spec["progressDeadlineSeconds"] = json!(600);
+    }
+}
+
+/// A `Status` in Kubernetes' JSON shape.
+fn status(code: StatusCode, reason: &str, message: String, details: Value) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": if code.is_success() { "Success" } else { "Failure" },
+        "message": message, "reason": reason, "details": details, "code": code.as_u16()});
+    (code, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
+fn not_found(plural: &str, group: &str, name: &str) -> Response {
+    let resource = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+    status(StatusCode::NOT_FOUND, "NotFound", format!("{resource} \"{name}\" not found"), json!({"name": name, "group": group, "kind": plural}))
+}
+
+fn ok(code: StatusCode, body: &Value) -> Response {
+    (code, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
+/// A parsed API path: `/api/v1/namespaces/NS/PLURAL[/NAME[/SUB]]` or `/apis/GROUP/VERSION/...`.
+struct Target<'a> {
+    group: &'a str,
+    namespace: &'a str,
+    plural: &'a str,
+    name: Option<&'a str>,
+    sub: Option<&'a str>,
+}
+
+fn parse_path(path: &str) -> Option<Target<'_>> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return None,
+    };
+    match rest {
+        ["namespaces", ns, plural, more @ ..] if more.len() <= 2 => Some(Target { group, namespace: ns, plural, name: more.first().copied(), sub: more.get(1).copied() }),
+        _ => None,
+    }
+}
+
+fn handle(cluster: &Mutex<Cluster>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let mut c = cluster.lock().expect("not poisoned");
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    c.log.push(Logged {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
+        content_type: content_type.clone(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    if c.auto_converge {
+        c.converge();
+    }
+    let query: BTreeMap<String, String> = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let Some(target) = parse_path(uri.path()) else {
+        return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".into(), json!({}));
+    };
+    if kind_of(target.plural).is_none() {
+        return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".into(), json!({}));
+    }
+    let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
+    let response = match (&method, target.name, target.sub) {
+        (&Method::GET, None, None) => list(&c, &target, &query),
+        (&Method::GET, Some(name), None) => match c.objects.get(&key(target.plural, target.namespace, name)) {
+            Some(o) => ok(StatusCode::OK, o),
+            None => not_found(target.plural, target.group, name),
+        },
+        (&Method::PATCH, Some(name), None) => patch(&mut c, &target, name, &content_type, &query, &body),
+        (&Method::PUT, Some(name), None) => replace(&mut c, &target, name, body),
+        (_, Some(name), Some("scale")) if target.plural == "deployments" => scale(&mut c, &target, name, &method, &content_type, &body),
+        (&Method::POST, Some(name), Some("eviction")) if target.plural == "pods" => evict(&mut c, &target, name, &body),
+        _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here"), json!({})),
+    };
+    if c.auto_converge {
+        c.converge();
+    }
+    response
+}
+
+fn list(c: &Cluster, target: &Target, query: &BTreeMap<String, String>) -> Response {
+    let selector: Vec<(String, String)> = query
+        .get("labelSelector")
+        .map(|s| s.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        .unwrap_or_default();
+    let items: Vec<Value> = c
+        .list(target.plural, target.namespace)
+        .into_iter()
+        .filter(|o| selector.iter().all(|(k, v)| o["metadata"]["labels"][k] == v.as_str()))
+        .collect();
+    let (api_version, kind) = kind_of(target.plural).expect("checked");
+    ok(StatusCode::OK, &json!({"apiVersion": api_version, "kind": format!("{kind}List"), "metadata": {"resourceVersion": c.resource_version.to_string()}, "items": items}))
+}
+
+fn patch(c: &mut Cluster, target: &Target, name: &str, content_type: &str, query: &BTreeMap<String, String>, body: &Value) -> Response {
+    let current = c.objects.get(&key(target.plural, target.namespace, name)).cloned();
+    let content_type = content_type.split(';').next().unwrap_or_default();
+    match (content_type, current) {
+        ("application/apply-patch+yaml", current) => {
+            let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
+                return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(), json!({}));
+            };
+            let mut applied = body.clone();
+            applied["metadata"]["managedFields"] = json!([{"manager": manager, "operation": "Apply", "apiVersion": body["apiVersion"]}]);
+            match current {
+                None => {
+                    let created = c.create(target.plural, target.namespace, name, applied);
+                    ok(StatusCode::CREATED, &created)
+                }
+                Some(mut object) => {
+                    patch::merge(&mut object, &applied);
+                    ok(StatusCode::OK, &c.update(target.plural, target.namespace, name, object))
+                }
+            }
+        }
+        (_, None) => not_found(target.plural, target.group, name),
+        ("application/merge-patch+json", Some(mut object)) => {
+            patch::merge(&mut object, body);
+            ok(StatusCode::OK, &c.update(target.plural, target.namespace, name, object))
+        }
+        ("application/strategic-merge-patch+json", Some(mut object)) => {
+            patch::strategic(&mut object, body);
+            ok(StatusCode::OK, &c.update(target.plural, target.namespace, name, object))
+        }
+        (other, Some(_)) => status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other})"), json!({})),
+    }
+}
+
+fn replace(c: &mut Cluster, target: &Target, name: &str, body: Value) -> Response {
+    let Some(current) = c.objects.get(&key(target.plural, target.namespace, name)).cloned() else {
+        return not_found(target.plural, target.group, name);
+    };
+    let sent = body["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+    if !sent.is_empty() && sent != current["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
+        let message = format!("Operation cannot be fulfilled on {}.{} \"{name}\": the object has been modified; please apply your changes to the latest version and try again", target.plural, target.group);
+        return status(StatusCode::CONFLICT, "Conflict", message, json!({"name": name}));
+    }
+    ok(StatusCode::OK, &c.update(target.plural, target.namespace, name, body))
+}
+
+fn scale_of(deployment: &Value) -> Value {
+    let labels = deployment["spec"]["selector"]["matchLabels"].as_object().cloned().unwrap_or_default();
+    let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+    json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": {"name": deployment["metadata"]["name"], "namespace": deployment["metadata"]["namespace"], "resourceVersion": deployment["metadata"]["resourceVersion"]},
+        "spec": {"replicas": deployment["spec"]["replicas"]},
+        "status": {"replicas": deployment["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector.join(",")}})
+}
+
+fn scale(c: &mut Cluster, target: &Target, name: &str, method: &Method, content_type: &str, body: &Value) -> Response {
+    let Some(mut deployment) = c.objects.get(&key("deployments", target.namespace, name)).cloned() else {
+        return not_found("deployments", "apps", name);
+    };
+    if method == Method::GET {
+        return ok(StatusCode::OK, &scale_of(&deployment));
+    }
+    if method != Method::PATCH || !content_type.starts_with("application/merge-patch+json") {
+        return status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", format!("unsupported {method} {content_type} on scale"), json!({}));
+    }
+    let mut scale = scale_of(&deployment);
+    patch::merge(&mut scale, body);
+    match scale["spec"]["replicas"].as_i64() {
+        Some(n) if n >= 0 => deployment["spec"]["replicas"] = json!(n),
+        _ => return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "Scale.autoscaling \"\" is invalid: spec.replicas: Invalid value: must be greater than or equal to 0".into(), json!({})),
+    }
+    let updated = c.update("deployments", target.namespace, name, deployment);
+    ok(StatusCode::OK, &scale_of(&updated))
+}
+
+/// Eviction starts the pod's graceful deletion; it is gone at the next
+/// tick and its ReplicaSet makes a new one (restartCount 0).
+fn evict(c: &mut Cluster, target: &Target, name: &str, body: &Value) -> Response {
+    if body["metadata"]["name"] != name {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "name in URL does not match name in Eviction object".into(), json!({}));
+    }
+    match c.objects.get_mut(&key("pods", target.namespace, name)) {
+        None => not_found("pods", "", name),
+        Some(pod) => {
+            pod["metadata"]["deletionTimestamp"] = json!(timestamp(0));
+            status(StatusCode::CREATED, "", String::new(), json!({}))
+        }
+    }
+}
