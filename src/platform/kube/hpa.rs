@@ -5,11 +5,10 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{Api, ListParams};
 
 use super::deployments::{KubePlatform, api_error};
-use crate::platform::{AutoscalerStatus, Condition, PlatformError};
+use crate::platform::{AutoscalerStatus, Condition, PlatformError, SCALING_DISABLED};
 
 /// The HPA controller's words when its target is at 0 replicas
 /// (pkg/controller/podautoscaler, `ScalingDisabled`).
-const SCALING_DISABLED: &str = "ScalingDisabled";
 
 pub(super) async fn autoscalers(platform: &KubePlatform) -> Result<Vec<AutoscalerStatus>, PlatformError> {
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(platform.client.clone(), &platform.namespace);
@@ -60,6 +59,7 @@ fn autoscaler(hpa: &HorizontalPodAutoscaler) -> AutoscalerStatus {
             last_transition_time: c.last_transition_time.map(|t| t.0.to_string()).unwrap_or_default(),
         })
         .collect();
+    let scale_down_stabilization_ms = scale_down_window(&spec);
     AutoscalerStatus {
         service: spec.scale_target_ref.name,
         min_replicas: spec.min_replicas.unwrap_or(1).max(0) as u32,
@@ -70,7 +70,17 @@ fn autoscaler(hpa: &HorizontalPodAutoscaler) -> AutoscalerStatus {
         current_cpu_utilization: cpu_current.map(|c| c.max(0) as u32),
         last_scale_time: status.last_scale_time.map(|t| t.0.to_string()),
         conditions,
+        // The controller's period is not visible through the API: assume
+        // kube-controller-manager's default.
+        sync_period_ms: 15_000,
+        scale_down_stabilization_ms,
     }
+}
+
+/// `behavior.scaleDown.stabilizationWindowSeconds`, 300 s by default.
+fn scale_down_window(spec: &k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerSpec) -> u64 {
+    let seconds = spec.behavior.as_ref().and_then(|b| b.scale_down.as_ref()).and_then(|d| d.stabilization_window_seconds);
+    seconds.map(|s| s.max(0) as u64).unwrap_or(300) * 1000
 }
 
 #[cfg(test)]
@@ -88,6 +98,8 @@ mod tests {
             desired_replicas: 1,
             current_cpu_utilization: Some(10),
             last_scale_time: None,
+            sync_period_ms: 15_000,
+            scale_down_stabilization_ms: 300_000,
             conditions: vec![Condition {
                 kind: "ScalingActive".into(),
                 status: "True".into(),
