@@ -517,3 +517,23 @@ fn chaos_abort_stops_a_running_kube_experiment_and_rolls_it_back() {
     assert!(journal.deviated.unwrap().contains("SIGTERM"));
     assert!(!run_dir.join("pid").exists(), "the pid file goes with the run");
 }
+
+#[test]
+fn an_experiment_scoped_to_another_namespace_is_refused_before_any_request() {
+    let (fake, dir, gateway) = settled_shop();
+    let file = experiment(dir.path(), "0s");
+    let scoped = format!("{}kube: {{ context: {CONTEXT}, namespace: production }}\n", std::fs::read_to_string(&file).unwrap());
+    std::fs::write(&file, scoped).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["chaos", "run"])
+        .arg(&file)
+        .args(["--platform", "kube", "--context", CONTEXT, "--namespace", NS, "--gateway-url", &gateway.url])
+        .arg("--kubeconfig")
+        .arg(fake.kubeconfig(dir.path()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(stormproof::exit::ERROR));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--namespace shop contradicts the experiment, which may act only in namespace production"), "{stderr}");
+    assert!(fake.requests().is_empty());
+}

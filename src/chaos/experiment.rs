@@ -41,6 +41,19 @@ pub struct Experiment {
     /// Limits that abort the experiment.
     #[serde(default)]
     pub guardrails: Guardrails,
+    /// On Kubernetes, the only context and namespace the experiment may act
+    /// in; the command line must agree (or may leave them out).
+    pub kube: Option<KubeScope>,
+}
+
+/// Where on Kubernetes an experiment may act.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeScope {
+    /// Kubeconfig context.
+    pub context: String,
+    /// Namespace.
+    pub namespace: String,
 }
 
 /// Load for the whole run: virtual users walking these routes in order.

@@ -16,7 +16,7 @@ mod probe;
 mod run;
 mod under_load;
 
-pub use experiment::{Experiment, load_experiment, parse as parse_experiment};
+pub use experiment::{Experiment, KubeScope, load_experiment, parse as parse_experiment};
 pub use journal::{CheckResult, Journal, Phase, Verdict};
 pub use lag::LagReader;
 pub use under_load::{CAUGHT_UP, CatchUp, LagSample, LoadRecord, Marks, PhaseFigures, PhaseLatency, ReplicaSample, RoutePhases, Second};

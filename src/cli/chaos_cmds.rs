@@ -83,7 +83,7 @@ async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             true
         }
     };
-    let target = if kube { args.kube.target(&experiment.system, &dir).await? } else { target(&experiment.system, &run_dir)? };
+    let target = if kube { args.kube.target(&experiment.system, &dir, experiment.kube.as_ref()).await? } else { target(&experiment.system, &run_dir)? };
     eprintln!("{} — journal {}", experiment.title, dir.join("journal.json").display());
     // The kill switch (`chaos abort`) finds this run by its pid file.
     let pid_file = super::k8s_cmds::PidFile::write(&dir)?;

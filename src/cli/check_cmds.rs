@@ -46,7 +46,7 @@ pub(super) async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
         eprintln!("starting {} in {}", args.system, run_dir.display());
         super::chaos_cmds::start(&args.system, &run_dir)?;
     }
-    let target = if kube { args.kube.target(&args.system, &dir).await? } else { super::chaos_cmds::target(&args.system, &run_dir)? };
+    let target = if kube { args.kube.target(&args.system, &dir, None).await? } else { super::chaos_cmds::target(&args.system, &run_dir)? };
 
     // Each experiment runs once; several checkpoints may read its journal.
     let mut journals: Vec<(&str, Journal)> = Vec::new();

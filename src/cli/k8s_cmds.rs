@@ -171,8 +171,19 @@ const RECORDED: &str = "kube.json";
 impl ChaosKubeArgs {
     /// The guarded kube platform as an experiment target; `dir` is the
     /// run's folder, where the cluster coordinates are recorded.
-    pub async fn target(&self, system: &str, dir: &Path) -> anyhow::Result<Target> {
-        let target = self.kube.target("--platform kube")?;
+    /// `scope` is the experiment's own `kube:` section, if any: the flags
+    /// may leave out what it names, but may not contradict it.
+    pub async fn target(&self, system: &str, dir: &Path, scope: Option<&chaos::KubeScope>) -> anyhow::Result<Target> {
+        let mut kube = self.kube.clone();
+        if let Some(scope) = scope {
+            for (flag, given, named) in [("context", &mut kube.context, &scope.context), ("namespace", &mut kube.namespace, &scope.namespace)] {
+                match given {
+                    Some(given) if given != named => anyhow::bail!("--{flag} {given} contradicts the experiment, which may act only in {flag} {named}"),
+                    _ => *given = Some(named.clone()),
+                }
+            }
+        }
+        let target = kube.target("--platform kube")?;
         let gateway = self.gateway_url.clone().ok_or_else(|| {
             anyhow::anyhow!("--platform kube needs --gateway-url, e.g. `kubectl port-forward -n {} svc/gateway 8088:80` and --gateway-url http://127.0.0.1:8088", target.namespace)
         })?;
