@@ -152,8 +152,17 @@ fn judge(journal: &Journal, phases: &[Phase]) -> (String, String) {
         let why = journal.deviated.clone().unwrap_or_else(|| format!("{:?}", journal.status));
         return ("fail".into(), why);
     }
-    // Figures first: availability, then read-model and lag, then the rest.
-    let rank = |e: &str| if e.contains(" % over ") { 0 } else if e.contains(" rows in ") || e.contains("behind") || e.contains("restarts") { 1 } else { 2 };
+    // Figures first: availability and autoscaler decisions, then
+    // read-model, lag and restarts, then the rest.
+    let rank = |e: &str| {
+        if e.contains(" % over ") || e.contains(": desired ") {
+            0
+        } else if e.contains(" rows in ") || e.contains("behind") || e.contains("restarts") {
+            1
+        } else {
+            2
+        }
+    };
     let mut evidence: Vec<String> = results.iter().map(|r| r.evidence.clone()).collect();
     evidence.sort_by_key(|e| rank(e));
     if let Some(catch_up) = journal.catch_up.iter().filter(|c| c.peak > 0).max_by_key(|c| c.peak).filter(|_| phases.contains(&After)) {
