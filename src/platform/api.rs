@@ -165,10 +165,8 @@ impl RolloutStatus {
         if self.observed_generation < self.generation {
             return RolloutState::Waiting("waiting for the rollout spec update to be observed".into());
         }
-        if let Some(c) = condition(&self.conditions, "Progressing") {
-            if c.reason == PROGRESS_DEADLINE_EXCEEDED {
-                return RolloutState::Failed(format!("rollout of {} has exceeded its progress deadline: {}", self.service, c.message));
-            }
+        if let Some(c) = condition(&self.conditions, "Progressing").filter(|c| c.reason == PROGRESS_DEADLINE_EXCEEDED) {
+            return RolloutState::Failed(format!("rollout of {} has exceeded its progress deadline: {}", self.service, c.message));
         }
         if self.updated < self.replicas {
             return RolloutState::Waiting(format!("{} out of {} new replicas have been updated", self.updated, self.replicas));

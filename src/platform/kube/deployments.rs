@@ -69,7 +69,7 @@ impl KubePlatform {
         let live = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none());
         let chosen = match replica {
             Some(name) => live.clone().find(|p| p.name_any() == name),
-            None => live.clone().rev().find(|p| pod_ready(p)).or_else(|| live.clone().last()),
+            None => live.clone().rev().find(|p| pod_ready(p)).or_else(|| live.clone().next_back()),
         };
         chosen.map(ResourceExt::name_any).ok_or_else(|| match replica {
             Some(name) => PlatformError::UnknownReplica(name.into()),

@@ -7,9 +7,9 @@ use kube::api::{Api, ListParams};
 use super::deployments::{KubePlatform, api_error};
 use crate::platform::{AutoscalerStatus, Condition, PlatformError, SCALING_DISABLED};
 
-/// The HPA controller's words when its target is at 0 replicas
-/// (pkg/controller/podautoscaler, `ScalingDisabled`).
-
+/// Every HPA of the namespace, with `ScalingDisabled` reported as soon as
+/// its target is at 0 replicas (the HPA controller's words,
+/// pkg/controller/podautoscaler), before its next sync.
 pub(super) async fn autoscalers(platform: &KubePlatform) -> Result<Vec<AutoscalerStatus>, PlatformError> {
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(platform.client.clone(), &platform.namespace);
     let list = api.list(&ListParams::default()).await.map_err(|err| api_error(err, || PlatformError::Unreachable("no HPA API".into())))?;
