@@ -322,6 +322,7 @@ fn rendered_manifests_parse_back_into_k8s_openapi_types() {
     assert_eq!(order.metadata.labels.as_ref().unwrap()["stormproof.io/chaos"], "enabled");
     let spec = order.spec.unwrap();
     assert_eq!(spec.replicas, None, "the HPA owns order's replica count");
+    assert_eq!(spec.progress_deadline_seconds, Some(60), "the definition's progress deadline");
     let container = &spec.template.spec.unwrap().containers[0];
     assert_eq!(container.args.as_ref().unwrap(), &["serve", "shop.order"]);
     assert_eq!(container.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"].0, "200m");
@@ -330,6 +331,7 @@ fn rendered_manifests_parse_back_into_k8s_openapi_types() {
     assert_eq!(container.liveness_probe.as_ref().unwrap().initial_delay_seconds, Some(2));
     let env = container.env.as_ref().unwrap();
     assert!(env.iter().any(|e| e.name == "STORMPROOF_UPSTREAMS" && e.value.as_deref() == Some("product=http://product:80")));
+    assert!(env.iter().any(|e| e.name == "STORMPROOF_WARMUP" && e.value.as_deref() == Some("2000ms")), "order's warm-up, what readiness protects");
 }
 
 /// `kubernetes-validate` (pip) checks against the bundled OpenAPI schemas

@@ -188,7 +188,14 @@ fn deployment(def: &SystemDef, service: &ServiceDef, options: &RenderOptions) ->
         type_: Some("RollingUpdate".into()),
         rolling_update: Some(RollingUpdateDeployment { max_surge: Some(int_or_percent(&service.rollout.max_surge)), max_unavailable: Some(int_or_percent(&service.rollout.max_unavailable)) }),
     };
-    pod_deployment(&def.system, &service.name, labels, replicas, Some(strategy), container, &options.version)
+    if !service.warmup.is_zero() {
+        container.env.get_or_insert_default().push(EnvVar { name: "STORMPROOF_WARMUP".into(), value: Some(format!("{}ms", service.warmup.as_millis())), ..EnvVar::default() });
+    }
+    let mut deployment = pod_deployment(&def.system, &service.name, labels, replicas, Some(strategy), container, &options.version);
+    if let Some(spec) = deployment.spec.as_mut() {
+        spec.progress_deadline_seconds = Some(service.rollout.progress_deadline.as_secs().max(1) as i32);
+    }
+    deployment
 }
 
 fn gateway(def: &SystemDef, options: &RenderOptions) -> Deployment {
