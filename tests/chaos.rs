@@ -255,3 +255,20 @@ async fn scaling_an_autoscaled_service_to_zero_is_restored_with_its_autoscaler()
     assert_eq!(active["status"], "True", "{hpa}");
     shop.down();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn self_healing_counts_only_the_restarts_of_its_own_run() {
+    let shop = Shop::up(&[]).await;
+    for round in 0..2 {
+        let reports = tempfile::tempdir().unwrap();
+        let out = shop.cli(&["chaos", "run", &experiment("self-healing"), "--reports", reports.path().to_str().unwrap()]);
+        let (_, journal) = journal(reports.path());
+        assert_eq!(out.status.code(), Some(0), "round {round}: {}", String::from_utf8_lossy(&out.stdout));
+        let restarted = &journal["steady_states"]["during"][0];
+        // A second run must wait for a restart of its own, not pass on the first run's.
+        assert!(restarted["took_ms"].as_u64().unwrap() > 1000, "round {round}: {restarted}");
+        assert!(restarted["evidence"].as_str().unwrap().contains("1 restarts during the experiment"), "round {round}: {restarted}");
+    }
+    assert_eq!(delivery(&shop)["replicas"][0]["restarts"], 2, "two restarts in total");
+    shop.down();
+}

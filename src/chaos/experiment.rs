@@ -393,7 +393,8 @@ pub struct ReplicasProbe {
     pub service: String,
     /// Exactly this many ready replicas.
     pub ready: u32,
-    /// At least this many restarts, over its replicas (self-healing).
+    /// At least this many restarts since the experiment began, over its
+    /// replicas (self-healing).
     #[serde(default)]
     pub restarts_at_least: u32,
 }

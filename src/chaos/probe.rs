@@ -40,6 +40,9 @@ pub struct Context {
     pub system: String,
     /// Reads consumer lag, when the broker is known.
     pub lag: Option<Arc<LagReader>>,
+    /// Restarts of each service when the experiment began: a replicas
+    /// check counts restarts since then, so an earlier run's do not count.
+    pub restarts_at_start: Arc<BTreeMap<String, u32>>,
 }
 
 /// Runs `check`, retrying until it holds or its `within` deadline passes.
@@ -195,8 +198,9 @@ fn interpolate_json(value: &Value, vars: &BTreeMap<String, String>) -> Result<Va
 async fn replicas(ctx: &Context, probe: &ReplicasProbe) -> Found {
     match ctx.platform.service(&probe.service).await {
         Ok(status) => {
-            let restarts: u32 = status.replicas.iter().map(|r| r.restarts).sum();
-            let seen = format!("{} ready {}/{}, {restarts} restarts", probe.service, status.ready, status.desired);
+            let total: u32 = status.replicas.iter().map(|r| r.restarts).sum();
+            let restarts = total.saturating_sub(ctx.restarts_at_start.get(&probe.service).copied().unwrap_or(0));
+            let seen = format!("{} ready {}/{}, {restarts} restarts during the experiment", probe.service, status.ready, status.desired);
             if status.ready == probe.ready && restarts >= probe.restarts_at_least {
                 Found::Held(seen)
             } else {

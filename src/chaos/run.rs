@@ -58,6 +58,10 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
         Ok(token) => token,
         Err(err) => return finish(journal, Verdict::Inconclusive, Some(format!("cannot get a token from the gateway: {err:#}"))),
     };
+    let restarts_at_start = match target.platform.services().await {
+        Ok(services) => services.iter().map(|s| (s.name.clone(), s.replicas.iter().map(|r| r.restarts).sum())).collect(),
+        Err(err) => return finish(journal, Verdict::Inconclusive, Some(format!("cannot read the platform: {err}"))),
+    };
     let ctx = Context {
         http: http.clone(),
         gateway: target.gateway.clone(),
@@ -65,6 +69,7 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
         platform: target.platform.clone(),
         system: experiment.system.clone(),
         lag: target.lag.clone(),
+        restarts_at_start: Arc::new(restarts_at_start),
     };
     let load = match experiment.load.as_ref().map(|def| under_load::start(def, &target.gateway, &token)).transpose() {
         Ok(load) => load,
