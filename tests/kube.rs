@@ -176,6 +176,24 @@ async fn a_rollout_past_its_progress_deadline_is_a_failure() {
 }
 
 #[tokio::test]
+async fn a_rollout_with_readiness_after_one_without_puts_the_defined_probe_back() {
+    let (fake, _dir, kube) = shop().await;
+    let mut unready = Template::version("v2");
+    unready.readiness = false;
+    kube.rollout("product", &unready).await.unwrap();
+    fake.converge();
+    let probe = |fake: &FakeKube| fake.get("deployments", NS, "product").unwrap()["spec"]["template"]["spec"]["containers"][0]["readinessProbe"].clone();
+    assert!(probe(&fake).is_null(), "rolled out without readiness");
+    fake.clear_log();
+    // What a chaos rollback sends: the prior template, readiness on.
+    kube.rollout("product", &Template::version("v1")).await.unwrap();
+    let sent = only_mutation(&fake);
+    assert_eq!(sent.json()["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"], "/health/ready");
+    assert_eq!(probe(&fake)["periodSeconds"], 1, "the definition's probe (500ms rounded up to 1 s) is back");
+    assert!(kube.rollout_status("product").await.unwrap().template.readiness);
+}
+
+#[tokio::test]
 async fn undo_puts_the_previous_replicasets_template_back() {
     let (fake, _dir, kube) = shop().await;
     let err = kube.rollout_undo("order").await.unwrap_err();

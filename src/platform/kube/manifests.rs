@@ -286,6 +286,12 @@ fn seconds(d: Duration) -> i32 {
     d.as_secs_f64().ceil().max(1.0) as i32
 }
 
+/// The readiness probe the built-in definition of `system` gives `service`
+/// (what a rollout with readiness puts back after one without).
+pub fn defined_readiness(system: &str, service: &str) -> Option<Probe> {
+    SystemDef::builtin(system).ok()?.service(service)?.readiness.as_ref().map(probe)
+}
+
 fn probe(def: &ProbeDef) -> Probe {
     Probe {
         http_get: Some(http_get(&def.path)),

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::deployments::{KubePlatform, api_error, change_params};
-use super::{FIELD_MANAGER, RESTARTED_AT, VERSION};
+use super::{FIELD_MANAGER, PART_OF, RESTARTED_AT, VERSION};
 use crate::platform::{Condition, PlatformError, RolloutStatus, Template};
 
 /// The env variables a template's version and variant travel in (see `ServeOptions`).
@@ -43,6 +43,13 @@ pub fn template_patch(deployment: &Deployment, template: &Template, now: &str) -
     let mut patched = json!({"name": container.name, "image": image, "env": env});
     if !template.readiness {
         patched["readinessProbe"] = Value::Null;
+    } else if container.readiness_probe.is_none() {
+        // Back from a rollout without readiness: the definition's probe returns.
+        let labels = deployment.labels();
+        let defined = labels.get(PART_OF).and_then(|system| super::manifests::defined_readiness(system, &deployment.name_any()));
+        if let Some(probe) = defined {
+            patched["readinessProbe"] = serde_json::to_value(probe).unwrap_or(Value::Null);
+        }
     }
     Ok(json!({"spec": {"template": {
         "metadata": {"labels": {VERSION: template.version}, "annotations": {RESTARTED_AT: now}},
