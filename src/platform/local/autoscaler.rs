@@ -110,10 +110,11 @@ pub(super) async fn run(sup: Arc<Supervisor>) {
     }
 }
 
-/// A first CPU sample for replicas that have none.
+/// A first CPU sample for replicas that have none; gone ones are forgotten.
 fn baseline(sup: &Supervisor, hpa: &mut Hpa) {
     let now = Instant::now();
     let pids: Vec<u32> = sup.with_service(&hpa.service, |s| s.replicas.iter().filter_map(|r| r.pid).collect()).unwrap_or_default();
+    hpa.cpu.retain(|pid, _| pids.contains(pid));
     for pid in pids {
         if let (false, Some(ticks)) = (hpa.cpu.contains_key(&pid), cpu_ticks(pid)) {
             hpa.cpu.insert(pid, (ticks, now));
@@ -132,8 +133,6 @@ fn sync(sup: &Supervisor, hpa: &mut Hpa, settings: AutoscalerSettings) -> Option
         })
         .ok()?;
     let samples: Vec<Sample> = samples.into_iter().map(|(pid, ready)| Sample { ready, millicores: pid.and_then(|pid| measure(hpa, pid, now)) }).collect();
-    let pids: Vec<u32> = sup.with_service(&hpa.service, |s| s.replicas.iter().filter_map(|r| r.pid).collect()).unwrap_or_default();
-    hpa.cpu.retain(|pid, _| pids.contains(pid));
     let status = &mut hpa.status;
     status.current_replicas = samples.len() as u32;
     let conditions = &mut status.conditions;
