@@ -4,7 +4,9 @@
 
 mod chaos_cmds;
 mod check_cmds;
+mod contract_cmds;
 mod k8s_cmds;
+mod kube_args;
 mod platform_cmds;
 mod rollout_cmds;
 
@@ -18,9 +20,10 @@ use crate::systems::kit::ServeOptions;
 
 /// stormproof: chaos, load and contract testing for event-driven microservices.
 ///
-/// Runs the reference systems (the shop) on a local platform — a real
-/// Kafka-API broker and every service as its own process, no cluster — and
-/// acts on them like Kubernetes would: scale, kill, probe.
+/// Runs a system — a built-in one by name, or a folder of your own by path
+/// — on a local platform (a real Kafka-API broker and every service as its
+/// own process, no cluster) and acts on it like Kubernetes would: scale,
+/// kill, probe, roll out; or acts on it where it is deployed.
 ///
 /// Exit codes: 0 passed, 1 a gate or verdict failed, 2 usage or input error.
 #[derive(Debug, Parser)]
@@ -34,7 +37,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a reference system locally: broker, services, gateway (Ctrl-C stops it all).
+    /// Run a system locally: broker, services, gateway (Ctrl-C stops it all).
     Up(UpArgs),
     /// Stop the system `up` started, leaving no process behind.
     Down(RunDirArgs),
@@ -48,19 +51,19 @@ pub enum Command {
     Rollout(rollout_cmds::RolloutArgs),
     /// Show the autoscalers (HorizontalPodAutoscaler v2 on CPU), like `kubectl get hpa`.
     Hpa(rollout_cmds::HpaArgs),
-    /// Score the course's checkpoints against a system (runs the shop if it is not up).
+    /// Score the course's checkpoints against a system (starts it if it is not up).
     Check(check_cmds::CheckArgs),
     /// Load a service as siege does (same flags), with real measurement and CI gates.
     Siege(crate::load::cli::SiegeArgs),
     /// Chaos experiments: fault, verdict, guaranteed rollback.
     Chaos(chaos_cmds::ChaosArgs),
-    /// Kubernetes manifests of a reference system: render, apply (server-side apply).
+    /// Kubernetes manifests of a system: render, apply (server-side apply).
     K8s(k8s_cmds::K8sArgs),
     /// Run the embedded Kafka-API broker (tansu, SQLite storage).
     Broker(BrokerArgs),
     /// Consumer-driven contracts (Pact): verify a provider, publish pacts, can-i-deploy.
-    Contract(crate::contract::cli::ContractArgs),
-    /// Run one service of a reference system (what a replica or container runs).
+    Contract(contract_cmds::ContractArgs),
+    /// Run one service of a system (what a replica or container runs).
     #[command(hide = true)]
     Serve(ServeArgs),
 }
@@ -76,8 +79,7 @@ pub struct RunDirArgs {
 /// `stormproof up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// The reference system to run.
-    #[arg(default_value = "shop")]
+    /// The system to run: a built-in's name (shop) or a folder's path.
     pub system: String,
     /// Gateway port on 127.0.0.1 (0 picks a free one).
     #[arg(long, short, env = "STORMPROOF_PORT")]
@@ -211,7 +213,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             crate::broker::run(args.listen, &args.data).await?;
             Ok(Outcome::Passed)
         }
-        Command::Contract(args) => crate::contract::cli::run(args).await,
+        Command::Contract(args) => contract_cmds::run(args).await,
         Command::Serve(args) => {
             init_logs("info,rdkafka=warn");
             crate::systems::serve(&args.service, args.options, args.gateway).await?;

@@ -1,24 +1,29 @@
 //! stormproof: chaos, load and contract testing for event-driven microservices.
 //!
 //! The binary is a thin shell over this library (see `main.rs`). The parts:
-//! - [`systems`]: the reference services (the shop) and the kit they share;
+//! - [`systems`]: the catalog of systems (built-in, or a folder), their
+//!   definitions, the reference services (the shop) and the kit they share;
 //! - [`broker`]: the embedded Kafka-API broker (tansu, SQLite storage);
 //! - [`contract`]: consumer-driven contracts with Pact — verify, broker;
 //! - [`platform`]: where services run — the local platform and its control API;
 //! - [`load`]: the siege-compatible load engine; [`report`]: its reports;
 //! - [`chaos`]: experiments with verdicts and guaranteed rollback;
 //! - [`check`]: the course's checkpoints scored from experiments;
-//! - [`cli`]: arguments and dispatch; the only part that prints for users.
+//! - [`cli`]: arguments and dispatch; the only part that prints for users;
+//! - [`clock`], [`process`], [`proxy`]: plumbing several parts share.
 #![warn(missing_docs)]
 
 pub mod broker;
 pub mod chaos;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod contract;
 pub mod exit;
 pub mod load;
 pub mod platform;
+pub mod process;
+pub mod proxy;
 pub mod report;
 pub mod systems;
 

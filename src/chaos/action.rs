@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::experiment::{Action, RolloutAction};
-use super::journal::{Change, Journal, Rollback};
-use crate::platform::{Platform, RolloutState, Template};
+use super::experiment::{Action, Fault, RolloutAction, Switches};
+use super::journal::{Change, Journal, Rollback, RollbackStatus};
+use crate::platform::{Platform, PlatformError, RolloutState, Template};
 use crate::systems::kit::SwitchState;
 
 /// The name the local platform gives its embedded broker.
@@ -14,59 +14,51 @@ const BROKER: &str = "broker";
 /// Describes `action` in words.
 pub fn describe(action: &Action) -> String {
     let hold = if action.hold.is_zero() { String::new() } else { format!(", hold {}", humantime::format_duration(action.hold)) };
-    let what = if let Some(s) = &action.scale {
-        format!("scale {} to {}", s.service, s.replicas)
-    } else if let Some(k) = &action.kill {
-        format!("kill a replica of {}", k.service)
-    } else if let Some(s) = &action.switches {
-        format!("switches of {}: unhealthy={} unready={} delayMs={} errorFraction={}", s.service, s.unhealthy, s.unready, s.delay_ms, s.error_fraction)
-    } else if let Some(r) = &action.rollout {
-        let readiness = if r.readiness { "" } else { " without readiness probe" };
-        format!("roll {} out to {}{readiness}", r.service, r.to)
-    } else if let Some(s) = &action.surge {
-        format!("traffic surge: {} more users", s.users)
-    } else {
-        "stop the broker".to_string()
+    let what = match &action.fault {
+        Fault::Scale(s) => format!("scale {} to {}", s.service, s.replicas),
+        Fault::Kill(k) => format!("kill a replica of {}", k.service),
+        Fault::Switches(s) => format!("switches of {}: unhealthy={} unready={} delayMs={} errorFraction={}", s.service, s.unhealthy, s.unready, s.delay_ms, s.error_fraction),
+        Fault::Rollout(r) => {
+            let readiness = if r.readiness { "" } else { " without readiness probe" };
+            format!("roll {} out to {}{readiness}", r.service, r.to)
+        }
+        Fault::Surge(s) => format!("traffic surge: {} more users", s.users),
+        Fault::StopBroker(_) => "stop the broker".to_string(),
     };
     format!("{what}{hold}")
 }
 
-/// Applies one action, journaling each change before making it.
-pub async fn apply(platform: &dyn Platform, http: &reqwest::Client, journal: &mut Journal, action: &Action) -> anyhow::Result<String> {
-    if let Some(scale) = &action.scale {
-        set_replicas(platform, journal, &scale.service, scale.replicas).await
-    } else if action.stop_broker.is_some() {
-        set_replicas(platform, journal, BROKER, 0).await
-    } else if let Some(kill) = &action.kill {
-        let killed = platform.kill(&kill.service, None).await?;
-        journal.changes.push(Change::Killed { service: kill.service.clone(), replica: killed.clone() });
-        journal.save()?;
-        Ok(format!("killed {killed}"))
-    } else if let Some(rollout) = &action.rollout {
-        roll_out(platform, journal, rollout).await
-    } else if let Some(switches) = &action.switches {
-        let wanted = SwitchState {
-            unhealthy: switches.unhealthy,
-            unready: switches.unready,
-            delay_ms: switches.delay_ms,
-            error_fraction: switches.error_fraction,
-        };
-        let status = platform.service(&switches.service).await?;
-        let mut flipped = Vec::new();
-        for replica in status.replicas {
-            let Some(address) = replica.address else { continue };
-            let url = format!("http://{address}/_stormproof/switches");
-            let prior: SwitchState = http.get(&url).send().await?.error_for_status()?.json().await?;
-            journal.changes.push(Change::Switches { service: switches.service.clone(), replica: replica.id.clone(), address, prior });
+/// Applies one platform fault, journaling each change before making it
+/// (a surge is load, started by the run itself).
+pub async fn apply(platform: &dyn Platform, journal: &mut Journal, action: &Action) -> anyhow::Result<String> {
+    match &action.fault {
+        Fault::Scale(scale) => set_replicas(platform, journal, &scale.service, scale.replicas).await,
+        Fault::StopBroker(_) => set_replicas(platform, journal, BROKER, 0).await,
+        Fault::Kill(kill) => {
+            let killed = platform.kill(&kill.service, None).await?;
+            journal.changes.push(Change::Killed { service: kill.service.clone(), replica: killed.clone() });
             journal.save()?;
-            http.put(&url).json(&wanted).send().await?.error_for_status()?;
-            flipped.push(replica.id);
+            Ok(format!("killed {killed}"))
         }
-        anyhow::ensure!(!flipped.is_empty(), "{} has no replica to flip switches on", switches.service);
-        Ok(format!("flipped switches on {}", flipped.join(", ")))
-    } else {
-        anyhow::bail!("an action without a fault")
+        Fault::Rollout(rollout) => roll_out(platform, journal, rollout).await,
+        Fault::Switches(switches) => flip(platform, journal, switches).await,
+        Fault::Surge(_) => anyhow::bail!("a surge is load, not a platform change"),
     }
+}
+
+async fn flip(platform: &dyn Platform, journal: &mut Journal, switches: &Switches) -> anyhow::Result<String> {
+    let wanted = SwitchState { unhealthy: switches.unhealthy, unready: switches.unready, delay_ms: switches.delay_ms, error_fraction: switches.error_fraction };
+    let status = platform.service(&switches.service).await?;
+    let mut flipped = Vec::new();
+    for replica in status.replicas.iter().filter(|r| r.address.is_some()) {
+        let prior = platform.switches(&switches.service, &replica.id).await?;
+        journal.changes.push(Change::Switches { service: switches.service.clone(), replica: replica.id.clone(), prior });
+        journal.save()?;
+        platform.set_switches(&switches.service, &replica.id, &wanted).await?;
+        flipped.push(replica.id.clone());
+    }
+    anyhow::ensure!(!flipped.is_empty(), "{} has no replica to flip switches on", switches.service);
+    Ok(format!("flipped switches on {}", flipped.join(", ")))
 }
 
 async fn roll_out(platform: &dyn Platform, journal: &mut Journal, rollout: &RolloutAction) -> anyhow::Result<String> {
@@ -91,7 +83,7 @@ async fn set_replicas(platform: &dyn Platform, journal: &mut Journal, service: &
 
 /// Restores every change not yet restored (newest first), then checks that
 /// each touched service is ready at its desired replicas again.
-pub async fn rollback(platform: &dyn Platform, http: &reqwest::Client, journal: &mut Journal, patience: Duration) -> bool {
+pub async fn rollback(platform: &dyn Platform, journal: &mut Journal, patience: Duration) -> bool {
     let done = journal.rollbacks.len();
     let pending: Vec<Change> = journal.changes.iter().rev().skip(done).cloned().collect();
     for change in pending {
@@ -101,12 +93,10 @@ pub async fn rollback(platform: &dyn Platform, http: &reqwest::Client, journal: 
                 let result = platform.rollout(service, prior).await.map(|_| ()).map_err(anyhow::Error::from);
                 (format!("{service} rolled back to {}", prior.version), result)
             }
-            Change::Switches { replica, address, prior, .. } => {
-                let result = http.put(format!("http://{address}/_stormproof/switches")).json(prior).send().await;
-                let result = match result {
-                    Ok(response) => response.error_for_status().map(|_| ()).map_err(anyhow::Error::from),
-                    // A restarted replica starts with its switches off.
-                    Err(err) if err.is_connect() => Ok(()),
+            Change::Switches { service, replica, prior } => {
+                let result = match platform.set_switches(service, replica, prior).await {
+                    // A replica that ended or restarted has its switches off.
+                    Ok(()) | Err(PlatformError::UnknownReplica(_)) => Ok(()),
                     Err(err) => Err(err.into()),
                 };
                 (format!("switches of {replica} restored"), result)
@@ -114,10 +104,10 @@ pub async fn rollback(platform: &dyn Platform, http: &reqwest::Client, journal: 
             Change::Killed { service, replica } => (format!("{replica} replaced by the platform ({service})"), Ok(())),
         };
         let (status, detail) = match result {
-            Ok(()) => ("restored", String::new()),
-            Err(err) => ("failed", format!("{err:#}")),
+            Ok(()) => (RollbackStatus::Restored, String::new()),
+            Err(err) => (RollbackStatus::Failed, format!("{err:#}")),
         };
-        journal.rollbacks.push(Rollback { change: what, status: status.into(), detail });
+        journal.rollbacks.push(Rollback { change: what, status, detail });
         let _ = journal.save();
     }
     let verified = verify(platform, journal, patience).await;

@@ -82,39 +82,49 @@ fn four() -> u32 {
     4
 }
 
-/// One request of the load: exactly one of get/post/put/patch/delete.
+/// One request of the load.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadRoute {
-    /// GET this path.
-    pub get: Option<String>,
-    /// POST to this path.
-    pub post: Option<String>,
-    /// PUT to this path.
-    pub put: Option<String>,
-    /// PATCH this path.
-    pub patch: Option<String>,
-    /// DELETE this path.
-    pub delete: Option<String>,
+    /// Method and path.
+    #[serde(flatten)]
+    pub request: Request,
     /// JSON body.
     pub body: Option<Value>,
 }
 
-impl LoadRoute {
-    /// Method and path.
-    pub fn request(&self) -> Result<(reqwest::Method, &str), String> {
-        one_request([&self.get, &self.post, &self.put, &self.patch, &self.delete])
-    }
+/// A method and the path it goes to (through the gateway): exactly one of
+/// `get`, `post`, `put`, `patch`, `delete`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", rename = "request: one of get, post, put, patch, delete")]
+pub enum Request {
+    /// GET this path.
+    Get(String),
+    /// POST to this path.
+    Post(String),
+    /// PUT to this path.
+    Put(String),
+    /// PATCH this path.
+    Patch(String),
+    /// DELETE this path.
+    Delete(String),
 }
 
-/// The one method set among get/post/put/patch/delete, with its path.
-fn one_request(paths: [&Option<String>; 5]) -> Result<(reqwest::Method, &str), String> {
-    let methods = [reqwest::Method::GET, reqwest::Method::POST, reqwest::Method::PUT, reqwest::Method::PATCH, reqwest::Method::DELETE];
-    let set: Vec<(reqwest::Method, &str)> = methods.into_iter().zip(paths).filter_map(|(m, p)| p.as_deref().map(|p| (m, p))).collect();
-    match set.as_slice() {
-        [(method, path)] if path.starts_with('/') => Ok((method.clone(), path)),
-        [(_, path)] => Err(format!("path `{path}` must start with /")),
-        _ => Err("expected exactly one of get, post, put, patch, delete".into()),
+impl Request {
+    /// The HTTP method and the path.
+    pub fn parts(&self) -> (reqwest::Method, &str) {
+        match self {
+            Request::Get(path) => (reqwest::Method::GET, path),
+            Request::Post(path) => (reqwest::Method::POST, path),
+            Request::Put(path) => (reqwest::Method::PUT, path),
+            Request::Patch(path) => (reqwest::Method::PATCH, path),
+            Request::Delete(path) => (reqwest::Method::DELETE, path),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let (_, path) = self.parts();
+        if path.starts_with('/') { Ok(()) } else { Err(format!("path `{path}` must start with /")) }
     }
 }
 
@@ -153,42 +163,62 @@ impl Default for Guardrails {
     }
 }
 
-/// A check that must not stay deviated for long while the faults hold.
+/// A check that must not stay deviated for long while the faults hold (it
+/// is polled every second, so it has no `within`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Guard {
-    /// The check (its `within` is ignored: it is polled every second).
+    /// What the check claims, in words.
+    pub name: String,
+    /// How it looks.
     #[serde(flatten)]
-    pub check: Check,
+    pub probe: Probe,
     /// How long it may stay deviated.
     #[serde(with = "humantime_serde")]
     pub deviated_for: Duration,
+}
+
+impl Guard {
+    /// The guard as a check tried once.
+    pub fn check(&self) -> Check {
+        Check { name: self.name.clone(), within: Duration::ZERO, probe: self.probe.clone() }
+    }
 }
 
 fn five_minutes() -> Duration {
     Duration::from_secs(300)
 }
 
-/// One fault of the method. Exactly one of the fault fields is set.
+/// One action of the method: a fault, and how long it holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields)]
 pub struct Action {
-    /// Set a service's replicas (0 included).
-    pub scale: Option<Scale>,
-    /// Kill one replica (SIGKILL / delete the pod).
-    pub kill: Option<Kill>,
-    /// Flip a service's misbehaviour switches on every replica.
-    pub switches: Option<Switches>,
-    /// Stop the system's broker (the embedded one scales to 0).
-    pub stop_broker: Option<Empty>,
-    /// Roll a service out to a new version (a deploy under load).
-    pub rollout: Option<RolloutAction>,
-    /// Extra load on top of the experiment's (a traffic spike) while the
-    /// action holds; it ends before the rollback.
-    pub surge: Option<LoadDef>,
+    /// What it does to the system.
+    #[serde(flatten)]
+    pub fault: Fault,
     /// How long the fault holds before the next action.
     #[serde(with = "humantime_serde", default)]
     pub hold: Duration,
+}
+
+/// A fault: exactly one of these keys in an action.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+// serde names the enum in its error for an action without a fault.
+#[serde(rename_all = "kebab-case", rename = "fault: one of scale, kill, switches, stop-broker, rollout, surge")]
+pub enum Fault {
+    /// Set a service's replicas (0 included).
+    Scale(Scale),
+    /// Kill one replica (SIGKILL / delete the pod).
+    Kill(Kill),
+    /// Flip a service's misbehaviour switches on every replica.
+    Switches(Switches),
+    /// Stop the system's broker (the embedded one scales to 0).
+    StopBroker(Empty),
+    /// Roll a service out to a new version (a deploy under load).
+    Rollout(RolloutAction),
+    /// Extra load on top of the experiment's (a traffic spike) while the
+    /// action holds; it ends before the rollback.
+    Surge(LoadDef),
 }
 
 /// Placeholder for actions without parameters (`stop-broker: {}`).
@@ -253,7 +283,7 @@ pub struct Switches {
     pub error_fraction: f64,
 }
 
-/// A named check (a probe with a tolerance). Exactly one probe field is set.
+/// A named check: a probe and how long it may take to hold.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Check {
@@ -262,20 +292,66 @@ pub struct Check {
     /// Retry until this deadline before calling it deviated ("eventually").
     #[serde(with = "humantime_serde", default)]
     pub within: Duration,
+    /// How it looks at the system.
+    #[serde(flatten)]
+    pub probe: Probe,
+}
+
+/// How a check looks at the system: exactly one of these keys in a check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+// serde names the enum in its error for a check without a probe.
+#[serde(rename_all = "kebab-case", rename = "probe: one of flow, replicas, consistency, availability, lag, autoscaler, rollout")]
+pub enum Probe {
     /// A sequence of requests with captured values.
-    pub flow: Option<Vec<Step>>,
+    Flow(Vec<Step>),
     /// Replica counts of a service.
-    pub replicas: Option<ReplicasProbe>,
+    Replicas(ReplicasProbe),
     /// Read model rows against the source of truth.
-    pub consistency: Option<ConsistencyProbe>,
+    Consistency(ConsistencyProbe),
     /// Availability of a load route over the check's phase (needs `load`).
-    pub availability: Option<AvailabilityProbe>,
+    Availability(AvailabilityProbe),
     /// Consumer-group lag of a service.
-    pub lag: Option<LagProbe>,
+    Lag(LagProbe),
     /// A service's autoscaler: active, and its desired replicas in bounds.
-    pub autoscaler: Option<AutoscalerProbe>,
+    Autoscaler(AutoscalerProbe),
     /// Where a service's rollout stands (kubectl's rule).
-    pub rollout: Option<RolloutProbe>,
+    Rollout(RolloutProbe),
+}
+
+/// What kind of evidence a probe gives (recorded with each result, so
+/// readers rank evidence without parsing its words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    /// Requests and their answers.
+    Flow,
+    /// Ready replicas and restarts.
+    Replicas,
+    /// Read-model rows against their source.
+    Consistency,
+    /// A load route's availability over a phase.
+    Availability,
+    /// Events a consumer group is behind.
+    Lag,
+    /// An autoscaler's decision.
+    Autoscaler,
+    /// A rollout's state.
+    Rollout,
+}
+
+impl Probe {
+    /// Its kind.
+    pub fn kind(&self) -> ProbeKind {
+        match self {
+            Probe::Flow(_) => ProbeKind::Flow,
+            Probe::Replicas(_) => ProbeKind::Replicas,
+            Probe::Consistency(_) => ProbeKind::Consistency,
+            Probe::Availability(_) => ProbeKind::Availability,
+            Probe::Lag(_) => ProbeKind::Lag,
+            Probe::Autoscaler(_) => ProbeKind::Autoscaler,
+            Probe::Rollout(_) => ProbeKind::Rollout,
+        }
+    }
 }
 
 /// The autoscaler of a service is active and wants between `at_least` and
@@ -336,20 +412,13 @@ pub struct AvailabilityProbe {
     pub min: f64,
 }
 
-/// One request of a flow: exactly one of get/post/put/patch/delete.
+/// One request of a flow.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
-    /// GET this path.
-    pub get: Option<String>,
-    /// POST to this path.
-    pub post: Option<String>,
-    /// PUT to this path.
-    pub put: Option<String>,
-    /// PATCH this path.
-    pub patch: Option<String>,
-    /// DELETE this path.
-    pub delete: Option<String>,
+    /// Method and path (strings may use `${captured}`).
+    #[serde(flatten)]
+    pub request: Request,
     /// JSON body (strings may use `${captured}`).
     pub body: Option<Value>,
     /// What the answer must be.
@@ -433,47 +502,27 @@ pub fn parse(yaml: &str, origin: &str) -> anyhow::Result<Experiment> {
 impl Experiment {
     fn check(&self) -> Result<(), String> {
         if self.method.is_empty() && !(self.during.is_empty() && self.after.is_empty()) {
-            return Err(format!("method: `during` and `after` checks need at least one action ({ACTIONS})"));
+            return Err("method: `during` and `after` checks need at least one action (scale, kill, switches, stop-broker, rollout, surge)".into());
         }
         for (i, action) in self.method.iter().enumerate() {
-            let set = [
-                action.scale.is_some(),
-                action.kill.is_some(),
-                action.switches.is_some(),
-                action.stop_broker.is_some(),
-                action.rollout.is_some(),
-                action.surge.is_some(),
-            ];
-            if set.iter().filter(|s| **s).count() != 1 {
-                return Err(format!("method[{i}]: expected exactly one of {ACTIONS}"));
-            }
-            if let Some(surge) = &action.surge {
+            if let Fault::Surge(surge) = &action.fault {
                 check_load(surge).map_err(|e| format!("method[{i}].surge: {e}"))?;
             }
         }
-        let guards: Vec<Check> = self.guardrails.abort_when.iter().map(|g| g.check.clone()).collect();
+        let guards: Vec<Check> = self.guardrails.abort_when.iter().map(Guard::check).collect();
         for (section, checks) in [("hypothesis", &self.hypothesis), ("during", &self.during), ("after", &self.after), ("guardrails.abort_when", &guards)] {
             for (i, check) in checks.iter().enumerate() {
-                let set = [
-                    check.flow.is_some(),
-                    check.replicas.is_some(),
-                    check.consistency.is_some(),
-                    check.availability.is_some(),
-                    check.lag.is_some(),
-                    check.autoscaler.is_some(),
-                    check.rollout.is_some(),
-                ];
-                if set.iter().filter(|s| **s).count() != 1 {
-                    return Err(format!("{section}[{i}] `{}`: expected exactly one of {PROBES}", check.name));
-                }
-                if section.starts_with("guardrails") && check.availability.is_some() {
+                let availability = matches!(check.probe, Probe::Availability(_));
+                if section.starts_with("guardrails") && availability {
                     return Err(format!("{section}[{i}] `{}`: availability is judged after the run; guard with a flow or replicas check", check.name));
                 }
-                if check.availability.is_some() && self.load.is_none() {
+                if availability && self.load.is_none() {
                     return Err(format!("{section}[{i}] `{}`: an availability check needs a `load` section", check.name));
                 }
-                for (j, step) in check.flow.iter().flatten().enumerate() {
-                    step.request().map_err(|e| format!("{section}[{i}] `{}` step {j}: {e}", check.name))?;
+                if let Probe::Flow(steps) = &check.probe {
+                    for (j, step) in steps.iter().enumerate() {
+                        step.request.check().map_err(|e| format!("{section}[{i}] `{}` step {j}: {e}", check.name))?;
+                    }
                 }
             }
         }
@@ -482,26 +531,25 @@ impl Experiment {
         }
         Ok(())
     }
-}
 
-const ACTIONS: &str = "scale, kill, switches, stop-broker, rollout, surge";
-const PROBES: &str = "flow, replicas, consistency, availability, lag, autoscaler, rollout";
+    /// The variants its rollouts run, by service (to check against the
+    /// system's definition).
+    pub fn variants(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.method.iter().filter_map(|action| match &action.fault {
+            Fault::Rollout(r) => r.variant.as_deref().map(|v| (r.service.as_str(), v)),
+            _ => None,
+        })
+    }
+}
 
 fn check_load(load: &LoadDef) -> Result<(), String> {
     if load.routes.is_empty() || load.users == 0 {
         return Err("expected at least one route and one user".into());
     }
     for (i, route) in load.routes.iter().enumerate() {
-        route.request().map_err(|e| format!("routes[{i}]: {e}"))?;
+        route.request.check().map_err(|e| format!("routes[{i}]: {e}"))?;
     }
     Ok(())
-}
-
-impl Step {
-    /// The method and path of this step.
-    pub fn request(&self) -> Result<(reqwest::Method, &str), String> {
-        one_request([&self.get, &self.post, &self.put, &self.patch, &self.delete])
-    }
 }
 
 #[cfg(test)]
@@ -533,7 +581,7 @@ mod tests {
         let experiment = parse(yaml, "x.yaml").unwrap();
         let guard = &experiment.guardrails.abort_when[0];
         assert_eq!(guard.deviated_for, Duration::from_secs(10));
-        assert_eq!(guard.check.replicas.as_ref().unwrap().service, "order");
+        assert!(matches!(&guard.probe, Probe::Replicas(r) if r.service == "order"));
         let bad = yaml.replace("deviated_for: 10s", "deviated_for: 10s\n      typo: 1");
         assert!(parse(&bad, "x.yaml").is_err(), "unknown fields in a guard are rejected");
     }
@@ -544,7 +592,9 @@ mod tests {
         assert!(parse(steady_only, "x.yaml").is_ok(), "a steady-state check needs no method");
         let yaml = "title: t\nsystem: shop\nmethod:\n  - hold: 5s\n";
         let err = parse(yaml, "x.yaml").unwrap_err().to_string();
-        assert!(err.contains("method[0]: expected exactly one of"), "{err}");
+        assert!(err.contains("line 4") && err.contains("fault: one of scale, kill"), "{err}");
+        let two = "title: t\nsystem: shop\nmethod:\n  - scale: { service: delivery, replicas: 0 }\n    kill: { service: order }\n";
+        assert!(parse(two, "x.yaml").unwrap_err().to_string().contains("kill"), "a second fault is refused");
     }
 
     #[test]

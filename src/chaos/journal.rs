@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::experiment::ProbeKind;
 use super::under_load::{CatchUp, LagSample, LoadRecord, Marks, ReplicaSample};
-use crate::systems::kit::{SwitchState, now_rfc3339};
+use crate::clock::now_rfc3339;
+use crate::systems::kit::SwitchState;
 
 /// How an experiment ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,17 +43,54 @@ pub enum Phase {
     After,
 }
 
+/// What a check concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The claim holds; the evidence says why.
+    Held,
+    /// The system does not do what the check claims.
+    Deviated,
+    /// The probe itself could not run: the run is inconclusive.
+    Errored,
+}
+
 /// One check's result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckResult {
     /// The check's name.
     pub name: String,
-    /// `held`, `deviated` or `errored`.
-    pub status: String,
+    /// What it concluded.
+    pub status: Status,
+    /// The kind of probe, so the evidence can be ranked by what it is.
+    #[serde(default = "unrecorded_kind")]
+    pub probe: ProbeKind,
     /// What was seen.
     pub evidence: String,
     /// Time the check took, retries included (ms).
     pub took_ms: u64,
+}
+
+impl Status {
+    /// Its word in journals and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Held => "held",
+            Status::Deviated => "deviated",
+            Status::Errored => "errored",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Journals before version 2 did not record the probe kind.
+fn unrecorded_kind() -> ProbeKind {
+    ProbeKind::Flow
 }
 
 /// A change made to the system and the state it replaced.
@@ -82,8 +121,6 @@ pub enum Change {
         service: String,
         /// Replica id.
         replica: String,
-        /// Where its switches are.
-        address: String,
         /// Switches before.
         prior: SwitchState,
     },
@@ -106,6 +143,28 @@ impl Change {
     }
 }
 
+/// Where a method activity stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActivityStatus {
+    /// Journaled, not yet made.
+    Planned,
+    /// Made.
+    Applied,
+    /// Could not be made.
+    Failed,
+}
+
+impl std::fmt::Display for ActivityStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ActivityStatus::Planned => "planned",
+            ActivityStatus::Applied => "applied",
+            ActivityStatus::Failed => "failed",
+        })
+    }
+}
+
 /// One method activity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Activity {
@@ -113,10 +172,29 @@ pub struct Activity {
     pub action: String,
     /// When it started.
     pub start: String,
-    /// `planned`, `applied` or `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: ActivityStatus,
     /// Detail or error.
     pub detail: String,
+}
+
+/// How a rollback step went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RollbackStatus {
+    /// What the change replaced is back.
+    Restored,
+    /// It could not be put back.
+    Failed,
+}
+
+impl std::fmt::Display for RollbackStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RollbackStatus::Restored => "restored",
+            RollbackStatus::Failed => "failed",
+        })
+    }
 }
 
 /// One rollback step.
@@ -124,8 +202,8 @@ pub struct Activity {
 pub struct Rollback {
     /// What was restored.
     pub change: String,
-    /// `restored` or `failed`.
-    pub status: String,
+    /// How it went.
+    pub status: RollbackStatus,
     /// Detail or error.
     pub detail: String,
 }
@@ -144,7 +222,7 @@ pub struct SteadyStates {
 /// The journal of one run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Journal {
-    /// Format version.
+    /// Format version (2: probe kinds and typed statuses).
     pub version: u32,
     /// Experiment title.
     pub title: String,
@@ -196,7 +274,7 @@ impl Journal {
     /// A new journal for `title`, saved at `path`.
     pub fn new(title: &str, experiment_file: &str, system: &str, run_dir: &Path, path: PathBuf) -> Journal {
         Journal {
-            version: 1,
+            version: 2,
             title: title.to_string(),
             experiment_file: experiment_file.to_string(),
             system: system.to_string(),
@@ -245,7 +323,7 @@ impl Journal {
 
     /// Records a check result of `phase`.
     pub fn record(&mut self, phase: Phase, result: CheckResult) {
-        if self.deviated.is_none() && result.status != "held" {
+        if self.deviated.is_none() && result.status != Status::Held {
             self.deviated = Some(format!("{phase:?} `{}` {}: {}", result.name, result.status, result.evidence).to_lowercase_first());
         }
         match phase {

@@ -13,35 +13,41 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Reads the lag of consumer groups on one topic. Blocking: call it from a
-/// blocking thread.
+/// Reads the lag of a system's consumer groups on its topic. Blocking: call
+/// it from a blocking thread.
 pub struct LagReader {
     topic: String,
-    groups: Vec<(String, BaseConsumer)>,
+    /// Service, its group, a client in that group.
+    groups: Vec<(String, String, BaseConsumer)>,
 }
 
 impl LagReader {
-    /// A reader of `groups` on `topic` at `bootstrap`.
-    pub fn new(bootstrap: &str, topic: &str, groups: &[String]) -> anyhow::Result<LagReader> {
+    /// A reader of `groups` (service → consumer group) on `topic` at `bootstrap`.
+    pub fn new(bootstrap: &str, topic: &str, groups: &[(String, String)]) -> anyhow::Result<LagReader> {
         let groups = groups
             .iter()
-            .map(|group| {
+            .map(|(service, group)| {
                 let consumer: BaseConsumer = ClientConfig::new()
                     .set("bootstrap.servers", bootstrap)
                     .set("group.id", group)
                     .set("enable.auto.commit", "false")
                     .set("log_level", "3")
                     .create()?;
-                Ok((group.clone(), consumer))
+                Ok((service.clone(), group.clone(), consumer))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(LagReader { topic: topic.to_string(), groups })
     }
 
+    /// The consumer group of `service`, if it consumes the topic.
+    pub fn group_of(&self, service: &str) -> Option<String> {
+        self.groups.iter().find(|(s, _, _)| s == service).map(|(_, group, _)| group.clone())
+    }
+
     /// Lag of every group (a group that committed nothing lags by the whole topic).
     pub fn read(&self) -> anyhow::Result<BTreeMap<String, i64>> {
         let mut lags = BTreeMap::new();
-        for (group, consumer) in &self.groups {
+        for (_, group, consumer) in &self.groups {
             lags.insert(group.clone(), self.lag(consumer)?);
         }
         Ok(lags)

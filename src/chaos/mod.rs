@@ -6,18 +6,22 @@
 //! The words are Chaos Toolkit's: steady-state *hypothesis*, *method*,
 //! *rollbacks*, *journal*, *deviated*. The engine acts on a system only
 //! through the [`crate::platform::Platform`] trait, so one experiment runs on
-//! every platform.
+//! every platform; [`target`] builds that platform for a run.
 
 mod action;
 mod experiment;
 mod journal;
+mod kill_switch;
 mod lag;
 mod probe;
 mod run;
+mod target;
 mod under_load;
 
-pub use experiment::{Experiment, KubeScope, load_experiment, parse as parse_experiment};
-pub use journal::{CheckResult, Journal, Phase, Verdict};
+pub use experiment::{Action, Check, Experiment, Fault, KubeScope, Probe, ProbeKind, load_experiment, parse as parse_experiment};
+pub use journal::{ActivityStatus, CheckResult, Journal, Phase, RollbackStatus, Status, Verdict};
+pub use kill_switch::{PidFile, abort};
 pub use lag::LagReader;
+pub use run::{rollback_journal, run_experiment};
+pub use target::{KubeSettings, Target, recorded_platform};
 pub use under_load::{CAUGHT_UP, CatchUp, LagSample, LoadRecord, Marks, PhaseFigures, PhaseLatency, ReplicaSample, RoutePhases, Second};
-pub use run::{Target, rollback_journal, run_experiment};

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::experiment::{AutoscalerProbe, Check, ConsistencyProbe, Expect, LagProbe, ReplicasProbe, RolloutExpectation, RolloutProbe, Step};
+use super::experiment::{AutoscalerProbe, Check, ConsistencyProbe, Expect, LagProbe, Probe, ReplicasProbe, RolloutExpectation, RolloutProbe, Step};
+use super::journal::{CheckResult, Status};
 use super::lag::LagReader;
-use super::journal::CheckResult;
 use crate::platform::{Platform, RolloutState};
 
 /// What a probe found.
@@ -36,9 +36,7 @@ pub struct Context {
     pub token: String,
     /// The platform.
     pub platform: Arc<dyn Platform>,
-    /// The system's name (consumer groups are `SYSTEM.SERVICE`).
-    pub system: String,
-    /// Reads consumer lag, when the broker is known.
+    /// Reads consumer lag (and knows each service's group), when the broker is known.
     pub lag: Option<Arc<LagReader>>,
     /// Restarts of each service when the experiment began: a replicas
     /// check counts restarts since then, so an earlier run's do not count.
@@ -48,8 +46,8 @@ pub struct Context {
 /// Runs `check`, retrying until it holds or its `within` deadline passes.
 pub async fn run_check(ctx: &Context, check: &Check) -> CheckResult {
     let started = Instant::now();
-    let within = match &check.autoscaler {
-        Some(probe) if check.within.is_zero() => autoscaler_patience(ctx, probe).await,
+    let within = match &check.probe {
+        Probe::Autoscaler(probe) if check.within.is_zero() => autoscaler_patience(ctx, probe).await,
         _ => check.within,
     };
     let deadline = started + within;
@@ -61,28 +59,23 @@ pub async fn run_check(ctx: &Context, check: &Check) -> CheckResult {
         }
     };
     let (status, evidence) = match found {
-        Found::Held(e) => ("held", e),
-        Found::Deviated(e) => ("deviated", e),
-        Found::Errored(e) => ("errored", e),
+        Found::Held(e) => (Status::Held, e),
+        Found::Deviated(e) => (Status::Deviated, e),
+        Found::Errored(e) => (Status::Errored, e),
     };
-    CheckResult { name: check.name.clone(), status: status.into(), evidence, took_ms: started.elapsed().as_millis() as u64 }
+    CheckResult { name: check.name.clone(), status, probe: check.probe.kind(), evidence, took_ms: started.elapsed().as_millis() as u64 }
 }
 
 async fn once(ctx: &Context, check: &Check) -> Found {
-    if let Some(steps) = &check.flow {
-        flow(ctx, steps).await
-    } else if let Some(probe) = &check.replicas {
-        replicas(ctx, probe).await
-    } else if let Some(probe) = &check.consistency {
-        consistency(ctx, probe).await
-    } else if let Some(probe) = &check.lag {
-        lag(ctx, probe).await
-    } else if let Some(probe) = &check.autoscaler {
-        autoscaler(ctx, probe).await
-    } else if let Some(probe) = &check.rollout {
-        rollout(ctx, probe).await
-    } else {
-        Found::Errored("no probe".into())
+    match &check.probe {
+        Probe::Flow(steps) => flow(ctx, steps).await,
+        Probe::Replicas(probe) => replicas(ctx, probe).await,
+        Probe::Consistency(probe) => consistency(ctx, probe).await,
+        Probe::Lag(probe) => lag(ctx, probe).await,
+        Probe::Autoscaler(probe) => autoscaler(ctx, probe).await,
+        Probe::Rollout(probe) => rollout(ctx, probe).await,
+        // Judged from the load's figures once the run is over (run.rs).
+        Probe::Availability(_) => Found::Errored("availability is judged from the load, not polled".into()),
     }
 }
 
@@ -117,7 +110,7 @@ async fn flow(ctx: &Context, steps: &[Step]) -> Found {
 
 /// One request of a flow: `Ok((evidence, body))` if it matched.
 async fn request(ctx: &Context, step: &Step, vars: &BTreeMap<String, String>) -> Result<(String, Value), Found> {
-    let (method, path) = step.request().map_err(Found::Errored)?;
+    let (method, path) = step.request.parts();
     let path = interpolate(path, vars).map_err(Found::Errored)?;
     let line = format!("{method} {path}");
     let mut request = ctx.http.request(method, format!("{}{path}", ctx.gateway));
@@ -215,7 +208,9 @@ async fn lag(ctx: &Context, probe: &LagProbe) -> Found {
     let Some(reader) = ctx.lag.clone() else {
         return Found::Errored("consumer lag needs the broker's address (not known for this platform)".into());
     };
-    let group = format!("{}.{}", ctx.system, probe.service);
+    let Some(group) = reader.group_of(&probe.service) else {
+        return Found::Errored(format!("{} does not consume the system's topic (no consumer group)", probe.service));
+    };
     let lags = match tokio::task::spawn_blocking(move || reader.read()).await {
         Ok(Ok(lags)) => lags,
         Ok(Err(err)) => return Found::Deviated(format!("cannot read the lag of {group}: {err:#}")),

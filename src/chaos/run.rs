@@ -13,26 +13,14 @@ use futures::FutureExt;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::action;
-use super::experiment::{Check, Experiment};
-use super::journal::{Activity, CheckResult, Journal, Phase, Verdict};
+use super::experiment::{Check, Experiment, Fault, Guard, Probe, ProbeKind};
+use super::journal::{Activity, ActivityStatus, CheckResult, Journal, Phase, Status, Verdict};
 use super::probe::{Context, run_check};
+use super::target::Target;
 use super::under_load::{self, Marks, Sampler};
+use crate::clock::now_rfc3339;
 use crate::load::LoadSummary;
 use crate::platform::Platform;
-use crate::systems::kit::now_rfc3339;
-
-/// The running system an experiment acts on.
-#[derive(Clone)]
-pub struct Target {
-    /// The platform's operations.
-    pub platform: Arc<dyn Platform>,
-    /// The gateway's base URL.
-    pub gateway: String,
-    /// The local platform's run directory (recorded for `chaos rollback`).
-    pub run_dir: PathBuf,
-    /// Reads consumer lag (when the broker's address is known).
-    pub lag: Option<Arc<super::lag::LagReader>>,
-}
 
 /// How long a rollback may take to be verified.
 const ROLLBACK_PATIENCE: Duration = Duration::from_secs(90);
@@ -67,7 +55,6 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
         gateway: target.gateway.clone(),
         token: token.clone(),
         platform: target.platform.clone(),
-        system: experiment.system.clone(),
         lag: target.lag.clone(),
         restarts_at_start: Arc::new(restarts_at_start),
     };
@@ -94,7 +81,7 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
                 journal.load = Some(record);
                 judge_availability(experiment, &summary, &marks, &ended, &mut journal, progress);
             }
-            Err(err) => journal.record(Phase::After, errored("load", &format!("the load run failed: {err:#}"))),
+            Err(err) => journal.record(Phase::After, errored("load", ProbeKind::Availability, &format!("the load run failed: {err:#}"))),
         }
     }
     journal.marks = marks;
@@ -146,7 +133,7 @@ async fn phases(ctx: &Context, experiment: &Experiment, journal: &mut Journal, m
 
     progress("rollback");
     marks.fault_end = Some(t0.elapsed().as_secs_f64());
-    let verified = action::rollback(ctx.platform.as_ref(), &ctx.http, journal, ROLLBACK_PATIENCE).await;
+    let verified = action::rollback(ctx.platform.as_ref(), journal, ROLLBACK_PATIENCE).await;
     marks.recovered = Some(t0.elapsed().as_secs_f64());
     progress(if verified { "rollback verified: every touched service ready again" } else { "rollback NOT verified" });
     if let Some((verdict, reason)) = stopped {
@@ -167,24 +154,24 @@ async fn method(ctx: &Context, experiment: &Experiment, journal: &mut Journal, p
     let mut surges = Vec::new();
     for (i, action) in experiment.method.iter().enumerate() {
         let what = action::describe(action);
-        journal.run.push(Activity { action: what.clone(), start: now_rfc3339(), status: "planned".into(), detail: String::new() });
+        journal.run.push(Activity { action: what.clone(), start: now_rfc3339(), status: ActivityStatus::Planned, detail: String::new() });
         journal.save()?;
-        let applied = match &action.surge {
-            Some(def) => under_load::surge(def, &ctx.gateway, &ctx.token).map(|surge| {
+        let applied = match &action.fault {
+            Fault::Surge(def) => under_load::surge(def, &ctx.gateway, &ctx.token).map(|surge| {
                 surges.push(surge);
                 format!("{} users on {} routes", def.users, def.routes.len())
             }),
-            None => action::apply(ctx.platform.as_ref(), &ctx.http, journal, action).await,
+            _ => action::apply(ctx.platform.as_ref(), journal, action).await,
         };
         let entry = journal.run.last_mut().expect("just pushed");
         match applied {
             Ok(detail) => {
-                entry.status = "applied".into();
+                entry.status = ActivityStatus::Applied;
                 entry.detail = detail.clone();
                 progress(&format!("  {what}: {detail}"));
             }
             Err(err) => {
-                entry.status = "failed".into();
+                entry.status = ActivityStatus::Failed;
                 entry.detail = format!("{err:#}");
                 journal.save()?;
                 return Err(err);
@@ -204,16 +191,15 @@ async fn method(ctx: &Context, experiment: &Experiment, journal: &mut Journal, p
 /// Polls the guards every second while the faults hold; returns why the
 /// run must abort once one has stayed deviated too long. Never returns
 /// without guards.
-async fn guard(ctx: &Context, guards: &[super::experiment::Guard]) -> String {
+async fn guard(ctx: &Context, guards: &[Guard]) -> String {
     if guards.is_empty() {
         return std::future::pending().await;
     }
     let mut deviated_since: Vec<Option<Instant>> = vec![None; guards.len()];
     loop {
         for (guard, since) in guards.iter().zip(deviated_since.iter_mut()) {
-            let once = Check { within: Duration::ZERO, ..guard.check.clone() };
-            let result = run_check(ctx, &once).await;
-            if result.status == "held" {
+            let result = run_check(ctx, &guard.check()).await;
+            if result.status == Status::Held {
                 *since = None;
                 continue;
             }
@@ -221,7 +207,7 @@ async fn guard(ctx: &Context, guards: &[super::experiment::Guard]) -> String {
             if started.elapsed() >= guard.deviated_for {
                 return format!(
                     "guardrail: `{}` deviated for more than {} ({})",
-                    guard.check.name,
+                    guard.name,
                     humantime::format_duration(guard.deviated_for),
                     result.evidence
                 );
@@ -235,10 +221,10 @@ async fn guard(ctx: &Context, guards: &[super::experiment::Guard]) -> String {
 /// recording each; false at the first that does not hold.
 async fn checks(ctx: &Context, list: &[Check], phase: Phase, journal: &mut Journal, progress: &(dyn Fn(&str) + Sync)) -> bool {
     let mut all_held = true;
-    for check in list.iter().filter(|c| c.availability.is_none()) {
+    for check in list.iter().filter(|c| !matches!(c.probe, Probe::Availability(_))) {
         let result = run_check(ctx, check).await;
         progress(&format!("  [{}] {}: {}", result.status, result.name, result.evidence));
-        let held = result.status == "held";
+        let held = result.status == Status::Held;
         journal.record(phase, result);
         let _ = journal.save();
         if !held {
@@ -264,11 +250,11 @@ fn judge_availability(experiment: &Experiment, summary: &LoadSummary, marks: &Ma
     }
     for (phase, checks, (from, to)) in lists {
         for check in checks {
-            let Some(probe) = &check.availability else { continue };
+            let Probe::Availability(probe) = &check.probe else { continue };
             let result = match summary.route(&probe.route) {
                 None => {
                     let known: Vec<&str> = summary.routes.iter().map(|r| r.route.as_str()).collect();
-                    errored(&check.name, &format!("no route `{}` in the load (routes: {})", probe.route, known.join(", ")))
+                    errored(&check.name, ProbeKind::Availability, &format!("no route `{}` in the load (routes: {})", probe.route, known.join(", ")))
                 }
                 Some(route) => {
                     let figures: under_load::PhaseFigures = route.between(from, to).into();
@@ -276,8 +262,8 @@ fn judge_availability(experiment: &Experiment, summary: &LoadSummary, marks: &Ma
                         "{} {:.2} % over seconds {from}–{to} ({} transactions, {} failed), minimum {} %",
                         probe.route, figures.availability, figures.transactions, figures.failed, probe.min
                     );
-                    let status = if figures.availability >= probe.min { "held" } else { "deviated" };
-                    CheckResult { name: check.name.clone(), status: status.into(), evidence, took_ms: 0 }
+                    let status = if figures.availability >= probe.min { Status::Held } else { Status::Deviated };
+                    CheckResult { name: check.name.clone(), status, probe: ProbeKind::Availability, evidence, took_ms: 0 }
                 }
             };
             progress(&format!("  [{}] {}: {}", result.status, result.name, result.evidence));
@@ -286,15 +272,15 @@ fn judge_availability(experiment: &Experiment, summary: &LoadSummary, marks: &Ma
     }
 }
 
-fn errored(name: &str, evidence: &str) -> CheckResult {
-    CheckResult { name: name.to_string(), status: "errored".into(), evidence: evidence.to_string(), took_ms: 0 }
+fn errored(name: &str, probe: ProbeKind, evidence: &str) -> CheckResult {
+    CheckResult { name: name.to_string(), status: Status::Errored, probe, evidence: evidence.to_string(), took_ms: 0 }
 }
 
 fn verdict_of(journal: &Journal) -> Verdict {
-    let statuses: Vec<&str> = journal.results().map(|(_, r)| r.status.as_str()).collect();
-    if statuses.contains(&"errored") {
+    let statuses: Vec<Status> = journal.results().map(|(_, r)| r.status).collect();
+    if statuses.contains(&Status::Errored) {
         Verdict::Inconclusive
-    } else if statuses.contains(&"deviated") {
+    } else if statuses.contains(&Status::Deviated) {
         Verdict::Failed
     } else {
         Verdict::Passed
@@ -333,8 +319,7 @@ async fn token(http: &reqwest::Client, gateway: &str, experiment: &Experiment) -
 /// records it there.
 pub async fn rollback_journal(path: &Path, platform: &dyn Platform) -> anyhow::Result<Journal> {
     let mut journal = Journal::read(path)?;
-    let http = crate::http_client().timeout(Duration::from_secs(10)).build()?;
-    action::rollback(platform, &http, &mut journal, ROLLBACK_PATIENCE).await;
+    action::rollback(platform, &mut journal, ROLLBACK_PATIENCE).await;
     if journal.status == Verdict::Running {
         journal.status = Verdict::Aborted;
         journal.deviated = Some("the harness stopped mid-run; rolled back by `stormproof chaos rollback`".into());

@@ -139,7 +139,7 @@ pub struct Running {
 pub fn start(def: &LoadDef, gateway: &str, token: &str) -> anyhow::Result<Running> {
     let mut targets = Vec::new();
     for route in &def.routes {
-        let (method, path) = route.request().map_err(|e| anyhow::anyhow!(e))?;
+        let (method, path) = route.request.parts();
         let body = route.body.as_ref().map(|b| Bytes::from(b.to_string()));
         let method = load::Method::from_bytes(method.as_str().as_bytes())?;
         let mut target = Target::new(method, &format!("{gateway}{path}"), body).map_err(|e| anyhow::anyhow!(e))?;

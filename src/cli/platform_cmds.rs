@@ -7,16 +7,20 @@ use anyhow::Context;
 
 use super::{KillArgs, ScaleArgs, UpArgs};
 use crate::exit::Outcome;
-use crate::platform::local::{AutoscalerSettings, ControlClient, RunState, UpPlan};
+use crate::platform::local::{AutoscalerSettings, ControlClient, RunState, Stopped, UpPlan};
 use crate::platform::{Platform, ServiceStatus};
-use crate::systems::definition::SystemDef;
+use crate::systems::System;
 
 pub(super) async fn up(args: UpArgs) -> anyhow::Result<Outcome> {
-    let def = SystemDef::builtin(&args.system)?;
-    for name in args.replicas.iter().map(|(n, _)| n).chain(args.variants.iter().map(|(n, _)| n)) {
+    let system = System::resolve(&args.system)?;
+    let def = system.def.clone();
+    for (name, _) in &args.replicas {
         if def.service(name).is_none() {
-            anyhow::bail!("--replicas/--variant names unknown service `{name}` of {}", def.system);
+            anyhow::bail!("--replicas names unknown service `{name}` of {} (services: {})", def.system, def.service_names().join(", "));
         }
+    }
+    for (name, variant) in &args.variants {
+        def.check_variant(name, variant).map_err(|err| anyhow::anyhow!("--variant: {err}"))?;
     }
     if args.detach {
         return detach(&args.run.run_dir).await;
@@ -25,6 +29,7 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<Outcome> {
     let plan = UpPlan {
         port: args.port.unwrap_or(def.gateway.port),
         def,
+        reference: system.reference(),
         run_dir: args.run.run_dir,
         replicas: args.replicas,
         variants: args.variants,
@@ -82,38 +87,11 @@ async fn detach(run_dir: &Path) -> anyhow::Result<Outcome> {
 }
 
 pub(super) async fn down(run_dir: &Path) -> anyhow::Result<Outcome> {
-    let state = match RunState::read(run_dir) {
-        Ok(state) => state,
-        Err(_) => {
-            println!("nothing is up in {}", run_dir.display());
-            return Ok(Outcome::Passed);
-        }
-    };
-    if !state.is_alive() {
-        let _ = std::fs::remove_file(RunState::path(run_dir));
-        println!("{} in {} was already stopped", state.system, run_dir.display());
-        return Ok(Outcome::Passed);
-    }
-    let client = ControlClient::new(&state);
-    let pids: Vec<u32> = client.services().await.map(|s| all_pids(&s)).unwrap_or_default();
-    let _ = client.shutdown().await;
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while state.is_alive() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Last resort: nothing may be left behind.
-    let mut forced = 0;
-    for pid in std::iter::once(state.pid).chain(pids) {
-        if crate::platform::local::pid_alive(pid) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-            forced += 1;
-        }
-    }
-    let _ = std::fs::remove_file(RunState::path(run_dir));
-    if forced > 0 {
-        println!("stopped {} ({forced} processes had to be killed)", state.system);
-    } else {
-        println!("stopped {}", state.system);
+    match crate::platform::local::down(run_dir).await? {
+        Stopped::NothingUp => println!("nothing is up in {}", run_dir.display()),
+        Stopped::AlreadyStopped(system) => println!("{system} in {} was already stopped", run_dir.display()),
+        Stopped::Stopped { system, forced: 0 } => println!("stopped {system}"),
+        Stopped::Stopped { system, forced } => println!("stopped {system} ({forced} processes had to be killed)"),
     }
     Ok(Outcome::Passed)
 }
@@ -132,7 +110,7 @@ pub(super) async fn status(run_dir: &Path, json: bool) -> anyhow::Result<Outcome
 
 pub(super) async fn scale(args: ScaleArgs) -> anyhow::Result<Outcome> {
     let state = RunState::read_live(&args.run.run_dir)?;
-    let service = service_name(&state, &args.service)?;
+    let service = state.service_name(&args.service)?;
     let client = ControlClient::new(&state);
     client.scale(service, args.replicas).await?;
     println!("{}.{service} scaled to {}", state.system, args.replicas);
@@ -155,23 +133,10 @@ pub(super) async fn scale(args: ScaleArgs) -> anyhow::Result<Outcome> {
 
 pub(super) async fn kill(args: KillArgs) -> anyhow::Result<Outcome> {
     let state = RunState::read_live(&args.run.run_dir)?;
-    let service = service_name(&state, &args.service)?;
+    let service = state.service_name(&args.service)?;
     let killed = ControlClient::new(&state).kill(service, args.replica.as_deref()).await?;
     println!("killed {}.{service} replica {killed}", state.system);
     Ok(Outcome::Passed)
-}
-
-/// `shop.delivery` or `delivery` → `delivery`, checking the system.
-pub(super) fn service_name<'a>(state: &RunState, name: &'a str) -> anyhow::Result<&'a str> {
-    match name.split_once('.') {
-        Some((system, service)) if system == state.system => Ok(service),
-        Some((system, _)) => anyhow::bail!("`{name}` is not part of {}, which is what runs here (not {system})", state.system),
-        None => Ok(name),
-    }
-}
-
-fn all_pids(services: &[ServiceStatus]) -> Vec<u32> {
-    services.iter().flat_map(|s| s.replicas.iter().filter_map(|r| r.pid)).collect()
 }
 
 fn print_table(services: &[ServiceStatus]) {

@@ -99,6 +99,10 @@ pub(super) async fn rollout(args: RolloutArgs) -> anyhow::Result<Outcome> {
         None => {
             let (Some(service), Some(version)) = (args.service, args.to) else { anyhow::bail!("expected SERVICE --to VERSION") };
             let (client, service) = connect(&args.follow, &service)?;
+            if let Some(variant) = &args.variant {
+                let state = RunState::read_live(&args.follow.run.run_dir)?;
+                state.system_def()?.def.check_variant(&service, variant).map_err(|err| anyhow::anyhow!(err))?;
+            }
             let env: BTreeMap<String, String> = args.env.into_iter().collect();
             let template = Template { variant: args.variant, env, readiness: !args.without_readiness, ..Template::version(&version) };
             let status = client.rollout(&service, &template).await?;
@@ -110,7 +114,7 @@ pub(super) async fn rollout(args: RolloutArgs) -> anyhow::Result<Outcome> {
 
 fn connect(follow: &Follow, service: &str) -> anyhow::Result<(ControlClient, String)> {
     let state = RunState::read_live(&follow.run.run_dir)?;
-    let service = super::platform_cmds::service_name(&state, service)?.to_string();
+    let service = state.service_name(service)?.to_string();
     Ok((ControlClient::new(&state), service))
 }
 

@@ -187,7 +187,7 @@ async fn publish_event(kafka: &Topic, event: &Value, key: &str) -> anyhow::Resul
     let mut event = event.clone();
     if let Some(fields) = event.as_object_mut() {
         fields.entry("id").or_insert_with(|| Value::String(uuid::Uuid::new_v4().to_string()));
-        fields.entry("timestamp").or_insert_with(|| Value::String(crate::systems::kit::now_rfc3339()));
+        fields.entry("timestamp").or_insert_with(|| Value::String(crate::clock::now_rfc3339()));
     }
     let key = match &event[key] {
         Value::String(s) => s.clone(),

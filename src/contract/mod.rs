@@ -9,13 +9,13 @@
 //! a URL. For message pacts the verifier calls stormproof's message endpoint
 //! ([`messages`]), which makes the provider publish the event through its own
 //! API (the [`triggers`] kept beside the pacts) and captures it from Kafka.
-//! [`broker`] speaks the Pact Broker's HTTP API. [`report`] turns a
-//! verification into text, JSON and JUnit; the CLI ([`cli`]) prints.
-//! [`checkpoint`] is the course's checkpoint 12 for `stormproof check`.
+//! A provider's system supplies its triggers and its provider [`states`]
+//! as data. [`broker`] speaks the Pact Broker's HTTP API. [`report`] turns
+//! a verification into text, JSON and JUnit; the CLI prints. [`checkpoint`]
+//! runs a contract checkpoint's cases for `stormproof check`.
 
 pub mod broker;
 pub mod checkpoint;
-pub mod cli;
 pub mod messages;
 pub mod pacts;
 pub mod provider;
@@ -25,4 +25,4 @@ pub mod triggers;
 pub mod verify;
 
 pub use report::{InteractionReport, MismatchReport, Verification};
-pub use verify::{PactSource, VerifyPlan, verify};
+pub use verify::{PactSource, ProviderSide, VerifyPlan, verify};

@@ -4,21 +4,21 @@
 //! loopback port, all stopped by pid when the verification ends.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::systems::definition::SystemDef;
-use crate::systems::kit::LISTENING;
+use crate::process;
+use crate::systems::definition::{Runs, SystemDef};
+use crate::systems::kit::ServeOptions;
 
 /// How long a process may take to announce its address.
 const ANNOUNCE: Duration = Duration::from_secs(60);
+
+/// How long a process gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// A provider running locally with what it needs.
 pub struct LocalProvider {
@@ -36,8 +36,11 @@ impl LocalProvider {
     /// Starts `service` of `def` (and the broker and its upstreams) in a
     /// fresh temp directory; `variant` applies to the provider only. `exe`
     /// is the stormproof binary to run (tests pass theirs).
-    pub async fn start(exe: &std::path::Path, def: &SystemDef, service: &str, variant: Option<&str>) -> anyhow::Result<LocalProvider> {
+    pub async fn start(exe: &Path, def: &SystemDef, service: &str, variant: Option<&str>) -> anyhow::Result<LocalProvider> {
         let service_def = def.service(service).ok_or_else(|| anyhow::anyhow!("system {} has no service `{service}`", def.system))?;
+        if let Some(variant) = variant {
+            def.check_variant(service, variant).map_err(|err| anyhow::anyhow!(err))?;
+        }
         let dir = std::env::temp_dir().join(format!("stormproof-contract-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let mut provider = LocalProvider { base_url: String::new(), kafka: String::new(), children: Vec::new(), dir, exe: exe.to_path_buf() };
@@ -58,86 +61,51 @@ impl LocalProvider {
         let mut upstreams = Vec::new();
         for upstream in calls {
             let addr = self.spawn_service(def, upstream, None, &[]).await?;
-            upstreams.push(format!("{upstream}=http://{addr}"));
+            upstreams.push((upstream.clone(), format!("http://{addr}")));
         }
         let addr = self.spawn_service(def, service, variant, &upstreams).await?;
         self.base_url = format!("http://{addr}");
         Ok(())
     }
 
-    async fn spawn_service(&mut self, def: &SystemDef, service: &str, variant: Option<&str>, upstreams: &[String]) -> anyhow::Result<SocketAddr> {
-        let data = self.dir.join("data");
-        let name = format!("{}.{service}", def.system);
-        // The embedded broker wants a producer without idempotence (main's
-        // services read this; older ones ignore it).
-        let mut env = vec![("STORMPROOF_KAFKA_IDEMPOTENCE", "false".to_string())];
-        if !upstreams.is_empty() {
-            env.push(("STORMPROOF_UPSTREAMS", upstreams.join(",")));
-        }
-        if let Some(variant) = variant {
-            env.push(("STORMPROOF_VARIANT", variant.to_string()));
-        }
-        let kafka = self.kafka.clone();
-        let args = ["serve", &name, "--listen", "127.0.0.1:0", "--data", &data.to_string_lossy(), "--kafka", &kafka];
-        self.spawn(&name, &args, &env).await
+    async fn spawn_service(&mut self, def: &SystemDef, service: &str, variant: Option<&str>, upstreams: &[(String, String)]) -> anyhow::Result<SocketAddr> {
+        let service_def = def.service(service).ok_or_else(|| anyhow::anyhow!("system {} has no service `{service}`", def.system))?;
+        let Runs::Builtin(handler) = def.runs(service_def);
+        let mut options = ServeOptions::new(self.dir.join("data"), &self.kafka);
+        // See KafkaSettings::idempotent: off for the embedded broker.
+        options.kafka_idempotence = false;
+        options.topic = Some(def.topic.clone());
+        options.partitions = Some(def.partitions);
+        options.upstreams = upstreams.to_vec();
+        options.variant = variant.map(str::to_string);
+        options.replica_id = format!("{service}-contract");
+        let env = options.to_env();
+        self.spawn(&handler, &["serve", &handler], &env).await
     }
 
-    /// Starts `stormproof ARGS` and waits for its address announcement.
+    /// Starts `stormproof ARGS` with `env` and waits for its address
+    /// announcement. Only what `env` sets of the service settings applies,
+    /// whatever this process was given.
     async fn spawn(&mut self, name: &str, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<SocketAddr> {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
-        let mut command = Command::new(&self.exe);
-        command
-            .args(args)
-            // Only the provider runs a variant, whatever this process was given.
-            .env_remove("STORMPROOF_VARIANT")
-            .env_remove("STORMPROOF_UPSTREAMS")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true);
-        // If stormproof dies without cleaning up, the kernel kills these.
-        unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
-                Ok(())
-            });
-        }
+        let log = self.dir.join(format!("{name}.log"));
+        let mut command = process::command(&self.exe, std::fs::File::create(&log)?);
+        command.args(args).env_remove(crate::systems::kit::serve_env::VARIANT).env_remove(crate::systems::kit::serve_env::UPSTREAMS).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).env("RUST_LOG", "warn");
         let mut child = command.spawn().with_context(|| format!("cannot start {name}"))?;
         let stdout = child.stdout.take().context("no stdout")?;
         self.children.push((name.to_string(), child));
-        let mut lines = BufReader::new(stdout).lines();
-        let announced = tokio::time::timeout(ANNOUNCE, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(addr) = line.strip_prefix(LISTENING) {
-                    return Ok::<_, anyhow::Error>(Some(addr.trim().parse::<SocketAddr>()?));
-                }
-            }
-            Ok(None)
-        })
-        .await;
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let log = self.dir.join(format!("{name}.log"));
-        match announced {
-            Ok(Ok(Some(addr))) => Ok(addr),
-            Ok(Ok(None)) => anyhow::bail!("{name} exited before it was ready: {}", tail(&log)),
-            Ok(Err(err)) => Err(err.context(format!("{name} announced a bad address"))),
-            Err(_) => anyhow::bail!("{name} did not start within {ANNOUNCE:?}: {}", tail(&log)),
+        match tokio::time::timeout(ANNOUNCE, process::watch_stdout(stdout, None)).await {
+            Ok(Ok(addr)) => Ok(addr),
+            Ok(Err(_)) => anyhow::bail!("{name} exited before it was ready: {}", process::tail(&log, 5)),
+            Err(_) => anyhow::bail!("{name} did not start within {ANNOUNCE:?}: {}", process::tail(&log, 5)),
         }
     }
 
-    /// Stops every process (SIGTERM, then SIGKILL after 5 s), last started
-    /// first, and removes the temp directory.
+    /// Stops every process (SIGTERM, then SIGKILL after the grace period),
+    /// last started first, and removes the temp directory.
     pub async fn stop(mut self) {
         while let Some((name, mut child)) = self.children.pop() {
-            if let Some(pid) = child.id() {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            }
-            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                tracing::warn!("{name} did not stop within 5s; killing it");
-                let _ = child.kill().await;
+            if !process::stop(&mut child, GRACE).await {
+                tracing::warn!("{name} did not stop within {GRACE:?}; killed it");
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -146,10 +114,4 @@ impl LocalProvider {
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn tail(log: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().rev().take(5).collect();
-    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }

@@ -131,63 +131,12 @@ impl Verification {
     /// A JUnit XML report: one test suite per consumer, one test case per
     /// interaction.
     pub fn to_junit(&self) -> String {
-        let mut consumers: Vec<&str> = self.interactions.iter().map(|i| i.consumer.as_str()).collect();
-        consumers.dedup();
-        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let _ = writeln!(
-            out,
-            "<testsuites name=\"stormproof contract verify {}\" tests=\"{}\" failures=\"{}\" time=\"{:.3}\">",
-            xml(&self.provider),
-            self.interactions.len(),
-            self.failures(),
-            self.elapsed.as_secs_f64()
-        );
-        for consumer in consumers {
-            let cases: Vec<&InteractionReport> = self.interactions.iter().filter(|i| i.consumer == consumer).collect();
-            let failures = cases.iter().filter(|i| !i.passed).count();
-            let _ = writeln!(
-                out,
-                "  <testsuite name=\"{} → {}\" tests=\"{}\" failures=\"{failures}\">",
-                xml(consumer),
-                xml(&self.provider),
-                cases.len()
-            );
-            for case in cases {
-                let _ = write!(
-                    out,
-                    "    <testcase classname=\"{}.{}\" name=\"{}\" time=\"{:.3}\"",
-                    xml(&self.provider),
-                    xml(consumer),
-                    xml(&case.description),
-                    case.duration.as_secs_f64()
-                );
-                if case.passed {
-                    out.push_str("/>\n");
-                    continue;
-                }
-                let mut body = String::new();
-                if let Some(error) = &case.error {
-                    let _ = writeln!(body, "error: {error}");
-                }
-                for m in &case.mismatches {
-                    let _ = writeln!(body, "{} at {}: expected {} but was {}", m.kind, display(&m.path), display(&m.expected), display(&m.actual));
-                }
-                let first = body.lines().next().unwrap_or("failed").to_string();
-                let _ = write!(out, ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n", xml(&first), xml(&body));
-            }
-            out.push_str("  </testsuite>\n");
-        }
-        out.push_str("</testsuites>\n");
-        out
+        crate::report::verification_junit(self)
     }
 }
 
 fn display(s: &str) -> &str {
     if s.is_empty() { "-" } else { s }
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Message triggers: for each message a pact expects of a provider, how to
 //! make the real provider publish it — calls to its own HTTP API, or an input
 //! event for a provider only reached through events — and which event type
-//! to capture from Kafka. Kept beside the pacts as `triggers.yaml`, keyed by
-//! provider, then by interaction description.
+//! to capture from Kafka. Kept in a system's contracts folder as
+//! `triggers.yaml`, keyed by provider, then by interaction description.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -60,7 +60,12 @@ fn default_key() -> String {
 /// Reads a trigger mapping.
 pub fn load(path: &Path) -> anyhow::Result<Triggers> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read triggers {}", path.display()))?;
-    serde_saphyr::from_str(&text).with_context(|| format!("{} is not a trigger mapping", path.display()))
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses a trigger mapping read from `origin`; errors name it and the line.
+pub fn parse(text: &str, origin: &str) -> anyhow::Result<Triggers> {
+    serde_saphyr::from_str(text).map_err(|err| anyhow::anyhow!("{origin}: not a trigger mapping: {err}"))
 }
 
 /// The trigger file beside `pacts` (a directory or a file in it), if any.

@@ -16,9 +16,38 @@ use serde_json::Value;
 use super::messages::{MessageSource, Topic, serve};
 use super::provider::LocalProvider;
 use super::report::{InteractionReport, JSON_VERSION, MismatchReport, Verification};
-use super::states::ReferenceStates;
-use super::{pacts, triggers};
+use super::states::{self, KnownStates, States};
+use super::triggers::{self, Triggers};
+use super::pacts;
 use crate::systems::definition::SystemDef;
+use crate::systems::{Part, System};
+
+/// What a system knows about its providers: its definition (to start them),
+/// their message triggers and the provider states they satisfy.
+#[derive(Debug, Clone)]
+pub struct ProviderSide {
+    /// The system's definition.
+    pub def: SystemDef,
+    /// Message triggers of its providers (`contracts/triggers.yaml`).
+    pub triggers: Triggers,
+    /// Provider states of its providers (`contracts/states.yaml`).
+    pub states: States,
+}
+
+impl ProviderSide {
+    /// `system`'s providers, from its contracts folder.
+    pub fn of(system: &System) -> anyhow::Result<ProviderSide> {
+        let triggers = match system.file(Part::Contracts, triggers::FILE)? {
+            Some(file) => triggers::parse(&file.text, &file.origin)?,
+            None => Triggers::default(),
+        };
+        let states = match system.file(Part::Contracts, states::FILE)? {
+            Some(file) => states::parse(&file)?,
+            None => States::default(),
+        };
+        Ok(ProviderSide { def: system.def.clone(), triggers, states })
+    }
+}
 
 /// Where the pacts come from.
 #[derive(Debug, Clone)]
@@ -56,15 +85,19 @@ pub struct VerifyPlan {
     pub provider: String,
     /// Where the pacts are.
     pub source: PactSource,
+    /// The provider's system, if it is one stormproof knows (to start it
+    /// and to read its triggers and states).
+    pub side: Option<ProviderSide>,
     /// A running provider; `None` starts it locally from its system definition.
     pub base_url: Option<String>,
     /// Kafka of a running provider (for message capture).
     pub kafka: Option<String>,
     /// Variant of the locally started provider (e.g. `item-rename`).
     pub variant: Option<String>,
-    /// Provider-state URL; `None` handles states in-process (reference services).
+    /// Provider-state URL; `None` accepts the states the system lists.
     pub state_change_url: Option<String>,
-    /// Message trigger mapping; default `triggers.yaml` beside the pacts.
+    /// Message trigger mapping; default `triggers.yaml` beside the pacts,
+    /// then the system's.
     pub triggers: Option<PathBuf>,
     /// Publish results to the broker.
     pub publish: Option<PublishResults>,
@@ -78,8 +111,8 @@ pub struct VerifyPlan {
 /// would not start); a violated contract is `Ok` with `passed == false`.
 pub async fn verify(plan: &VerifyPlan) -> anyhow::Result<Verification> {
     let started = Instant::now();
-    let (system, service) = plan.provider.split_once('.').unwrap_or(("", plan.provider.as_str()));
-    let def = SystemDef::builtin(system).ok();
+    let service = plan.provider.split_once('.').map_or(plan.provider.as_str(), |(_, service)| service);
+    let def = plan.side.as_ref().map(|side| &side.def);
     let mut requests = HashMap::new();
     let mut trigger_file = plan.triggers.clone();
     let sources = match &plan.source {
@@ -103,17 +136,17 @@ pub async fn verify(plan: &VerifyPlan) -> anyhow::Result<Verification> {
             links: vec![],
         }],
     };
-    // Pacts from a broker: the triggers of the checked-out repository.
-    let trigger_file = trigger_file.or_else(|| triggers::beside(&PathBuf::from("contracts").join(system)));
-    let provider_triggers = match &trigger_file {
-        Some(path) => triggers::load(path)?.remove(&plan.provider).unwrap_or_default(),
-        None => Default::default(),
+    let mut provider_triggers = match &trigger_file {
+        Some(path) => triggers::load(path)?,
+        None => plan.side.as_ref().map(|side| side.triggers.clone()).unwrap_or_default(),
     };
+    let provider_triggers = provider_triggers.remove(&plan.provider).unwrap_or_default();
+    let known = KnownStates::of(&plan.provider, plan.side.as_ref().map_or(&States::default(), |side| &side.states));
 
     let local = match &plan.base_url {
         Some(_) => None,
         None => {
-            let def = def.as_ref().ok_or_else(|| anyhow::anyhow!("`{}` is not a reference service: pass --base-url", plan.provider))?;
+            let def = def.ok_or_else(|| anyhow::anyhow!("`{}` is not a service of a system stormproof knows: pass --base-url (or --system)", plan.provider))?;
             let exe = match &plan.exe {
                 Some(exe) => exe.clone(),
                 None => std::env::current_exe().map_err(|err| anyhow::anyhow!("cannot find the stormproof executable: {err}"))?,
@@ -123,16 +156,17 @@ pub async fn verify(plan: &VerifyPlan) -> anyhow::Result<Verification> {
     };
     let base_url = local.as_ref().map_or_else(|| plan.base_url.clone().unwrap_or_default(), |l| l.base_url.clone());
     let kafka = local.as_ref().map(|l| l.kafka.clone()).or_else(|| plan.kafka.clone());
-    let kafka = match (kafka, &def) {
+    let kafka = match (kafka, def) {
         (Some(bootstrap), Some(def)) => Some(Topic { bootstrap, topic: def.topic.clone(), partitions: def.partitions }),
         _ => None,
     };
-    let result = run_verifier(plan, sources, &base_url, MessageSource::new(provider_triggers, base_url.clone(), kafka)).await;
+    let result = run_verifier(plan, sources, &base_url, MessageSource::new(provider_triggers, base_url.clone(), kafka), &known).await;
     if let Some(local) = local {
         local.stop().await;
     }
     let (result, notes) = result?;
-    to_report(plan, result, &requests, &notes, started.elapsed())
+    let states = (plan.state_change_url.is_none()).then_some(&known);
+    to_report(plan, result, &requests, &notes, states, started.elapsed())
 }
 
 async fn run_verifier(
@@ -140,6 +174,7 @@ async fn run_verifier(
     sources: Vec<pact_verifier::PactSource>,
     base_url: &str,
     messages: MessageSource,
+    known: &KnownStates,
 ) -> anyhow::Result<(VerificationExecutionResult, BTreeMap<String, String>)> {
     let url = url::Url::parse(base_url).map_err(|err| anyhow::anyhow!("bad provider URL `{base_url}`: {err}"))?;
     let notes = messages.notes.clone();
@@ -183,7 +218,7 @@ async fn run_verifier(
             let states = Arc::new(HttpRequestProviderStateExecutor { state_change_url: Some(url.clone()), ..Default::default() });
             call(provider, sources, filter, &options, publish.as_ref(), &states).await
         }
-        None => call(provider, sources, filter, &options, publish.as_ref(), &Arc::new(ReferenceStates)).await,
+        None => call(provider, sources, filter, &options, publish.as_ref(), &Arc::new(known.clone())).await,
     };
     endpoint.abort();
     let notes = notes.lock().map(|n| n.clone()).unwrap_or_default();
@@ -221,6 +256,7 @@ fn to_report(
     result: VerificationExecutionResult,
     requests: &HashMap<(String, String), String>,
     notes: &BTreeMap<String, String>,
+    states: Option<&KnownStates>,
     elapsed: Duration,
 ) -> anyhow::Result<Verification> {
     let mut interactions = Vec::new();
@@ -249,6 +285,11 @@ fn to_report(
             // Why the message endpoint could not produce the message.
             if let Some(note) = notes.get(&report.description) {
                 report.error = Some(note.clone());
+                report.mismatches.clear();
+            }
+            // The verifier reports a failed state change without its cause.
+            if let Some(unknown) = states.and_then(|known| report.states.iter().find(|s| known.explain(s).is_none()).map(|s| known.unknown(s))) {
+                report.error = Some(unknown);
                 report.mismatches.clear();
             }
         }
@@ -292,15 +333,18 @@ impl RunningProvider {
     }
 }
 
-/// Starts reference provider `name` (e.g. `shop.product`) locally with its
-/// message endpoint, using the triggers in `triggers`.
-pub async fn serve_provider(name: &str, variant: Option<&str>, triggers: &std::path::Path) -> anyhow::Result<RunningProvider> {
-    let (system, service) = name.split_once('.').ok_or_else(|| anyhow::anyhow!("name the provider as SYSTEM.SERVICE, e.g. shop.product"))?;
-    let def = SystemDef::builtin(system)?;
-    let provider_triggers = triggers::load(triggers)?.remove(name).unwrap_or_default();
+/// Starts provider `name` (e.g. `shop.product`) of `side` locally with its
+/// message endpoint; `triggers` overrides the system's trigger mapping.
+pub async fn serve_provider(name: &str, side: &ProviderSide, variant: Option<&str>, triggers: Option<&std::path::Path>) -> anyhow::Result<RunningProvider> {
+    let service = name.strip_prefix(&format!("{}.", side.def.system)).ok_or_else(|| anyhow::anyhow!("name the provider as SYSTEM.SERVICE of {}, e.g. {}.{}", side.def.system, side.def.system, side.def.service_names().first().unwrap_or(&"SERVICE")))?;
+    let mut all = match triggers {
+        Some(path) => triggers::load(path)?,
+        None => side.triggers.clone(),
+    };
+    let provider_triggers = all.remove(name).unwrap_or_default();
     let exe = std::env::current_exe()?;
-    let provider = LocalProvider::start(&exe, &def, service, variant).await?;
-    let kafka = Topic { bootstrap: provider.kafka.clone(), topic: def.topic.clone(), partitions: def.partitions };
+    let provider = LocalProvider::start(&exe, &side.def, service, variant).await?;
+    let kafka = Topic { bootstrap: provider.kafka.clone(), topic: side.def.topic.clone(), partitions: side.def.partitions };
     let source = MessageSource::new(provider_triggers, provider.base_url.clone(), Some(kafka));
     let (addr, endpoint) = serve(Arc::new(source)).await?;
     let (base_url, kafka) = (provider.base_url.clone(), provider.kafka.clone());

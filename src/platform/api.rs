@@ -1,5 +1,5 @@
-//! The platform trait: the operations the chaos engine and the CLI need,
-//! modelled on the Kubernetes API (SPEC "Platforms"). The local platform
+//! The platform trait: the operations the chaos engine and the CLI need —
+//! every fault included — modelled on the Kubernetes API (SPEC "Platforms"). The local platform
 //! implements it in-process and over its control API; a Kubernetes platform
 //! implements it with the `scale` subresource, Deployment status and the
 //! eviction API, rollouts by patching the pod template, autoscaler status
@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::systems::definition::Role;
+use crate::systems::kit::SwitchState;
 
 /// A service and its replicas, like a Deployment and its status.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -272,6 +273,14 @@ pub trait Platform: Send + Sync {
 
     /// Every autoscaler with its status.
     async fn autoscalers(&self) -> Result<Vec<AutoscalerStatus>, PlatformError>;
+
+    /// The misbehaviour switches of `replica` of `service`.
+    async fn switches(&self, service: &str, replica: &str) -> Result<SwitchState, PlatformError>;
+
+    /// Sets the switches of `replica` of `service` — a fault, so a guarded
+    /// platform checks it like any change. A replica that has ended (or
+    /// restarted, which turns its switches off) is `UnknownReplica`.
+    async fn set_switches(&self, service: &str, replica: &str, state: &SwitchState) -> Result<(), PlatformError>;
 
     /// The autoscaler of `service`, if it has one.
     async fn autoscaler(&self, service: &str) -> Result<Option<AutoscalerStatus>, PlatformError> {

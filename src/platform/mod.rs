@@ -6,6 +6,7 @@
 mod api;
 pub mod kube;
 pub mod local;
+mod switches;
 
 pub use api::{
     AutoscalerStatus, Condition, PROGRESS_DEADLINE_EXCEEDED, Platform, PlatformError, ReplicaStatus, RolloutState, RolloutStatus, SCALING_DISABLED, ServiceStatus, Template,

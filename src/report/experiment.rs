@@ -1,13 +1,14 @@
 //! An experiment's report beside its journal: a Markdown summary (fits a CI
-//! step summary), JUnit XML (one test case per check) and one self-contained
-//! HTML page with SVG charts — availability, throughput and latency over
-//! time with the fault window shaded, ready replicas over time.
+//! step summary), JUnit XML (one test case per check, [`super::junit`]) and
+//! one self-contained HTML page with SVG charts — availability, throughput
+//! and latency over time with the fault window shaded, ready replicas over
+//! time.
 
 use std::fmt::Write;
 
 use super::html::{STYLE, Series, shaded_line_chart};
 use super::util::escape as html_escape;
-use crate::chaos::{Journal, Verdict};
+use crate::chaos::{Journal, Status, Verdict};
 
 /// The Markdown summary of an experiment run.
 pub fn experiment_markdown(journal: &Journal) -> String {
@@ -49,39 +50,6 @@ pub fn experiment_markdown(journal: &Journal) -> String {
     out
 }
 
-/// JUnit XML of an experiment run: one test case per check, failures
-/// carrying the evidence.
-pub fn experiment_junit(journal: &Journal) -> String {
-    let results: Vec<_> = journal.results().collect();
-    let failures = results.iter().filter(|(_, r)| r.status == "deviated").count();
-    let errors = results.iter().filter(|(_, r)| r.status == "errored").count();
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(out, "<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\">", xml(&journal.title), results.len() + 1);
-    for (phase, result) in &results {
-        let _ = write!(out, "  <testcase classname=\"{}.{phase:?}\" name=\"{}\" time=\"{:.3}\"", xml(&journal.system), xml(&result.name), result.took_ms as f64 / 1000.0);
-        match result.status.as_str() {
-            "held" => out.push_str("/>\n"),
-            "deviated" => {
-                let _ = writeln!(out, "><failure message=\"{}\"/></testcase>", xml(&result.evidence));
-            }
-            _ => {
-                let _ = writeln!(out, "><error message=\"{}\"/></testcase>", xml(&result.evidence));
-            }
-        }
-    }
-    let _ = write!(out, "  <testcase classname=\"{}.Rollback\" name=\"rollback verified\"", xml(&journal.system));
-    match journal.rollback_verified {
-        Some(false) => out.push_str("><failure message=\"touched services not ready again\"/></testcase>\n"),
-        _ => out.push_str("/>\n"),
-    }
-    out.push_str("</testsuite>\n");
-    out
-}
-
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 /// The experiment run as one HTML page.
 pub fn experiment_html(journal: &Journal) -> String {
     let mut o = String::new();
@@ -94,7 +62,7 @@ pub fn experiment_html(journal: &Journal) -> String {
     let _ = writeln!(o, "<p>{} on {}, {} → {}</p>", html_escape(&journal.experiment_file), html_escape(&journal.system), journal.start, journal.end.as_deref().unwrap_or("(running)"));
     o.push_str("<table><tr><th>phase</th><th>check</th><th>result</th><th>evidence</th></tr>\n");
     for (phase, r) in journal.results() {
-        let class = if r.status == "held" { "pass" } else { "fail" };
+        let class = if r.status == Status::Held { "pass" } else { "fail" };
         let _ = writeln!(o, "<tr><td>{phase:?}</td><td style=\"text-align:left\">{}</td><td class=\"{class}\">{}</td><td style=\"text-align:left\">{}</td></tr>", html_escape(&r.name), r.status, html_escape(&r.evidence));
     }
     o.push_str("</table>\n");
@@ -165,4 +133,13 @@ pub fn experiment_html(journal: &Journal) -> String {
     }
     o.push_str("</ul></body></html>\n");
     o
+}
+
+/// Writes a run's Markdown, JUnit and HTML reports beside its journal, in `dir`.
+pub fn write_experiment_reports(dir: &std::path::Path, journal: &Journal) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("summary.md"), experiment_markdown(journal))?;
+    std::fs::write(dir.join("junit.xml"), super::junit::experiment_junit(journal))?;
+    std::fs::write(dir.join("report.html"), experiment_html(journal))?;
+    Ok(())
 }

@@ -5,22 +5,26 @@
 //! charts. Writers only read a [`crate::load::LoadSummary`] and the
 //! threshold results; the load engine (and later the chaos engine) hands
 //! them over and never formats anything itself. Experiment runs are rendered
-//! from their journal ([`crate::chaos::Journal`]).
+//! from their journal ([`crate::chaos::Journal`]), the checkpoint scorecard
+//! from [`crate::check::Scorecard`] (its JSON has `scorecard.schema.json`);
+//! JUnit for load, experiments and contracts comes from one writer.
 
 mod experiment;
 mod html;
 mod json;
 mod junit;
 mod markdown;
+mod scorecard;
 mod text;
 mod util;
 mod write;
 
-pub use experiment::{experiment_html, experiment_junit, experiment_markdown};
+pub use experiment::{experiment_html, experiment_markdown, write_experiment_reports};
 pub use html::html_report;
 pub use json::{JSON_SCHEMA, SCHEMA_VERSION, json_value};
-pub use junit::junit_xml;
+pub use junit::{experiment_junit, junit_xml, verification_junit};
 pub use markdown::markdown_summary;
+pub use scorecard::{SCORECARD_SCHEMA, scorecard_markdown, scorecard_table};
 pub use text::{extras_text, siege_text, thresholds_text};
 pub use util::utc_datetime;
 pub use write::write_reports;

@@ -1,8 +1,9 @@
-//! A system definition: the services of a reference system, their roles,
-//! replicas, probes, CPU requests, autoscaling and rollout policy, and the
-//! gateway's routes. Written in YAML under `scenarios/SYSTEM/system.yaml`
-//! and compiled into the binary, so `stormproof up shop` works anywhere.
+//! A system definition: the services of a system, how each runs, their
+//! roles, replicas, probes, CPU requests, autoscaling and rollout policy,
+//! the variants they can run, and the gateway's routes. Written in YAML as
+//! the `system.yaml` of a system's folder (see [`super::catalog`]).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -60,12 +61,25 @@ pub enum Role {
     Infrastructure,
 }
 
+/// How a service's replicas run. A new way (a user's own `command`) is a
+/// new variant.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Runs {
+    /// One of stormproof's own service handlers, named `SYSTEM.SERVICE`
+    /// (`shop.order`): a replica is `stormproof serve SYSTEM.SERVICE`.
+    Builtin(String),
+}
+
 /// One service of a system.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceDef {
     /// Name within the system (`order`).
     pub name: String,
+    /// How it runs (default: the built-in handler `SYSTEM.NAME`).
+    #[serde(default)]
+    pub run: Option<Runs>,
     /// Its role.
     pub role: Role,
     /// Replicas at start.
@@ -94,6 +108,10 @@ pub struct ServiceDef {
     /// This is what a readiness probe protects traffic from.
     #[serde(default, with = "humantime_serde")]
     pub warmup: Duration,
+    /// Deliberately changed versions it can run instead (`--variant`,
+    /// rollouts, contract verification): name → what is different.
+    #[serde(default)]
+    pub variants: BTreeMap<String, String>,
 }
 
 /// An HTTP probe, with Kubernetes' field meanings and defaults.
@@ -205,19 +223,7 @@ fn ten_minutes() -> Duration { Duration::from_secs(600) }
 fn one_second() -> Duration { Duration::from_secs(1) }
 fn quarter() -> String { "25%".into() }
 
-/// The systems compiled into the binary, as `(name, yaml)`.
-const BUILTIN: &[(&str, &str)] = &[("shop", include_str!("../../scenarios/shop/system.yaml"))];
-
 impl SystemDef {
-    /// The definition of a built-in system.
-    pub fn builtin(name: &str) -> anyhow::Result<SystemDef> {
-        let (_, yaml) = BUILTIN
-            .iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| anyhow::anyhow!("unknown system `{name}` (known: {})", builtin_names().join(", ")))?;
-        SystemDef::parse(yaml, &format!("scenarios/{name}/system.yaml"))
-    }
-
     /// Parses YAML; errors name `origin`, the line and what was expected.
     pub fn parse(yaml: &str, origin: &str) -> anyhow::Result<SystemDef> {
         let def: SystemDef = serde_saphyr::from_str(yaml).map_err(|err| anyhow::anyhow!("{origin}: {err}"))?;
@@ -251,20 +257,44 @@ impl SystemDef {
         Ok(())
     }
 
-    /// Consumer groups of the services that consume the topic.
-    pub fn consumer_groups(&self) -> Vec<String> {
-        self.services.iter().filter(|s| s.consumer).map(|s| format!("{}.{}", self.system, s.name)).collect()
+    /// How `service` runs.
+    pub fn runs(&self, service: &ServiceDef) -> Runs {
+        service.run.clone().unwrap_or_else(|| Runs::Builtin(format!("{}.{}", self.system, service.name)))
+    }
+
+    /// The consumer group of `service`, if it consumes the topic. A built-in
+    /// handler names its group after itself.
+    pub fn consumer_group(&self, service: &ServiceDef) -> Option<String> {
+        service.consumer.then(|| match self.runs(service) {
+            Runs::Builtin(handler) => handler,
+        })
+    }
+
+    /// Consumer groups of the services that consume the topic, by service.
+    pub fn consumer_groups(&self) -> Vec<(String, String)> {
+        self.services.iter().filter_map(|s| Some((s.name.clone(), self.consumer_group(s)?))).collect()
     }
 
     /// The service named `name`.
     pub fn service(&self, name: &str) -> Option<&ServiceDef> {
         self.services.iter().find(|s| s.name == name)
     }
-}
 
-/// Names of the built-in systems.
-pub fn builtin_names() -> Vec<&'static str> {
-    BUILTIN.iter().map(|(n, _)| *n).collect()
+    /// Checks that `service` exists and can run `variant`; the error lists
+    /// the variants it has.
+    pub fn check_variant(&self, service: &str, variant: &str) -> Result<(), String> {
+        let def = self.service(service).ok_or_else(|| format!("{} has no service `{service}` (services: {})", self.system, self.service_names().join(", ")))?;
+        if def.variants.contains_key(variant) {
+            return Ok(());
+        }
+        let known: Vec<&str> = def.variants.keys().map(String::as_str).collect();
+        Err(format!("{}.{service} has no variant `{variant}` (variants: {})", self.system, if known.is_empty() { "none".into() } else { known.join(", ") }))
+    }
+
+    /// Names of the services, in start order.
+    pub fn service_names(&self) -> Vec<&str> {
+        self.services.iter().map(|s| s.name.as_str()).collect()
+    }
 }
 
 #[cfg(test)]

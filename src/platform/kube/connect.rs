@@ -17,6 +17,21 @@ pub struct KubeTarget {
     pub kubeconfig: Option<PathBuf>,
 }
 
+impl KubeTarget {
+    /// The target the flags name; both context and namespace are required,
+    /// so that nothing ever lands in whatever context kubectl points at. The
+    /// error names `command` and the missing flag.
+    pub fn from_flags(context: Option<String>, namespace: Option<String>, kubeconfig: Option<PathBuf>, command: &str) -> anyhow::Result<KubeTarget> {
+        let missing = |flag: &str| anyhow::anyhow!("{command} needs --{flag} (the kube {flag} it may act in)");
+        Ok(KubeTarget {
+            context: context.ok_or_else(|| missing("context"))?,
+            namespace: namespace.ok_or_else(|| missing("namespace"))?,
+            // KUBECONFIG may list several files; kube reads the first here.
+            kubeconfig: kubeconfig.map(|p| std::env::split_paths(&p).next().unwrap_or(p)),
+        })
+    }
+}
+
 /// A client for `target`'s context; fails, naming the contexts there are,
 /// when the kubeconfig has no such context.
 pub async fn connect(target: &KubeTarget) -> anyhow::Result<Client> {

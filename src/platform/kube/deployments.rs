@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::{FIELD_MANAGER, NAME, PART_OF, ROLE, VERSION};
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, ReplicaStatus, RolloutStatus, ServiceStatus, Template};
+use crate::systems::kit::SwitchState;
 use crate::systems::definition::Role;
 
 /// One namespace of a cluster, with the Deployments of one reference system.
@@ -205,5 +206,15 @@ impl Platform for KubePlatform {
 
     async fn autoscalers(&self) -> Result<Vec<AutoscalerStatus>, PlatformError> {
         super::hpa::autoscalers(self).await
+    }
+
+    async fn switches(&self, service: &str, replica: &str) -> Result<SwitchState, PlatformError> {
+        let address = crate::platform::switches::address(&self.service(service).await?, replica)?;
+        crate::platform::switches::read(&address, replica).await
+    }
+
+    async fn set_switches(&self, service: &str, replica: &str, state: &SwitchState) -> Result<(), PlatformError> {
+        let address = crate::platform::switches::address(&self.service(service).await?, replica)?;
+        crate::platform::switches::write(&address, replica, state).await
     }
 }

@@ -25,7 +25,8 @@ use kube::{Client, Resource};
 use serde::{Deserialize, Serialize};
 
 use super::{FIELD_MANAGER, NAME, OPT_IN_LABEL, OPT_IN_VALUE, PART_OF, ROLE, VERSION};
-use crate::systems::definition::{ProbeDef, ServiceDef, SystemDef};
+use crate::systems::definition::{ProbeDef, Runs, ServiceDef, SystemDef};
+use crate::systems::kit::{ServeOptions, serve_env};
 
 /// The port every service listens on inside its pod.
 const PORT: i32 = 8080;
@@ -76,8 +77,8 @@ pub fn render(def: &SystemDef, options: &RenderOptions) -> Vec<Object> {
         Object::ConfigMap(ConfigMap {
             metadata: meta(&format!("{system}-kafka"), labels(system, None)),
             data: Some(BTreeMap::from([
-                ("STORMPROOF_KAFKA".to_string(), options.kafka.clone()),
-                ("STORMPROOF_KAFKA_IDEMPOTENCE".to_string(), "true".to_string()),
+                (serve_env::KAFKA.to_string(), options.kafka.clone()),
+                (serve_env::KAFKA_IDEMPOTENCE.to_string(), "true".to_string()),
             ])),
             ..ConfigMap::default()
         }),
@@ -171,7 +172,8 @@ fn service_object(system: &str, service: &str) -> Service {
 }
 
 fn deployment(def: &SystemDef, service: &ServiceDef, options: &RenderOptions) -> Deployment {
-    let mut container = container(&def.system, &service.name, options, &service.calls);
+    let Runs::Builtin(handler) = def.runs(service);
+    let mut container = container(def, &service.name, &handler, options, &service.calls, service.warmup);
     container.readiness_probe = service.readiness.as_ref().map(probe);
     container.liveness_probe = service.liveness.as_ref().map(probe);
     container.resources = Some(ResourceRequirements {
@@ -188,9 +190,6 @@ fn deployment(def: &SystemDef, service: &ServiceDef, options: &RenderOptions) ->
         type_: Some("RollingUpdate".into()),
         rolling_update: Some(RollingUpdateDeployment { max_surge: Some(int_or_percent(&service.rollout.max_surge)), max_unavailable: Some(int_or_percent(&service.rollout.max_unavailable)) }),
     };
-    if !service.warmup.is_zero() {
-        container.env.get_or_insert_default().push(EnvVar { name: "STORMPROOF_WARMUP".into(), value: Some(format!("{}ms", service.warmup.as_millis())), ..EnvVar::default() });
-    }
     let mut deployment = pod_deployment(&def.system, &service.name, labels, replicas, Some(strategy), container, &options.version);
     if let Some(spec) = deployment.spec.as_mut() {
         spec.progress_deadline_seconds = Some(service.rollout.progress_deadline.as_secs().max(1) as i32);
@@ -201,7 +200,9 @@ fn deployment(def: &SystemDef, service: &ServiceDef, options: &RenderOptions) ->
 fn gateway(def: &SystemDef, options: &RenderOptions) -> Deployment {
     let mut routed: Vec<String> = def.gateway.routes.iter().map(|r| r.service.clone()).collect();
     routed.dedup();
-    let mut container = container(&def.system, "gateway", options, &routed);
+    let mut container = container(def, "gateway", &format!("{}.gateway", def.system), options, &routed, Duration::ZERO);
+    let routes: Vec<String> = crate::systems::serve::routes(def).iter().map(|(prefix, service)| format!("{prefix}={service}")).collect();
+    container.env.get_or_insert_default().push(env(crate::systems::serve::ROUTES_ENV, &routes.join(",")));
     container.env_from.get_or_insert_default().push(EnvFromSource {
         secret_ref: Some(SecretEnvSource { name: format!("{}-gateway", def.system), optional: None }),
         ..EnvFromSource::default()
@@ -242,28 +243,37 @@ fn pod_deployment(system: &str, name: &str, labels: BTreeMap<String, String>, re
     }
 }
 
-fn container(system: &str, name: &str, options: &RenderOptions, upstreams: &[String]) -> Container {
-    let upstreams: Vec<String> = upstreams.iter().map(|u| format!("{u}=http://{u}:80")).collect();
-    let mut env = vec![
-        env("STORMPROOF_LISTEN", &format!("0.0.0.0:{PORT}")),
-        env("STORMPROOF_DATA", "/data"),
-        env("STORMPROOF_VERSION", &options.version),
-        EnvVar {
-            name: "STORMPROOF_REPLICA_ID".into(),
-            value_from: Some(EnvVarSource { field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), ..ObjectFieldSelector::default() }), ..EnvVarSource::default() }),
-            ..EnvVar::default()
-        },
-    ];
-    if !upstreams.is_empty() {
-        env.push(self::env("STORMPROOF_UPSTREAMS", &upstreams.join(",")));
-    }
+/// The container of `name`, running `handler`: the service settings from
+/// [`ServeOptions::to_env`], Kafka from the system's ConfigMap and the
+/// replica id from the pod's name.
+fn container(def: &SystemDef, name: &str, handler: &str, options: &RenderOptions, upstreams: &[String], warmup: Duration) -> Container {
+    let system = &def.system;
+    let mut serve = ServeOptions::new("/data".into(), &options.kafka);
+    serve.listen = std::net::SocketAddr::from(([0, 0, 0, 0], PORT as u16));
+    serve.topic = Some(def.topic.clone());
+    serve.partitions = Some(def.partitions);
+    serve.upstreams = upstreams.iter().map(|u| (u.clone(), format!("http://{u}:80"))).collect();
+    serve.version = options.version.clone();
+    serve.warmup = warmup;
+    let from_elsewhere = [serve_env::KAFKA, serve_env::KAFKA_IDEMPOTENCE, serve_env::REPLICA_ID];
+    let mut env: Vec<EnvVar> = serve
+        .to_env()
+        .into_iter()
+        .filter(|(name, value)| !from_elsewhere.contains(name) && !(*name == serve_env::UPSTREAMS && value.is_empty()))
+        .map(|(name, value)| self::env(name, &value))
+        .collect();
+    env.push(EnvVar {
+        name: serve_env::REPLICA_ID.into(),
+        value_from: Some(EnvVarSource { field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), ..ObjectFieldSelector::default() }), ..EnvVarSource::default() }),
+        ..EnvVar::default()
+    });
     let mount = |name: &str, path: &str| VolumeMount { name: name.into(), mount_path: path.into(), ..VolumeMount::default() };
     Container {
         name: name.into(),
         image: Some(options.image.clone()),
         // kind loads the image into its nodes; never pull what is there.
         image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(vec!["serve".into(), format!("{system}.{name}")]),
+        args: Some(vec!["serve".into(), handler.to_string()]),
         env: Some(env),
         env_from: Some(vec![EnvFromSource { config_map_ref: Some(ConfigMapEnvSource { name: format!("{system}-kafka"), optional: None }), ..EnvFromSource::default() }]),
         ports: Some(vec![ContainerPort { name: Some("http".into()), container_port: PORT, ..ContainerPort::default() }]),

@@ -16,6 +16,7 @@ use super::deployments::{KubePlatform, scale_patch};
 use super::rollout::{status_of, template_patch};
 use super::{FIELD_MANAGER, HARNESS_LABEL, OPT_IN_LABEL, OPT_IN_VALUE};
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, RolloutStatus, ServiceStatus, Template};
+use crate::systems::kit::SwitchState;
 
 /// The one context and namespace experiments may act in (from the command
 /// line, or from the experiment).
@@ -108,7 +109,8 @@ impl Rails {
     /// In a dry run, records and prints the change and returns true.
     fn planned_only(&self, what: String, method: &str, path: String, content_type: &str, body: Value) -> bool {
         let Some((print, planned)) = &self.dry_run else { return false };
-        let query = if method == "POST" { String::new() } else { format!("fieldManager={FIELD_MANAGER}") };
+        // Only API server writes carry a field manager (an eviction is a POST, switches go to the pod).
+        let query = if method == "POST" || !path.starts_with('/') { String::new() } else { format!("fieldManager={FIELD_MANAGER}") };
         print(&format!("dry-run: would {what}: {method} {path}?{query} ({content_type}) {body}"));
         let change = PlannedChange { what, method: method.into(), path, query, content_type: content_type.into(), body };
         planned.lock().expect("not poisoned").push(change);
@@ -163,7 +165,7 @@ impl Platform for Rails {
 
     async fn rollout(&self, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
         let deployment = self.guard(service).await?;
-        let patch = template_patch(&deployment, template, &crate::systems::kit::now_rfc3339())?;
+        let patch = template_patch(&deployment, template, &crate::clock::now_rfc3339())?;
         let what = format!("roll deployment/{service} to {}", template.version);
         if self.planned_only(what, "PATCH", self.deployment_path(service), "application/strategic-merge-patch+json", patch) {
             return Ok(status_of(service, &deployment));
@@ -188,5 +190,22 @@ impl Platform for Rails {
 
     async fn autoscalers(&self) -> Result<Vec<AutoscalerStatus>, PlatformError> {
         self.kube.autoscalers().await
+    }
+
+    async fn switches(&self, service: &str, replica: &str) -> Result<SwitchState, PlatformError> {
+        self.kube.switches(service, replica).await
+    }
+
+    async fn set_switches(&self, service: &str, replica: &str, state: &SwitchState) -> Result<(), PlatformError> {
+        self.guard(service).await?;
+        if self.own_pod.as_deref() == Some(replica) {
+            return Err(PlatformError::Refused(format!("pod {replica} is the harness's own pod")));
+        }
+        // Reached at the pod's own address, as from inside the cluster.
+        let body = serde_json::to_value(state).unwrap_or_default();
+        if self.planned_only(format!("set the switches of pod/{replica} of {service}"), "PUT", format!("http://{replica}/_stormproof/switches"), "application/json", body) {
+            return Ok(());
+        }
+        self.kube.set_switches(service, replica, state).await
     }
 }

@@ -69,7 +69,7 @@ fn retag(image: &str, version: &str) -> String {
 
 pub(super) async fn start(platform: &KubePlatform, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
     let deployment = platform.deployment(service).await?;
-    let patch = template_patch(&deployment, template, &crate::systems::kit::now_rfc3339())?;
+    let patch = template_patch(&deployment, template, &crate::clock::now_rfc3339())?;
     let patched = platform
         .deployments()
         .patch(service, &change_params(), &Patch::Strategic(patch))

@@ -14,7 +14,7 @@ use super::hpa::{self, History, Limits, Sample};
 use super::supervisor::{Phase, Supervisor};
 use crate::platform::{AutoscalerStatus, Condition, SCALING_DISABLED};
 use crate::systems::definition::{AutoscalingDef, SystemDef};
-use crate::systems::kit::now_rfc3339;
+use crate::clock::now_rfc3339;
 
 /// The controller's settings (kube-controller-manager's
 /// `--horizontal-pod-autoscaler-sync-period` and `-downscale-stabilization`).

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use super::runstate::RunState;
 use super::supervisor::Supervisor;
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, RolloutStatus, ServiceStatus, Template};
-use crate::systems::kit::JsonBody;
+use crate::systems::kit::{JsonBody, SwitchState};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ScaleRequest {
@@ -186,5 +186,15 @@ impl Platform for ControlClient {
     async fn autoscalers(&self) -> Result<Vec<AutoscalerStatus>, PlatformError> {
         let response = self.http.get(format!("{}/v1/autoscalers", self.base)).send().await.map_err(unreachable)?;
         Self::check(response).await?.json().await.map_err(unreachable)
+    }
+
+    async fn switches(&self, service: &str, replica: &str) -> Result<SwitchState, PlatformError> {
+        let address = crate::platform::switches::address(&self.service(service).await?, replica)?;
+        crate::platform::switches::read(&address, replica).await
+    }
+
+    async fn set_switches(&self, service: &str, replica: &str, state: &SwitchState) -> Result<(), PlatformError> {
+        let address = crate::platform::switches::address(&self.service(service).await?, replica)?;
+        crate::platform::switches::write(&address, replica, state).await
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::rolling::Counts;
 use crate::platform::{Condition, PROGRESS_DEADLINE_EXCEEDED, RolloutStatus, Template};
 use crate::systems::definition::RolloutDef;
-use crate::systems::kit::now_rfc3339;
+use crate::clock::now_rfc3339;
 
 /// Revisions kept for undo (`revisionHistoryLimit`).
 const HISTORY: usize = 10;

@@ -11,6 +11,7 @@ mod autoscaler;
 mod control;
 mod deployment;
 mod hpa;
+mod lifecycle;
 mod probe;
 mod replica;
 mod rolling;
@@ -20,6 +21,7 @@ mod up;
 
 pub use autoscaler::AutoscalerSettings;
 pub use control::ControlClient;
+pub use lifecycle::{QUICK_AUTOSCALER, Stopped, down, start_detached};
 pub use runstate::{RunState, pid_alive};
 pub use supervisor::Supervisor;
 pub use up::{UpPlan, up};

@@ -3,19 +3,17 @@
 //! SIGTERM, a grace period, then SIGKILL — as the kubelet does with a pod.
 
 use std::net::SocketAddr;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdout};
-use tokio::sync::{oneshot, watch};
+use tokio::process::Child;
+use tokio::sync::watch;
 
 use super::probe::{Counter, Probe};
 use super::supervisor::{BROKER, Phase, Spec, Supervisor};
-use crate::systems::kit::LISTENING;
+use crate::process::{self, stop};
+use crate::systems::kit::ServeOptions;
 
 /// What the supervisor wants of a replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,11 +132,9 @@ async fn next_stop(commands: &mut watch::Receiver<Command>) -> End {
 }
 
 async fn supervise(sup: &Arc<Supervisor>, service: &str, id: &str, spec: &Spec, child: &mut Child, commands: &mut watch::Receiver<Command>) -> End {
-    let (tx, announced) = oneshot::channel();
     let log = sup.launch.log_dir.join(format!("{id}.log"));
-    if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(copy_stdout(stdout, log, tx));
-    }
+    let Some(stdout) = child.stdout.take() else { return End::Silent };
+    let announced = process::watch_stdout(stdout, Some(log));
     let addr = match (service, sup.launch.broker) {
         (BROKER, Some(addr)) => addr,
         _ => tokio::select! {
@@ -197,82 +193,36 @@ async fn liveness(sup: &Supervisor, probe: Option<&Probe>, addr: SocketAddr) {
     }
 }
 
-/// Copies the child's stdout to its log, reporting the announced address.
-async fn copy_stdout(stdout: ChildStdout, log: std::path::PathBuf, announce: oneshot::Sender<SocketAddr>) {
-    let mut announce = Some(announce);
-    let mut lines = BufReader::new(stdout).lines();
-    let mut file = tokio::fs::OpenOptions::new().create(true).append(true).open(&log).await.ok();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(addr) = line.strip_prefix(LISTENING).and_then(|a| a.trim().parse().ok()) {
-            if let Some(tx) = announce.take() {
-                let _ = tx.send(addr);
-            }
-        }
-        if let Some(file) = file.as_mut() {
-            let _ = file.write_all(format!("{line}\n").as_bytes()).await;
-        }
-    }
-}
-
 fn spawn(sup: &Supervisor, service: &str, id: &str, spec: &Spec) -> anyhow::Result<Child> {
     let launch = &sup.launch;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(launch.log_dir.join(format!("{id}.log")))?;
-    let mut command = tokio::process::Command::new(&launch.exe);
+    let mut command = process::command(&launch.exe, log);
     match (service, launch.broker) {
         (BROKER, Some(addr)) => {
             command.arg("broker").arg("--listen").arg(addr.to_string()).arg("--data").arg(launch.data_dir.join("broker"));
         }
         _ => {
-            let upstreams: Vec<String> = launch.service_urls.iter().map(|(name, url)| format!("{name}={url}")).collect();
-            command
-                .arg("serve")
-                .arg(format!("{}.{service}", sup.system()))
-                .env("STORMPROOF_LISTEN", "127.0.0.1:0")
-                .env("STORMPROOF_DATA", &launch.data_dir)
-                .env("STORMPROOF_KAFKA", &launch.kafka)
-                // See KafkaSettings::idempotent: off for the embedded broker.
-                .env("STORMPROOF_KAFKA_IDEMPOTENCE", launch.broker.is_none().to_string())
-                .env("STORMPROOF_UPSTREAMS", upstreams.join(","))
-                .env("STORMPROOF_REPLICA_ID", id)
-                .env("STORMPROOF_VERSION", &spec.version)
-                .env("STORMPROOF_WARMUP", format!("{}ms", spec.warmup.as_millis()))
-                .envs(&spec.env);
-            if let Some(variant) = &spec.variant {
-                command.env("STORMPROOF_VARIANT", variant);
-            }
+            let mut options = ServeOptions::new(launch.data_dir.clone(), &launch.kafka);
+            // See KafkaSettings::idempotent: off for the embedded broker.
+            options.kafka_idempotence = launch.broker.is_none();
+            options.topic = Some(launch.topic.clone());
+            options.partitions = Some(launch.partitions);
+            options.upstreams = launch.service_urls.iter().map(|(name, url)| (name.clone(), url.clone())).collect();
+            options.replica_id = id.to_string();
+            options.version = spec.version.clone();
+            options.warmup = spec.warmup;
+            options.variant = spec.variant.clone();
+            command.arg("serve").arg(&spec.handler).envs(options.to_env()).envs(&spec.env);
         }
     }
     // The broker's own info logs trace every request: keep them to warnings.
     let default_log = if service == BROKER { "warn" } else { "info,rdkafka=warn" };
     command
         .env("RUST_LOG", std::env::var("STORMPROOF_SERVICE_LOG").unwrap_or_else(|_| default_log.into()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
         // Own process group: a Ctrl-C at the terminal reaches `up` only, which
         // then stops replicas in order.
-        .process_group(0)
-        .kill_on_drop(true);
-    // If `up` dies without cleaning up (SIGKILL), the kernel kills its replicas.
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
+        .process_group(0);
     Ok(command.spawn()?)
-}
-
-/// SIGTERM, wait up to `grace`, then SIGKILL.
-async fn stop(child: &mut Child, grace: Duration) {
-    if let Some(pid) = child.id() {
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
-            return;
-        }
-    }
-    let _ = child.start_kill();
-    let _ = child.wait().await;
 }
 
 fn describe(status: Option<ExitStatus>) -> String {

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunState {
-    /// The system running (`shop`).
+    /// The name of the system running (`shop`).
     pub system: String,
+    /// How to name it again: a built-in's name, or its folder's path.
+    #[serde(default)]
+    pub reference: String,
     /// Process id of `up`.
     pub pid: u32,
     /// Control API base URL.
@@ -32,6 +35,20 @@ pub struct RunState {
 }
 
 impl RunState {
+    /// `shop.delivery` or `delivery` → `delivery`, refusing another system's.
+    pub fn service_name<'a>(&self, name: &'a str) -> anyhow::Result<&'a str> {
+        match name.split_once('.') {
+            Some((system, service)) if system == self.system => Ok(service),
+            Some((system, _)) => anyhow::bail!("`{name}` is not part of {}, which is what runs here (not {system})", self.system),
+            None => Ok(name),
+        }
+    }
+
+    /// The system running, as its catalog entry (for its definition).
+    pub fn system_def(&self) -> anyhow::Result<crate::systems::System> {
+        crate::systems::System::resolve(if self.reference.is_empty() { &self.system } else { &self.reference })
+    }
+
     /// Where the state file of `run_dir` is.
     pub fn path(run_dir: &Path) -> PathBuf {
         run_dir.join("state.json")

@@ -17,8 +17,9 @@ use super::probe::Probe;
 use super::replica::{self, Command};
 use super::rolling::{self, Counts};
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, ReplicaStatus, RolloutStatus, ServiceStatus, Template};
-use crate::systems::definition::{Role, RolloutDef, SystemDef};
-use crate::systems::kit::Upstreams;
+use crate::systems::definition::{Role, RolloutDef, Runs, SystemDef};
+use crate::proxy::Upstreams;
+use crate::systems::kit::SwitchState;
 
 /// Name of the embedded broker in the service list.
 pub const BROKER: &str = "broker";
@@ -34,6 +35,10 @@ pub struct Launch {
     pub log_dir: PathBuf,
     /// Kafka bootstrap servers given to services.
     pub kafka: String,
+    /// The system's event topic and its partitions, given to services.
+    pub topic: String,
+    /// Partitions of the topic.
+    pub partitions: i32,
     /// The embedded broker's address, if it runs one.
     pub broker: Option<SocketAddr>,
     /// Service name → its stable address (`http://127.0.0.1:PORT`).
@@ -73,6 +78,8 @@ pub(super) struct Replica {
 /// How one service's replicas are run and probed.
 #[derive(Debug, Clone)]
 pub(super) struct Spec {
+    /// What `stormproof serve` runs (the built-in handler); empty for the broker.
+    pub handler: String,
     pub role: Role,
     pub readiness: Option<Probe>,
     pub liveness: Option<Probe>,
@@ -143,6 +150,7 @@ impl Supervisor {
         let mut services = Vec::new();
         if launch.broker.is_some() {
             let spec = Spec {
+                handler: String::new(),
                 role: Role::Infrastructure,
                 readiness: Some(Probe::tcp(Duration::from_millis(250))),
                 liveness: Some(Probe::kafka()),
@@ -154,7 +162,9 @@ impl Supervisor {
             services.push(Service::new(BROKER, spec, RolloutDef::default()));
         }
         for service in &def.services {
+            let Runs::Builtin(handler) = def.runs(service);
             let spec = Spec {
+                handler,
                 role: service.role,
                 readiness: service.readiness.as_ref().map(Probe::http),
                 liveness: service.liveness.as_ref().map(Probe::http),
@@ -453,6 +463,16 @@ impl Platform for Supervisor {
 
     async fn autoscalers(&self) -> Result<Vec<AutoscalerStatus>, PlatformError> {
         Ok(self.autoscaler.statuses())
+    }
+
+    async fn switches(&self, service: &str, replica: &str) -> Result<SwitchState, PlatformError> {
+        let address = crate::platform::switches::address(&self.service(service).await?, replica)?;
+        crate::platform::switches::read(&address, replica).await
+    }
+
+    async fn set_switches(&self, service: &str, replica: &str, state: &SwitchState) -> Result<(), PlatformError> {
+        let address = crate::platform::switches::address(&self.service(service).await?, replica)?;
+        crate::platform::switches::write(&address, replica, state).await
     }
 }
 

@@ -20,13 +20,17 @@ use super::supervisor::{Launch, Supervisor};
 use crate::platform::ServiceStatus;
 use crate::systems::GatewayOptions;
 use crate::systems::definition::SystemDef;
-use crate::systems::kit::{Forwarder, Upstreams, gateway_app, now_rfc3339};
+use crate::clock::now_rfc3339;
+use crate::proxy::{Forwarder, Upstreams};
+use crate::systems::kit::gateway_app;
 
 /// What `up` should run and how.
 #[derive(Debug, Clone)]
 pub struct UpPlan {
     /// The system.
     pub def: SystemDef,
+    /// How commands name it again (a built-in's name or its folder).
+    pub reference: String,
     /// Run directory (state file, data, logs).
     pub run_dir: PathBuf,
     /// Gateway port on 127.0.0.1 (0: any free port).
@@ -79,6 +83,8 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         data_dir,
         log_dir,
         kafka: kafka.clone(),
+        topic: plan.def.topic.clone(),
+        partitions: plan.def.partitions,
         broker,
         service_urls: service_urls.clone(),
         grace: plan.grace,
@@ -94,6 +100,7 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
     let control_listener = TcpListener::bind("127.0.0.1:0").await?;
     let state = RunState {
         system: plan.def.system.clone(),
+        reference: plan.reference.clone(),
         pid: std::process::id(),
         control: format!("http://{}", control_listener.local_addr()?),
         gateway: format!("http://{}", gateway.local_addr()?),
@@ -205,7 +212,7 @@ fn serve(listener: TcpListener, app: Router) -> tokio::task::JoinHandle<()> {
 
 async fn stop_requested(shutdown: &Notify) {
     tokio::select! {
-        _ = crate::systems::kit::terminated() => {}
+        _ = crate::process::terminated() => {}
         _ = shutdown.notified() => {}
     }
 }

@@ -3,7 +3,6 @@
 //! switches — and a graceful shutdown on SIGTERM (stop accepting, finish
 //! in-flight requests, stop consuming, exit).
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +14,6 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -27,10 +25,7 @@ use super::outbox::{Publisher, Relay};
 use super::serve_options::ServeOptions;
 use super::store::Store;
 use super::switches::{SwitchState, Switches};
-
-/// The line a service prints on stdout once it listens: this prefix, then
-/// `host:port`. The local platform reads it to learn the port.
-pub const LISTENING: &str = "STORMPROOF_LISTENING=";
+use crate::process::{announce, terminated};
 
 /// A running service's shared parts.
 pub struct Kit {
@@ -139,22 +134,6 @@ impl Kit {
         }
         tracing::info!("{} stopped", self.name);
         Ok(())
-    }
-}
-
-fn announce(addr: std::net::SocketAddr) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{LISTENING}{addr}");
-    let _ = stdout.flush();
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn terminated() {
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }
 

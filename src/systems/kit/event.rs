@@ -58,9 +58,4 @@ impl Incoming {
     }
 }
 
-/// The current time as RFC 3339 (UTC).
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub use crate::clock::now_rfc3339;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tower_http::cors::CorsLayer;
 
 use super::error::{ApiError, JsonBody};
-use super::proxy::Forwarder;
+use crate::proxy::Forwarder;
 
 /// How the gateway routes and authenticates.
 #[derive(Debug, Clone)]

@@ -3,8 +3,7 @@
 //! A service is an axum app plus the kit's parts: health and metrics
 //! endpoints, misbehaviour switches, a SQLite store of its own, a
 //! transactional outbox relayed to Kafka, an idempotent consumer, and a
-//! synchronous client with timeout and circuit breaker. The gateway and the
-//! request forwarding shared with the local platform live here too.
+//! synchronous client with timeout and circuit breaker, and the gateway.
 
 mod app;
 mod error;
@@ -14,13 +13,12 @@ mod inbox;
 mod kafka;
 mod metrics;
 mod outbox;
-mod proxy;
 mod serve_options;
 mod store;
 mod switches;
 mod upstream;
 
-pub use app::{Kit, LISTENING, nodelay, terminated};
+pub use app::{Kit, nodelay};
 pub use error::{ApiError, JsonBody, parse_id};
 pub use event::{Event, Incoming, now_rfc3339};
 pub use gateway::{GatewayConfig, gateway_app};
@@ -28,8 +26,10 @@ pub use inbox::{Handler, Outcome as HandleOutcome, apply_payload};
 pub use kafka::{KafkaSettings, ensure_topic};
 pub use metrics::Metrics;
 pub use outbox::Publisher;
-pub use proxy::{Forwarder, Upstreams};
-pub use serve_options::ServeOptions;
+// Plumbing that moved out of the kit, re-exported so services keep compiling.
+pub use crate::process::{LISTENING, terminated};
+pub use crate::proxy::{Forwarder, Upstreams};
+pub use serve_options::{ServeOptions, env as serve_env};
 pub use store::{Store, all, first};
 pub use switches::{SwitchState, Switches};
 pub use upstream::{CallError, Upstream};

@@ -16,7 +16,10 @@ pub const SYSTEM: &str = "shop";
 /// Runs one shop service (`product`, `order`, `delivery`, `mypage`).
 pub async fn serve(service: &str, opts: ServeOptions) -> anyhow::Result<()> {
     let def = SystemDef::builtin(SYSTEM)?;
-    let kafka = KafkaSettings { bootstrap: opts.kafka.clone(), topic: def.topic.clone(), partitions: def.partitions, idempotent: opts.kafka_idempotence };
+    // The platform names the topic of the system it runs (a folder may reuse these handlers).
+    let topic = opts.topic.clone().unwrap_or(def.topic);
+    let partitions = opts.partitions.unwrap_or(def.partitions);
+    let kafka = KafkaSettings { bootstrap: opts.kafka.clone(), topic, partitions, idempotent: opts.kafka_idempotence };
     match service {
         "product" => product::serve(opts, kafka).await,
         "order" => order::serve(opts, kafka).await,

@@ -9,9 +9,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::broker::{Auth, Broker};
-use super::verify::{PactSource, PublishResults, VerifyPlan, verify};
+use crate::contract::broker::{Auth, Broker};
+use crate::contract::verify::{PactSource, ProviderSide, PublishResults, VerifyPlan, serve_provider, verify};
 use crate::exit::Outcome;
+use crate::systems::System;
 
 /// `stormproof contract`.
 #[derive(Debug, Args)]
@@ -38,13 +39,16 @@ pub enum ContractCommand {
 /// `stormproof contract serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Reference provider to run, e.g. shop.product.
+    /// Provider to run, as SYSTEM.SERVICE (e.g. shop.product).
     #[arg(long)]
     pub provider: String,
+    /// Its system, by name or folder (default: the provider's SYSTEM).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub system: Option<String>,
     /// Run this variant of it.
     #[arg(long)]
     pub variant: Option<String>,
-    /// Message trigger mapping (default: contracts/SYSTEM/triggers.yaml).
+    /// Message trigger mapping (default: the system's contracts/triggers.yaml).
     #[arg(long, value_name = "FILE")]
     pub triggers: Option<PathBuf>,
 }
@@ -84,7 +88,11 @@ pub struct VerifyArgs {
     /// Provider to verify, as the pacts name it (e.g. shop.product).
     #[arg(long)]
     pub provider: String,
-    /// Pact file or directory (default: contracts/SYSTEM, unless --broker-url).
+    /// The provider's system, by name or folder (default: the provider's
+    /// SYSTEM, when stormproof knows it): how to start it, its triggers and states.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub system: Option<String>,
+    /// Pact file or directory (default: the system's contracts, unless --broker-url).
     #[arg(long, value_name = "DIR|FILE")]
     pub pacts: Option<PathBuf>,
     /// Consumer version selector as JSON (repeatable; with --broker-url).
@@ -103,10 +111,10 @@ pub struct VerifyArgs {
     /// Start this variant of the provider (e.g. item-rename, drop-product-name).
     #[arg(long)]
     pub variant: Option<String>,
-    /// URL the verifier POSTs provider states to (default: handled in-process for the reference services).
+    /// URL the verifier POSTs provider states to (default: accept the states the system lists in contracts/states.yaml).
     #[arg(long, value_name = "URL")]
     pub state_change_url: Option<String>,
-    /// Message trigger mapping (default: triggers.yaml beside the pacts).
+    /// Message trigger mapping (default: triggers.yaml beside the pacts, then the system's).
     #[arg(long, value_name = "FILE")]
     pub triggers: Option<PathBuf>,
     /// Only verify interactions whose description matches this regex.
@@ -137,8 +145,7 @@ pub struct VerifyArgs {
 /// `stormproof contract publish`.
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// Pact file or directory.
-    #[arg(default_value = "contracts/shop")]
+    /// Pact file or directory (e.g. contracts/shop).
     pub pacts: PathBuf,
     /// Consumer version the pacts belong to (e.g. the git sha).
     #[arg(long)]
@@ -182,11 +189,9 @@ pub async fn run(args: ContractArgs) -> anyhow::Result<Outcome> {
     match args.command {
         ContractCommand::Verify(args) => run_verify(*args).await,
         ContractCommand::Serve(args) => {
-            let triggers = args.triggers.unwrap_or_else(|| {
-                let system = args.provider.split_once('.').map_or("shop", |(system, _)| system);
-                PathBuf::from("contracts").join(system).join(super::triggers::FILE)
-            });
-            let running = super::verify::serve_provider(&args.provider, args.variant.as_deref(), &triggers).await?;
+            let system = provider_system(&args.provider, args.system.as_deref())?;
+            let side = ProviderSide::of(&system)?;
+            let running = serve_provider(&args.provider, &side, args.variant.as_deref(), args.triggers.as_deref()).await?;
             // One write, and a reader that stops listening must not kill us.
             let announce = format!(
                 "STORMPROOF_PROVIDER_URL={}\nSTORMPROOF_MESSAGES_URL={}\nSTORMPROOF_KAFKA={}\n",
@@ -223,7 +228,38 @@ pub async fn run(args: ContractArgs) -> anyhow::Result<Outcome> {
     }
 }
 
+/// The system of `provider` (`SYSTEM.SERVICE`): the one `given` names, else
+/// the built-in SYSTEM.
+fn provider_system(provider: &str, given: Option<&str>) -> anyhow::Result<System> {
+    match given {
+        Some(reference) => System::resolve(reference),
+        None => {
+            let (system, _) = provider.split_once('.').ok_or_else(|| anyhow::anyhow!("name the provider as SYSTEM.SERVICE (e.g. shop.product), or pass --system"))?;
+            System::resolve(system)
+        }
+    }
+}
+
 async fn run_verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
+    // A provider already running (--base-url) needs no known system.
+    let system = match provider_system(&args.provider, args.system.as_deref()) {
+        Ok(system) => Some(system),
+        Err(_) if args.base_url.is_some() && args.system.is_none() => None,
+        Err(err) => return Err(err),
+    };
+    let side = system.as_ref().map(ProviderSide::of).transpose()?;
+    if let (Some(system), Some(variant)) = (&system, &args.variant) {
+        let service = args.provider.rsplit('.').next().unwrap_or(&args.provider);
+        system.def.check_variant(service, variant).map_err(|err| anyhow::anyhow!(err))?;
+    }
+    // A built-in's pacts are compiled in: written out for the verifier.
+    let scratch = std::env::temp_dir().join(format!("stormproof-pacts-{}", uuid::Uuid::new_v4()));
+    let result = verify_with(args, side, system.as_ref(), &scratch).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+async fn verify_with(args: VerifyArgs, side: Option<ProviderSide>, system: Option<&System>, scratch: &std::path::Path) -> anyhow::Result<Outcome> {
     let source = match (&args.broker.broker_url, &args.pacts) {
         (Some(url), None) => {
             let selectors = if args.selectors.is_empty() {
@@ -235,8 +271,10 @@ async fn run_verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         }
         (_, Some(path)) => PactSource::Path(path.clone()),
         (None, None) => {
-            let system = args.provider.split_once('.').map_or("shop", |(system, _)| system);
-            PactSource::Path(PathBuf::from("contracts").join(system))
+            let system = system.ok_or_else(|| anyhow::anyhow!("no pacts: pass --pacts DIR|FILE or --broker-url"))?;
+            let dir = system.contracts_dir(scratch)?;
+            eprintln!("verifying against the pacts of {} ({})", system.name(), system.dir().map_or_else(|| "compiled in".to_string(), |_| dir.display().to_string()));
+            PactSource::Path(dir)
         }
     };
     let publish = match (args.publish, &args.provider_version) {
@@ -249,6 +287,7 @@ async fn run_verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     let plan = VerifyPlan {
         provider: args.provider,
         source,
+        side,
         base_url: args.base_url,
         kafka: args.kafka,
         variant: args.variant,

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::error::ApiError;
+use crate::systems::kit::ApiError;
 
 /// Where the ready endpoints of a service are.
 pub trait Upstreams: Send + Sync + 'static {

@@ -1,0 +1,122 @@
+//! The target of an experiment: the running system it acts on — a
+//! platform, the gateway, consumer lag — on the local platform or on a
+//! cluster behind the safety rails. A run on a cluster records where it
+//! acted (`kube.json` in its folder), so `chaos rollback` and `chaos abort`
+//! find the same cluster again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::experiment::KubeScope;
+use super::lag::LagReader;
+use crate::platform::Platform;
+use crate::platform::kube::{self, Allowed, KubePlatform, KubeTarget, Rails};
+use crate::platform::local::{ControlClient, RunState};
+use crate::systems::definition::SystemDef;
+
+/// The running system an experiment acts on.
+#[derive(Clone)]
+pub struct Target {
+    /// The platform's operations.
+    pub platform: Arc<dyn Platform>,
+    /// The gateway's base URL.
+    pub gateway: String,
+    /// The local platform's run directory, or a cluster run's own folder
+    /// (recorded for `chaos rollback`).
+    pub run_dir: PathBuf,
+    /// Reads consumer lag (when the broker's address is known).
+    pub lag: Option<Arc<LagReader>>,
+}
+
+/// How to reach a system on a cluster (`--platform kube`).
+#[derive(Debug, Clone, Default)]
+pub struct KubeSettings {
+    /// Kubeconfig context (the only one allowed).
+    pub context: Option<String>,
+    /// Namespace (the only one allowed).
+    pub namespace: Option<String>,
+    /// Kubeconfig file.
+    pub kubeconfig: Option<PathBuf>,
+    /// The gateway's URL as the harness reaches it.
+    pub gateway_url: Option<String>,
+    /// Kafka reachable from the harness, for lag checks.
+    pub kafka: Option<String>,
+    /// Print every change instead of sending it.
+    pub dry_run: bool,
+}
+
+impl Target {
+    /// `def` running on the local platform in `run_dir`.
+    pub fn local(def: &SystemDef, run_dir: &Path) -> anyhow::Result<Target> {
+        let state = RunState::read_live(run_dir)?;
+        let lag = LagReader::new(&state.kafka, &def.topic, &def.consumer_groups()).ok().map(Arc::new);
+        Ok(Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(run_dir)?, lag })
+    }
+
+    /// `def` on a cluster, behind the rails; `dir` is the run's folder,
+    /// where the cluster coordinates are recorded. `scope` is the
+    /// experiment's own `kube:` section: the settings may leave out what it
+    /// names, but may not contradict it. A dry run prints through `print`.
+    pub async fn kube(def: &SystemDef, settings: &KubeSettings, dir: &Path, scope: Option<&KubeScope>, print: impl Fn(&str) + Send + Sync + 'static) -> anyhow::Result<Target> {
+        let (mut context, mut namespace) = (settings.context.clone(), settings.namespace.clone());
+        if let Some(scope) = scope {
+            for (flag, given, named) in [("context", &mut context, &scope.context), ("namespace", &mut namespace, &scope.namespace)] {
+                match given {
+                    Some(given) if given != named => anyhow::bail!("--{flag} {given} contradicts the experiment, which may act only in {flag} {named}"),
+                    _ => *given = Some(named.clone()),
+                }
+            }
+        }
+        let target = KubeTarget::from_flags(context, namespace, settings.kubeconfig.clone(), "--platform kube")?;
+        let gateway = settings.gateway_url.clone().ok_or_else(|| {
+            anyhow::anyhow!("--platform kube needs --gateway-url, e.g. `kubectl port-forward -n {} svc/gateway 8088:80` and --gateway-url http://127.0.0.1:8088", target.namespace)
+        })?;
+        url::Url::parse(&gateway).map_err(|err| anyhow::anyhow!("--gateway-url `{gateway}` is not a URL: {err}"))?;
+        let mut rails = guarded(&def.system, &target).await?;
+        if settings.dry_run {
+            rails = rails.dry_run(print);
+        }
+        Recorded::write(dir, &def.system, &target)?;
+        let lag = settings.kafka.as_ref().and_then(|k| LagReader::new(k, &def.topic, &def.consumer_groups()).ok()).map(Arc::new);
+        Ok(Target { platform: Arc::new(rails), gateway: gateway.trim_end_matches('/').to_string(), run_dir: std::path::absolute(dir)?, lag })
+    }
+}
+
+/// The kube platform for `system` in `target`, behind the safety rails.
+async fn guarded(system: &str, target: &KubeTarget) -> anyhow::Result<Rails> {
+    let client = kube::connect(target).await?;
+    let platform = KubePlatform::new(client, &target.context, &target.namespace, system);
+    let allowed = Allowed { context: target.context.clone(), namespace: target.namespace.clone() };
+    Ok(Rails::new(platform, &allowed)?)
+}
+
+/// What `chaos rollback` needs to find the cluster again, beside the journal.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Recorded {
+    system: String,
+    context: String,
+    namespace: String,
+    kubeconfig: Option<PathBuf>,
+}
+
+const RECORDED: &str = "kube.json";
+
+impl Recorded {
+    fn write(dir: &Path, system: &str, target: &KubeTarget) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let recorded = Recorded { system: system.into(), context: target.context.clone(), namespace: target.namespace.clone(), kubeconfig: target.kubeconfig.clone() };
+        std::fs::write(dir.join(RECORDED), serde_json::to_vec_pretty(&recorded)?)?;
+        Ok(())
+    }
+}
+
+/// The platform a run in `run_dir` acted on: the cluster it recorded, else
+/// the local platform running there.
+pub async fn recorded_platform(run_dir: &Path) -> anyhow::Result<Arc<dyn Platform>> {
+    let Ok(text) = std::fs::read_to_string(run_dir.join(RECORDED)) else {
+        return Ok(Arc::new(ControlClient::new(&RunState::read_live(run_dir)?)));
+    };
+    let recorded: Recorded = serde_json::from_str(&text).map_err(|err| anyhow::anyhow!("{}: {err}", run_dir.join(RECORDED).display()))?;
+    let target = KubeTarget { context: recorded.context, namespace: recorded.namespace, kubeconfig: recorded.kubeconfig };
+    Ok(Arc::new(guarded(&recorded.system, &target).await?))
+}

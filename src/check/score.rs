@@ -1,0 +1,240 @@
+//! Scoring a checkpoint: a verdict and one line of evidence, read from the
+//! journals of its experiments (or the contract verifications). A pass
+//! rests on the checks of the checkpoint's phases; evidence leads with
+//! figures — availability and autoscaler decisions, then read-model rows,
+//! lag and restarts — ranked by the kind of probe that gave it.
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{Checkpoint, Expectation, Scored};
+use crate::chaos::{self, Journal, Phase, ProbeKind, Status};
+use crate::contract::checkpoint::Evidence;
+
+/// What a checkpoint concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// Its evidence holds.
+    #[serde(rename = "pass")]
+    Pass,
+    /// Its evidence does not hold, or did not come.
+    #[serde(rename = "fail")]
+    Fail,
+    /// Not automated yet.
+    #[serde(rename = "not yet")]
+    NotYet,
+    /// Does not apply to the system.
+    #[serde(rename = "not applicable")]
+    NotApplicable,
+}
+
+impl Verdict {
+    /// The word in reports (`pass`, `fail`, `not yet`, `not applicable`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::NotYet => "not yet",
+            Verdict::NotApplicable => "not applicable",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A scored checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Score {
+    /// Checkpoint number.
+    pub id: u8,
+    /// Name (in the asked language).
+    pub name: String,
+    /// What it concluded.
+    pub verdict: Verdict,
+    /// One line of evidence (or why there is none).
+    pub evidence: String,
+    /// The report of the experiment behind it, if one ran.
+    pub report: Option<String>,
+}
+
+/// Scores `checkpoint` from the journals of its experiments (in the order
+/// of [`Scored::experiments`]; `None` for one that did not run).
+pub fn score(checkpoint: &Checkpoint, journals: &[Option<&Journal>], korean: bool, report: Option<String>) -> Score {
+    let phases = checkpoint.phases.as_slice();
+    let (verdict, evidence) = match (&checkpoint.scored, journals) {
+        (Scored::NotYet(by), _) => (Verdict::NotYet, format!("comes with {by}")),
+        (Scored::NotApplicable(why), _) => (Verdict::NotApplicable, why.clone()),
+        (Scored::Experiment(_), [Some(journal)]) => judge(journal, phases),
+        (Scored::Contrast(_), [Some(with), Some(without)]) => contrast(with, without, phases),
+        (Scored::Contract(_), _) => (Verdict::Fail, "contract verification did not run".to_string()),
+        _ => (Verdict::Fail, "the experiment did not run".to_string()),
+    };
+    Score { id: checkpoint.id, name: checkpoint.name(korean).to_string(), verdict, evidence, report }
+}
+
+/// `with` passes and `without` fails on a check of `phases`.
+fn contrast(with: &Journal, without: &Journal, phases: &[Phase]) -> (Verdict, String) {
+    let (verdict, evidence) = judge(with, phases);
+    if verdict != Verdict::Pass {
+        return (verdict, evidence);
+    }
+    // The first figure of each side is the one to compare.
+    let first = |e: &str| e.split("; ").next().unwrap_or_default().to_string();
+    let deviated = without.results().find(|(phase, r)| phases.contains(phase) && r.status == Status::Deviated);
+    match deviated {
+        Some((_, shown)) if without.status == chaos::Verdict::Failed => {
+            (Verdict::Pass, format!("with: {} — without, as expected: {}", first(&evidence), first(&shown.evidence)))
+        }
+        _ => (Verdict::Fail, format!("`{}` should fail and did not ({:?}): the harness cannot show the difference", without.title, without.status)),
+    }
+}
+
+/// Scores a contract checkpoint from its verifications; `provider` names
+/// the provider as it is (its service name) in the evidence.
+pub fn score_contract(checkpoint: &Checkpoint, result: &anyhow::Result<Vec<Evidence>>, korean: bool) -> Score {
+    let (verdict, evidence) = match result {
+        Err(err) => (Verdict::Fail, format!("verification could not run: {err:#}")),
+        Ok(cases) => {
+            let provider = match &checkpoint.scored {
+                Scored::Contract(c) => c.provider.rsplit('.').next().unwrap_or(&c.provider).to_string(),
+                _ => String::new(),
+            };
+            let lines: Vec<String> = cases
+                .iter()
+                .map(|c| {
+                    let who = c.variant.as_deref().unwrap_or(&provider);
+                    match (c.passed, c.failures.first()) {
+                        (true, _) => format!("{who} passes"),
+                        (false, Some(why)) => format!("{who} blocked ({})", shorten(why, 70)),
+                        (false, None) => format!("{who} blocked"),
+                    }
+                })
+                .collect();
+            let held = !cases.is_empty() && cases.iter().all(|c| c.passed == (c.expect == Expectation::Pass));
+            (if held { Verdict::Pass } else { Verdict::Fail }, lines.join("; "))
+        }
+    };
+    Score { id: checkpoint.id, name: checkpoint.name(korean).to_string(), verdict, evidence, report: None }
+}
+
+/// Figures first: availability and autoscaler decisions, then read-model
+/// rows, lag and restarts, then flows and rollouts.
+fn rank(kind: ProbeKind) -> u8 {
+    match kind {
+        ProbeKind::Availability | ProbeKind::Autoscaler => 0,
+        ProbeKind::Consistency | ProbeKind::Lag | ProbeKind::Replicas => 1,
+        ProbeKind::Flow | ProbeKind::Rollout => 2,
+    }
+}
+
+fn judge(journal: &Journal, phases: &[Phase]) -> (Verdict, String) {
+    let mut results: Vec<_> = journal.results().filter(|(phase, _)| phases.contains(phase)).map(|(_, r)| r).collect();
+    if let Some(bad) = results.iter().find(|r| r.status != Status::Held) {
+        return (Verdict::Fail, format!("{}: {}", bad.name, bad.evidence));
+    }
+    if journal.status != chaos::Verdict::Passed {
+        let why = journal.deviated.clone().unwrap_or_else(|| format!("{:?}", journal.status));
+        return (Verdict::Fail, why);
+    }
+    if results.is_empty() {
+        return (Verdict::Fail, format!("no check of {phases:?} ran: nothing to score"));
+    }
+    results.sort_by_key(|r| rank(r.probe));
+    let mut evidence: Vec<String> = results.iter().map(|r| r.evidence.clone()).collect();
+    if let Some(catch_up) = journal.catch_up.iter().filter(|c| c.peak > 0).max_by_key(|c| c.peak).filter(|_| phases.contains(&Phase::After)) {
+        evidence.push(format!("{} lag peak {}, caught up {}", catch_up.group, catch_up.peak, catch_up.caught_up_after.map(|t| format!("{t:.1} s after the fault")).unwrap_or_else(|| "?".into())));
+    }
+    (Verdict::Pass, shorten(&evidence.join("; "), 220))
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::checkpoint::{Contrast, Expectation};
+    use crate::chaos::CheckResult;
+    use crate::contract::checkpoint::Evidence;
+
+    fn checkpoint(id: u8, scored: Scored, phases: &[Phase]) -> Checkpoint {
+        Checkpoint { id, en: format!("checkpoint {id}"), ko: format!("체크포인트 {id}"), scored, phases: phases.to_vec() }
+    }
+
+    fn journal(verdict: chaos::Verdict, checks: &[(ProbeKind, Status, &str)]) -> Journal {
+        let mut j = Journal::new("t", "f.yaml", "shop", std::path::Path::new("."), std::env::temp_dir().join("unused-journal.json"));
+        for (probe, status, evidence) in checks {
+            j.record(Phase::During, CheckResult { name: "c".into(), status: *status, probe: *probe, evidence: evidence.to_string(), took_ms: 0 });
+        }
+        j.status = verdict;
+        j
+    }
+
+    fn available(figure: &str, status: Status) -> (ProbeKind, Status, String) {
+        (ProbeKind::Availability, status, format!("POST /orders {figure} % over seconds 2–5"))
+    }
+
+    #[test]
+    fn not_yet_and_not_applicable_are_never_a_pass() {
+        let s = score(&checkpoint(3, Scored::NotYet("a probe".into()), &[]), &[], false, None);
+        assert_eq!((s.verdict, s.evidence.as_str()), (Verdict::NotYet, "comes with a probe"));
+        let s = score(&checkpoint(9, Scored::NotApplicable("nothing autoscales".into()), &[]), &[], true, None);
+        assert_eq!((s.verdict, s.name.as_str()), (Verdict::NotApplicable, "체크포인트 9"));
+        let s = score(&checkpoint(1, Scored::Experiment("saga".into()), &[Phase::Before]), &[None], false, None);
+        assert_eq!(s.verdict, Verdict::Fail, "an experiment that did not run fails its checkpoint");
+        assert_eq!(serde_json::to_value(Verdict::NotApplicable).unwrap(), "not applicable");
+    }
+
+    #[test]
+    fn evidence_leads_with_figures_by_probe_kind() {
+        let flow = (ProbeKind::Flow, Status::Held, "POST /orders → 201 in 4 ms".to_string());
+        let rows = (ProbeKind::Consistency, Status::Held, "3 in /orders, 3 rows in /mypages".to_string());
+        let (p1, s1, e1) = available("100.00", Status::Held);
+        let j = journal(chaos::Verdict::Passed, &[(flow.0, flow.1, &flow.2), (rows.0, rows.1, &rows.2), (p1, s1, &e1)]);
+        let s = score(&checkpoint(6, Scored::Experiment("x".into()), &[Phase::During]), &[Some(&j)], false, None);
+        assert_eq!(s.verdict, Verdict::Pass);
+        assert!(s.evidence.starts_with("POST /orders 100.00 %") && s.evidence.ends_with("201 in 4 ms"), "{}", s.evidence);
+        let none = score(&checkpoint(6, Scored::Experiment("x".into()), &[Phase::After]), &[Some(&j)], false, None);
+        assert_eq!(none.verdict, Verdict::Fail, "no check of the phase ran: no evidence, no pass");
+    }
+
+    #[test]
+    fn zero_downtime_needs_the_drop_shown_without_readiness() {
+        let ten = checkpoint(10, Scored::Contrast(Contrast { with: "a".into(), without: "b".into() }), &[Phase::During]);
+        let side = |verdict, figure, status| {
+            let (p, s, e) = available(figure, status);
+            journal(verdict, &[(p, s, &e)])
+        };
+        let with = side(chaos::Verdict::Passed, "100.00", Status::Held);
+        let without = side(chaos::Verdict::Failed, "34.78", Status::Deviated);
+        let s = score(&ten, &[Some(&with), Some(&without)], false, None);
+        assert_eq!(s.verdict, Verdict::Pass, "{}", s.evidence);
+        assert!(s.evidence.contains("100.00") && s.evidence.contains("34.78"), "{}", s.evidence);
+        // Without readiness and no drop: the harness proved nothing.
+        let no_drop = side(chaos::Verdict::Passed, "100.00", Status::Held);
+        assert_eq!(score(&ten, &[Some(&with), Some(&no_drop)], false, None).verdict, Verdict::Fail);
+        // A drop with readiness fails the checkpoint whatever the contrast.
+        let dropped = side(chaos::Verdict::Failed, "97.00", Status::Deviated);
+        assert_eq!(score(&ten, &[Some(&dropped), Some(&without)], false, None).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_contract_checkpoint_holds_when_every_case_concludes_as_expected() {
+        let twelve = checkpoint(12, Scored::Contract(crate::check::checkpoint::ContractCheck { provider: "shop.product".into(), cases: vec![] }), &[]);
+        let case = |variant: Option<&str>, expect, passed| Evidence { variant: variant.map(str::to_string), expect, passed, failures: vec!["GET /products/1 → 404".into()] };
+        let good = Ok(vec![case(None, Expectation::Pass, true), case(Some("item-rename"), Expectation::Fail, false)]);
+        let s = score_contract(&twelve, &good, false);
+        assert_eq!(s.verdict, Verdict::Pass);
+        assert_eq!(s.evidence, "product passes; item-rename blocked (GET /products/1 → 404)");
+        let missed = Ok(vec![case(Some("item-rename"), Expectation::Fail, true)]);
+        assert_eq!(score_contract(&twelve, &missed, false).verdict, Verdict::Fail);
+    }
+}
