@@ -1,9 +1,33 @@
-//! `stormproof check shop`: the full scorecard against a running shop.
+//! `stormproof check SYSTEM`: the full scorecard against a running shop, a
+//! system added as data only (a folder), and the input errors a folder can
+//! have. Every scorecard.json is validated against the shipped schema.
 
 mod common;
 
+use std::path::{Path, PathBuf};
+
 use common::Shop;
 use serde_json::Value;
+use stormproof::exit::{ERROR, PASSED};
+
+/// The scorecard of the one run under `reports`, validated against the schema.
+fn scorecard(reports: &Path) -> (PathBuf, Value) {
+    let run = std::fs::read_dir(reports).unwrap().next().unwrap().unwrap().path();
+    let card: Value = serde_json::from_str(&std::fs::read_to_string(run.join("scorecard.json")).unwrap()).unwrap();
+    let schema: Value = serde_json::from_str(stormproof::report::SCORECARD_SCHEMA).unwrap();
+    if let Err(err) = jsonschema::validate(&schema, &card) {
+        panic!("scorecard.json does not match scorecard.schema.json: {err} at {}\n{card:#}", err.instance_path());
+    }
+    (run, card)
+}
+
+fn verdict(card: &Value, id: u64) -> String {
+    card["checkpoints"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["verdict"].as_str().unwrap().to_string()
+}
+
+fn evidence(card: &Value, id: u64) -> String {
+    card["checkpoints"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["evidence"].as_str().unwrap().to_string()
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_shop_scores_every_checkpoint() {
@@ -13,24 +37,117 @@ async fn check_shop_scores_every_checkpoint() {
     let pacts = concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/shop");
     let out = shop.cli(&["check", "shop", "--lang", "ko", "--pacts", pacts, "--reports", reports.path().to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(PASSED), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("장애격리"), "Korean checkpoint names: {stdout}");
-    let run = std::fs::read_dir(reports.path()).unwrap().next().unwrap().unwrap().path();
-    let scores: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(run.join("scorecard.json")).unwrap()).unwrap();
-    assert_eq!(scores.len(), 13);
-    let verdict = |id: u64| scores.iter().find(|s| s["id"] == id).unwrap()["verdict"].as_str().unwrap().to_string();
+    let (run, card) = scorecard(reports.path());
+    assert_eq!((card["schema_version"].as_u64(), card["system"].as_str(), card["passed"].as_bool()), (Some(1), Some("shop"), Some(true)));
+    assert_eq!(card["checkpoints"].as_array().unwrap().len(), 13);
     for id in [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12] {
-        assert_eq!(verdict(id), "pass", "checkpoint {id}: {scores:?}");
+        assert_eq!(verdict(&card, id), "pass", "checkpoint {id}: {card:#}");
     }
     for id in [3, 13] {
-        assert_eq!(verdict(id), "not yet", "checkpoint {id} is not claimed before it is automated");
+        assert_eq!(verdict(&card, id), "not yet", "checkpoint {id} is not claimed before it is automated");
     }
-    let deploy = scores.iter().find(|s| s["id"] == 10).unwrap()["evidence"].as_str().unwrap().to_string();
+    let deploy = evidence(&card, 10);
     assert!(deploy.starts_with("with: POST /orders 100.00 %") && deploy.contains("without, as expected"), "{deploy}");
-    let isolation = scores.iter().find(|s| s["id"] == 6).unwrap();
-    assert!(isolation["evidence"].as_str().unwrap().starts_with("POST /orders 100.00 %"), "figures first: {isolation}");
+    assert!(evidence(&card, 6).starts_with("POST /orders 100.00 %"), "figures first: {}", evidence(&card, 6));
+    assert!(evidence(&card, 9).starts_with("order: desired"), "the autoscaler's decision leads: {}", evidence(&card, 9));
     assert!(run.join("delivery-outage/report.html").exists());
-    let contract = scores.iter().find(|s| s["id"] == 12).unwrap()["evidence"].as_str().unwrap().to_string();
+    let contract = evidence(&card, 12);
     assert!(contract.contains("item-rename blocked") && contract.contains("item-rename-compatible passes"), "{contract}");
     shop.down();
+}
+
+/// A copy of the shop's folder as a system of its own: its files only, in
+/// the one-folder layout (system.yaml, checkpoints.yaml, chaos/, contracts/).
+fn shop_folder(root: &Path, checkpoints: &str, drop_experiment: &str) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("my-shop");
+    std::fs::create_dir_all(dir.join("chaos")).unwrap();
+    std::fs::create_dir_all(dir.join("contracts")).unwrap();
+    for entry in std::fs::read_dir(repo.join("scenarios/shop")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    for (from, to) in [("chaos/shop", "chaos"), ("contracts/shop", "contracts")] {
+        for entry in std::fs::read_dir(repo.join(from)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_stem().is_some_and(|s| s != drop_experiment) {
+                std::fs::copy(&path, dir.join(to).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    std::fs::write(dir.join("checkpoints.yaml"), checkpoints).unwrap();
+    dir
+}
+
+/// Quick experiments only (steady-state checks), to keep the test short.
+const CHECKPOINTS: &str = "checkpoints:
+  - { id: 1, en: Saga / pub-sub, ko: Saga (Pub/Sub), experiment: saga, phases: [before] }
+  - { id: 5, en: Gateway, ko: Gateway / Ingress, experiment: gateway, phases: [before] }
+  - id: 11
+    en: Self-healing
+    ko: Self-healing (Liveness Probe)
+    not_applicable: this copy ships no self-healing experiment
+  - id: 12
+    en: Contract test
+    ko: Contract Test
+    contract:
+      provider: shop.product
+      cases:
+        - { expect: pass }
+        - { variant: item-rename, expect: fail }
+";
+
+#[test]
+fn a_system_added_as_data_only_is_checked_by_path() {
+    let root = tempfile::tempdir().unwrap();
+    let folder = shop_folder(root.path(), CHECKPOINTS, "self-healing");
+    assert!(!folder.join("chaos/self-healing.yaml").exists());
+    let reports = root.path().join("reports");
+    let out = common::stormproof(&root.path().join("run"), &["check", folder.to_str().unwrap(), "--reports", reports.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(PASSED), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("NOT APPLICABLE") && stdout.contains("3 passed, 0 failed, 0 not yet automated, 1 not applicable"), "{stdout}");
+    let (run, card) = scorecard(&reports);
+    assert_eq!(card["checkpoints"].as_array().unwrap().iter().map(|s| s["id"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 5, 11, 12]);
+    for id in [1, 5, 12] {
+        assert_eq!(verdict(&card, id), "pass", "checkpoint {id}: {card:#}");
+    }
+    assert_eq!(verdict(&card, 11), "not applicable", "never reported as a pass");
+    assert_eq!(evidence(&card, 11), "this copy ships no self-healing experiment");
+    assert!(evidence(&card, 12).contains("product passes; item-rename blocked"), "{}", evidence(&card, 12));
+    assert!(run.join("saga/journal.json").exists() && !run.join("self-healing").exists(), "only the experiments the checkpoints read ran");
+    assert!(!root.path().join("run/state.json").exists(), "the system check started is down again");
+}
+
+#[test]
+fn a_checkpoint_naming_an_experiment_the_folder_lacks_is_an_input_error() {
+    let root = tempfile::tempdir().unwrap();
+    let checkpoints = CHECKPOINTS.replace("not_applicable: this copy ships no self-healing experiment", "experiment: self-healing\n    phases: [during]");
+    let folder = shop_folder(root.path(), &checkpoints, "self-healing");
+    let out = common::stormproof(&root.path().join("run"), &["check", folder.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(ERROR), "{stderr}");
+    assert!(stderr.contains("checkpoints.yaml: checkpoint 11 is scored by experiment `self-healing`") && stderr.contains("chaos/self-healing.yaml"), "{stderr}");
+    assert!(!root.path().join("run/state.json").exists(), "nothing was started");
+}
+
+#[test]
+fn a_malformed_checkpoints_file_names_file_and_line() {
+    let root = tempfile::tempdir().unwrap();
+    let folder = shop_folder(root.path(), &CHECKPOINTS.replace("phases: [before] }\n  - { id: 5", "phases: [bfore] }\n  - { id: 5"), "");
+    let out = common::stormproof(&root.path().join("run"), &["check", folder.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(ERROR), "{stderr}");
+    assert!(stderr.contains(&format!("{}: error: line 2", folder.join("checkpoints.yaml").display())) && stderr.contains("bfore"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_system_lists_the_known_ones() {
+    let root = tempfile::tempdir().unwrap();
+    let out = common::stormproof(root.path(), &["check", "taxi-someday"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(ERROR), "{stderr}");
+    assert!(stderr.contains("unknown system `taxi-someday` (known: shop"), "{stderr}");
 }

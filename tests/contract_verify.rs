@@ -109,6 +109,41 @@ fn no_pacts_is_an_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no pacts found for provider shop.product"));
 }
 
+/// A V2 pact (another Pact implementation's) naming a provider state the
+/// shop does not list fails on that state, naming it and the known ones —
+/// not with the verifier's bare "state change handlers has failed".
+#[test]
+fn an_unknown_provider_state_is_named_with_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let pact = serde_json::json!({
+        "consumer": {"name": "shop.order"},
+        "provider": {"name": "shop.product"},
+        "interactions": [{
+            "description": "a request for product 1",
+            "providerState": "products exist",
+            "request": {"method": "GET", "path": "/products/1"},
+            "response": {"status": 200, "body": {"id": 1}}
+        }],
+        "metadata": {"pactSpecification": {"version": "2.0.0"}}
+    });
+    std::fs::write(dir.path().join("shop.order-shop.product.json"), pact.to_string()).unwrap();
+    let out = contract(&["verify", "--provider", "shop.product", "--pacts", dir.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(FAILED), "{stdout}");
+    assert!(stdout.contains("unknown provider state `products exist`"), "{stdout}");
+    assert!(stdout.contains("`product 1 exists`, `product 2 exists`"), "the known ones: {stdout}");
+}
+
+/// A variant the system does not list is refused before anything starts.
+#[test]
+fn an_unknown_variant_lists_the_known_ones() {
+    let (code, _) = verify("shop.product", Some("item-renamed"), &[]);
+    assert_eq!(code, ERROR);
+    let out = contract(&["verify", "--provider", "shop.product", "--variant", "item-renamed"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("shop.product has no variant `item-renamed` (variants: drop-product-name, item-rename"), "{stderr}");
+}
+
 /// order's events, captured from Kafka after real orders through its API.
 #[test]
 fn order_events_honour_delivery_mypage_and_product() {
@@ -191,7 +226,8 @@ fn a_single_pact_file_filtered_by_description() {
     assert!(text.contains("PASSED: 1 of 1 interactions passed"), "{text}");
 }
 
-/// Checkpoint 12 through the library, as `stormproof check` would score it.
+/// Checkpoint 12 through the library, as `stormproof check` scores it: the
+/// cases come from the shop's checkpoints.yaml.
 // The guard only serializes this file's heavy tests, each on its own thread;
 // no task of this runtime waits for it.
 #[allow(clippy::await_holding_lock)]
@@ -202,8 +238,15 @@ async fn checkpoint_12_a_breaking_change_is_blocked() {
     stormproof::install_crypto_provider();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let bin = std::path::Path::new(common::BIN);
-    let (holds, evidence) = stormproof::contract::checkpoint::breaking_change_is_blocked(&pacts(), Some(bin)).await.unwrap();
-    assert!(holds, "{evidence:#?}");
-    let rename = evidence.iter().find(|e| e.variant == "item-rename").unwrap();
+    let shop = stormproof::systems::System::builtin("shop").unwrap();
+    let checkpoints = stormproof::check::checkpoint::load(&shop).unwrap();
+    let twelve = checkpoints.list.iter().find(|c| c.id == 12).unwrap();
+    let stormproof::check::Scored::Contract(contract) = &twelve.scored else { panic!("checkpoint 12 is a contract checkpoint") };
+    let side = stormproof::contract::ProviderSide::of(&shop).unwrap();
+    let evidence = stormproof::contract::checkpoint::verify_cases(contract, &pacts(), &side, Some(bin)).await;
+    let score = stormproof::check::score_contract(twelve, &evidence, false);
+    assert_eq!(score.verdict, stormproof::check::Verdict::Pass, "{evidence:#?}");
+    let evidence = evidence.unwrap();
+    let rename = evidence.iter().find(|e| e.variant.as_deref() == Some("item-rename")).unwrap();
     assert!(rename.failures.iter().any(|f| f.contains("GET /products/1")), "{rename:#?}");
 }

@@ -558,10 +558,10 @@ mod tests {
 
     #[test]
     fn shipped_experiments_parse() {
-        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/chaos/shop")).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "yaml") {
-                load_experiment(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        for name in crate::systems::builtin_names() {
+            let system = crate::systems::System::builtin(name).unwrap();
+            for file in system.files(crate::systems::Part::Chaos, "yaml").unwrap() {
+                parse(&file.text, &file.origin).unwrap_or_else(|e| panic!("{e:#}"));
             }
         }
     }
@@ -602,5 +602,10 @@ mod tests {
         let yaml = "title: t\nsystem: shop\nmethod:\n  - kill: { service: order }\nafter:\n  - name: c\n    flow:\n      - get: orders\n";
         let err = parse(yaml, "x.yaml").unwrap_err().to_string();
         assert!(err.contains("must start with /"), "{err}");
+        let two = "title: t\nsystem: shop\nmethod:\n  - kill: { service: order }\nafter:\n  - name: c\n    flow:\n      - get: /orders\n        post: /orders\n";
+        assert!(parse(two, "x.yaml").unwrap_err().to_string().contains("post"), "one method per step");
+        let none = "title: t\nsystem: shop\nhypothesis:\n  - name: c\n    within: 5s\n";
+        let err = parse(none, "x.yaml").unwrap_err().to_string();
+        assert!(err.contains("line 4") && err.contains("probe: one of flow, replicas"), "{err}");
     }
 }

@@ -222,7 +222,9 @@ mod tests {
     #[test]
     fn a_malformed_file_names_the_file_and_line() {
         let err = parse(&file("checkpoints:\n  - id: 1\n    en: a\n    ko: b\n    expermient: saga\n    phases: [before]\n")).unwrap_err().to_string();
-        assert!(err.starts_with("my/checkpoints.yaml:") && err.contains("line 2") && err.contains("expermient"), "{err}");
+        assert!(err.starts_with("my/checkpoints.yaml:") && err.contains("line 2") && err.contains("one of experiment, contrast"), "{err}");
+        let err = parse(&file("checkpoints:\n  - id: 1\n    en: a\n    ko: b\n    experiment: saga\n    phases: [before]\n    colour: red\n")).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("unknown field `colour`"), "{err}");
         let err = parse(&file("checkpoints:\n  - id: 1\n    en: a\n    ko: b\n    experiment: saga\n    phases: [durin]\n")).unwrap_err().to_string();
         assert!(err.contains("durin"), "{err}");
         let err = parse(&file("checkpoints:\n  - id: 1\n    en: a\n    ko: b\n")).unwrap_err().to_string();

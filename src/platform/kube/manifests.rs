@@ -259,7 +259,7 @@ fn container(def: &SystemDef, name: &str, handler: &str, options: &RenderOptions
     let mut env: Vec<EnvVar> = serve
         .to_env()
         .into_iter()
-        .filter(|(name, value)| !from_elsewhere.contains(name) && !(*name == serve_env::UPSTREAMS && value.is_empty()))
+        .filter(|(name, _)| !from_elsewhere.contains(name))
         .map(|(name, value)| self::env(name, &value))
         .collect();
     env.push(EnvVar {

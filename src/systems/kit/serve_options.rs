@@ -98,8 +98,8 @@ impl ServeOptions {
     }
 
     /// These options as the environment of a `stormproof serve` process:
-    /// every variable it reads, set (unset options are left out, so the
-    /// service falls back to its default).
+    /// every variable it reads (unset options and no upstreams are left
+    /// out, so the service falls back to its default).
     pub fn to_env(&self) -> Vec<(&'static str, String)> {
         let upstreams: Vec<String> = self.upstreams.iter().map(|(name, url)| format!("{name}={url}")).collect();
         let mut vars = vec![
@@ -107,12 +107,13 @@ impl ServeOptions {
             (env::DATA, self.data.display().to_string()),
             (env::KAFKA, self.kafka.clone()),
             (env::KAFKA_IDEMPOTENCE, self.kafka_idempotence.to_string()),
-            (env::UPSTREAMS, upstreams.join(",")),
             (env::VERSION, self.version.clone()),
             (env::WARMUP, format!("{}ms", self.warmup.as_millis())),
             (env::REPLICA_ID, self.replica_id.clone()),
         ];
-        let optional = [(env::TOPIC, self.topic.clone()), (env::PARTITIONS, self.partitions.map(|p| p.to_string())), (env::VARIANT, self.variant.clone())];
+        // An empty list is left out: clap reads an empty variable as one empty value.
+        let upstreams = (!upstreams.is_empty()).then(|| upstreams.join(","));
+        let optional = [(env::UPSTREAMS, upstreams), (env::TOPIC, self.topic.clone()), (env::PARTITIONS, self.partitions.map(|p| p.to_string())), (env::VARIANT, self.variant.clone())];
         vars.extend(optional.into_iter().filter_map(|(name, value)| value.map(|v| (name, v))));
         vars
     }
@@ -151,6 +152,9 @@ mod tests {
         let vars = sent.to_env();
         let read = temp_env(&vars, || Serve::try_parse_from(["serve"]).unwrap().options);
         assert_eq!(format!("{read:?}"), format!("{sent:?}"));
+        let alone = ServeOptions::new("/data".into(), "broker:9092");
+        let read = temp_env(&alone.to_env(), || Serve::try_parse_from(["serve"]).unwrap().options);
+        assert_eq!(format!("{read:?}"), format!("{alone:?}"), "no upstreams, no topic, no variant");
     }
 
     /// Runs `f` with exactly `vars` among the STORMPROOF_* variables.
