@@ -62,7 +62,7 @@ fn product_honours_its_consumers() {
     assert_eq!(report["passed"], true);
     assert_eq!(report["interactions"].as_array().unwrap().len(), 2);
     let junit = std::fs::read_to_string(&junit).unwrap();
-    assert!(junit.contains("tests=\"2\" failures=\"0\""), "{junit}");
+    assert!(junit.contains("tests=\"2\"") && junit.contains("failures=\"0\"") && junit.matches("<testcase ").count() == 2, "{junit}");
 }
 
 /// The course's story: product renames `/products/{id}` to `/items/{id}`.

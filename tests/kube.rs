@@ -63,7 +63,7 @@ async fn services_read_replicas_from_deployment_status_and_restarts_from_contain
     let delivery = kube.service("delivery").await.unwrap();
     assert_eq!((delivery.role, delivery.desired, delivery.ready, delivery.available), (Role::Supporting, 1, 1, 1));
     let pod = delivery.replicas[0].id.clone();
-    assert_eq!((delivery.replicas[0].phase.as_str(), delivery.replicas[0].version.as_str()), ("running", "v1"));
+    assert_eq!((delivery.replicas[0].phase, delivery.replicas[0].version.as_str()), (stormproof::platform::ReplicaPhase::Running, "v1"));
     assert!(delivery.replicas[0].address.as_deref().unwrap().ends_with(":8080"));
     fake.set_restarts(NS, &pod, 3);
     assert_eq!(kube.service("delivery").await.unwrap().replicas[0].restarts, 3);
@@ -102,7 +102,7 @@ async fn kill_evicts_a_pod_and_its_replicaset_replaces_it_with_restart_count_zer
     assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", format!("/api/v1/namespaces/shop/pods/{before}/eviction").as_str()));
     assert_eq!(sent.content_type, "application/json");
     assert_eq!(sent.json()["metadata"]["name"], before.as_str(), "the Eviction names the pod of the URL");
-    assert_eq!(kube.service("delivery").await.unwrap().replicas[0].phase, "terminating");
+    assert_eq!(kube.service("delivery").await.unwrap().replicas[0].phase, stormproof::platform::ReplicaPhase::Terminating);
     fake.tick();
     let after = kube.service("delivery").await.unwrap();
     assert_eq!(after.replicas.len(), 1);
@@ -264,6 +264,26 @@ async fn rails_refuse_deployments_without_the_opt_in_label_and_the_harness_pod()
     assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
     rails.scale("product", 2).await.unwrap();
     assert_eq!(only_mutation(&fake).path, "/apis/apps/v1/namespaces/shop/deployments/product/scale");
+}
+
+/// The `switches` fault goes through the platform, so the rails guard it
+/// like any other change.
+#[tokio::test]
+async fn switches_are_a_change_the_rails_guard() {
+    let (fake, _dir, kube) = shop().await;
+    let on = stormproof::systems::kit::SwitchState { unhealthy: true, ..Default::default() };
+    let rails = Rails::new(kube.clone(), &allowed()).unwrap().with_own_pod(None);
+    let err = rails.set_switches("gateway", "gateway-1", &on).await.unwrap_err();
+    assert!(matches!(&err, PlatformError::Refused(m) if m.contains("stormproof.io/chaos=enabled")), "{err}");
+    let pod = kube.service("delivery").await.unwrap().replicas[0].id.clone();
+    let own = rails.with_own_pod(Some(pod.clone()));
+    assert!(own.set_switches("delivery", &pod, &on).await.unwrap_err().to_string().contains(&pod), "never the harness's own pod");
+    let dry = Rails::new(kube, &allowed()).unwrap().with_own_pod(None).dry_run(|_| {});
+    dry.set_switches("delivery", &pod, &on).await.unwrap();
+    let planned = dry.planned();
+    assert_eq!((planned[0].method.as_str(), planned[0].path.clone()), ("PUT", format!("http://{pod}/_stormproof/switches")));
+    assert_eq!((planned[0].query.as_str(), &planned[0].body["unhealthy"]), ("", &json!(true)));
+    assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
 }
 
 #[tokio::test]

@@ -46,8 +46,23 @@ pub struct ReplicaStatus {
     pub restarts: u32,
     /// Version label.
     pub version: String,
-    /// `starting`, `running`, `terminating` or `crashed`.
-    pub phase: String,
+    /// Where it is in its life.
+    pub phase: ReplicaPhase,
+}
+
+/// Where a replica is in its life (a pod's phase, with the kubelet's
+/// terminating and crash-looping states).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicaPhase {
+    /// Started, not yet serving.
+    Starting,
+    /// Serving.
+    Running,
+    /// Stopping (SIGTERM sent, or the pod is being deleted).
+    Terminating,
+    /// Exited, or in CrashLoopBackOff, waiting to be restarted.
+    Crashed,
 }
 
 /// The part of a pod template a rollout changes: what runs, not how many.

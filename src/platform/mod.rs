@@ -9,6 +9,6 @@ pub mod local;
 mod switches;
 
 pub use api::{
-    AutoscalerStatus, Condition, PROGRESS_DEADLINE_EXCEEDED, Platform, PlatformError, ReplicaStatus, RolloutState, RolloutStatus, SCALING_DISABLED, ServiceStatus, Template,
+    AutoscalerStatus, Condition, PROGRESS_DEADLINE_EXCEEDED, Platform, PlatformError, ReplicaPhase, ReplicaStatus, RolloutState, RolloutStatus, SCALING_DISABLED, ServiceStatus, Template,
     condition,
 };

@@ -10,7 +10,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::{FIELD_MANAGER, NAME, PART_OF, ROLE, VERSION};
-use crate::platform::{AutoscalerStatus, Platform, PlatformError, ReplicaStatus, RolloutStatus, ServiceStatus, Template};
+use crate::platform::{AutoscalerStatus, Platform, PlatformError, ReplicaPhase, ReplicaStatus, RolloutStatus, ServiceStatus, Template};
 use crate::systems::kit::SwitchState;
 use crate::systems::definition::Role;
 
@@ -122,13 +122,13 @@ fn replica(pod: &Pod) -> ReplicaStatus {
     let restarts = containers.iter().map(|c| c.restart_count.max(0) as u32).sum();
     let crashing = containers.iter().any(|c| c.state.as_ref().and_then(|s| s.waiting.as_ref()).is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff")));
     let phase = if pod.metadata.deletion_timestamp.is_some() {
-        "terminating"
+        ReplicaPhase::Terminating
     } else if crashing {
-        "crashed"
+        ReplicaPhase::Crashed
     } else if status.phase.as_deref() == Some("Running") {
-        "running"
+        ReplicaPhase::Running
     } else {
-        "starting"
+        ReplicaPhase::Starting
     };
     let port = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.ports.as_ref()).and_then(|p| p.first()).map(|p| p.container_port);
     let address = status.pod_ip.as_ref().map(|ip| port.map_or(ip.clone(), |port| format!("{ip}:{port}")));
@@ -139,7 +139,7 @@ fn replica(pod: &Pod) -> ReplicaStatus {
         ready: pod_ready(pod),
         restarts,
         version: pod.labels().get(VERSION).cloned().unwrap_or_default(),
-        phase: phase.into(),
+        phase,
     }
 }
 

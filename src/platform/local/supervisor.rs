@@ -53,14 +53,8 @@ pub struct Launch {
     pub autoscaling: AutoscalerSettings,
 }
 
-/// What a replica is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    Starting,
-    Running,
-    Terminating,
-    Crashed,
-}
+// What a replica is doing: the platform's own phases.
+pub(super) use crate::platform::ReplicaPhase as Phase;
 
 pub(super) struct Replica {
     pub id: String,
@@ -293,7 +287,7 @@ impl Supervisor {
                             ready: r.ready,
                             restarts: r.restarts,
                             version: r.template.version.clone(),
-                            phase: format!("{:?}", r.phase).to_lowercase(),
+                            phase: r.phase,
                         })
                         .collect(),
                 }
