@@ -70,10 +70,10 @@ pub fn watch_stdout(stdout: ChildStdout, log: Option<PathBuf>) -> oneshot::Recei
             None => None,
         };
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(addr) = line.strip_prefix(LISTENING).and_then(|a| a.trim().parse().ok()) {
-                if let Some(tx) = announce.take() {
-                    let _ = tx.send(addr);
-                }
+            if let Some(addr) = line.strip_prefix(LISTENING).and_then(|a| a.trim().parse().ok())
+                && let Some(tx) = announce.take()
+            {
+                let _ = tx.send(addr);
             }
             if let Some(file) = file.as_mut() {
                 let _ = file.write_all(format!("{line}\n").as_bytes()).await;

@@ -282,31 +282,6 @@ async fn get_rows(ctx: &Context, path: &str) -> Result<Vec<Value>, Found> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interpolation_uses_captured_values_and_keeps_json_types() {
-        let vars = BTreeMap::from([("orderId".to_string(), "42".to_string())]);
-        assert_eq!(interpolate("/mypages/${orderId}", &vars).unwrap(), "/mypages/42");
-        let body = interpolate_json(&serde_json::json!({"id": "${orderId}", "note": "order ${orderId}"}), &vars).unwrap();
-        assert_eq!(body, serde_json::json!({"id": 42, "note": "order 42"}));
-        assert!(interpolate("/x/${nope}", &vars).unwrap_err().contains("nope"));
-    }
-
-    #[test]
-    fn expectations_compare_status_and_json_pointers() {
-        let body = serde_json::json!({"deliveryStatus": "preparing"});
-        let expect = Expect { status: Some(200), json: BTreeMap::from([("/deliveryStatus".into(), Value::from("preparing"))]), max_latency: None };
-        assert!(matches(&expect, 200, &body).is_ok());
-        assert!(matches(&expect, 201, &body).unwrap_err().contains("expected status 200"));
-        let other = serde_json::json!({"deliveryStatus": "DeliveryStarted"});
-        assert!(matches(&expect, 200, &other).unwrap_err().contains("/deliveryStatus"));
-        assert!(matches(&Expect::default(), 503, &body).is_err(), "default expects a 2xx");
-    }
-}
-
 /// How long an autoscaler needs to get into bounds: scaling up, a sync to
 /// take a first CPU sample, one to measure, one to act, and 15 s for new
 /// replicas to start; scaling down, the stabilisation window on top.
@@ -362,5 +337,30 @@ async fn rollout(ctx: &Context, probe: &RolloutProbe) -> Found {
         (RolloutState::Complete, _) => Found::Deviated(format!("{seen}: complete")),
         (RolloutState::Failed(why), _) => Found::Deviated(format!("{seen}: {why}")),
         (RolloutState::Waiting(what), _) => Found::Deviated(format!("{seen}: {what}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation_uses_captured_values_and_keeps_json_types() {
+        let vars = BTreeMap::from([("orderId".to_string(), "42".to_string())]);
+        assert_eq!(interpolate("/mypages/${orderId}", &vars).unwrap(), "/mypages/42");
+        let body = interpolate_json(&serde_json::json!({"id": "${orderId}", "note": "order ${orderId}"}), &vars).unwrap();
+        assert_eq!(body, serde_json::json!({"id": 42, "note": "order 42"}));
+        assert!(interpolate("/x/${nope}", &vars).unwrap_err().contains("nope"));
+    }
+
+    #[test]
+    fn expectations_compare_status_and_json_pointers() {
+        let body = serde_json::json!({"deliveryStatus": "preparing"});
+        let expect = Expect { status: Some(200), json: BTreeMap::from([("/deliveryStatus".into(), Value::from("preparing"))]), max_latency: None };
+        assert!(matches(&expect, 200, &body).is_ok());
+        assert!(matches(&expect, 201, &body).unwrap_err().contains("expected status 200"));
+        let other = serde_json::json!({"deliveryStatus": "DeliveryStarted"});
+        assert!(matches(&expect, 200, &other).unwrap_err().contains("/deliveryStatus"));
+        assert!(matches(&Expect::default(), 503, &body).is_err(), "default expects a 2xx");
     }
 }

@@ -309,10 +309,10 @@ impl Sampler {
                 }
                 if let Some(reader) = lag.clone() {
                     // A broker that is down has no lag to report: skip.
-                    if let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || reader.read()).await {
-                        if let Ok(mut samples) = into.lock() {
-                            samples.lag.push(LagSample { t: t0.elapsed().as_secs_f64(), lag });
-                        }
+                    if let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || reader.read()).await
+                        && let Ok(mut samples) = into.lock()
+                    {
+                        samples.lag.push(LagSample { t: t0.elapsed().as_secs_f64(), lag });
                     }
                 }
                 tokio::select! {
@@ -329,12 +329,11 @@ impl Sampler {
     pub async fn stop(self) -> Samples {
         self.cancel.cancel();
         let _ = self.task.await;
-        if let Some(reader) = self.lag.clone() {
-            if let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || reader.read()).await {
-                if let Ok(mut samples) = self.samples.lock() {
-                    samples.lag.push(LagSample { t: self.t0.elapsed().as_secs_f64(), lag });
-                }
-            }
+        if let Some(reader) = self.lag.clone()
+            && let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || reader.read()).await
+            && let Ok(mut samples) = self.samples.lock()
+        {
+            samples.lag.push(LagSample { t: self.t0.elapsed().as_secs_f64(), lag });
         }
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         Samples { replicas: std::mem::take(&mut samples.replicas), lag: std::mem::take(&mut samples.lag) }

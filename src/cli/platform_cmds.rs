@@ -73,14 +73,15 @@ async fn detach(run_dir: &Path) -> anyhow::Result<Outcome> {
         }
         // `up` marks the state ready only once every replica is; the
         // replica counts alone can look settled while it is still starting.
-        if let Ok(state) = RunState::read(run_dir) {
-            if state.pid == pid && state.ready {
-                let services = ControlClient::new(&state).services().await?;
-                println!("{} is up (pid {pid}); gateway {}", state.system, state.gateway);
-                print_table(&services);
-                println!("`stormproof down` stops it; its log is {}", log_path.display());
-                return Ok(Outcome::Passed);
-            }
+        if let Ok(state) = RunState::read(run_dir)
+            && state.pid == pid
+            && state.ready
+        {
+            let services = ControlClient::new(&state).services().await?;
+            println!("{} is up (pid {pid}); gateway {}", state.system, state.gateway);
+            print_table(&services);
+            println!("`stormproof down` stops it; its log is {}", log_path.display());
+            return Ok(Outcome::Passed);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -248,10 +248,10 @@ impl SystemDef {
             if rollout.counts(100).map_err(|e| format!("service `{}`: rollout: {e}", service.name))? == (0, 0) {
                 return Err(format!("service `{}`: rollout: max_surge and max_unavailable cannot both be 0", service.name));
             }
-            if let Some(hpa) = &service.autoscaling {
-                if hpa.min == 0 || hpa.min > hpa.max {
-                    return Err(format!("service `{}`: autoscaling needs 1 <= min <= max", service.name));
-                }
+            if let Some(hpa) = &service.autoscaling
+                && (hpa.min == 0 || hpa.min > hpa.max)
+            {
+                return Err(format!("service `{}`: autoscaling needs 1 <= min <= max", service.name));
             }
         }
         Ok(())
@@ -313,6 +313,22 @@ mod tests {
         assert_eq!(readiness.timeout, Duration::from_secs(1), "Kubernetes default timeout");
         assert_eq!(readiness.success_threshold, 1);
         assert_eq!(shop.service("mypage").unwrap().role, Role::ReadModel);
+    }
+
+    #[test]
+    fn services_run_builtin_handlers_and_declare_their_variants() {
+        let shop = SystemDef::builtin("shop").unwrap();
+        let order = shop.service("order").unwrap();
+        assert_eq!(shop.runs(order), Runs::Builtin("shop.order".into()));
+        assert!(shop.consumer_groups().contains(&("delivery".to_string(), "shop.delivery".to_string())));
+        assert!(shop.check_variant("product", "item-rename").is_ok());
+        let err = shop.check_variant("product", "item-renamed").unwrap_err();
+        assert!(err.contains("no variant `item-renamed`") && err.contains("item-rename-compatible"), "{err}");
+        assert!(shop.check_variant("delivery", "x").unwrap_err().contains("variants: none"));
+        assert!(shop.check_variant("nobody", "x").unwrap_err().contains("services: product, order"));
+        let yaml = "system: mine\ntopic: t\ngateway:\n  routes: []\nservices:\n  - { name: a, role: core, consumer: true, run: { builtin: shop.mypage } }\n";
+        let mine = SystemDef::parse(yaml, "x.yaml").unwrap();
+        assert_eq!(mine.consumer_group(&mine.services[0]).as_deref(), Some("shop.mypage"), "a handler names its group");
     }
 
     #[test]

@@ -98,10 +98,10 @@ impl Rails {
                 "deployment/{service} in namespace `{namespace}` has not opted in: it needs the label {OPT_IN_LABEL}={OPT_IN_VALUE}"
             )));
         }
-        if let Some(own) = &self.own_pod {
-            if self.kube.pods(&deployment).await?.iter().any(|p| &p.name_any() == own) {
-                return Err(PlatformError::Refused(format!("deployment/{service} runs the harness's own pod {own}")));
-            }
+        if let Some(own) = &self.own_pod
+            && self.kube.pods(&deployment).await?.iter().any(|p| &p.name_any() == own)
+        {
+            return Err(PlatformError::Refused(format!("deployment/{service} runs the harness's own pod {own}")));
         }
         Ok(deployment)
     }

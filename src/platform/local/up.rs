@@ -58,10 +58,10 @@ pub struct UpPlan {
 /// Runs `plan` until SIGINT, SIGTERM or `POST /v1/shutdown`; calls
 /// `on_ready` once every replica is ready.
 pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])) -> anyhow::Result<()> {
-    if let Ok(state) = RunState::read(&plan.run_dir) {
-        if state.is_alive() {
-            anyhow::bail!("{} is already up in {} (pid {}); stop it with `stormproof down`", state.system, plan.run_dir.display(), state.pid);
-        }
+    if let Ok(state) = RunState::read(&plan.run_dir)
+        && state.is_alive()
+    {
+        anyhow::bail!("{} is already up in {} (pid {}); stop it with `stormproof down`", state.system, plan.run_dir.display(), state.pid);
     }
     let (data_dir, log_dir) = prepare_dirs(&plan)?;
     let (kafka, broker) = match &plan.kafka {
