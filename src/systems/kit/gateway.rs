@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -63,7 +63,7 @@ pub fn gateway_app(config: GatewayConfig, forwarder: Forwarder) -> Router {
         forwarder,
     });
     Router::new()
-        .route("/auth/token", post(issue_token))
+        .route("/auth/token", post(issue_token).layer(DefaultBodyLimit::max(super::bounds::MAX_BODY)))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(|| async { "ok" }))
         .fallback(route)

@@ -7,6 +7,7 @@
 //! request forwarding shared with the local platform live here too.
 
 mod app;
+pub mod bounds;
 mod error;
 mod event;
 mod gateway;
@@ -18,18 +19,21 @@ mod proxy;
 mod serve_options;
 mod store;
 mod switches;
+mod table;
 mod upstream;
 
 pub use app::{Kit, LISTENING, nodelay, terminated};
+pub use bounds::{MAX_BODY, MAX_EVENT_BYTES};
 pub use error::{ApiError, JsonBody, parse_id};
-pub use event::{Event, Incoming, now_rfc3339};
+pub use event::{Bounded, Event, Incoming, Poison, now_rfc3339};
 pub use gateway::{GatewayConfig, gateway_app};
 pub use inbox::{Handler, Outcome as HandleOutcome, apply_payload};
 pub use kafka::{KafkaSettings, ensure_topic};
 pub use metrics::Metrics;
-pub use outbox::Publisher;
+pub use outbox::{DeadLetter, EventTooLarge, OutboxReport, Publisher};
 pub use proxy::{Forwarder, Upstreams};
 pub use serve_options::ServeOptions;
-pub use store::{Store, all, first};
+pub use store::{Conn, Reader, Store, StoreBusy, Tx, is_busy, is_store_failure};
 pub use switches::{SwitchState, Switches};
+pub use table::Table;
 pub use upstream::{CallError, Upstream};
