@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -271,9 +271,19 @@ async fn misbehave(State(health): State<Health>, request: Request, next: Next) -
 }
 
 async fn count(State(health): State<Health>, request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
+    // Standard methods only: a client inventing methods must not grow the metrics.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let response = next.run(request).await;
-    health.metrics.request(&method, response.status().as_u16());
+    health.metrics.request(method, response.status().as_u16());
     response
 }
 

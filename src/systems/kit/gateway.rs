@@ -50,6 +50,7 @@ struct Gateway {
     forwarder: Forwarder,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    validation: Validation,
 }
 
 /// The gateway's HTTP app.
@@ -59,6 +60,7 @@ pub fn gateway_app(config: GatewayConfig, forwarder: Forwarder) -> Router {
     let gateway = Arc::new(Gateway {
         encoding: EncodingKey::from_secret(config.jwt_secret.as_bytes()),
         decoding: DecodingKey::from_secret(config.jwt_secret.as_bytes()),
+        validation: validation(),
         config,
         forwarder,
     });
@@ -98,6 +100,13 @@ async fn route(State(gateway): State<Arc<Gateway>>, request: Request) -> Respons
     gateway.forwarder.forward(&service, request).await
 }
 
+/// HS256 tokens issued by this gateway, checked for expiry.
+fn validation() -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&["stormproof"]);
+    validation
+}
+
 impl Gateway {
     fn service_for(&self, path: &str) -> Option<String> {
         self.config
@@ -117,9 +126,7 @@ impl Gateway {
             .ok()
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or("Authorization header is not `Bearer TOKEN`")?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&["stormproof"]);
-        jsonwebtoken::decode::<Claims>(token.trim(), &self.decoding, &validation)
+        jsonwebtoken::decode::<Claims>(token.trim(), &self.decoding, &self.validation)
             .map(|_| ())
             .map_err(|err| format!("invalid token: {err}"))
     }

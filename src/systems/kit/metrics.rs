@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
@@ -77,8 +77,8 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub fn request(&self, method: &str, status: u16) {
-        self.requests.get_or_create(&RequestLabels { method: method.to_string(), status }).inc();
+    pub fn request(&self, method: &'static str, status: u16) {
+        self.requests.get_or_create(&RequestLabels { method, status }).inc();
     }
 
     /// Counts one applied event.

@@ -316,3 +316,62 @@ pub fn is_store_failure(err: &anyhow::Error) -> bool {
             || matches!(cause.downcast_ref::<libsql::Error>(), Some(libsql::Error::SqliteFailure(code, _)) if RETRYABLE.contains(&(code & 0xff)))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB);";
+
+    #[tokio::test]
+    async fn a_locked_or_full_store_is_a_store_failure_and_a_constraint_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let (a, b) = (Store::open(&path, SCHEMA).await.unwrap(), Store::open(&path, SCHEMA).await.unwrap());
+
+        // Another writer (another replica, or another program) holds the lock.
+        let held = a.begin().await.unwrap();
+        let started = Instant::now();
+        let busy = b.begin_within(Duration::from_millis(200)).await.err().expect("the lock is taken");
+        assert!(busy.is::<StoreBusy>() && is_store_failure(&busy), "{busy:#}");
+        assert!(started.elapsed() < Duration::from_secs(2), "waited {:?}", started.elapsed());
+        drop(held);
+        b.begin_within(Duration::from_millis(200)).await.expect("free once rolled back").commit().await.unwrap();
+
+        // The disk is full (the file may not grow past its page limit).
+        let tx = a.begin().await.unwrap();
+        let mut rows = tx.connection().query("PRAGMA max_page_count = 8", ()).await.unwrap();
+        while rows.next().await.unwrap().is_some() {}
+        drop(rows);
+        let full = tx.execute("INSERT INTO t (id, v) VALUES (1, zeroblob(1000000))", ()).await.err().expect("the store is full");
+        assert!(is_store_failure(&full), "{full:#}");
+        drop(tx);
+
+        let tx = a.begin().await.unwrap();
+        tx.execute("INSERT INTO t (id) VALUES (2)", ()).await.unwrap();
+        let constraint = tx.execute("INSERT INTO t (id) VALUES (2)", ()).await.err().expect("a duplicate key");
+        assert!(!is_store_failure(&constraint), "a constraint violation is the request's fault: {constraint:#}");
+    }
+
+    #[tokio::test]
+    async fn readers_see_what_the_writer_committed_and_a_dropped_transaction_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), SCHEMA).await.unwrap();
+        let count = || async { store.read().await.unwrap().value::<i64>("SELECT COUNT(*) FROM t", ()).await.unwrap().unwrap() };
+        let tx = store.begin().await.unwrap();
+        tx.execute("INSERT INTO t (id) VALUES (1)", ()).await.unwrap();
+        assert_eq!(count().await, 0, "uncommitted rows are not seen");
+        tx.commit().await.unwrap();
+        assert_eq!(count().await, 1);
+        let tx = store.begin().await.unwrap();
+        tx.execute("INSERT INTO t (id) VALUES (2)", ()).await.unwrap();
+        drop(tx);
+        assert_eq!(count().await, 1, "a dropped transaction rolls back");
+        // The pooled reader's cached statement does not pin an old snapshot.
+        store.begin().await.unwrap().execute("INSERT INTO t (id) VALUES (3)", ()).await.unwrap();
+        let tx = store.begin().await.unwrap();
+        tx.execute("INSERT INTO t (id) VALUES (4)", ()).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(count().await, 2);
+    }
+}
