@@ -343,13 +343,13 @@ mod tests {
         let mut rows = tx.connection().query("PRAGMA max_page_count = 8", ()).await.unwrap();
         while rows.next().await.unwrap().is_some() {}
         drop(rows);
-        let full = tx.execute("INSERT INTO t (id, v) VALUES (1, zeroblob(1000000))", ()).await.err().expect("the store is full");
+        let full = tx.execute("INSERT INTO t (id, v) VALUES (1, zeroblob(1000000))", ()).await.expect_err("the store is full");
         assert!(is_store_failure(&full), "{full:#}");
         drop(tx);
 
         let tx = a.begin().await.unwrap();
         tx.execute("INSERT INTO t (id) VALUES (2)", ()).await.unwrap();
-        let constraint = tx.execute("INSERT INTO t (id) VALUES (2)", ()).await.err().expect("a duplicate key");
+        let constraint = tx.execute("INSERT INTO t (id) VALUES (2)", ()).await.expect_err("a duplicate key");
         assert!(!is_store_failure(&constraint), "a constraint violation is the request's fault: {constraint:#}");
     }
 
