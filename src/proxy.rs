@@ -23,7 +23,9 @@ pub trait Upstreams: Send + Sync + 'static {
     fn endpoints(&self, service: &str) -> Vec<String>;
 }
 
-const MAX_BODY: usize = 4 << 20;
+/// The largest body passed on (larger: 413). Above a service's own limit,
+/// so a service still answers for itself what it takes.
+const MAX_BODY: usize = 1 << 20;
 const ATTEMPTS: usize = 3;
 
 /// Forwards requests to a service's endpoints.
@@ -50,8 +52,13 @@ impl Forwarder {
     /// Sends `request` to one endpoint of `service` and returns its answer.
     pub async fn forward(&self, service: &str, request: Request<Body>) -> Response<Body> {
         let (parts, body) = request.into_parts();
+        let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY as u64) {
+            return too_large();
+        }
         let body = match axum::body::to_bytes(body, MAX_BODY).await {
             Ok(body) => body,
+            Err(err) if over_limit(&err) => return too_large(),
             Err(err) => return ApiError::BadRequest(format!("cannot read request body: {err}")).into_response(),
         };
         let endpoints = self.upstreams.endpoints(service);
@@ -87,6 +94,22 @@ impl Forwarder {
         }
         ApiError::Unavailable(format!("no replica of {service} accepted the connection ({last_error})")).into_response()
     }
+}
+
+fn too_large() -> Response<Body> {
+    ApiError::TooLarge(format!("the body is larger than {MAX_BODY} bytes")).into_response()
+}
+
+/// Whether reading a body failed on the length limit.
+fn over_limit(err: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = cause {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 fn bad_gateway(service: &str, reason: &str) -> Response<Body> {

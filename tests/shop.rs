@@ -186,6 +186,43 @@ async fn client_mistakes_get_a_4xx_with_a_reason() {
     shop.down();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn every_event_on_the_topic_carries_a_type_header_equal_to_its_event_type() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+
+    let shop = Shop::up(&[]).await;
+    let ids = shop.place_orders(3, "headers").await;
+    mypage_shows(&shop, "headers", &ids, "DeliveryStarted", 2).await;
+    // A reader of the test's own: assigned every partition from the start,
+    // no group, so it disturbs none of the services' groups.
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", shop.state["kafka"].as_str().unwrap())
+        .set("group.id", "stormproof-test-headers")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for partition in 0..3 {
+        partitions.add_partition_offset("shop", partition, rdkafka::Offset::Beginning).unwrap();
+    }
+    consumer.assign(&partitions).unwrap();
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seen.values().sum::<usize>() < 9 {
+        assert!(std::time::Instant::now() < deadline, "only {seen:?} read from the topic");
+        let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else { continue };
+        let event: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        let event_type = event["eventType"].as_str().unwrap().to_string();
+        let header = message.headers().and_then(|h| h.iter().find(|h| h.key == "type")).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned());
+        assert_eq!(header.as_deref(), Some(event_type.as_str()), "the `type` header of {event}");
+        *seen.entry(event_type).or_default() += 1;
+    }
+    assert!(["OrderPlaced", "DeliveryStarted", "ProductChanged"].iter().all(|t| seen.get(*t).copied().unwrap_or(0) >= 1), "{seen:?}");
+    shop.down();
+}
+
 #[test]
 fn commands_without_a_running_system_say_so_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();

@@ -105,8 +105,26 @@ pub(super) async fn status(run_dir: &Path, json: bool) -> anyhow::Result<Outcome
     } else {
         println!("{} (pid {}), gateway {}", state.system, state.pid, state.gateway);
         print_table(&services);
+        print_dead_letters(&services).await;
     }
     Ok(Outcome::Passed)
+}
+
+/// Outbox rows parked as dead letters, per service (one replica's view:
+/// replicas share their service's store).
+async fn print_dead_letters(services: &[ServiceStatus]) {
+    let http = crate::http_client().timeout(Duration::from_secs(2)).build().unwrap_or_default();
+    for s in services.iter().filter(|s| s.role != crate::systems::definition::Role::Infrastructure) {
+        let Some(address) = s.replicas.iter().find(|r| r.ready).and_then(|r| r.address.as_deref()) else { continue };
+        let Ok(response) = http.get(format!("http://{address}/_stormproof/outbox")).send().await else { continue };
+        let Ok(report) = response.json::<crate::systems::kit::OutboxReport>().await else { continue };
+        if report.dead_letter_count > 0 {
+            println!("  {}: {} outbox row(s) parked as dead letters; {} later row(s) of their keys held behind them", s.name, report.dead_letter_count, report.held);
+            for d in &report.dead_letters {
+                println!("    seq {} key {} {} ({} bytes): {}", d.seq, d.key, d.event_type, d.payload_bytes, d.error);
+            }
+        }
+    }
 }
 
 pub(super) async fn scale(args: ScaleArgs) -> anyhow::Result<Outcome> {

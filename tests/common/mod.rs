@@ -45,6 +45,11 @@ impl Shop {
         Shop { dir, gateway, state, http, token, stopped: false }
     }
 
+    /// user1's bearer token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         stormproof(self.dir.path(), args)
     }

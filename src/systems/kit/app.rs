@@ -3,25 +3,26 @@
 //! switches — and a graceful shutdown on SIGTERM (stop accepting, finish
 //! in-flight requests, stop consuming, exit).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use super::bounds::MAX_BODY;
 use super::error::{ApiError, JsonBody};
-use super::inbox::{self, Handler};
+use super::inbox::{Handler, Inbox, panic_text};
 use super::kafka::{KafkaSettings, ensure_topic};
 use super::metrics::Metrics;
-use super::outbox::{Publisher, Relay};
+use super::outbox::{Publisher, Relay, report};
 use super::serve_options::ServeOptions;
 use super::store::Store;
 use super::switches::{SwitchState, Switches};
@@ -46,6 +47,8 @@ pub struct Kit {
     stop: watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
     consumers: Vec<JoinHandle<()>>,
+    /// Why a consumer task ended while the service runs, if one did.
+    consumer_down: Arc<Mutex<Option<String>>>,
 }
 
 #[derive(Clone)]
@@ -57,6 +60,16 @@ struct Health {
     metrics: Metrics,
     version: String,
     name: String,
+    consumer_down: Arc<Mutex<Option<String>>>,
+    store: Store,
+}
+
+impl Health {
+    /// The consumer task's death, which fails readiness and liveness alike:
+    /// a service that consumes nothing must be restarted, not kept.
+    fn consumer_down(&self) -> Option<String> {
+        self.consumer_down.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl Kit {
@@ -81,19 +94,37 @@ impl Kit {
             tokio::spawn(relay.run()),
         ];
         let (stop, _) = watch::channel(false);
-        Ok(Kit { name, opts, store, kafka, metrics, switches: Switches::default(), publisher, stop, background, consumers: Vec::new() })
+        let switches = Switches::default();
+        Ok(Kit { name, opts, store, kafka, metrics, switches, publisher, stop, background, consumers: Vec::new(), consumer_down: Arc::default() })
     }
 
     /// Starts consuming the system topic in this service's consumer group.
+    /// If the consumer task ends (an error or a panic) while the service
+    /// runs, the service reports itself neither ready nor live.
     pub fn consume<H: Handler>(&mut self, handler: H) {
-        let (store, kafka, metrics) = (self.store.clone(), self.kafka.clone(), self.metrics.clone());
-        let (group, client) = (self.name.clone(), format!("{}-{}", self.name, self.opts.replica_id));
+        let inbox = Inbox {
+            store: self.store.clone(),
+            kafka: self.kafka.clone(),
+            group: self.name.clone(),
+            client_id: format!("{}-{}", self.name, self.opts.replica_id),
+            handler,
+            metrics: self.metrics.clone(),
+            publisher: self.publisher.clone(),
+            switches: self.switches.clone(),
+        };
         let stop = self.stop.subscribe();
-        let publisher = self.publisher.clone();
+        let task = tokio::spawn(inbox.run(stop.clone()));
+        let down = self.consumer_down.clone();
         self.consumers.push(tokio::spawn(async move {
-            if let Err(err) = inbox::consume(store, kafka, group, client, handler, metrics, publisher, stop).await {
-                tracing::error!("consumer stopped: {err:#}");
-            }
+            let ended = match task.await {
+                Ok(Ok(())) if *stop.borrow() => return,
+                Ok(Ok(())) => "it returned".to_string(),
+                Ok(Err(err)) => format!("{err:#}"),
+                Err(err) if err.is_panic() => format!("it panicked: {}", panic_text(&err.into_panic())),
+                Err(err) => err.to_string(),
+            };
+            tracing::error!("consumer task ended: {ended}; the service reports not ready and not live");
+            *down.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("consumer task ended: {ended}"));
         }));
     }
 
@@ -107,8 +138,11 @@ impl Kit {
             metrics: self.metrics.clone(),
             version: self.opts.version.clone(),
             name: self.name.clone(),
+            consumer_down: self.consumer_down.clone(),
+            store: self.store.clone(),
         };
         let app = routes
+            .layer(DefaultBodyLimit::max(MAX_BODY))
             .layer(middleware::from_fn_with_state(health.clone(), misbehave))
             .merge(kit_routes(health.clone()))
             .layer(middleware::from_fn_with_state(health.clone(), count));
@@ -143,12 +177,18 @@ fn kit_routes(health: Health) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(|State(h): State<Health>| async move { h.metrics.render() }))
         .route("/_stormproof/switches", get(get_switches).put(put_switches))
+        .route("/_stormproof/crash-consumer", post(crash_consumer))
+        .route("/_stormproof/outbox", get(outbox))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(health)
 }
 
 async fn live(State(health): State<Health>) -> Response {
     if health.switches.get().unhealthy {
         return (StatusCode::SERVICE_UNAVAILABLE, "unhealthy (switch)").into_response();
+    }
+    if let Some(reason) = health.consumer_down() {
+        return (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
     }
     axum::Json(serde_json::json!({"status": "live", "service": health.name, "version": health.version})).into_response()
 }
@@ -163,6 +203,7 @@ async fn ready(State(health): State<Health>) -> Response {
     } else {
         None
     };
+    let reason = reason.map(str::to_string).or_else(|| health.consumer_down());
     match reason {
         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
         None => axum::Json(serde_json::json!({"status": "ready", "service": health.name, "version": health.version})).into_response(),
@@ -177,6 +218,16 @@ async fn put_switches(State(health): State<Health>, JsonBody(state): JsonBody<Sw
     health.switches.set(state).map_err(ApiError::BadRequest)?;
     tracing::info!(switches = ?health.switches.get(), "switches changed");
     Ok(axum::Json(health.switches.get()))
+}
+
+async fn crash_consumer(State(health): State<Health>) -> StatusCode {
+    tracing::warn!("the consumer task is told to die (/_stormproof/crash-consumer)");
+    health.switches.crash_consumer();
+    StatusCode::ACCEPTED
+}
+
+async fn outbox(State(health): State<Health>) -> Result<axum::Json<super::outbox::OutboxReport>, ApiError> {
+    Ok(axum::Json(report(&health.store).await?))
 }
 
 async fn misbehave(State(health): State<Health>, request: Request, next: Next) -> Response {
@@ -199,9 +250,19 @@ async fn misbehave(State(health): State<Health>, request: Request, next: Next) -
 }
 
 async fn count(State(health): State<Health>, request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
+    // Standard methods only: a client inventing methods must not grow the metrics.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let response = next.run(request).await;
-    health.metrics.request(&method, response.status().as_u16());
+    health.metrics.request(method, response.status().as_u16());
     response
 }
 

@@ -8,6 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::store::is_store_failure;
+
 /// An error answer of a service's HTTP API.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -23,12 +25,15 @@ pub enum ApiError {
     /// The request conflicts with the current state (409).
     #[error("{0}")]
     Conflict(String),
+    /// The body is larger than the service reads (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// A dependency is down and there is no fallback (503).
     #[error("{0}")]
     Unavailable(String),
-    /// A bug or a broken store (500). Never used for client mistakes.
+    /// A bug (500). Never used for client mistakes.
     #[error("internal error: {0:#}")]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 impl ApiError {
@@ -38,15 +43,28 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
+impl From<anyhow::Error> for ApiError {
+    /// A store that is locked, full or failing is the service's condition,
+    /// not a bug: 503, so clients and the gateway retry later.
+    fn from(err: anyhow::Error) -> Self {
+        if is_store_failure(&err) {
+            ApiError::Unavailable(format!("the store is unavailable: {err:#}"))
+        } else {
+            ApiError::Internal(err)
+        }
+    }
+}
+
 impl From<libsql::Error> for ApiError {
     fn from(err: libsql::Error) -> Self {
-        ApiError::Internal(err.into())
+        ApiError::from(anyhow::Error::from(err))
     }
 }
 
@@ -54,6 +72,9 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         // axum answers 422 for a missing field and 415 for a missing content
         // type; clients of the course expect 400 with the reason for both.
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::TooLarge(format!("the body is larger than {} bytes", super::bounds::MAX_BODY));
+        }
         ApiError::BadRequest(rejection.body_text())
     }
 }

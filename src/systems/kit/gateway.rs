@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -50,6 +50,7 @@ struct Gateway {
     forwarder: Forwarder,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    validation: Validation,
 }
 
 /// The gateway's HTTP app.
@@ -59,11 +60,12 @@ pub fn gateway_app(config: GatewayConfig, forwarder: Forwarder) -> Router {
     let gateway = Arc::new(Gateway {
         encoding: EncodingKey::from_secret(config.jwt_secret.as_bytes()),
         decoding: DecodingKey::from_secret(config.jwt_secret.as_bytes()),
+        validation: validation(),
         config,
         forwarder,
     });
     Router::new()
-        .route("/auth/token", post(issue_token))
+        .route("/auth/token", post(issue_token).layer(DefaultBodyLimit::max(super::bounds::MAX_BODY)))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(|| async { "ok" }))
         .fallback(route)
@@ -98,6 +100,13 @@ async fn route(State(gateway): State<Arc<Gateway>>, request: Request) -> Respons
     gateway.forwarder.forward(&service, request).await
 }
 
+/// HS256 tokens issued by this gateway, checked for expiry.
+fn validation() -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&["stormproof"]);
+    validation
+}
+
 impl Gateway {
     fn service_for(&self, path: &str) -> Option<String> {
         self.config
@@ -117,9 +126,7 @@ impl Gateway {
             .ok()
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or("Authorization header is not `Bearer TOKEN`")?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&["stormproof"]);
-        jsonwebtoken::decode::<Claims>(token.trim(), &self.decoding, &validation)
+        jsonwebtoken::decode::<Claims>(token.trim(), &self.decoding, &self.validation)
             .map(|_| ())
             .map_err(|err| format!("invalid token: {err}"))
     }

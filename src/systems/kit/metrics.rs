@@ -10,13 +10,18 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     event_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SkipLabels {
+    reason: &'static str,
 }
 
 /// A service's counters.
@@ -27,7 +32,12 @@ pub struct Metrics {
     consumed: Family<EventLabels, Counter>,
     duplicates: Family<EventLabels, Counter>,
     published: Family<EventLabels, Counter>,
+    skipped: Family<SkipLabels, Counter>,
+    store_retries: Counter,
+    assignments: Counter,
     outbox_pending: Gauge,
+    outbox_held: Gauge,
+    dead_letters: Gauge,
 }
 
 impl Metrics {
@@ -38,18 +48,37 @@ impl Metrics {
         let consumed = Family::<EventLabels, Counter>::default();
         let duplicates = Family::<EventLabels, Counter>::default();
         let published = Family::<EventLabels, Counter>::default();
-        let outbox_pending = Gauge::default();
+        let skipped = Family::<SkipLabels, Counter>::default();
+        let (store_retries, assignments) = (Counter::default(), Counter::default());
+        let (outbox_pending, outbox_held, dead_letters) = (Gauge::default(), Gauge::default(), Gauge::default());
         registry.register("http_requests", format!("HTTP requests answered by {service}"), requests.clone());
         registry.register("events_consumed", "Events applied (first delivery)", consumed.clone());
         registry.register("events_duplicate", "Events received again and skipped", duplicates.clone());
         registry.register("events_published", "Events relayed from the outbox to Kafka", published.clone());
+        registry.register("events_skipped", "Poison records skipped, by reason", skipped.clone());
+        registry.register("store_retries", "Attempts to apply an event that the store failed (locked, full)", store_retries.clone());
+        registry.register("consumer_assignments", "Partition assignments received by this consumer", assignments.clone());
         registry.register("outbox_pending", "Outbox rows not yet relayed", outbox_pending.clone());
-        Metrics { registry: Arc::new(registry), requests, consumed, duplicates, published, outbox_pending }
+        registry.register("outbox_held", "Outbox rows waiting behind a dead letter of their key", outbox_held.clone());
+        registry.register("outbox_dead_letters", "Outbox rows parked after failing permanently", dead_letters.clone());
+        Metrics {
+            registry: Arc::new(registry),
+            requests,
+            consumed,
+            duplicates,
+            published,
+            skipped,
+            store_retries,
+            assignments,
+            outbox_pending,
+            outbox_held,
+            dead_letters,
+        }
     }
 
     /// Counts one answered request.
-    pub fn request(&self, method: &str, status: u16) {
-        self.requests.get_or_create(&RequestLabels { method: method.to_string(), status }).inc();
+    pub fn request(&self, method: &'static str, status: u16) {
+        self.requests.get_or_create(&RequestLabels { method, status }).inc();
     }
 
     /// Counts one applied event.
@@ -67,9 +96,27 @@ impl Metrics {
         self.published.get_or_create(&EventLabels { event_type: event_type.to_string() }).inc();
     }
 
-    /// Sets the number of outbox rows waiting.
-    pub fn set_outbox_pending(&self, pending: i64) {
+    /// Counts one poison record skipped for `reason`.
+    pub fn skipped(&self, reason: &'static str) {
+        self.skipped.get_or_create(&SkipLabels { reason }).inc();
+    }
+
+    /// Counts one attempt the store failed.
+    pub fn store_retry(&self) {
+        self.store_retries.inc();
+    }
+
+    /// Counts one partition assignment.
+    pub fn assigned(&self) {
+        self.assignments.inc();
+    }
+
+    /// Sets the outbox figures: rows waiting, rows held behind a dead
+    /// letter, rows parked.
+    pub fn set_outbox(&self, pending: i64, held: i64, dead_letters: i64) {
         self.outbox_pending.set(pending);
+        self.outbox_held.set(held);
+        self.dead_letters.set(dead_letters);
     }
 
     /// The Prometheus text exposition.

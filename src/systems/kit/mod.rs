@@ -6,6 +6,7 @@
 //! synchronous client with timeout and circuit breaker, and the gateway.
 
 mod app;
+pub mod bounds;
 mod error;
 mod event;
 mod gateway;
@@ -16,20 +17,23 @@ mod outbox;
 mod serve_options;
 mod store;
 mod switches;
+mod table;
 mod upstream;
 
 pub use app::{Kit, nodelay};
+pub use bounds::{MAX_BODY, MAX_EVENT_BYTES};
 pub use error::{ApiError, JsonBody, parse_id};
-pub use event::{Event, Incoming, now_rfc3339};
+pub use event::{Bounded, Event, Incoming, Poison, now_rfc3339};
 pub use gateway::{GatewayConfig, gateway_app};
 pub use inbox::{Handler, Outcome as HandleOutcome, apply_payload};
 pub use kafka::{KafkaSettings, ensure_topic};
 pub use metrics::Metrics;
-pub use outbox::Publisher;
+pub use outbox::{DeadLetter, EventTooLarge, OutboxReport, Publisher};
 // Plumbing that moved out of the kit, re-exported so services keep compiling.
 pub use crate::process::{LISTENING, terminated};
 pub use crate::proxy::{Forwarder, Upstreams};
 pub use serve_options::{ServeOptions, env as serve_env};
-pub use store::{Store, all, first};
+pub use store::{Conn, Reader, Store, StoreBusy, Tx, is_busy, is_store_failure};
 pub use switches::{SwitchState, Switches};
+pub use table::Table;
 pub use upstream::{CallError, Upstream};

@@ -5,23 +5,45 @@
 //! Replicas of a service share the outbox table. A relay leases the rows it
 //! is about to send, so two replicas do not publish the same row (and if one
 //! dies holding a lease, the lease expires and another takes over).
+//!
+//! A row that fails permanently (too large for the broker, rejected as
+//! invalid) is parked in the dead-letter table instead of being retried
+//! forever. The key's later rows wait behind it — counted as held, never
+//! sent ahead of it — so a flow's events are never reordered.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use libsql::Transaction;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde::Serialize;
+use rdkafka::types::RDKafkaErrorCode;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::bounds::MAX_EVENT_BYTES;
 use super::event::{Event, now_rfc3339};
 use super::kafka::KafkaSettings;
 use super::metrics::Metrics;
-use super::store::Store;
+use super::store::{Store, Tx};
 
 const BATCH: i64 = 256;
 const LEASE: Duration = Duration::from_secs(15);
+/// Rows sent one at a time after a permanent failure in a batch, to find
+/// the row that failed.
+const ISOLATED_SENDS: u32 = 64;
+
+/// An event too large for the broker: it could never be sent.
+#[derive(Debug, thiserror::Error)]
+#[error("the {event_type} event is {bytes} bytes, more than the {MAX_EVENT_BYTES} an event may have")]
+pub struct EventTooLarge {
+    /// Its type.
+    pub event_type: String,
+    /// Its size as JSON.
+    pub bytes: usize,
+}
 
 /// Records events in the outbox of a service and wakes its relay.
 #[derive(Clone)]
@@ -43,7 +65,7 @@ impl Publisher {
 
     /// Records `event` with Kafka key `key` inside `tx`; it is published once
     /// `tx` commits.
-    pub async fn record<T: Serialize>(&self, tx: &Transaction, key: &str, event: &Event<T>) -> anyhow::Result<()> {
+    pub async fn record<T: Serialize>(&self, tx: &Tx, key: &str, event: &Event<T>) -> anyhow::Result<()> {
         record(tx, &self.topic, key, event).await
     }
 
@@ -53,13 +75,11 @@ impl Publisher {
     }
 }
 
-async fn record<T: Serialize>(
-    tx: &Transaction,
-    topic: &str,
-    key: &str,
-    event: &Event<T>,
-) -> anyhow::Result<()> {
+async fn record<T: Serialize>(tx: &Tx, topic: &str, key: &str, event: &Event<T>) -> anyhow::Result<()> {
     let payload = serde_json::to_string(event)?;
+    if payload.len() > MAX_EVENT_BYTES {
+        return Err(EventTooLarge { event_type: event.event_type.clone(), bytes: payload.len() }.into());
+    }
     tx.execute(
         "INSERT INTO outbox (topic, key, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         libsql::params![topic, key, event.event_type.as_str(), payload, now_rfc3339()],
@@ -69,12 +89,68 @@ async fn record<T: Serialize>(
     Ok(())
 }
 
+#[derive(Debug, Deserialize)]
 struct Row {
     seq: i64,
     topic: String,
     key: String,
     event_type: String,
     payload: String,
+}
+
+/// A row parked after failing permanently.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// Its outbox sequence number.
+    pub seq: i64,
+    /// Its Kafka key (the flow's correlation key).
+    pub key: String,
+    /// Its event type.
+    pub event_type: String,
+    /// Its size.
+    pub payload_bytes: i64,
+    /// Why it cannot be sent.
+    pub error: String,
+    /// When it was parked.
+    pub parked_at: String,
+}
+
+/// The state of a service's outbox (`GET /_stormproof/outbox`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxReport {
+    /// Rows not yet sent, dead letters and held rows included.
+    pub pending: i64,
+    /// Rows waiting behind a dead letter of their key.
+    pub held: i64,
+    /// Parked rows (the first 20).
+    pub dead_letters: Vec<DeadLetter>,
+    /// How many rows are parked.
+    pub dead_letter_count: i64,
+}
+
+/// The outbox's figures, read from `store`.
+pub async fn report(store: &Store) -> anyhow::Result<OutboxReport> {
+    let conn = store.read().await?;
+    let count = |sql: &'static str| async { conn.value::<i64>(sql, ()).await.map(Option::unwrap_or_default) };
+    Ok(OutboxReport {
+        pending: count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").await?,
+        held: count(
+            "SELECT COUNT(*) FROM outbox o WHERE o.sent_at IS NULL
+             AND EXISTS (SELECT 1 FROM outbox_dead_letters d WHERE d.topic = o.topic AND d.key = o.key)
+             AND NOT EXISTS (SELECT 1 FROM outbox_dead_letters d WHERE d.seq = o.seq)",
+        )
+        .await?,
+        dead_letter_count: count("SELECT COUNT(*) FROM outbox_dead_letters").await?,
+        dead_letters: conn
+            .all(
+                "SELECT seq, key, event_type AS eventType, payload_bytes AS payloadBytes, error, parked_at AS parkedAt
+                 FROM outbox_dead_letters ORDER BY seq LIMIT 20",
+                (),
+            )
+            .await?,
+    })
 }
 
 /// Publishes outbox rows to Kafka until the process stops.
@@ -84,16 +160,27 @@ pub(crate) struct Relay {
     pub owner: String,
     pub wake: Arc<Notify>,
     pub metrics: Metrics,
+    /// Rows left to send one at a time (after a permanent failure in a batch).
+    isolated: u32,
+}
+
+/// How one batch went.
+#[derive(Default)]
+struct Sent {
+    sent: Vec<i64>,
+    parked: Vec<(i64, String)>,
+    /// A transient failure: the batch's unsent rows are retried later.
+    failure: Option<KafkaError>,
 }
 
 impl Relay {
     pub(crate) fn new(store: Store, kafka: &KafkaSettings, owner: &str, wake: Arc<Notify>, metrics: Metrics) -> anyhow::Result<Relay> {
         let producer = kafka.producer_config().create().context("cannot create the Kafka producer")?;
-        Ok(Relay { store, producer, owner: owner.to_string(), wake, metrics })
+        Ok(Relay { store, producer, owner: owner.to_string(), wake, metrics, isolated: 0 })
     }
 
     /// Relays forever (until the task is dropped).
-    pub(crate) async fn run(self) {
+    pub(crate) async fn run(mut self) {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.relay_batch().await {
@@ -111,105 +198,142 @@ impl Relay {
         }
     }
 
-    /// Sends one leased batch; returns how many rows were sent.
-    async fn relay_batch(&self) -> anyhow::Result<usize> {
-        let rows = self.lease().await?;
+    /// Sends one leased batch; returns how many rows were sent or parked.
+    async fn relay_batch(&mut self) -> anyhow::Result<usize> {
+        let alone = self.isolated > 0;
+        let rows = self.lease(if alone { 1 } else { BATCH }).await?;
         if rows.is_empty() {
-            self.report_pending().await;
+            self.isolated = 0;
+            self.report().await;
             return Ok(0);
         }
-        let sends = rows.iter().map(|row| {
-            let record = FutureRecord::to(&row.topic).key(&row.key).payload(&row.payload);
-            self.producer.send(record, Duration::from_secs(5))
-        });
-        let results = futures::future::join_all(sends).await;
-        let mut sent = Vec::new();
-        let mut failure = None;
-        for (row, result) in rows.iter().zip(results) {
-            match result {
-                Ok(_) => {
-                    self.metrics.published(&row.event_type);
-                    sent.push(row.seq);
-                }
-                Err((err, _)) => failure = Some(err),
-            }
+        let outcome = self.send(&rows, alone).await;
+        self.settle(&rows, &outcome).await?;
+        if alone {
+            self.isolated = if outcome.parked.is_empty() { self.isolated - 1 } else { 0 };
         }
-        self.mark_sent(&sent).await?;
-        if let Some(err) = failure {
-            self.release(&rows).await?;
+        if let Some(err) = outcome.failure {
             anyhow::bail!("cannot publish to Kafka: {err}");
         }
-        Ok(sent.len())
+        Ok(outcome.sent.len() + outcome.parked.len())
     }
 
-    async fn lease(&self) -> anyhow::Result<Vec<Row>> {
+    /// Enqueues `rows` in order and waits for their delivery. Once a row of
+    /// a key fails, no later row of that key is enqueued in this batch.
+    async fn send(&mut self, rows: &[Row], alone: bool) -> Sent {
+        let mut outcome = Sent::default();
+        let mut blocked: HashSet<&str> = HashSet::new();
+        let mut deliveries = Vec::new();
+        for row in rows {
+            if blocked.contains(row.key.as_str()) {
+                continue;
+            }
+            if row.payload.len() > MAX_EVENT_BYTES {
+                let error = format!("{} bytes is more than the {MAX_EVENT_BYTES} an event may have", row.payload.len());
+                outcome.parked.push((row.seq, error));
+                blocked.insert(&row.key);
+                continue;
+            }
+            let headers = OwnedHeaders::new().insert(Header { key: "type", value: Some(row.event_type.as_str()) });
+            let record = FutureRecord::to(&row.topic).key(&row.key).payload(&row.payload).headers(headers);
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push((row, delivery)),
+                Err((err, _)) if permanent(&err) => {
+                    outcome.parked.push((row.seq, err.to_string()));
+                    blocked.insert(&row.key);
+                }
+                Err((err, _)) => {
+                    // Queue full or the like: the rest of the batch waits.
+                    outcome.failure = Some(err);
+                    break;
+                }
+            }
+        }
+        let (rows, deliveries): (Vec<&Row>, Vec<_>) = deliveries.into_iter().unzip();
+        for (row, result) in rows.into_iter().zip(futures::future::join_all(deliveries).await) {
+            match result {
+                Ok(Ok(_)) => {
+                    self.metrics.published(&row.event_type);
+                    outcome.sent.push(row.seq);
+                }
+                Ok(Err((err, _))) if permanent(&err) && alone => outcome.parked.push((row.seq, err.to_string())),
+                Ok(Err((err, _))) if permanent(&err) => {
+                    // The broker rejected a batch: find the row by sending one at a time.
+                    tracing::warn!("the broker rejected an outbox batch ({err}); sending one row at a time");
+                    self.isolated = ISOLATED_SENDS;
+                }
+                Ok(Err((err, _))) => outcome.failure = Some(err),
+                Err(_) => outcome.failure = Some(KafkaError::Canceled),
+            }
+        }
+        outcome
+    }
+
+    async fn lease(&self, limit: i64) -> anyhow::Result<Vec<Row>> {
         let now = unix_millis();
         let tx = self.store.begin().await?;
         tx.execute(
             "UPDATE outbox SET lease_owner = ?1, lease_until = ?2 WHERE seq IN (
                 SELECT seq FROM outbox WHERE sent_at IS NULL
                 AND (lease_until IS NULL OR lease_until < ?3 OR lease_owner = ?1)
+                AND NOT EXISTS (SELECT 1 FROM outbox_dead_letters d WHERE d.topic = outbox.topic AND d.key = outbox.key)
                 ORDER BY seq LIMIT ?4)",
-            libsql::params![self.owner.as_str(), now + LEASE.as_millis() as i64, now, BATCH],
+            libsql::params![self.owner.as_str(), now + LEASE.as_millis() as i64, now, limit],
         )
         .await?;
-        let mut found = tx
-            .query(
+        let rows = tx
+            .all(
                 "SELECT seq, topic, key, event_type, payload FROM outbox
-                 WHERE sent_at IS NULL AND lease_owner = ?1 ORDER BY seq",
+                 WHERE sent_at IS NULL AND lease_owner = ?1
+                 AND NOT EXISTS (SELECT 1 FROM outbox_dead_letters d WHERE d.topic = outbox.topic AND d.key = outbox.key)
+                 ORDER BY seq",
                 libsql::params![self.owner.as_str()],
             )
             .await?;
-        let mut rows = Vec::new();
-        while let Some(row) = found.next().await? {
-            rows.push(Row {
-                seq: row.get(0)?,
-                topic: row.get(1)?,
-                key: row.get(2)?,
-                event_type: row.get(3)?,
-                payload: row.get(4)?,
-            });
-        }
-        drop(found);
         tx.commit().await?;
         Ok(rows)
     }
 
-    async fn mark_sent(&self, seqs: &[i64]) -> anyhow::Result<()> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
+    /// In one transaction: marks the sent rows, parks the rows that failed
+    /// permanently (the outbox keeps them, and their keys' later rows wait
+    /// behind them) and gives up the lease on the rest.
+    async fn settle(&self, rows: &[Row], outcome: &Sent) -> anyhow::Result<()> {
         let tx = self.store.begin().await?;
         let now = now_rfc3339();
-        for seq in seqs {
-            tx.execute("UPDATE outbox SET sent_at = ?1 WHERE seq = ?2", libsql::params![now.as_str(), *seq])
-                .await?;
+        for seq in &outcome.sent {
+            tx.execute("UPDATE outbox SET sent_at = ?1 WHERE seq = ?2", libsql::params![now.as_str(), *seq]).await?;
         }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn release(&self, rows: &[Row]) -> anyhow::Result<()> {
-        let tx = self.store.begin().await?;
-        for row in rows {
+        for (seq, error) in &outcome.parked {
+            let Some(row) = rows.iter().find(|r| r.seq == *seq) else { continue };
+            tracing::error!(seq, key = row.key.as_str(), event_type = row.event_type.as_str(), "outbox row parked as a dead letter: {error}");
             tx.execute(
-                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE seq = ?1 AND sent_at IS NULL",
-                libsql::params![row.seq],
+                "INSERT OR IGNORE INTO outbox_dead_letters (seq, topic, key, event_type, payload_bytes, error, parked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                libsql::params![*seq, row.topic.as_str(), row.key.as_str(), row.event_type.as_str(), row.payload.len() as i64, error.as_str(), now.as_str()],
             )
             .await?;
         }
+        for row in rows.iter().filter(|r| !outcome.sent.contains(&r.seq)) {
+            tx.execute("UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE seq = ?1", libsql::params![row.seq]).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
-    async fn report_pending(&self) {
-        let Ok(conn) = self.store.connect().await else { return };
-        if let Ok(mut rows) = conn.query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL", ()).await {
-            if let Ok(Some(row)) = rows.next().await {
-                self.metrics.set_outbox_pending(row.get::<i64>(0).unwrap_or(0));
-            }
+    async fn report(&self) {
+        if let Ok(report) = report(&self.store).await {
+            self.metrics.set_outbox(report.pending, report.held, report.dead_letter_count);
         }
     }
+}
+
+/// Whether a send can never succeed, however often it is retried.
+fn permanent(err: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        err.rdkafka_error_code(),
+        Some(InvalidMessage | InvalidMessageSize | MessageSizeTooLarge | InvalidTopic | MessageBatchTooLarge | InvalidRecord)
+    )
 }
 
 fn unix_millis() -> i64 {

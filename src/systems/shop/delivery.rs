@@ -6,14 +6,12 @@
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use libsql::Transaction;
 use serde::{Deserialize, Serialize};
 
-use super::events::{DeliveryChanged, DeliveryStarted, OrderCancelled, OrderPlaced};
-use super::product::ignore_malformed;
+use super::events::{DeliveryChanged, DeliveryStarted, EVENT_TYPES, OrderCancelled, OrderPlaced};
 use crate::systems::kit::{
-    ApiError, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, all, first, now_rfc3339,
-    parse_id,
+    ApiError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Poison, Publisher, ServeOptions, Store, Table, Tx,
+    now_rfc3339, parse_id,
 };
 
 const SCHEMA: &str = "
@@ -95,24 +93,21 @@ fn routes(app: App) -> Router {
 }
 
 async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<Delivery>>, ApiError> {
-    let conn = app.store.connect().await?;
-    let rows = match filter.order_id {
-        Some(order) => conn.query(&format!("{SELECT} WHERE order_id = ?1"), libsql::params![order]).await?,
-        None => conn.query(&format!("{SELECT} ORDER BY id"), ()).await?,
-    };
-    Ok(axum::Json(all(rows, delivery_from).await?))
+    let conn = app.store.read().await?;
+    Ok(axum::Json(DELIVERIES.list(&conn, filter.order_id.map(|order| ("order_id", order.into()))).await?))
 }
 
 async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Delivery>, ApiError> {
     let id = parse_id(&id, "delivery")?;
-    let conn = app.store.connect().await?;
+    let conn = app.store.read().await?;
     find(&conn, "id", id).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("delivery {id} not found")))
 }
 
 async fn complete(State(app): State<App>, Path(id): Path<String>, JsonBody(patch): JsonBody<DeliveryPatch>) -> Result<axum::Json<Delivery>, ApiError> {
     let id = parse_id(&id, "delivery")?;
     if patch.status != "DeliveryCompleted" {
-        return Err(ApiError::BadRequest(format!("status can only become DeliveryCompleted, got `{}`", patch.status)));
+        let shown: String = patch.status.chars().take(40).collect();
+        return Err(ApiError::BadRequest(format!("status can only become DeliveryCompleted, got `{shown}`")));
     }
     let tx = app.store.begin().await?;
     let Some(mut delivery) = find(&tx, "id", id).await? else {
@@ -129,14 +124,14 @@ async fn complete(State(app): State<App>, Path(id): Path<String>, JsonBody(patch
 }
 
 impl App {
-    async fn set_status(&self, tx: &Transaction, delivery: &Delivery, status: &str) -> anyhow::Result<()> {
+    async fn set_status(&self, tx: &Tx, delivery: &Delivery, status: &str) -> anyhow::Result<()> {
         tx.execute("UPDATE deliveries SET status = ?1, updated_at = ?2 WHERE id = ?3", libsql::params![status, now_rfc3339(), delivery.id])
             .await?;
         let event = DeliveryChanged { delivery_id: delivery.id, order_id: delivery.order_id, status: status.to_string() };
         self.publisher.record(tx, &delivery.order_id.to_string(), &Event::new(status, event)).await
     }
 
-    async fn start(&self, tx: &Transaction, order: OrderPlaced) -> anyhow::Result<HandleOutcome> {
+    async fn start(&self, tx: &Tx, order: OrderPlaced) -> anyhow::Result<HandleOutcome> {
         let inserted = tx
             .execute(
                 "INSERT OR IGNORE INTO deliveries (order_id, product_id, quantity, customer_id, customer_name, customer_addr, status, updated_at)
@@ -169,48 +164,43 @@ impl App {
         Ok(HandleOutcome::Applied)
     }
 
-    async fn cancel(&self, tx: &Transaction, order: OrderCancelled) -> anyhow::Result<HandleOutcome> {
+    async fn cancel(&self, tx: &Tx, event: &Incoming, order: OrderCancelled) -> anyhow::Result<HandleOutcome> {
         match find(tx, "order_id", order.order_id).await? {
             Some(delivery) if delivery.status != "DeliveryCancelled" => {
                 self.set_status(tx, &delivery, "DeliveryCancelled").await?;
                 Ok(HandleOutcome::Applied)
             }
-            _ => Ok(HandleOutcome::Ignored),
+            Some(_) => Ok(HandleOutcome::Ignored),
+            None => Ok(HandleOutcome::Skipped(Poison::UnknownEntity(format!("{} {}: no delivery of order {}", event.event_type, event.id, order.order_id)))),
         }
     }
 }
 
 impl Handler for App {
-    async fn handle(&self, tx: &Transaction, event: &Incoming) -> anyhow::Result<HandleOutcome> {
+    const EVENT_TYPES: &'static [&'static str] = EVENT_TYPES;
+
+    async fn handle(&self, tx: &Tx, event: &Incoming) -> anyhow::Result<HandleOutcome> {
         match event.event_type.as_str() {
             "OrderPlaced" => match event.data::<OrderPlaced>() {
                 Ok(order) => self.start(tx, order).await,
-                Err(err) => ignore_malformed(err),
+                Err(poison) => Ok(HandleOutcome::Skipped(poison)),
             },
             "OrderCancelled" => match event.data::<OrderCancelled>() {
-                Ok(order) => self.cancel(tx, order).await,
-                Err(err) => ignore_malformed(err),
+                Ok(order) => self.cancel(tx, event, order).await,
+                Err(poison) => Ok(HandleOutcome::Skipped(poison)),
             },
             _ => Ok(HandleOutcome::Ignored),
         }
     }
 }
 
-const SELECT: &str = "SELECT id, order_id, product_id, quantity, customer_id, customer_name, customer_addr, status FROM deliveries";
+const DELIVERIES: Table = Table {
+    select: r#"SELECT id, order_id AS "orderId", product_id AS "productId", quantity, customer_id AS "customerId",
+               customer_name AS "customerName", customer_addr AS "customerAddr", status FROM deliveries"#,
+    id: "id",
+    order_by: "id",
+};
 
-async fn find(conn: &libsql::Connection, column: &str, value: i64) -> anyhow::Result<Option<Delivery>> {
-    first(conn.query(&format!("{SELECT} WHERE {column} = ?1"), libsql::params![value]).await?, delivery_from).await
-}
-
-fn delivery_from(row: &libsql::Row) -> anyhow::Result<Delivery> {
-    Ok(Delivery {
-        id: row.get(0)?,
-        order_id: row.get(1)?,
-        product_id: row.get(2)?,
-        quantity: row.get(3)?,
-        customer_id: row.get(4)?,
-        customer_name: row.get(5)?,
-        customer_addr: row.get(6)?,
-        status: row.get(7)?,
-    })
+async fn find(conn: &Conn, column: &'static str, value: i64) -> anyhow::Result<Option<Delivery>> {
+    DELIVERIES.find_by(conn, column, value).await
 }

@@ -28,13 +28,3 @@ pub async fn serve(service: &str, opts: ServeOptions) -> anyhow::Result<()> {
         other => anyhow::bail!("the shop has no service `{other}` (product, order, delivery, mypage, gateway)"),
     }
 }
-
-/// Reads an integer column that SQLite may hand back as NULL.
-pub(crate) fn opt_i64(row: &libsql::Row, idx: i32) -> Option<i64> {
-    row.get::<Option<i64>>(idx).ok().flatten()
-}
-
-/// Reads a text column that SQLite may hand back as NULL.
-pub(crate) fn opt_str(row: &libsql::Row, idx: i32) -> Option<String> {
-    row.get::<Option<String>>(idx).ok().flatten()
-}

@@ -9,13 +9,11 @@
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use libsql::Transaction;
 use serde::{Deserialize, Serialize};
 
-use super::events::{DeliveryChanged, DeliveryStarted, OrderCancelled, OrderPlaced};
-use super::product::ignore_malformed;
-use super::{opt_i64, opt_str};
-use crate::systems::kit::{ApiError, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, ServeOptions, Store, all, first, now_rfc3339, parse_id};
+use super::events::{DeliveryChanged, DeliveryStarted, EVENT_TYPES, OrderCancelled, OrderPlaced, limits};
+use crate::systems::kit::bounds::text;
+use crate::systems::kit::{ApiError, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS mypages (
@@ -92,23 +90,22 @@ fn routes(app: App) -> Router {
 }
 
 async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<MyPage>>, ApiError> {
-    let conn = app.store.connect().await?;
-    let rows = match &filter.customer_id {
-        Some(customer) => conn.query(&format!("{SELECT} WHERE customer_id = ?1 ORDER BY order_id"), libsql::params![customer.as_str()]).await?,
-        None => conn.query(&format!("{SELECT} ORDER BY order_id"), ()).await?,
-    };
-    Ok(axum::Json(all(rows, page_from).await?))
+    if let Some(customer) = &filter.customer_id {
+        text("customerId", customer, limits::CUSTOMER_ID, false).map_err(ApiError::BadRequest)?;
+    }
+    let conn = app.store.read().await?;
+    Ok(axum::Json(MYPAGES.list(&conn, filter.customer_id.map(|c| ("customer_id", c.into()))).await?))
 }
 
 async fn show(State(app): State<App>, Path(order_id): Path<String>) -> Result<axum::Json<MyPage>, ApiError> {
     let order_id = parse_id(&order_id, "order")?;
-    let conn = app.store.connect().await?;
-    let rows = conn.query(&format!("{SELECT} WHERE order_id = ?1"), libsql::params![order_id]).await?;
-    first(rows, page_from).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("no mypage row for order {order_id} (yet)")))
+    let conn = app.store.read().await?;
+    let page = MYPAGES.find(&conn, order_id).await?;
+    page.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("no mypage row for order {order_id} (yet)")))
 }
 
 impl App {
-    async fn placed(&self, tx: &Transaction, order: OrderPlaced) -> anyhow::Result<HandleOutcome> {
+    async fn placed(&self, tx: &Tx, order: OrderPlaced) -> anyhow::Result<HandleOutcome> {
         // Events of one order share a partition, so OrderPlaced comes first;
         // the upsert still keeps a later status if it ever does not.
         tx.execute(
@@ -132,7 +129,7 @@ impl App {
         Ok(HandleOutcome::Applied)
     }
 
-    async fn set(&self, tx: &Transaction, order_id: i64, column: &str, value: &str, unless: &[&str]) -> anyhow::Result<HandleOutcome> {
+    async fn set(&self, tx: &Tx, order_id: i64, column: &str, value: &str, unless: &[&str]) -> anyhow::Result<HandleOutcome> {
         // `unless`: states a late-arriving event must not overwrite.
         let keep = unless.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
         let keep = if keep.is_empty() { "''".to_string() } else { keep };
@@ -151,43 +148,36 @@ impl App {
 }
 
 impl Handler for App {
-    async fn handle(&self, tx: &Transaction, event: &Incoming) -> anyhow::Result<HandleOutcome> {
+    const EVENT_TYPES: &'static [&'static str] = EVENT_TYPES;
+
+    async fn handle(&self, tx: &Tx, event: &Incoming) -> anyhow::Result<HandleOutcome> {
         const FINAL: &[&str] = &["DeliveryCompleted", "DeliveryCancelled"];
         match event.event_type.as_str() {
             "OrderPlaced" => match event.data::<OrderPlaced>() {
                 Ok(order) => self.placed(tx, order).await,
-                Err(err) => ignore_malformed(err),
+                Err(poison) => Ok(HandleOutcome::Skipped(poison)),
             },
             "OrderCancelled" => match event.data::<OrderCancelled>() {
                 Ok(order) => self.set(tx, order.order_id, "order_status", "OrderCancelled", &[]).await,
-                Err(err) => ignore_malformed(err),
+                Err(poison) => Ok(HandleOutcome::Skipped(poison)),
             },
             "DeliveryStarted" => match event.data::<DeliveryStarted>() {
                 Ok(delivery) => self.set(tx, delivery.order_id, "delivery_status", "DeliveryStarted", FINAL).await,
-                Err(err) => ignore_malformed(err),
+                Err(poison) => Ok(HandleOutcome::Skipped(poison)),
             },
             "DeliveryCompleted" | "DeliveryCancelled" => match event.data::<DeliveryChanged>() {
                 Ok(delivery) => self.set(tx, delivery.order_id, "delivery_status", &event.event_type, &[]).await,
-                Err(err) => ignore_malformed(err),
+                Err(poison) => Ok(HandleOutcome::Skipped(poison)),
             },
             _ => Ok(HandleOutcome::Ignored),
         }
     }
 }
 
-const SELECT: &str =
-    "SELECT order_id, customer_id, product_id, product_name, quantity, price, order_status, delivery_status, events_applied FROM mypages";
-
-fn page_from(row: &libsql::Row) -> anyhow::Result<MyPage> {
-    Ok(MyPage {
-        order_id: row.get(0)?,
-        customer_id: opt_str(row, 1),
-        product_id: opt_i64(row, 2),
-        product_name: opt_str(row, 3),
-        quantity: opt_i64(row, 4),
-        price: opt_i64(row, 5),
-        order_status: opt_str(row, 6),
-        delivery_status: row.get(7)?,
-        events_applied: row.get(8)?,
-    })
-}
+const MYPAGES: Table = Table {
+    select: r#"SELECT order_id AS "orderId", customer_id AS "customerId", product_id AS "productId", product_name AS "productName",
+               quantity, price, order_status AS "orderStatus", delivery_status AS "deliveryStatus", events_applied AS "eventsApplied"
+               FROM mypages"#,
+    id: "order_id",
+    order_by: "order_id",
+};

@@ -15,9 +15,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::events::{OrderCancelled, OrderPlaced};
+use super::events::{OrderCancelled, OrderPlaced, limits};
 use super::product::Product;
-use crate::systems::kit::{ApiError, CallError, Event, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, Upstream, all, first, parse_id};
+use crate::systems::kit::bounds::{int, text};
+use crate::systems::kit::{ApiError, CallError, Conn, Event, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, Table, Upstream, parse_id};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
@@ -107,9 +108,9 @@ struct App {
 /// order service itself reads products over HTTP; this is the reading the
 /// consumer contract test pins down (`tests/contract_consumers.rs`).
 pub fn product_from_changed(payload: &[u8]) -> anyhow::Result<Product> {
-    let event = crate::systems::kit::Incoming::parse(payload).ok_or_else(|| anyhow::anyhow!("not an event document"))?;
+    let event = crate::systems::kit::Incoming::parse(payload).map_err(|poison| anyhow::anyhow!("{poison}"))?;
     anyhow::ensure!(event.event_type == "ProductChanged", "expected ProductChanged, got {}", event.event_type);
-    let changed: super::events::ProductChanged = event.data()?;
+    let changed: super::events::ProductChanged = event.data().map_err(|poison| anyhow::anyhow!("{poison}"))?;
     let name = changed.product_name.ok_or_else(|| anyhow::anyhow!("ProductChanged {} has no productName", event.id))?;
     Ok(Product { id: changed.product_id, name, price: changed.product_price, stock: changed.product_stock, image_url: changed.image_url })
 }
@@ -153,15 +154,17 @@ fn routes(app: App) -> Router {
         .with_state(app)
 }
 
+impl PlaceOrder {
+    /// The domain's bounds, so every order's OrderPlaced fits on the topic.
+    fn check(&self) -> Result<(), String> {
+        int("productId", self.product_id, limits::ID)?;
+        int("quantity", self.quantity, limits::QUANTITY)?;
+        super::events::customer(&self.customer_id, &self.customer_name, &self.customer_addr)
+    }
+}
+
 async fn place(State(app): State<App>, JsonBody(order): JsonBody<PlaceOrder>) -> Result<impl IntoResponse, ApiError> {
-    if order.quantity < 1 {
-        return Err(ApiError::BadRequest(format!("quantity must be at least 1, got {}", order.quantity)));
-    }
-    for (field, value) in [("customerName", &order.customer_name), ("customerAddr", &order.customer_addr), ("customerId", &order.customer_id)] {
-        if value.trim().is_empty() {
-            return Err(ApiError::BadRequest(format!("{field} must not be empty")));
-        }
-    }
+    order.check().map_err(ApiError::BadRequest)?;
     let product = app.product_info(order.product_id).await?;
     if let Some(delivery) = &app.delivery {
         delivery
@@ -197,10 +200,9 @@ async fn place(State(app): State<App>, JsonBody(order): JsonBody<PlaceOrder>) ->
         customer_addr: order.customer_addr.clone(),
     };
     app.publisher.record(&tx, &id.to_string(), &Event::new("OrderPlaced", placed)).await?;
+    let created = find(&tx, id).await?.ok_or_else(|| anyhow::anyhow!("order {id} vanished"))?;
     tx.commit().await?;
     app.publisher.wake();
-    let conn = app.store.connect().await?;
-    let created = find(&conn, id).await?.ok_or_else(|| anyhow::anyhow!("order {id} vanished"))?;
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/orders/{id}"))], axum::Json(created)))
 }
 
@@ -231,17 +233,16 @@ impl App {
 }
 
 async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<Order>>, ApiError> {
-    let conn = app.store.connect().await?;
-    let rows = match &filter.customer_id {
-        Some(customer) => conn.query(&format!("{SELECT} WHERE customer_id = ?1 ORDER BY id"), libsql::params![customer.as_str()]).await?,
-        None => conn.query(&format!("{SELECT} ORDER BY id"), ()).await?,
-    };
-    Ok(axum::Json(all(rows, order_from).await?))
+    if let Some(customer) = &filter.customer_id {
+        text("customerId", customer, limits::CUSTOMER_ID, false).map_err(ApiError::BadRequest)?;
+    }
+    let conn = app.store.read().await?;
+    Ok(axum::Json(ORDERS.list(&conn, filter.customer_id.map(|c| ("customer_id", c.into()))).await?))
 }
 
 async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Order>, ApiError> {
     let id = parse_id(&id, "order")?;
-    let conn = app.store.connect().await?;
+    let conn = app.store.read().await?;
     find(&conn, id).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))
 }
 
@@ -263,22 +264,13 @@ async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<axum::
     Ok(axum::Json(order))
 }
 
-const SELECT: &str = "SELECT id, product_id, product_name, quantity, price, customer_id, customer_name, customer_addr, status FROM orders";
+const ORDERS: Table = Table {
+    select: r#"SELECT id, product_id AS "productId", product_name AS "productName", quantity, price, customer_id AS "customerId",
+               customer_name AS "customerName", customer_addr AS "customerAddr", status FROM orders"#,
+    id: "id",
+    order_by: "id",
+};
 
-async fn find(conn: &libsql::Connection, id: i64) -> anyhow::Result<Option<Order>> {
-    first(conn.query(&format!("{SELECT} WHERE id = ?1"), libsql::params![id]).await?, order_from).await
-}
-
-fn order_from(row: &libsql::Row) -> anyhow::Result<Order> {
-    Ok(Order {
-        id: row.get(0)?,
-        product_id: row.get(1)?,
-        product_name: row.get(2)?,
-        quantity: row.get(3)?,
-        price: row.get(4)?,
-        customer_id: row.get(5)?,
-        customer_name: row.get(6)?,
-        customer_addr: row.get(7)?,
-        status: row.get(8)?,
-    })
+async fn find(conn: &Conn, id: i64) -> anyhow::Result<Option<Order>> {
+    ORDERS.find(conn, id).await
 }

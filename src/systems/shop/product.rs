@@ -13,12 +13,12 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use libsql::Transaction;
 use serde::{Deserialize, Serialize};
 
-use super::events::{OrderCancelled, OrderPlaced, ProductChanged};
+use super::events::{EVENT_TYPES, OrderCancelled, OrderPlaced, ProductChanged, limits};
+use crate::systems::kit::bounds::{int, text};
 use crate::systems::kit::{
-    ApiError, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, all, first, parse_id,
+    ApiError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Poison, Publisher, ServeOptions, Store, Table, Tx, parse_id,
 };
 
 const SCHEMA: &str = "
@@ -118,8 +118,7 @@ async fn seed(store: &Store) -> anyhow::Result<()> {
     let fresh = tx.execute("INSERT OR IGNORE INTO product_meta (key, value) VALUES ('seeded', 'yes')", ()).await?;
     if fresh == 1 {
         for (id, name, price, stock) in SEED {
-            tx.execute("INSERT OR IGNORE INTO products (id, name, price, stock) VALUES (?1, ?2, ?3, ?4)", libsql::params![*id, *name, *price, *stock])
-                .await?;
+            tx.execute("INSERT OR IGNORE INTO products (id, name, price, stock) VALUES (?1, ?2, ?3, ?4)", libsql::params![*id, *name, *price, *stock]).await?;
         }
     }
     tx.commit().await?;
@@ -127,24 +126,50 @@ async fn seed(store: &Store) -> anyhow::Result<()> {
 }
 
 async fn list(State(app): State<App>) -> Result<axum::Json<Vec<Product>>, ApiError> {
-    let conn = app.store.connect().await?;
-    let rows = conn.query("SELECT id, name, price, stock, image_url FROM products ORDER BY id", ()).await?;
-    Ok(axum::Json(all(rows, product_from).await?))
+    let conn = app.store.read().await?;
+    Ok(axum::Json(PRODUCTS.list(&conn, None).await?))
 }
 
 async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Product>, ApiError> {
     let id = parse_id(&id, "product")?;
-    let conn = app.store.connect().await?;
+    let conn = app.store.read().await?;
     find(&conn, id).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("product {id} not found")))
 }
 
+impl NewProduct {
+    fn check(&self) -> Result<(), String> {
+        text("name", &self.name, limits::NAME, true)?;
+        int("price", self.price, limits::PRICE)?;
+        int("stock", self.stock, limits::STOCK_SET)?;
+        text("imageUrl", &self.image_url, limits::URL, false)
+    }
+}
+
+impl ProductPatch {
+    /// Applies the patch to `product`, checking each field it sets.
+    fn apply(self, product: &mut Product) -> Result<(), String> {
+        if let Some(name) = self.name {
+            text("name", &name, limits::NAME, true)?;
+            product.name = name;
+        }
+        if let Some(price) = self.price {
+            int("price", price, limits::PRICE)?;
+            product.price = price;
+        }
+        if let Some(stock) = self.stock {
+            int("stock", stock, limits::STOCK_SET)?;
+            product.stock = stock;
+        }
+        if let Some(image_url) = self.image_url {
+            text("imageUrl", &image_url, limits::URL, false)?;
+            product.image_url = image_url;
+        }
+        Ok(())
+    }
+}
+
 async fn create(State(app): State<App>, JsonBody(new): JsonBody<NewProduct>) -> Result<(StatusCode, axum::Json<Product>), ApiError> {
-    if new.name.trim().is_empty() {
-        return Err(ApiError::BadRequest("name must not be empty".into()));
-    }
-    if new.price < 0 {
-        return Err(ApiError::BadRequest("price must not be negative".into()));
-    }
+    new.check().map_err(ApiError::BadRequest)?;
     let tx = app.store.begin().await?;
     tx.execute(
         "INSERT INTO products (name, price, stock, image_url) VALUES (?1, ?2, ?3, ?4)",
@@ -165,26 +190,8 @@ async fn update(State(app): State<App>, Path(id): Path<String>, JsonBody(patch):
     let Some(mut product) = find(&tx, id).await? else {
         return Err(ApiError::NotFound(format!("product {id} not found")));
     };
-    if let Some(name) = patch.name {
-        product.name = name;
-    }
-    if let Some(price) = patch.price {
-        if price < 0 {
-            return Err(ApiError::BadRequest("price must not be negative".into()));
-        }
-        product.price = price;
-    }
-    if let Some(stock) = patch.stock {
-        product.stock = stock;
-    }
-    if let Some(image_url) = patch.image_url {
-        product.image_url = image_url;
-    }
-    tx.execute(
-        "UPDATE products SET name = ?1, price = ?2, stock = ?3, image_url = ?4 WHERE id = ?5",
-        libsql::params![product.name.as_str(), product.price, product.stock, product.image_url.as_str(), id],
-    )
-    .await?;
+    patch.apply(&mut product).map_err(ApiError::BadRequest)?;
+    save(&tx, &product).await?;
     app.changed(&tx, &product, false).await?;
     tx.commit().await?;
     app.publisher.wake();
@@ -205,7 +212,7 @@ async fn remove(State(app): State<App>, Path(id): Path<String>) -> Result<Status
 }
 
 impl App {
-    async fn changed(&self, tx: &Transaction, product: &Product, deleted: bool) -> anyhow::Result<()> {
+    async fn changed(&self, tx: &Tx, product: &Product, deleted: bool) -> anyhow::Result<()> {
         let changed = ProductChanged {
             product_id: product.id,
             product_name: (!self.drop_name).then(|| product.name.clone()),
@@ -222,46 +229,54 @@ impl App {
         self.publisher.record(tx, &product.id.to_string(), &event).await
     }
 
-    async fn adjust_stock(&self, tx: &Transaction, product_id: i64, delta: i64) -> anyhow::Result<HandleOutcome> {
-        tx.execute("UPDATE products SET stock = stock + ?1 WHERE id = ?2", libsql::params![delta, product_id]).await?;
-        match find(tx, product_id).await? {
-            Some(product) => {
-                self.changed(tx, &product, false).await?;
-                Ok(HandleOutcome::Applied)
-            }
-            // An order for a product deleted since: nothing to adjust.
-            None => Ok(HandleOutcome::Ignored),
-        }
+    /// Changes the stock by `delta`, in checked arithmetic within the
+    /// domain's bounds; an event that would take it further is poison.
+    async fn adjust_stock(&self, tx: &Tx, event: &Incoming, product_id: i64, delta: i64) -> anyhow::Result<HandleOutcome> {
+        let Some(mut product) = find(tx, product_id).await? else {
+            // An order for a product that does not exist (or was deleted since).
+            return Ok(HandleOutcome::Skipped(Poison::UnknownEntity(format!("{} {}: no product {product_id}", event.event_type, event.id))));
+        };
+        let stock = product.stock.checked_add(delta).filter(|s| limits::STOCK.contains(s));
+        let Some(stock) = stock else {
+            let reason = format!("{} {}: stock {} {delta:+} leaves {}..={}", event.event_type, event.id, product.stock, limits::STOCK.start(), limits::STOCK.end());
+            return Ok(HandleOutcome::Skipped(Poison::Malformed(reason)));
+        };
+        product.stock = stock;
+        tx.execute("UPDATE products SET stock = ?1 WHERE id = ?2", libsql::params![stock, product_id]).await?;
+        self.changed(tx, &product, false).await?;
+        Ok(HandleOutcome::Applied)
     }
 }
 
 impl Handler for App {
-    async fn handle(&self, tx: &Transaction, event: &Incoming) -> anyhow::Result<HandleOutcome> {
+    const EVENT_TYPES: &'static [&'static str] = EVENT_TYPES;
+
+    async fn handle(&self, tx: &Tx, event: &Incoming) -> anyhow::Result<HandleOutcome> {
         match event.event_type.as_str() {
             "OrderPlaced" => match event.data::<OrderPlaced>() {
-                Ok(order) => self.adjust_stock(tx, order.product_id, -order.quantity).await,
-                Err(err) => ignore_malformed(err),
+                Ok(order) => self.adjust_stock(tx, event, order.product_id, -order.quantity).await,
+                Err(poison) => Ok(HandleOutcome::Skipped(poison)),
             },
             "OrderCancelled" => match event.data::<OrderCancelled>() {
-                Ok(order) => self.adjust_stock(tx, order.product_id, order.quantity).await,
-                Err(err) => ignore_malformed(err),
+                Ok(order) => self.adjust_stock(tx, event, order.product_id, order.quantity).await,
+                Err(poison) => Ok(HandleOutcome::Skipped(poison)),
             },
             _ => Ok(HandleOutcome::Ignored),
         }
     }
 }
 
-/// A malformed event is logged and skipped: retrying it would block its
-/// partition forever.
-pub(crate) fn ignore_malformed(err: anyhow::Error) -> anyhow::Result<HandleOutcome> {
-    tracing::warn!("skipping malformed event: {err:#}");
-    Ok(HandleOutcome::Ignored)
+const PRODUCTS: Table = Table { select: r#"SELECT id, name, price, stock, image_url AS "imageUrl" FROM products"#, id: "id", order_by: "id" };
+
+async fn find(conn: &Conn, id: i64) -> anyhow::Result<Option<Product>> {
+    PRODUCTS.find(conn, id).await
 }
 
-async fn find(conn: &libsql::Connection, id: i64) -> anyhow::Result<Option<Product>> {
-    first(conn.query("SELECT id, name, price, stock, image_url FROM products WHERE id = ?1", libsql::params![id]).await?, product_from).await
-}
-
-fn product_from(row: &libsql::Row) -> anyhow::Result<Product> {
-    Ok(Product { id: row.get(0)?, name: row.get(1)?, price: row.get(2)?, stock: row.get(3)?, image_url: row.get(4)? })
+async fn save(tx: &Tx, product: &Product) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE products SET name = ?1, price = ?2, stock = ?3, image_url = ?4 WHERE id = ?5",
+        libsql::params![product.name.as_str(), product.price, product.stock, product.image_url.as_str(), product.id],
+    )
+    .await?;
+    Ok(())
 }
