@@ -221,6 +221,9 @@ fn spawn(sup: &Supervisor, service: &str, id: &str, spec: &Spec) -> anyhow::Resu
     match (service, launch.broker) {
         (BROKER, Some(addr)) => {
             command.arg("broker").arg("--listen").arg(addr.to_string()).arg("--data").arg(launch.data_dir.join("broker"));
+            if let Some(faults) = launch.broker_faults {
+                command.arg("--faults").arg(faults.to_string());
+            }
         }
         _ => {
             let upstreams: Vec<String> = launch.service_urls.iter().map(|(name, url)| format!("{name}={url}")).collect();
@@ -230,8 +233,6 @@ fn spawn(sup: &Supervisor, service: &str, id: &str, spec: &Spec) -> anyhow::Resu
                 .env("STORMPROOF_LISTEN", "127.0.0.1:0")
                 .env("STORMPROOF_DATA", &launch.data_dir)
                 .env("STORMPROOF_KAFKA", &launch.kafka)
-                // See KafkaSettings::idempotent: off for the embedded broker.
-                .env("STORMPROOF_KAFKA_IDEMPOTENCE", launch.broker.is_none().to_string())
                 .env("STORMPROOF_UPSTREAMS", upstreams.join(","))
                 .env("STORMPROOF_REPLICA_ID", id)
                 .env("STORMPROOF_VERSION", &spec.version)
