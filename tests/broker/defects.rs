@@ -6,15 +6,13 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use nisshi_sans_io::produce_request::{PartitionProduceData, TopicProduceData};
-use nisshi_sans_io::{Body, Frame, Header, ProduceRequest};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::harness::{BrokerProcess, Receiver, Ticker, eventually, metadata_answered};
+use crate::harness::{BrokerProcess, Receiver, Ticker, eventually, metadata_answered, raw_produce};
 
 /// Sends `ids` as messages keyed and valued by the id; returns the ids whose
 /// delivery failed, with the errors.
@@ -25,30 +23,6 @@ async fn send_all(producer: &FutureProducer, topic: &str, ids: impl Iterator<Ite
         result.err().map(|(err, _)| (id, err))
     });
     futures::future::join_all(sends).await.into_iter().flatten().collect()
-}
-
-/// A Produce for a topic that does not exist, sent as raw bytes (rdkafka
-/// would not send it), and the error code it is answered with.
-fn produce_to_a_missing_topic(bootstrap: &str) -> i16 {
-    let body = ProduceRequest::default()
-        .transactional_id(None)
-        .acks(-1)
-        .timeout_ms(1000)
-        .topic_data(Some(vec![TopicProduceData::default().name("no-such-topic".into()).partition_data(Some(vec![PartitionProduceData::default().index(0).records(None)]))]));
-    let header = Header::Request { api_key: 0, api_version: 7, correlation_id: 7, client_id: Some("raw".into()) };
-    let request = Frame::request(header, Body::from(body)).unwrap();
-    let mut stream = std::net::TcpStream::connect(bootstrap).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.write_all(&request).unwrap();
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).expect("an answer to the Produce");
-    let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut response).unwrap();
-    let frame = Frame::response_from_bytes(&[&size[..], &response[..]].concat()[..], 0, 7).unwrap();
-    match frame.body {
-        Body::ProduceResponse(r) => r.responses.unwrap_or_default()[0].partition_responses.clone().unwrap_or_default()[0].error_code,
-        other => panic!("not a Produce response: {other:?}"),
-    }
 }
 
 /// tansu 0.6 ended its storage loop on the first failed request and then
@@ -67,7 +41,7 @@ async fn failed_requests_are_followed_by_normal_service() {
     let deleted = admin.delete_topics(&["never-created"], &options).await.unwrap();
     assert!(deleted[0].is_err(), "deleting a missing topic must fail: {deleted:?}");
     // 3. A Produce to a missing topic is answered with an error code.
-    let code = produce_to_a_missing_topic(&broker.bootstrap());
+    let code = raw_produce(&broker.bootstrap(), "raw", "no-such-topic");
     assert_ne!(code, 0, "a Produce to a missing topic must fail");
     // 4. A frame that is not Kafka closes that connection only.
     let mut garbage = std::net::TcpStream::connect(broker.addr).unwrap();

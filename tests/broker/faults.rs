@@ -10,9 +10,10 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use nisshi_sans_io::ErrorCode;
 use stormproof::broker::{Api, BrokerFault, Fault, KafkaError, Target};
 
-use crate::harness::{BrokerProcess, Receiver, Ticker, eventually};
+use crate::harness::{BrokerProcess, Receiver, Ticker, eventually, raw_produce};
 
 fn fault(target: Target, fault: Fault) -> BrokerFault {
     BrokerFault { target, fault, expires_after: None }
@@ -46,8 +47,12 @@ async fn produce_errors_reach_one_client_while_set() {
         .set(&fault(Target::ClientPrefix("shop.order".into()), Fault::Error { api: Api::Produce, error: KafkaError::NotLeaderOrFollower }))
         .await
         .unwrap();
+    // The error code itself, on the wire, for the faulted client only.
+    assert_eq!(raw_produce(&broker.bootstrap(), "shop.order/raw", "produce-faults"), i16::from(ErrorCode::NotLeaderOrFollower));
+    assert_ne!(raw_produce(&broker.bootstrap(), "shop.mypage/raw", "produce-faults"), i16::from(ErrorCode::NotLeaderOrFollower));
+    // librdkafka refreshes metadata and retries NOT_LEADER_OR_FOLLOWER until the message times out.
     let err = send(&faulty, "produce-faults", "during").await.expect_err("the faulted client's Produce must fail");
-    assert_eq!(err, ClientError::MessageProduction(RDKafkaErrorCode::NotLeaderForPartition));
+    assert_eq!(err, ClientError::MessageProduction(RDKafkaErrorCode::MessageTimedOut));
     send(&healthy, "produce-faults", "healthy").await.expect("another client is not faulted");
 
     // The kit's idempotent producer retries through the fault and delivers once it is cleared.
@@ -56,7 +61,7 @@ async fn produce_errors_reach_one_client_while_set() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!delivery.is_finished(), "the retrying producer cannot deliver while the fault is set");
     let cleared = broker.faults.clear(set.id).await.unwrap();
-    assert!(cleared.hits >= 3, "the fault answered the failed Produce and the retries: {} hits", cleared.hits);
+    assert!(cleared.hits >= 4, "the fault answered the raw Produce, the failed one and the retries: {} hits", cleared.hits);
     delivery.await.unwrap().expect("delivered after the fault was cleared");
     send(&faulty, "produce-faults", "after").await.expect("cleared");
     assert!(broker.faults.list().await.unwrap().is_empty());

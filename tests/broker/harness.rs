@@ -3,7 +3,6 @@
 //! and restarted under its clients; and the rdkafka clients the tests use.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -203,7 +202,10 @@ impl Receiver {
         longest.max(to.duration_since(last))
     }
 
-    pub fn stop(self) {
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
         self.task.abort();
     }
 }
@@ -242,6 +244,29 @@ pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -
     }
 }
 
-pub fn data_dir_has_db(dir: &Path) -> bool {
-    dir.join("data").join("broker.db").exists()
+/// A Produce with no records, sent as raw bytes (rdkafka would not send
+/// it) by `client_id`, and the error code its partition is answered with.
+pub fn raw_produce(bootstrap: &str, client_id: &str, topic: &str) -> i16 {
+    use nisshi_sans_io::produce_request::{PartitionProduceData, TopicProduceData};
+    use nisshi_sans_io::{Body, Frame, Header, ProduceRequest};
+    use std::io::{Read, Write};
+    let body = ProduceRequest::default()
+        .transactional_id(None)
+        .acks(-1)
+        .timeout_ms(1000)
+        .topic_data(Some(vec![TopicProduceData::default().name(topic.into()).partition_data(Some(vec![PartitionProduceData::default().index(0).records(None)]))]));
+    let header = Header::Request { api_key: 0, api_version: 7, correlation_id: 7, client_id: Some(client_id.into()) };
+    let request = Frame::request(header, Body::from(body)).unwrap();
+    let mut stream = std::net::TcpStream::connect(bootstrap).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(&request).unwrap();
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).expect("an answer to the Produce");
+    let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut response).unwrap();
+    let frame = Frame::response_from_bytes(&[&size[..], &response[..]].concat()[..], 0, 7).unwrap();
+    match frame.body {
+        Body::ProduceResponse(r) => r.responses.unwrap_or_default()[0].partition_responses.clone().unwrap_or_default()[0].error_code,
+        other => panic!("not a Produce response: {other:?}"),
+    }
 }
