@@ -42,9 +42,10 @@ pub struct BrokerConfig {
 
 /// Runs the broker until SIGTERM or SIGINT.
 pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {} for the broker", config.listen))?;
     let cancel = CancellationToken::new();
     let storage = open_storage(config.listen, &config.data, &cancel).await?;
+    // Bound once storage is open: the supervisor's readiness probe is a TCP connect.
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {} for the broker", config.listen))?;
     let book = FaultBook::default();
     let mut tasks = JoinSet::new();
     if let Some(addr) = config.faults {
