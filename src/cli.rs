@@ -59,7 +59,7 @@ pub enum Command {
     Chaos(chaos_cmds::ChaosArgs),
     /// Kubernetes manifests of a system: render, apply (server-side apply).
     K8s(k8s_cmds::K8sArgs),
-    /// Run the embedded Kafka-API broker (tansu, SQLite storage).
+    /// Run the embedded Kafka-API broker (nisshi, SQLite storage).
     Broker(BrokerArgs),
     /// Consumer-driven contracts (Pact): verify a provider, publish pacts, can-i-deploy.
     Contract(contract_cmds::ContractArgs),
@@ -168,6 +168,9 @@ pub struct BrokerArgs {
     /// Directory for the broker's SQLite storage.
     #[arg(long, default_value = ".stormproof/broker")]
     pub data: PathBuf,
+    /// Serve the broker fault control endpoint (HTTP) on this address.
+    #[arg(long)]
+    pub faults: Option<std::net::SocketAddr>,
 }
 
 /// `stormproof serve`.
@@ -210,7 +213,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::K8s(args) => k8s_cmds::k8s(args).await,
         Command::Broker(args) => {
             init_logs("warn");
-            crate::broker::run(args.listen, &args.data).await?;
+            crate::broker::run(crate::broker::BrokerConfig { listen: args.listen, data: args.data, faults: args.faults }).await?;
             Ok(Outcome::Passed)
         }
         Command::Contract(args) => contract_cmds::run(args).await,

@@ -3,7 +3,7 @@
 //! The binary is a thin shell over this library (see `main.rs`). The parts:
 //! - [`systems`]: the catalog of systems (built-in, or a folder), their
 //!   definitions, the reference services (the shop) and the kit they share;
-//! - [`broker`]: the embedded Kafka-API broker (tansu, SQLite storage);
+//! - [`broker`]: the embedded Kafka-API broker (nisshi, SQLite storage) and its faults;
 //! - [`contract`]: consumer-driven contracts with Pact — verify, broker;
 //! - [`platform`]: where services run — the local platform and its control API;
 //! - [`load`]: the siege-compatible load engine; [`report`]: its reports;

@@ -193,11 +193,10 @@ async fn publish_event(kafka: &Topic, event: &Value, key: &str) -> anyhow::Resul
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    // Not idempotent: the embedded broker (tansu 0.6) mishandles it.
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &kafka.bootstrap)
         .set("acks", "all")
-        .set("enable.idempotence", "false")
+        .set("enable.idempotence", "true")
         .create()?;
     let payload = event.to_string();
     producer

@@ -72,8 +72,6 @@ impl LocalProvider {
         let service_def = def.service(service).ok_or_else(|| anyhow::anyhow!("system {} has no service `{service}`", def.system))?;
         let Runs::Builtin(handler) = def.runs(service_def);
         let mut options = ServeOptions::new(self.dir.join("data"), &self.kafka);
-        // See KafkaSettings::idempotent: off for the embedded broker.
-        options.kafka_idempotence = false;
         options.topic = Some(def.topic.clone());
         options.partitions = Some(def.partitions);
         options.upstreams = upstreams.to_vec();

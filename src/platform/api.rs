@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::broker::{ActiveFault, BrokerFault, FaultError};
 use crate::systems::definition::Role;
 use crate::systems::kit::SwitchState;
 
@@ -261,6 +262,19 @@ pub enum PlatformError {
     Unreachable(String),
 }
 
+fn no_broker_faults() -> PlatformError {
+    PlatformError::Refused("this platform's broker cannot inject faults (only the embedded broker of the local platform can)".into())
+}
+
+impl From<FaultError> for PlatformError {
+    fn from(err: FaultError) -> PlatformError {
+        match err {
+            FaultError::Unreachable { .. } => PlatformError::Unreachable(err.to_string()),
+            FaultError::Refused { .. } => PlatformError::Refused(err.to_string()),
+        }
+    }
+}
+
 /// The operations experiments perform on a platform.
 #[async_trait::async_trait]
 pub trait Platform: Send + Sync {
@@ -300,6 +314,28 @@ pub trait Platform: Send + Sync {
     /// The autoscaler of `service`, if it has one.
     async fn autoscaler(&self, service: &str) -> Result<Option<AutoscalerStatus>, PlatformError> {
         Ok(self.autoscalers().await?.into_iter().find(|a| a.service == service))
+    }
+
+    /// Sets a fault inside the broker for one client or consumer group;
+    /// returns it with its id. A platform whose broker has no fault seam
+    /// refuses.
+    async fn set_broker_fault(&self, _fault: &BrokerFault) -> Result<ActiveFault, PlatformError> {
+        Err(no_broker_faults())
+    }
+
+    /// Clears broker fault `id`; returns it with its hits.
+    async fn clear_broker_fault(&self, _id: u64) -> Result<ActiveFault, PlatformError> {
+        Err(no_broker_faults())
+    }
+
+    /// Clears every broker fault; returns what was set.
+    async fn clear_broker_faults(&self) -> Result<Vec<ActiveFault>, PlatformError> {
+        Err(no_broker_faults())
+    }
+
+    /// The broker faults in force, with their hits.
+    async fn broker_faults(&self) -> Result<Vec<ActiveFault>, PlatformError> {
+        Err(no_broker_faults())
     }
 
     /// One service's status.

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::runstate::RunState;
+use crate::broker::{ActiveFault, BrokerFault, FaultClient};
 use super::supervisor::Supervisor;
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, RolloutStatus, ServiceStatus, Template};
 use crate::systems::kit::{JsonBody, SwitchState};
@@ -114,13 +115,15 @@ fn kind(err: &PlatformError) -> &'static str {
 pub struct ControlClient {
     base: String,
     http: reqwest::Client,
+    broker_faults: Option<FaultClient>,
 }
 
 impl ControlClient {
     /// A client for the platform described by `state`.
     pub fn new(state: &RunState) -> ControlClient {
         let http = crate::http_client().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-        ControlClient { base: state.control.trim_end_matches('/').to_string(), http }
+        let broker_faults = state.broker_faults.as_deref().map(FaultClient::new);
+        ControlClient { base: state.control.trim_end_matches('/').to_string(), http, broker_faults }
     }
 
     /// Asks the platform to stop everything it started.
@@ -196,5 +199,29 @@ impl Platform for ControlClient {
     async fn set_switches(&self, service: &str, replica: &str, state: &SwitchState) -> Result<(), PlatformError> {
         let address = crate::platform::switches::address(&self.service(service).await?, replica)?;
         crate::platform::switches::write(&address, replica, state).await
+    }
+
+    async fn set_broker_fault(&self, fault: &BrokerFault) -> Result<ActiveFault, PlatformError> {
+        Ok(self.faults()?.set(fault).await?)
+    }
+
+    async fn clear_broker_fault(&self, id: u64) -> Result<ActiveFault, PlatformError> {
+        Ok(self.faults()?.clear(id).await?)
+    }
+
+    async fn clear_broker_faults(&self) -> Result<Vec<ActiveFault>, PlatformError> {
+        Ok(self.faults()?.clear_all().await?)
+    }
+
+    async fn broker_faults(&self) -> Result<Vec<ActiveFault>, PlatformError> {
+        Ok(self.faults()?.list().await?)
+    }
+}
+
+impl ControlClient {
+    fn faults(&self) -> Result<&FaultClient, PlatformError> {
+        self.broker_faults
+            .as_ref()
+            .ok_or_else(|| PlatformError::Refused("this system runs on an external Kafka (`up --kafka`): no broker faults".into()))
     }
 }

@@ -13,9 +13,9 @@ pub enum Check {
     Http(String),
     /// A TCP connection is accepted (the broker is listening).
     Tcp,
-    /// A Kafka Metadata request is answered (the broker is serving). tansu
-    /// 0.6 can keep its port open after its storage loop has ended, so only
-    /// a real request tells.
+    /// A Kafka Metadata request is answered (the broker is serving). A
+    /// broker can keep its port open and serve nothing (tansu 0.6 did after
+    /// its storage loop ended), so only a real request tells.
     Kafka,
 }
 

@@ -200,11 +200,12 @@ fn spawn(sup: &Supervisor, service: &str, id: &str, spec: &Spec) -> anyhow::Resu
     match (service, launch.broker) {
         (BROKER, Some(addr)) => {
             command.arg("broker").arg("--listen").arg(addr.to_string()).arg("--data").arg(launch.data_dir.join("broker"));
+            if let Some(faults) = launch.broker_faults {
+                command.arg("--faults").arg(faults.to_string());
+            }
         }
         _ => {
             let mut options = ServeOptions::new(launch.data_dir.clone(), &launch.kafka);
-            // See KafkaSettings::idempotent: off for the embedded broker.
-            options.kafka_idempotence = launch.broker.is_none();
             options.topic = Some(launch.topic.clone());
             options.partitions = Some(launch.partitions);
             options.upstreams = launch.service_urls.iter().map(|(name, url)| (name.clone(), url.clone())).collect();

@@ -23,6 +23,9 @@ pub struct RunState {
     pub gateway: String,
     /// Kafka bootstrap servers.
     pub kafka: String,
+    /// The embedded broker's fault control endpoint (none with `--kafka`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_faults: Option<String>,
     /// Stable per-service addresses (name → URL), bypassing the gateway.
     pub services: std::collections::BTreeMap<String, String>,
     /// The run directory.

@@ -16,6 +16,7 @@ use super::deployment::Deployment;
 use super::probe::Probe;
 use super::replica::{self, Command};
 use super::rolling::{self, Counts};
+use crate::broker::{ActiveFault, BrokerFault, FaultClient};
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, ReplicaStatus, RolloutStatus, ServiceStatus, Template};
 use crate::systems::definition::{Role, RolloutDef, Runs, SystemDef};
 use crate::proxy::Upstreams;
@@ -41,6 +42,8 @@ pub struct Launch {
     pub partitions: i32,
     /// The embedded broker's address, if it runs one.
     pub broker: Option<SocketAddr>,
+    /// Its fault control endpoint (kept across broker restarts).
+    pub broker_faults: Option<SocketAddr>,
     /// Service name → its stable address (`http://127.0.0.1:PORT`).
     pub service_urls: BTreeMap<String, String>,
     /// Grace period between SIGTERM and SIGKILL.
@@ -148,7 +151,7 @@ impl Supervisor {
                 role: Role::Infrastructure,
                 readiness: Some(Probe::tcp(Duration::from_millis(250))),
                 liveness: Some(Probe::kafka()),
-                version: "tansu".into(),
+                version: "nisshi".into(),
                 variant: None,
                 env: BTreeMap::new(),
                 warmup: Duration::ZERO,
@@ -467,6 +470,29 @@ impl Platform for Supervisor {
     async fn set_switches(&self, service: &str, replica: &str, state: &SwitchState) -> Result<(), PlatformError> {
         let address = crate::platform::switches::address(&self.service(service).await?, replica)?;
         crate::platform::switches::write(&address, replica, state).await
+    }
+
+    async fn set_broker_fault(&self, fault: &BrokerFault) -> Result<ActiveFault, PlatformError> {
+        Ok(self.fault_client()?.set(fault).await?)
+    }
+
+    async fn clear_broker_fault(&self, id: u64) -> Result<ActiveFault, PlatformError> {
+        Ok(self.fault_client()?.clear(id).await?)
+    }
+
+    async fn clear_broker_faults(&self) -> Result<Vec<ActiveFault>, PlatformError> {
+        Ok(self.fault_client()?.clear_all().await?)
+    }
+
+    async fn broker_faults(&self) -> Result<Vec<ActiveFault>, PlatformError> {
+        Ok(self.fault_client()?.list().await?)
+    }
+}
+
+impl Supervisor {
+    fn fault_client(&self) -> Result<FaultClient, PlatformError> {
+        let addr = self.launch.broker_faults.ok_or_else(|| PlatformError::Refused("this system runs on an external Kafka: no broker faults".into()))?;
+        Ok(FaultClient::new(format!("http://{addr}")))
     }
 }
 

@@ -64,11 +64,15 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         anyhow::bail!("{} is already up in {} (pid {}); stop it with `stormproof down`", state.system, plan.run_dir.display(), state.pid);
     }
     let (data_dir, log_dir) = prepare_dirs(&plan)?;
-    let (kafka, broker) = match &plan.kafka {
-        Some(kafka) => (kafka.clone(), None),
+    let (kafka, broker, broker_faults) = match &plan.kafka {
+        Some(kafka) => (kafka.clone(), None, None),
         None => {
             let addr = free_port()?;
-            (addr.to_string(), Some(addr))
+            let mut faults = free_port()?;
+            while faults == addr {
+                faults = free_port()?;
+            }
+            (addr.to_string(), Some(addr), Some(faults))
         }
     };
     let mut service_listeners = Vec::new();
@@ -86,6 +90,7 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         topic: plan.def.topic.clone(),
         partitions: plan.def.partitions,
         broker,
+        broker_faults,
         service_urls: service_urls.clone(),
         grace: plan.grace,
         variants: plan.variants.clone(),
@@ -105,6 +110,7 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         control: format!("http://{}", control_listener.local_addr()?),
         gateway: format!("http://{}", gateway.local_addr()?),
         kafka,
+        broker_faults: broker_faults.map(|addr| format!("http://{addr}")),
         services: service_urls,
         run_dir: plan.run_dir.clone(),
         started_at: now_rfc3339(),

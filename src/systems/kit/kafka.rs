@@ -18,30 +18,29 @@ pub struct KafkaSettings {
     pub topic: String,
     /// Its partition count (events of one flow share a key, so a partition).
     pub partitions: i32,
-    /// Use the idempotent producer. Off for the embedded broker: tansu 0.6
-    /// panics in its idempotence check after a restart (tansu-storage
-    /// lite.rs "more or less than one row") and then serves nothing. The
-    /// outbox and the idempotent consumers keep effects exactly-once anyway.
+    /// Use the idempotent producer (on for every broker: the embedded one
+    /// keeps producer epochs in SQLite across restarts, KIP-360 bumps
+    /// included — `tests/broker.rs`). Off only where a caller asks.
     pub idempotent: bool,
 }
 
 impl KafkaSettings {
-    /// Configuration for an idempotent producer that waits for all replicas.
-    pub fn producer_config(&self) -> ClientConfig {
+    /// Configuration for an idempotent producer that waits for all replicas;
+    /// `client_id` names it to the broker (and to broker faults).
+    pub fn producer_config(&self, client_id: &str) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", client_id)
             .set("enable.idempotence", if self.idempotent { "true" } else { "false" })
             .set("acks", "all")
             // Without idempotence, one request in flight keeps a partition's
             // events in order across retries.
             .set("max.in.flight.requests.per.connection", if self.idempotent { "5" } else { "1" })
             .set("linger.ms", "2")
-            // Never time a message out locally: librdkafka then bumps the
-            // idempotent producer's epoch, and tansu 0.6 panics on that path
-            // (tansu-storage lite.rs "more or less than one row"), leaving a
-            // broker that answers nothing. The outbox bounds what waits.
-            .set("message.timeout.ms", "0")
+            // Below the outbox lease (15 s): a relay that cannot reach the
+            // broker gives its leased rows back before another may take them.
+            .set("message.timeout.ms", "10000")
             .set("reconnect.backoff.max.ms", "1000");
         config
     }
@@ -61,10 +60,6 @@ impl KafkaSettings {
             // A read model deployed late builds its view from retained events.
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "6000")
-            // Also the rebalance timeout a JoinGroup is held for. tansu 0.6
-            // answers other requests slowly while one is held, so a member
-            // joining a live group must not make everyone wait 5 minutes.
-            .set("max.poll.interval.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("reconnect.backoff.max.ms", "1000")
             .set("topic.metadata.refresh.interval.ms", "5000");

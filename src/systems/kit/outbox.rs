@@ -175,7 +175,7 @@ struct Sent {
 
 impl Relay {
     pub(crate) fn new(store: Store, kafka: &KafkaSettings, owner: &str, wake: Arc<Notify>, metrics: Metrics) -> anyhow::Result<Relay> {
-        let producer = kafka.producer_config().create().context("cannot create the Kafka producer")?;
+        let producer = kafka.producer_config(owner).create().context("cannot create the Kafka producer")?;
         Ok(Relay { store, producer, owner: owner.to_string(), wake, metrics, isolated: 0 })
     }
 

@@ -46,7 +46,7 @@ pub struct ServeOptions {
     /// Kafka bootstrap servers (the embedded broker or any Kafka).
     #[arg(long, env = env::KAFKA, default_value = "127.0.0.1:9092")]
     pub kafka: String,
-    /// Use Kafka's idempotent producer (set to false for the embedded broker).
+    /// Use Kafka's idempotent producer (on for every broker, the embedded one included).
     #[arg(long, env = env::KAFKA_IDEMPOTENCE, default_value_t = true, action = clap::ArgAction::Set)]
     pub kafka_idempotence: bool,
     /// The system's event topic (default: the one its definition names).
