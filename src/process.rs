@@ -4,7 +4,11 @@
 //! child announces the address it listens on ([`announce`]) and ends on
 //! SIGTERM ([`terminated`]); the parent starts it so that it dies with the
 //! parent ([`command`]), learns its address ([`watch_stdout`]) and stops it
-//! with SIGTERM, a grace period, then SIGKILL ([`stop`]).
+//! with SIGTERM, a grace period, then SIGKILL ([`stop`]). A user's own
+//! service announces nothing: it is given a port ([`free_port`]) and is
+//! started once it listens there ([`listening`]); it leads its own process
+//! group, which is killed whole ([`stop_group`]), as a container's
+//! processes end with it.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -94,6 +98,87 @@ pub async fn stop(child: &mut Child, grace: Duration) -> bool {
     let _ = child.start_kill();
     let _ = child.wait().await;
     false
+}
+
+/// Stops `child`, the leader of its own process group (started with
+/// `process_group(0)`), as a container is stopped: SIGTERM to the leader,
+/// up to `grace` for it to end, then SIGKILL to the whole group; whatever
+/// it left behind in its group is killed too. False if it had to be killed.
+pub async fn stop_group(child: &mut Child, grace: Duration) -> bool {
+    let Some(pid) = child.id() else { return true };
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    let ended = tokio::time::timeout(grace, child.wait()).await.is_ok();
+    if !ended {
+        // Not reaped yet, so the group's id is still this child's (and a
+        // child that leads no group gets ESRCH here, then SIGKILL below).
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    kill_leftovers(pid);
+    ended
+}
+
+/// Kills `child` and its process group now (a deleted pod).
+pub async fn kill_group(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
+/// Kills what is left in process group `pgid` after its leader ended. A
+/// group id is not reused while any process is in the group, so a process
+/// found in it is one the leader started.
+fn kill_leftovers(pgid: u32) {
+    if !group_members(pgid).is_empty() {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
+    }
+}
+
+/// Live processes in process group `pgid` (from `/proc/PID/stat`).
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            // After the command name: state, ppid, pgrp.
+            let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+            fields.first().is_some_and(|state| !matches!(*state, "Z" | "X")) && fields.get(2) == Some(&pgid.to_string().as_str())
+        })
+        .collect()
+}
+
+/// Resolves once something accepts TCP connections at `addr` (a child
+/// that was given its port is listening).
+pub async fn listening(addr: SocketAddr) {
+    loop {
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A free loopback port for a child that needs its address up front (the
+/// broker, a user's service told `${PORT}`). It is picked below the
+/// kernel's ephemeral range: a port from that range, once released, can be
+/// handed to any `bind(:0)` or outgoing connection before the child binds it.
+pub fn free_port() -> anyhow::Result<SocketAddr> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let floor = 10000.min(low.saturating_sub(1000));
+    for _ in 0..200 {
+        let port = floor + fastrand::u16(0..low.saturating_sub(floor).max(1));
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(listener.local_addr()?);
+        }
+    }
+    anyhow::bail!("no free port below {low}")
 }
 
 /// The last `n` lines of a log file, joined with ` | ` (for error messages).

@@ -29,7 +29,7 @@ fn render_options() -> RenderOptions {
 }
 
 fn shop_yaml() -> String {
-    manifests::to_yaml(&manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options())).unwrap()
+    manifests::to_yaml(&manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options()).unwrap()).unwrap()
 }
 
 /// The fake with the rendered shop created and settled, and a platform on it.
@@ -334,7 +334,7 @@ async fn connect_refuses_a_context_the_kubeconfig_does_not_have() {
 
 #[test]
 fn rendered_manifests_parse_back_into_k8s_openapi_types() {
-    let objects = manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options());
+    let objects = manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options()).unwrap();
     let parsed = manifests::parse(&shop_yaml()).unwrap();
     assert_eq!(parsed, objects);
     let kinds: Vec<&str> = parsed
@@ -405,7 +405,7 @@ async fn apply_uses_server_side_apply_with_stormproofs_field_manager() {
     let dir = tempfile::tempdir().unwrap();
     let target = KubeTarget { context: CONTEXT.into(), namespace: NS.into(), kubeconfig: Some(fake.kubeconfig(dir.path())) };
     let client = connect(&target).await.unwrap();
-    let objects = manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options());
+    let objects = manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options()).unwrap();
     let applied = manifests::apply(&client, NS, &objects).await.unwrap();
     assert_eq!(applied.len(), 13);
     assert_eq!(applied[0], "secret/shop-gateway");
@@ -576,4 +576,175 @@ fn an_experiment_scoped_to_another_namespace_is_refused_before_any_request() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--namespace shop contradicts the experiment, which may act only in namespace production"), "{stderr}");
     assert!(fake.requests().is_empty());
+}
+
+// ---- a user's own system: Deployments found as its system.yaml maps them ----
+
+const USER_NS: &str = "pyshop";
+
+/// A user's Deployment, not rendered by stormproof: its own name, labels and container.
+fn user_deployment(name: &str, app: &str, opted_in: bool) -> String {
+    let opt_in = if opted_in { "\n    stormproof.io/chaos: enabled" } else { "" };
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels:\n    app: {app}{opt_in}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {app}\n  template:\n    metadata:\n      labels:\n        app: {app}\n    spec:\n      containers:\n        - name: api\n          image: example/{app}:v1\n          ports: [{{ name: http, containerPort: 8000 }}]\n          readinessProbe: {{ httpGet: {{ path: /ready, port: http }}, periodSeconds: 2 }}\n"
+    )
+}
+
+/// The user's system: order by selector, delivery by name (and label),
+/// mypage in another namespace, a report whose selector matches twice.
+fn user_system_yaml(gateway: &str) -> String {
+    format!(
+        "system: pyshop\ntopic: pyshop\nkube: {{ context: {CONTEXT}, namespace: {USER_NS}, gateway_url: \"{gateway}\" }}\ngateway:\n  auth: none\n  routes: []\nservices:\n  - {{ name: order, role: core, run: {{ command: [python3, order.py] }}, kube: {{ selector: {{ app: order }} }} }}\n  - {{ name: delivery, role: supporting, run: {{ command: [python3, delivery.py] }}, kube: {{ deployment: delivery-worker, selector: {{ app: delivery }} }} }}\n  - {{ name: mypage, role: read-model, run: {{ command: [python3, mypage.py] }}, kube: {{ namespace: elsewhere, selector: {{ app: mypage }} }} }}\n  - {{ name: report, role: read-model, run: {{ command: [python3, report.py] }}, kube: {{ selector: {{ tier: reports }} }} }}\n"
+    )
+}
+
+fn user_cluster() -> FakeKube {
+    let fake = FakeKube::start();
+    fake.create_yaml(USER_NS, &user_deployment("orders-api", "order", true));
+    fake.create_yaml(USER_NS, &user_deployment("delivery-worker", "delivery", true));
+    fake.create_yaml(USER_NS, &user_deployment("not-opted-in", "legacy", false));
+    fake.create_yaml("elsewhere", &user_deployment("mypage", "mypage", true));
+    for name in ["report-a", "report-b"] {
+        fake.create_yaml(USER_NS, &user_deployment(name, name, true).replacen("  labels:\n    app:", "  labels:\n    tier: reports\n    app:", 1));
+    }
+    fake.converge();
+    fake.clear_log();
+    fake
+}
+
+async fn user_platform(fake: &FakeKube, dir: &std::path::Path, def: &SystemDef) -> KubePlatform {
+    let target = KubeTarget { context: CONTEXT.into(), namespace: USER_NS.into(), kubeconfig: Some(fake.kubeconfig(dir)) };
+    KubePlatform::for_system(connect(&target).await.unwrap(), CONTEXT, USER_NS, def)
+}
+
+#[tokio::test]
+async fn a_users_deployments_are_found_by_their_selectors_and_scaled_within_the_rails() {
+    let fake = user_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let def = SystemDef::parse(&user_system_yaml("http://127.0.0.1:1"), "system.yaml").unwrap();
+    let kube = user_platform(&fake, dir.path(), &def).await;
+    let render = manifests::render(&def, &render_options()).unwrap_err().to_string();
+    assert!(render.contains("pyshop.order runs a command of your own") && render.contains("map each service to its Deployment"), "{render}");
+
+    let order = kube.service("order").await.unwrap();
+    assert_eq!((order.name.as_str(), order.role, order.desired, order.ready), ("order", Role::Core, 1, 1), "named by its system, found by app=order");
+    assert!(order.replicas[0].id.starts_with("orders-api-"), "{:?}", order.replicas);
+    let requests: Vec<String> = fake.requests().iter().map(|r| format!("{} {}?{}", r.method, r.path, r.query)).collect();
+    assert!(requests.contains(&"GET /apis/apps/v1/namespaces/pyshop/deployments?&labelSelector=app%3Dorder".to_string()), "{requests:#?}");
+    let delivery = kube.service("delivery").await.unwrap();
+    assert_eq!((delivery.role, delivery.ready), (Role::Supporting, 1));
+    assert_eq!(kube.service("mypage").await.unwrap().replicas.len(), 1, "read in its own namespace");
+    let twice = kube.service("report").await.unwrap_err().to_string();
+    assert!(twice.contains("tier=reports matches 2 Deployments in namespace `pyshop` (report-a, report-b)"), "{twice}");
+    assert!(matches!(kube.service("nope").await, Err(PlatformError::UnknownService(_))));
+
+    let rails = Rails::new(kube, &Allowed { context: CONTEXT.into(), namespace: USER_NS.into() }).unwrap().with_own_pod(None);
+    fake.clear_log();
+    rails.scale("order", 3).await.unwrap();
+    let sent = only_mutation(&fake);
+    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("PATCH", "/apis/apps/v1/namespaces/pyshop/deployments/orders-api/scale"), "the Deployment's own name");
+    assert_eq!(sent.json(), json!({"spec": {"replicas": 3}}));
+    fake.converge();
+    assert_eq!(rails.service("order").await.unwrap().ready, 3);
+    let killed = rails.kill("delivery", None).await.unwrap();
+    assert!(killed.starts_with("delivery-worker-"), "{killed}");
+
+    fake.clear_log();
+    let elsewhere = rails.scale("mypage", 0).await.unwrap_err().to_string();
+    assert!(elsewhere.contains("deployment/mypage of mypage is in namespace `elsewhere`: only namespace `pyshop` is allowed"), "{elsewhere}");
+    assert!(rails.rollout("report", &Template::version("v2")).await.is_err());
+    assert!(fake.mutating_requests().is_empty(), "refused before any change: {:#?}", fake.mutating_requests());
+}
+
+#[tokio::test]
+async fn a_users_deployment_that_did_not_opt_in_or_does_not_match_is_refused() {
+    let fake = user_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = user_system_yaml("http://127.0.0.1:1")
+        .replace("kube: { deployment: delivery-worker, selector: { app: delivery } }", "kube: { deployment: delivery-worker, selector: { app: shipping } }")
+        .replace("kube: { selector: { app: order } }", "kube: { deployment: not-opted-in }");
+    let def = SystemDef::parse(&yaml, "system.yaml").unwrap();
+    let rails = Rails::new(user_platform(&fake, dir.path(), &def).await, &Allowed { context: CONTEXT.into(), namespace: USER_NS.into() }).unwrap().with_own_pod(None);
+    let err = rails.scale("order", 0).await.unwrap_err().to_string();
+    assert!(err.contains("deployment/order in namespace `pyshop` has not opted in: it needs the label stormproof.io/chaos=enabled") || err.contains("has not opted in"), "{err}");
+    let err = rails.scale("delivery", 0).await.unwrap_err().to_string();
+    assert!(err.contains("deployment/delivery-worker in namespace `pyshop` does not carry app=shipping, as system.yaml says it does"), "{err}");
+    assert!(fake.mutating_requests().is_empty());
+}
+
+#[test]
+fn check_a_users_folder_on_kube_maps_its_services_and_keeps_to_the_rails() {
+    let fake = user_cluster();
+    fake.auto_converge(true);
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = StubGateway::start();
+    let folder = dir.path().join("my-system");
+    std::fs::create_dir_all(folder.join("chaos")).unwrap();
+    // Without the ambiguous report (which would stop every read of the platform, naming both Deployments).
+    let yaml: String = user_system_yaml(&gateway.url).lines().filter(|l| !l.contains("name: report")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(folder.join("system.yaml"), yaml).unwrap();
+    std::fs::write(
+        folder.join("checkpoints.yaml"),
+        "checkpoints:\n  - { id: 6, en: Failure isolation, ko: 장애격리, experiment: delivery-outage, phases: [before, during] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        folder.join("chaos/delivery-outage.yaml"),
+        "title: Delivery outage\nsystem: pyshop\nhypothesis:\n  - name: delivery is up\n    replicas: { service: delivery, ready: 1 }\nmethod:\n  - scale: { service: delivery, replicas: 0 }\n    hold: 0s\nduring:\n  - name: delivery is down\n    within: 30s\n    replicas: { service: delivery, ready: 0 }\n",
+    )
+    .unwrap();
+    fake.clear_log();
+    // Context, namespace and gateway URL come from the folder's system.yaml.
+    let out = std::process::Command::new(BIN)
+        .args(["check"])
+        .arg(&folder)
+        .args(["--platform", "kube", "--kubeconfig"])
+        .arg(fake.kubeconfig(dir.path()))
+        .arg("--reports")
+        .arg(dir.path().join("reports"))
+        .env_remove("STORMPROOF_KUBE_CONTEXT")
+        .env_remove("STORMPROOF_KUBE_NAMESPACE")
+        .env_remove("STORMPROOF_GATEWAY_URL")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(stormproof::exit::PASSED), "{said}");
+    assert!(said.contains("Failure isolation") && said.contains("PASS") && said.contains("delivery ready 0/0"), "{said}");
+    let scales: Vec<(String, serde_json::Value)> = fake.mutating_requests().iter().map(|r| (r.path.clone(), r.json())).collect();
+    let path = "/apis/apps/v1/namespaces/pyshop/deployments/delivery-worker/scale".to_string();
+    assert_eq!(scales, [(path.clone(), json!({"spec": {"replicas": 0}})), (path, json!({"spec": {"replicas": 1}}))], "scaled and restored, nothing else");
+
+    let out = std::process::Command::new(BIN)
+        .args(["check"])
+        .arg(&folder)
+        .args(["--platform", "kube", "--namespace", "production", "--kubeconfig"])
+        .arg(fake.kubeconfig(dir.path()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(stormproof::exit::ERROR));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--namespace production contradicts pyshop's system.yaml, which says kube.namespace: pyshop"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_users_deployment_rolled_without_readiness_gets_its_own_probe_back() {
+    let fake = user_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let def = SystemDef::parse(&user_system_yaml("http://127.0.0.1:1"), "system.yaml").unwrap();
+    let kube = user_platform(&fake, dir.path(), &def).await;
+    let mut unready = Template::version("v2");
+    unready.readiness = false;
+    kube.rollout("order", &unready).await.unwrap();
+    fake.converge();
+    let container = |fake: &FakeKube| fake.get("deployments", USER_NS, "orders-api").unwrap()["spec"]["template"]["spec"]["containers"][0].clone();
+    assert!(container(&fake)["readinessProbe"].is_null(), "rolled out without readiness");
+    assert_eq!(container(&fake)["image"], "example/order:v2", "the user's image, retagged");
+    fake.clear_log();
+    // What a chaos rollback sends: the prior template, readiness on. stormproof
+    // never defined this probe: it comes from the earlier ReplicaSet.
+    kube.rollout("order", &Template::version("v1")).await.unwrap();
+    let sent = only_mutation(&fake);
+    assert_eq!(sent.path, "/apis/apps/v1/namespaces/pyshop/deployments/orders-api");
+    assert_eq!(sent.json()["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert_eq!(container(&fake)["readinessProbe"]["periodSeconds"], 2);
 }

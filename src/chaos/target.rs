@@ -67,25 +67,35 @@ impl Target {
                 }
             }
         }
+        // Where the system's own definition says it is deployed: the same rule.
+        let mut gateway_url = settings.gateway_url.clone();
+        let deployed = &def.kube;
+        for (flag, given, named) in [("context", &mut context, &deployed.context), ("namespace", &mut namespace, &deployed.namespace), ("gateway-url", &mut gateway_url, &deployed.gateway_url)] {
+            match (given.as_ref(), named) {
+                (Some(given), Some(named)) if given != named => anyhow::bail!("--{flag} {given} contradicts {}'s system.yaml, which says kube.{}: {named}", def.system, flag.replace('-', "_")),
+                (None, Some(named)) => *given = Some(named.clone()),
+                _ => {}
+            }
+        }
         let target = KubeTarget::from_flags(context, namespace, settings.kubeconfig.clone(), "--platform kube")?;
-        let gateway = settings.gateway_url.clone().ok_or_else(|| {
+        let gateway = gateway_url.ok_or_else(|| {
             anyhow::anyhow!("--platform kube needs --gateway-url, e.g. `kubectl port-forward -n {} svc/gateway 8088:80` and --gateway-url http://127.0.0.1:8088", target.namespace)
         })?;
         url::Url::parse(&gateway).map_err(|err| anyhow::anyhow!("--gateway-url `{gateway}` is not a URL: {err}"))?;
-        let mut rails = guarded(&def.system, &target).await?;
+        let mut rails = guarded(def, &target).await?;
         if settings.dry_run {
             rails = rails.dry_run(print);
         }
-        Recorded::write(dir, &def.system, &target)?;
+        Recorded::write(dir, def, &target)?;
         let lag = settings.kafka.as_ref().and_then(|k| LagReader::new(k, &def.topic, &def.consumer_groups()).ok()).map(Arc::new);
         Ok(Target { platform: Arc::new(rails), gateway: gateway.trim_end_matches('/').to_string(), run_dir: std::path::absolute(dir)?, lag })
     }
 }
 
-/// The kube platform for `system` in `target`, behind the safety rails.
-async fn guarded(system: &str, target: &KubeTarget) -> anyhow::Result<Rails> {
+/// The kube platform for `def` in `target`, behind the safety rails.
+async fn guarded(def: &SystemDef, target: &KubeTarget) -> anyhow::Result<Rails> {
     let client = kube::connect(target).await?;
-    let platform = KubePlatform::new(client, &target.context, &target.namespace, system);
+    let platform = KubePlatform::for_system(client, &target.context, &target.namespace, def);
     let allowed = Allowed { context: target.context.clone(), namespace: target.namespace.clone() };
     Ok(Rails::new(platform, &allowed)?)
 }
@@ -94,6 +104,9 @@ async fn guarded(system: &str, target: &KubeTarget) -> anyhow::Result<Rails> {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Recorded {
     system: String,
+    /// How to name the system again (a user's folder), for its Deployments' mapping.
+    #[serde(default)]
+    reference: Option<String>,
     context: String,
     namespace: String,
     kubeconfig: Option<PathBuf>,
@@ -102,9 +115,10 @@ struct Recorded {
 const RECORDED: &str = "kube.json";
 
 impl Recorded {
-    fn write(dir: &Path, system: &str, target: &KubeTarget) -> anyhow::Result<()> {
+    fn write(dir: &Path, def: &SystemDef, target: &KubeTarget) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let recorded = Recorded { system: system.into(), context: target.context.clone(), namespace: target.namespace.clone(), kubeconfig: target.kubeconfig.clone() };
+        let reference = def.folder.as_ref().map(|f| f.display().to_string());
+        let recorded = Recorded { system: def.system.clone(), reference, context: target.context.clone(), namespace: target.namespace.clone(), kubeconfig: target.kubeconfig.clone() };
         std::fs::write(dir.join(RECORDED), serde_json::to_vec_pretty(&recorded)?)?;
         Ok(())
     }
@@ -118,5 +132,10 @@ pub async fn recorded_platform(run_dir: &Path) -> anyhow::Result<Arc<dyn Platfor
     };
     let recorded: Recorded = serde_json::from_str(&text).map_err(|err| anyhow::anyhow!("{}: {err}", run_dir.join(RECORDED).display()))?;
     let target = KubeTarget { context: recorded.context, namespace: recorded.namespace, kubeconfig: recorded.kubeconfig };
-    Ok(Arc::new(guarded(&recorded.system, &target).await?))
+    let def = match &recorded.reference {
+        Some(reference) => crate::systems::System::resolve(reference)?.def,
+        // A reference system, or one whose folder is gone: found by stormproof's labels.
+        None => crate::systems::System::resolve(&recorded.system).map(|s| s.def).unwrap_or_else(|_| SystemDef::unmapped(&recorded.system)),
+    };
+    Ok(Arc::new(guarded(&def, &target).await?))
 }

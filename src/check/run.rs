@@ -83,8 +83,13 @@ pub async fn run(plan: CheckPlan, progress: &(dyn Fn(&str) + Sync)) -> anyhow::R
         }
     };
     let journals = experiments(&plan.checkpoints, &target, &plan.dir, progress).await;
-    if let Some(run_dir) = &started_here {
-        let _ = crate::platform::local::down(run_dir).await;
+    if let Some(run_dir) = &started_here
+        && let Ok(crate::platform::local::Stopped::Stopped { notices, .. }) = crate::platform::local::down(run_dir).await
+    {
+        // A user's service that ignored SIGTERM, named with its last log lines.
+        for notice in notices {
+            progress(&format!("warning: {notice}"));
+        }
     }
     let journals = journals?;
     let mut scores = Vec::new();

@@ -104,6 +104,6 @@ fn objects(args: &ManifestArgs) -> anyhow::Result<Vec<manifests::Object>> {
         jwt_secret: args.jwt_secret.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
         users: args.users.clone(),
     };
-    Ok(manifests::render(&def, &options))
+    manifests::render(&def, &options)
 }
 

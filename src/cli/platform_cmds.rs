@@ -91,8 +91,15 @@ pub(super) async fn down(run_dir: &Path) -> anyhow::Result<Outcome> {
     match crate::platform::local::down(run_dir).await? {
         Stopped::NothingUp => println!("nothing is up in {}", run_dir.display()),
         Stopped::AlreadyStopped(system) => println!("{system} in {} was already stopped", run_dir.display()),
-        Stopped::Stopped { system, forced: 0 } => println!("stopped {system}"),
-        Stopped::Stopped { system, forced } => println!("stopped {system} ({forced} processes had to be killed)"),
+        Stopped::Stopped { system, forced, notices } => {
+            for notice in &notices {
+                eprintln!("warning: {notice}");
+            }
+            match forced {
+                0 => println!("stopped {system}"),
+                forced => println!("stopped {system} ({forced} processes had to be killed)"),
+            }
+        }
     }
     Ok(Outcome::Passed)
 }

@@ -11,7 +11,8 @@ use anyhow::Context;
 use tokio::process::Child;
 
 use crate::process;
-use crate::systems::definition::{Runs, SystemDef};
+use crate::systems::command::{self, Vars};
+use crate::systems::definition::{Runs, ServiceDef, SystemDef};
 use crate::systems::kit::ServeOptions;
 
 /// How long a process may take to announce its address.
@@ -58,6 +59,11 @@ impl LocalProvider {
         let data = self.dir.join("broker");
         let listen = format!("127.0.0.1:{port}");
         self.kafka = self.spawn("broker", &["broker", "--listen", &listen, "--data", &data.to_string_lossy()], &[]).await?.to_string();
+        if def.runs_commands() {
+            // A user's services are not asked to create the topic (see the local platform).
+            let kafka = crate::systems::kit::KafkaSettings { bootstrap: self.kafka.clone(), topic: def.topic.clone(), partitions: def.partitions, idempotent: false };
+            crate::systems::kit::ensure_topic(&kafka).await?;
+        }
         let mut upstreams = Vec::new();
         for upstream in calls {
             let addr = self.spawn_service(def, upstream, None, &[]).await?;
@@ -70,7 +76,10 @@ impl LocalProvider {
 
     async fn spawn_service(&mut self, def: &SystemDef, service: &str, variant: Option<&str>, upstreams: &[(String, String)]) -> anyhow::Result<SocketAddr> {
         let service_def = def.service(service).ok_or_else(|| anyhow::anyhow!("system {} has no service `{service}`", def.system))?;
-        let Runs::Builtin(handler) = def.runs(service_def);
+        let handler = match def.runs(service_def) {
+            Runs::Builtin(handler) => handler,
+            Runs::Command(argv) => return self.spawn_command(def, service_def, &argv, variant).await,
+        };
         let mut options = ServeOptions::new(self.dir.join("data"), &self.kafka);
         options.topic = Some(def.topic.clone());
         options.partitions = Some(def.partitions);
@@ -98,11 +107,57 @@ impl LocalProvider {
         }
     }
 
+    /// Starts a service of the user's own on a port of its own and waits
+    /// until it listens there (it announces nothing).
+    async fn spawn_command(&mut self, def: &SystemDef, service: &ServiceDef, argv: &[String], variant: Option<&str>) -> anyhow::Result<SocketAddr> {
+        let addr = process::free_port()?;
+        let (argv, env) = command::with_variant(argv, &service.env, &service.variants, variant);
+        let data_dir = self.dir.join("data").join(&service.name);
+        std::fs::create_dir_all(&data_dir)?;
+        let vars = Vars {
+            port: addr.port(),
+            kafka_bootstrap: self.kafka.clone(),
+            topic: def.topic.clone(),
+            replica: format!("{}-contract", service.name),
+            data_dir,
+            group: def.consumer_group(service).unwrap_or_else(|| format!("{}.{}", def.system, service.name)),
+            version: "v1".into(),
+            system_dir: def.folder.clone().unwrap_or_else(|| self.dir.clone()),
+        };
+        let run = command::invocation(&argv, &env, &vars);
+        let log = self.dir.join(format!("{}.log", service.name));
+        let mut child = process::command(&run.program, std::fs::File::create(&log)?);
+        child.args(&run.args).envs(run.env).current_dir(&run.dir).process_group(0);
+        let mut child = child.spawn().with_context(|| format!("cannot run {} for {}", run.program.display(), service.name))?;
+        if let Some(stdout) = child.stdout.take() {
+            // Its stdout goes to the log; it announces nothing.
+            drop(process::watch_stdout(stdout, Some(log.clone())));
+        }
+        // Verified once it would get traffic: listening, and past its readiness probe.
+        let ready = async {
+            process::listening(addr).await;
+            if let Some(probe) = def.readiness(service) {
+                let http = crate::http_client().timeout(probe.timeout).build().unwrap_or_default();
+                while !http.get(format!("http://{addr}{}", probe.path)).send().await.is_ok_and(|r| r.status().is_success()) {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            _ = ready => Ok(addr),
+            status = child.wait() => Err(anyhow::anyhow!("{} exited ({}) before it listened on port {}: {}", service.name, status.map_or("?".into(), |s| s.to_string()), addr.port(), process::tail(&log, 5))),
+            _ = tokio::time::sleep(ANNOUNCE) => Err(anyhow::anyhow!("{} was not listening and ready on port {} within {ANNOUNCE:?}: {}", service.name, addr.port(), process::tail(&log, 5))),
+        };
+        self.children.push((service.name.clone(), child));
+        outcome
+    }
+
     /// Stops every process (SIGTERM, then SIGKILL after the grace period),
     /// last started first, and removes the temp directory.
     pub async fn stop(mut self) {
         while let Some((name, mut child)) = self.children.pop() {
-            if !process::stop(&mut child, GRACE).await {
+            // A user's service leads its own process group, killed whole.
+            if !process::stop_group(&mut child, GRACE).await {
                 tracing::warn!("{name} did not stop within {GRACE:?}; killed it");
             }
         }

@@ -105,7 +105,8 @@ impl System {
         let dir = std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
         let file = dir.join("system.yaml");
         let yaml = std::fs::read_to_string(&file).map_err(|err| anyhow::anyhow!("{} is not a system folder: cannot read {}: {err}", path.display(), file.display()))?;
-        let def = SystemDef::parse(&yaml, &file.display().to_string())?;
+        let mut def = SystemDef::parse(&yaml, &file.display().to_string())?;
+        def.folder = Some(dir.clone());
         Ok(System { def, source: Source::Folder(dir) })
     }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// A whole reference system.
+use super::command;
+
+/// A whole system: a reference system, or a user's own.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemDef {
@@ -23,6 +25,43 @@ pub struct SystemDef {
     pub gateway: GatewayDef,
     /// The services, in start order.
     pub services: Vec<ServiceDef>,
+    /// Where the system is deployed on a cluster (`--platform kube`).
+    #[serde(default)]
+    pub kube: KubeSystemDef,
+    /// The folder it was read from, for a system given by path: where the
+    /// commands of its own services run.
+    #[serde(skip)]
+    pub folder: Option<std::path::PathBuf>,
+}
+
+/// Where a system runs on Kubernetes: the defaults of `--context`,
+/// `--namespace` and `--gateway-url` (a flag may repeat them, never
+/// contradict them).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeSystemDef {
+    /// The kubeconfig context it is deployed in.
+    pub context: Option<String>,
+    /// The namespace its Deployments are in.
+    pub namespace: Option<String>,
+    /// The gateway's URL as the harness reaches it.
+    pub gateway_url: Option<String>,
+}
+
+/// Which Deployment of a cluster a service is: its name, namespace and
+/// label selector (a user's own Deployments are found by these; the
+/// reference systems' by stormproof's own labels).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeServiceDef {
+    /// The Deployment's name (default: the service's name, or the only
+    /// Deployment the selector matches).
+    pub deployment: Option<String>,
+    /// Its namespace (default: the system's).
+    pub namespace: Option<String>,
+    /// Labels the Deployment carries (`app: order`).
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
 }
 
 /// The gateway of a system.
@@ -34,6 +73,20 @@ pub struct GatewayDef {
     pub port: u16,
     /// Path prefix → service.
     pub routes: Vec<RouteDef>,
+    /// How it authenticates routed requests (default: a JWT bearer token).
+    #[serde(default)]
+    pub auth: Auth,
+}
+
+/// How the gateway authenticates routed requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    /// A JWT bearer token it issued (`POST /auth/token`) on every routed request.
+    #[default]
+    Jwt,
+    /// None: every request is routed (systems without authentication).
+    None,
 }
 
 /// One gateway route.
@@ -61,14 +114,54 @@ pub enum Role {
     Infrastructure,
 }
 
-/// How a service's replicas run. A new way (a user's own `command`) is a
-/// new variant.
+/// How a service's replicas run.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Runs {
     /// One of stormproof's own service handlers, named `SYSTEM.SERVICE`
     /// (`shop.order`): a replica is `stormproof serve SYSTEM.SERVICE`.
     Builtin(String),
+    /// A program of the user's own: its argv, with `${PORT}`, `${KAFKA_BOOTSTRAP}`,
+    /// `${TOPIC}`, `${REPLICA}`, `${DATA_DIR}`, `${GROUP}`, `${VERSION}` and
+    /// `${SYSTEM_DIR}` substituted (see [`super::command`]). It listens on the
+    /// port it is given and ends on SIGTERM.
+    Command(Vec<String>),
+}
+
+/// A variant of a service: a deliberately different version it can run
+/// (`--variant`, rollouts, contract verification). For a built-in handler
+/// only what is different, in words; a service of the user's own also says
+/// how it runs differently — another command, or extra environment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "a variant: what is different, in words, or { about: WORDS, command: [PROGRAM, ARGS...], env: { NAME: VALUE } }")]
+pub enum VariantDef {
+    /// What is different, in words (the handler knows the variant by name).
+    About(String),
+    /// What is different and how it runs.
+    Runs(VariantRuns),
+}
+
+/// How a variant of a user's service runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantRuns {
+    /// What is different, in words.
+    pub about: String,
+    /// The command instead of the service's (same substitutions).
+    pub command: Option<Vec<String>>,
+    /// Environment added to (or replacing) the service's.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl VariantDef {
+    /// What is different, in words.
+    pub fn about(&self) -> &str {
+        match self {
+            VariantDef::About(about) => about,
+            VariantDef::Runs(runs) => &runs.about,
+        }
+    }
 }
 
 /// One service of a system.
@@ -91,6 +184,12 @@ pub struct ServiceDef {
     /// It consumes the system topic (consumer group `SYSTEM.SERVICE`).
     #[serde(default)]
     pub consumer: bool,
+    /// The consumer group it consumes in (default: `SYSTEM.SERVICE`, or the
+    /// built-in handler's name).
+    pub group: Option<String>,
+    /// Extra environment of every replica (values substituted as in `command`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
     /// CPU request in millicores (autoscaling measures against it).
     #[serde(default = "default_cpu")]
     pub cpu_request: u32,
@@ -111,7 +210,9 @@ pub struct ServiceDef {
     /// Deliberately changed versions it can run instead (`--variant`,
     /// rollouts, contract verification): name → what is different.
     #[serde(default)]
-    pub variants: BTreeMap<String, String>,
+    pub variants: BTreeMap<String, VariantDef>,
+    /// The Deployment it is on a cluster.
+    pub kube: Option<KubeServiceDef>,
 }
 
 /// An HTTP probe, with Kubernetes' field meanings and defaults.
@@ -213,6 +314,26 @@ fn count(value: &str, of: u32, round: fn(f64) -> f64) -> Result<u32, String> {
     }
 }
 
+/// The readiness probe path of a service of the user's own that gives none.
+pub const DEFAULT_READINESS_PATH: &str = "/health/ready";
+/// The liveness probe path of a service of the user's own that gives none.
+pub const DEFAULT_LIVENESS_PATH: &str = "/health/live";
+
+impl ProbeDef {
+    /// An HTTP GET of `path` with Kubernetes' default timing.
+    pub fn on(path: &str) -> ProbeDef {
+        ProbeDef { path: path.into(), initial_delay: Duration::ZERO, period: ten_seconds(), timeout: one_second(), failure_threshold: three(), success_threshold: one() }
+    }
+}
+
+fn check_command(argv: &[String]) -> Result<(), String> {
+    match argv.first() {
+        None => Err("expected the program and its arguments, e.g. [python, order.py]".into()),
+        Some(program) if program.trim().is_empty() => Err("the program is empty".into()),
+        Some(_) => command::check_vars(argv.iter()),
+    }
+}
+
 fn default_partitions() -> i32 { 3 }
 fn default_gateway_port() -> u16 { 8088 }
 fn default_cpu() -> u32 { 100 }
@@ -253,8 +374,61 @@ impl SystemDef {
             {
                 return Err(format!("service `{}`: autoscaling needs 1 <= min <= max", service.name));
             }
+            self.check_runs(service).map_err(|err| format!("service `{}`: {err}", service.name))?;
         }
         Ok(())
+    }
+
+    /// A command names a program and only known variables; its variants
+    /// say how they run; only a built-in handler simulates a warm-up.
+    fn check_runs(&self, service: &ServiceDef) -> Result<(), String> {
+        let builtin = matches!(self.runs(service), Runs::Builtin(_));
+        if let Runs::Command(argv) = self.runs(service) {
+            check_command(&argv).map_err(|err| format!("command: {err}"))?;
+            if !service.warmup.is_zero() {
+                return Err("`warmup` is what a built-in handler simulates; a service of your own warms up by itself (its readiness probe fails until it is ready)".into());
+            }
+        }
+        command::check_vars(service.env.values()).map_err(|err| format!("env: {err}"))?;
+        for (name, variant) in &service.variants {
+            match variant {
+                VariantDef::Runs(runs) if builtin && runs.command.is_some() => {
+                    return Err(format!("variant `{name}`: a built-in handler's variant cannot give a `command`"));
+                }
+                VariantDef::Runs(runs) => {
+                    if let Some(argv) = &runs.command {
+                        check_command(argv).map_err(|err| format!("variant `{name}`: command: {err}"))?;
+                    }
+                    command::check_vars(runs.env.values()).map_err(|err| format!("variant `{name}`: env: {err}"))?;
+                }
+                VariantDef::About(_) if !builtin => {
+                    return Err(format!("variant `{name}`: a service of your own needs `about` and a `command` or `env` for each variant (how it runs differently)"));
+                }
+                VariantDef::About(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The readiness probe of `service`: the one it gives; for a service of
+    /// the user's own that gives none, GET [`DEFAULT_READINESS_PATH`] with
+    /// Kubernetes' timing; for a built-in none (ready once started).
+    pub fn readiness(&self, service: &ServiceDef) -> Option<ProbeDef> {
+        self.probe(service, service.readiness.as_ref(), DEFAULT_READINESS_PATH)
+    }
+
+    /// The liveness probe of `service`, defaulted as [`Self::readiness`] is
+    /// (GET [`DEFAULT_LIVENESS_PATH`]).
+    pub fn liveness(&self, service: &ServiceDef) -> Option<ProbeDef> {
+        self.probe(service, service.liveness.as_ref(), DEFAULT_LIVENESS_PATH)
+    }
+
+    fn probe(&self, service: &ServiceDef, given: Option<&ProbeDef>, default: &str) -> Option<ProbeDef> {
+        match (given, self.runs(service)) {
+            (Some(probe), _) => Some(probe.clone()),
+            (None, Runs::Command(_)) => Some(ProbeDef::on(default)),
+            (None, Runs::Builtin(_)) => None,
+        }
     }
 
     /// How `service` runs.
@@ -262,12 +436,19 @@ impl SystemDef {
         service.run.clone().unwrap_or_else(|| Runs::Builtin(format!("{}.{}", self.system, service.name)))
     }
 
-    /// The consumer group of `service`, if it consumes the topic. A built-in
-    /// handler names its group after itself.
+    /// The consumer group of `service`, if it consumes the topic: the one it
+    /// names, else a built-in handler's own name, else `SYSTEM.SERVICE`.
     pub fn consumer_group(&self, service: &ServiceDef) -> Option<String> {
-        service.consumer.then(|| match self.runs(service) {
-            Runs::Builtin(handler) => handler,
+        service.consumer.then(|| match (&service.group, self.runs(service)) {
+            (Some(group), _) => group.clone(),
+            (None, Runs::Builtin(handler)) => handler,
+            (None, Runs::Command(_)) => format!("{}.{}", self.system, service.name),
         })
+    }
+
+    /// Whether any service runs a command of the user's own.
+    pub fn runs_commands(&self) -> bool {
+        self.services.iter().any(|s| matches!(self.runs(s), Runs::Command(_)))
     }
 
     /// Consumer groups of the services that consume the topic, by service.
@@ -289,6 +470,20 @@ impl SystemDef {
         }
         let known: Vec<&str> = def.variants.keys().map(String::as_str).collect();
         Err(format!("{}.{service} has no variant `{variant}` (variants: {})", self.system, if known.is_empty() { "none".into() } else { known.join(", ") }))
+    }
+
+    /// A system known by name only, with no services: on a cluster its
+    /// Deployments are found by stormproof's labels.
+    pub fn unmapped(system: &str) -> SystemDef {
+        SystemDef {
+            system: system.into(),
+            topic: system.into(),
+            partitions: default_partitions(),
+            gateway: GatewayDef { port: default_gateway_port(), routes: vec![], auth: Auth::Jwt },
+            services: vec![],
+            kube: KubeSystemDef::default(),
+            folder: None,
+        }
     }
 
     /// Names of the services, in start order.
@@ -352,6 +547,42 @@ mod tests {
         assert!(bad.resolve(4).unwrap_err().contains("expected a count"));
         let yaml = "system: x\ntopic: t\ngateway:\n  routes: []\nservices:\n  - { name: a, role: core, rollout: { max_surge: 0, max_unavailable: 0% } }\n";
         assert!(SystemDef::parse(yaml, "x.yaml").unwrap_err().to_string().contains("cannot both be 0"));
+    }
+
+    fn mine(service: &str) -> anyhow::Result<SystemDef> {
+        SystemDef::parse(&format!("system: mine\ntopic: t\ngateway:\n  auth: none\n  routes: []\nservices:\n  - {service}\n"), "mine/system.yaml")
+    }
+
+    #[test]
+    fn a_command_service_has_default_probes_a_group_of_its_own_and_variants_that_run() {
+        let def = mine("{ name: order, role: core, consumer: true, run: { command: [python3, order.py, '--port=${PORT}'] }, env: { SERVER_PORT: '${PORT}' }, variants: { slow: { about: warms up for 30 s, env: { WARMUP: '30' } } } }").unwrap();
+        let order = &def.services[0];
+        assert_eq!(def.runs(order), Runs::Command(vec!["python3".into(), "order.py".into(), "--port=${PORT}".into()]));
+        assert_eq!(def.gateway.auth, Auth::None);
+        assert_eq!(def.consumer_group(order).as_deref(), Some("mine.order"), "SYSTEM.SERVICE");
+        let (ready, live) = (def.readiness(order).unwrap(), def.liveness(order).unwrap());
+        assert_eq!((ready.path.as_str(), live.path.as_str()), (DEFAULT_READINESS_PATH, DEFAULT_LIVENESS_PATH));
+        assert_eq!((ready.period, ready.failure_threshold), (Duration::from_secs(10), 3), "Kubernetes' timing");
+        assert!(def.runs_commands());
+        assert_eq!(order.variants["slow"].about(), "warms up for 30 s");
+        let grouped = mine("{ name: a, role: core, consumer: true, group: legacy-consumers, run: { command: [java, -jar, a.jar] }, readiness: { path: /actuator/health } }").unwrap();
+        assert_eq!(grouped.consumer_group(&grouped.services[0]).as_deref(), Some("legacy-consumers"));
+        assert_eq!(grouped.readiness(&grouped.services[0]).unwrap().path, "/actuator/health");
+        assert!(SystemDef::builtin("shop").unwrap().readiness(&SystemDef::builtin("shop").unwrap().services[0]).is_some());
+    }
+
+    #[test]
+    fn a_command_service_is_checked_for_what_it_cannot_mean() {
+        let err = |service: &str| mine(service).unwrap_err().to_string();
+        let unknown = err("{ name: a, role: core, run: { command: [python3, a.py, '${PROT}'] } }");
+        assert!(unknown.contains("service `a`: command:") && unknown.contains("unknown variable ${PROT}") && unknown.contains("${PORT}"), "{unknown}");
+        assert!(err("{ name: a, role: core, run: { command: [] } }").contains("expected the program and its arguments"));
+        assert!(err("{ name: a, role: core, run: { command: [a] }, warmup: 2s }").contains("a service of your own warms up by itself"));
+        assert!(err("{ name: a, role: core, run: { command: [a] }, env: { X: '${NOPE}' } }").contains("env:"));
+        assert!(err("{ name: a, role: core, run: { command: [a] }, variants: { broken: just words } }").contains("needs `about` and a `command` or `env`"));
+        assert!(err("{ name: a, role: core, run: { builtin: shop.order }, variants: { b: { about: x, command: [other] } } }").contains("a built-in handler's variant cannot give a `command`"));
+        let shapeless = err("{ name: a, role: core, run: { command: [a] }, variants: { b: { about: x, colour: red } } }");
+        assert!(shapeless.contains("line 7") && shapeless.contains("a variant: what is different, in words, or { about"), "{shapeless}");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The systems stormproof knows and the service code they run: the
-//! [`catalog`] of systems (built-in or a folder), their [`definition`], the
+//! [`catalog`] of systems (built-in or a folder), their [`definition`], how a
+//! service of the user's own is started ([`command`]), the
 //! [`kit`] services are built from, the reference systems' own handlers
 //! (the [`shop`]) and [`serve`], what `stormproof serve SYSTEM.SERVICE` runs
 //! — one replica, as the local platform starts it and a container runs it.
 
 pub mod catalog;
+pub mod command;
 pub mod definition;
 pub mod kit;
 pub mod serve;

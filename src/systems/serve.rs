@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::definition::SystemDef;
+use super::definition::{Auth, SystemDef};
 use super::kit::{self, GatewayConfig, ServeOptions};
 use super::shop;
 use crate::proxy::{Forwarder, Upstreams};
@@ -57,7 +57,9 @@ pub const ROUTES_ENV: &str = "STORMPROOF_ROUTES";
 impl GatewayOptions {
     /// The gateway configuration for system `def`.
     pub fn config(&self, def: &SystemDef) -> anyhow::Result<GatewayConfig> {
-        self.with_routes(routes(def))
+        let mut config = self.with_routes(routes(def))?;
+        config.authenticate = def.gateway.auth == Auth::Jwt;
+        Ok(config)
     }
 
     fn with_routes(&self, routes: Vec<(String, String)>) -> anyhow::Result<GatewayConfig> {
@@ -70,7 +72,7 @@ impl GatewayOptions {
                     .ok_or_else(|| anyhow::anyhow!("users must be USER:PASSWORD, got `{pair}`"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(GatewayConfig { routes, jwt_secret: self.jwt_secret.clone(), users, token_ttl: Duration::from_secs(3600) })
+        Ok(GatewayConfig { routes, jwt_secret: self.jwt_secret.clone(), users, token_ttl: Duration::from_secs(3600), authenticate: true })
     }
 
     fn given_routes(&self) -> anyhow::Result<Vec<(String, String)>> {

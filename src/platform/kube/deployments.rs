@@ -12,9 +12,11 @@ use serde_json::json;
 use super::{FIELD_MANAGER, NAME, PART_OF, ROLE, VERSION};
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, ReplicaPhase, ReplicaStatus, RolloutStatus, ServiceStatus, Template};
 use crate::systems::kit::SwitchState;
-use crate::systems::definition::Role;
+use crate::systems::definition::{Role, SystemDef};
 
-/// One namespace of a cluster, with the Deployments of one reference system.
+/// One namespace of a cluster, with the Deployments of one system: a
+/// reference system's carry stormproof's labels; a user's are found as its
+/// `system.yaml` maps them.
 #[derive(Clone)]
 pub struct KubePlatform {
     pub(super) client: Client,
@@ -23,13 +25,43 @@ pub struct KubePlatform {
     pub(super) namespace: String,
     /// Only Deployments labelled `app.kubernetes.io/part-of=SYSTEM` are services.
     pub(super) system: String,
+    /// A user's system: each service and where its Deployment is.
+    mapped: Option<Vec<Mapped>>,
+}
+
+/// Where a service of a user's system is: a Deployment by name, or the one
+/// its selector matches, in its namespace.
+#[derive(Debug, Clone)]
+struct Mapped {
+    service: String,
+    role: Role,
+    namespace: String,
+    deployment: Option<String>,
+    selector: BTreeMap<String, String>,
 }
 
 impl KubePlatform {
     /// The services of `system` in `namespace`, reached with `client`
     /// (built from kubeconfig context `context`).
     pub fn new(client: Client, context: &str, namespace: &str, system: &str) -> KubePlatform {
-        KubePlatform { client, context: context.into(), namespace: namespace.into(), system: system.into() }
+        KubePlatform { client, context: context.into(), namespace: namespace.into(), system: system.into(), mapped: None }
+    }
+
+    /// The services of `def` in `namespace`: when its services say where
+    /// their Deployments are (`kube:`), found by those names and selectors
+    /// (a service without `kube:` is the Deployment named after it);
+    /// otherwise by stormproof's own labels, as [`KubePlatform::new`].
+    pub fn for_system(client: Client, context: &str, namespace: &str, def: &SystemDef) -> KubePlatform {
+        let mut platform = KubePlatform::new(client, context, namespace, &def.system);
+        if def.services.iter().any(|s| s.kube.is_some()) {
+            let mapped = def.services.iter().map(|s| {
+                let kube = s.kube.clone().unwrap_or_default();
+                let deployment = kube.deployment.or_else(|| kube.selector.is_empty().then(|| s.name.clone()));
+                Mapped { service: s.name.clone(), role: s.role, namespace: kube.namespace.unwrap_or_else(|| namespace.to_string()), deployment, selector: kube.selector }
+            });
+            platform.mapped = Some(mapped.collect());
+        }
+        platform
     }
 
     /// The kubeconfig context and namespace this platform acts in.
@@ -41,13 +73,61 @@ impl KubePlatform {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    pub(super) fn pods_api(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+    /// The Deployments API of the namespace `deployment` is in.
+    pub(super) fn deployments_of(&self, deployment: &Deployment) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &deployment.namespace().unwrap_or_else(|| self.namespace.clone()))
     }
 
-    /// The Deployment of `service`; a 404 is an unknown service.
+    fn pods_of(&self, deployment: &Deployment) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &deployment.namespace().unwrap_or_else(|| self.namespace.clone()))
+    }
+
+    /// The Deployment of `service`; a 404 is an unknown service. A user's
+    /// service is found as its system maps it.
     pub async fn deployment(&self, service: &str) -> Result<Deployment, PlatformError> {
-        self.deployments().get(service).await.map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())))
+        let Some(mapped) = &self.mapped else {
+            return self.deployments().get(service).await.map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())));
+        };
+        let m = mapped.iter().find(|m| m.service == service).ok_or_else(|| PlatformError::UnknownService(service.into()))?;
+        self.find(m).await
+    }
+
+    /// The Deployment `m` names, or the only one its selector matches.
+    async fn find(&self, m: &Mapped) -> Result<Deployment, PlatformError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &m.namespace);
+        let selector = selector(&m.selector);
+        let where_ = || format!("{}.{}: ", self.system, m.service);
+        if let Some(name) = &m.deployment {
+            let missing = || PlatformError::Refused(format!("{}no deployment/{name} in namespace `{}`", where_(), m.namespace));
+            let deployment = api.get(name).await.map_err(|err| api_error(err, missing))?;
+            let labels = deployment.labels();
+            if let Some((k, v)) = m.selector.iter().find(|(k, v)| labels.get(*k) != Some(v)) {
+                return Err(PlatformError::Refused(format!("{}deployment/{name} in namespace `{}` does not carry {k}={v}, as system.yaml says it does", where_(), m.namespace)));
+            }
+            return Ok(deployment);
+        }
+        let list = api.list(&ListParams::default().labels(&selector)).await.map_err(|err| api_error(err, || unreachable_ns(&m.namespace)))?;
+        let mut found = list.items;
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(PlatformError::Refused(format!("{}no Deployment in namespace `{}` carries {selector}", where_(), m.namespace))),
+            _ => {
+                let names: Vec<String> = found.iter().map(ResourceExt::name_any).collect();
+                Err(PlatformError::Refused(format!("{}{selector} matches {} Deployments in namespace `{}` ({}): name one with `kube: {{ deployment: NAME }}`", where_(), found.len(), m.namespace, names.join(", "))))
+            }
+        }
+    }
+
+    /// The service a Deployment is, by name (a user's mapped service, or
+    /// the Deployment's own name).
+    pub(super) async fn service_of(&self, deployment: &str) -> Option<String> {
+        let Some(mapped) = &self.mapped else { return Some(deployment.to_string()) };
+        for m in mapped {
+            if self.find(m).await.is_ok_and(|d| d.name_any() == deployment && d.namespace().as_deref() == Some(self.namespace.as_str())) {
+                return Some(m.service.clone());
+            }
+        }
+        None
     }
 
     /// The pods `deployment` selects (its `matchLabels`), oldest first.
@@ -56,7 +136,7 @@ impl KubePlatform {
         if selector.is_empty() {
             return Ok(vec![]);
         }
-        let list = self.pods_api().list(&ListParams::default().labels(&selector)).await.map_err(|err| api_error(err, || unreachable_ns(&self.namespace)))?;
+        let list = self.pods_of(deployment).list(&ListParams::default().labels(&selector)).await.map_err(|err| api_error(err, || unreachable_ns(&self.namespace)))?;
         let mut pods = list.items;
         pods.sort_by(|a, b| a.creation_timestamp().cmp(&b.creation_timestamp()).then_with(|| a.name_any().cmp(&b.name_any())));
         Ok(pods)
@@ -107,7 +187,11 @@ fn unreachable_ns(namespace: &str) -> PlatformError {
 
 /// `spec.selector.matchLabels` as a label selector string.
 fn match_labels(deployment: &Deployment) -> String {
-    let labels = deployment.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
+    selector(&deployment.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default())
+}
+
+/// Labels as a label selector string (`app=order,tier=web`).
+fn selector(labels: &BTreeMap<String, String>) -> String {
     labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
@@ -148,14 +232,19 @@ fn role(labels: &BTreeMap<String, String>) -> Role {
 }
 
 /// What `kubectl get deployment` shows, with the pods as replicas. Pods
-/// that ended (Succeeded, Failed) are no longer replicas.
-fn service_status(deployment: &Deployment, pods: &[Pod]) -> ServiceStatus {
+/// that ended (Succeeded, Failed) are no longer replicas. A user's service
+/// is named and given its role by its system (`as_`).
+fn service_status(deployment: &Deployment, pods: &[Pod], as_: Option<(&str, Role)>) -> ServiceStatus {
     let status = deployment.status.clone().unwrap_or_default();
     let count = |n: Option<i32>| n.unwrap_or(0).max(0) as u32;
     let live = pods.iter().filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")));
+    let (name, role) = match as_ {
+        Some((name, role)) => (name.to_string(), role),
+        None => (deployment.labels().get(NAME).cloned().unwrap_or_else(|| deployment.name_any()), self::role(deployment.labels())),
+    };
     ServiceStatus {
-        name: deployment.labels().get(NAME).cloned().unwrap_or_else(|| deployment.name_any()),
-        role: role(deployment.labels()),
+        name,
+        role,
         desired: count(deployment.spec.as_ref().and_then(|s| s.replicas)),
         ready: count(status.ready_replicas),
         available: count(status.available_replicas),
@@ -166,29 +255,42 @@ fn service_status(deployment: &Deployment, pods: &[Pod]) -> ServiceStatus {
 #[async_trait::async_trait]
 impl Platform for KubePlatform {
     async fn services(&self) -> Result<Vec<ServiceStatus>, PlatformError> {
+        let mut services = Vec::new();
+        if let Some(mapped) = &self.mapped {
+            for m in mapped {
+                let deployment = self.find(m).await?;
+                services.push(service_status(&deployment, &self.pods(&deployment).await?, Some((&m.service, m.role))));
+            }
+            return Ok(services);
+        }
         let params = ListParams::default().labels(&format!("{PART_OF}={}", self.system));
         let list = self.deployments().list(&params).await.map_err(|err| api_error(err, || unreachable_ns(&self.namespace)))?;
-        let mut services = Vec::new();
         for deployment in &list.items {
-            services.push(service_status(deployment, &self.pods(deployment).await?));
+            services.push(service_status(deployment, &self.pods(deployment).await?, None));
         }
         Ok(services)
     }
 
     async fn service(&self, service: &str) -> Result<ServiceStatus, PlatformError> {
         let deployment = self.deployment(service).await?;
-        Ok(service_status(&deployment, &self.pods(&deployment).await?))
+        let as_ = self.mapped.as_ref().and_then(|mapped| mapped.iter().find(|m| m.service == service)).map(|m| (m.service.as_str(), m.role));
+        Ok(service_status(&deployment, &self.pods(&deployment).await?, as_))
     }
 
     async fn scale(&self, service: &str, replicas: u32) -> Result<(), PlatformError> {
+        let deployment = self.deployment(service).await?;
         let patch = Patch::Merge(scale_patch(replicas));
-        self.deployments().patch_scale(service, &change_params(), &patch).await.map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())))?;
+        self.deployments_of(&deployment)
+            .patch_scale(&deployment.name_any(), &change_params(), &patch)
+            .await
+            .map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())))?;
         Ok(())
     }
 
     async fn kill(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
+        let deployment = self.deployment(service).await?;
         let pod = self.victim(service, replica).await?;
-        self.pods_api().evict(&pod, &EvictParams::default()).await.map_err(|err| api_error(err, || PlatformError::UnknownReplica(pod.clone())))?;
+        self.pods_of(&deployment).evict(&pod, &EvictParams::default()).await.map_err(|err| api_error(err, || PlatformError::UnknownReplica(pod.clone())))?;
         Ok(pod)
     }
 

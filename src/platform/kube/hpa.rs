@@ -16,6 +16,9 @@ pub(super) async fn autoscalers(platform: &KubePlatform) -> Result<Vec<Autoscale
     let mut out = Vec::new();
     for hpa in list.items {
         let mut status = autoscaler(&hpa);
+        // A user's HPA scales a Deployment of its own name: named by the service it is.
+        let Some(service) = platform.service_of(&status.service).await else { continue };
+        status.service = service;
         if hpa.spec.as_ref().is_some_and(|s| s.scale_target_ref.kind == "Deployment") {
             let replicas = platform.deployment(&status.service).await.ok().and_then(|d| d.spec.and_then(|s| s.replicas));
             disable_at_zero(&mut status, replicas);

@@ -62,8 +62,17 @@ pub struct RenderOptions {
     pub users: String,
 }
 
-/// Renders `def` as Kubernetes objects, in the order they are applied.
-pub fn render(def: &SystemDef, options: &RenderOptions) -> Vec<Object> {
+/// Renders `def` as Kubernetes objects, in the order they are applied. A
+/// system with services of the user's own is not rendered: they run the
+/// user's images, deployed by the user and mapped in `system.yaml`.
+pub fn render(def: &SystemDef, options: &RenderOptions) -> anyhow::Result<Vec<Object>> {
+    if let Some(service) = def.services.iter().find(|s| matches!(def.runs(s), Runs::Command(_))) {
+        anyhow::bail!(
+            "{}.{} runs a command of your own: stormproof renders manifests only for its built-in handlers. Deploy your own images, label each Deployment {OPT_IN_LABEL}={OPT_IN_VALUE}, and map each service to its Deployment with `kube:` in system.yaml",
+            def.system,
+            service.name
+        );
+    }
     let system = &def.system;
     let mut objects = vec![
         Object::Secret(Secret {
@@ -92,7 +101,7 @@ pub fn render(def: &SystemDef, options: &RenderOptions) -> Vec<Object> {
     }
     objects.push(Object::Service(service_object(system, "gateway")));
     objects.push(Object::Deployment(gateway(def, options)));
-    objects
+    Ok(objects)
 }
 
 /// The objects as one multi-document YAML file.
@@ -172,7 +181,11 @@ fn service_object(system: &str, service: &str) -> Service {
 }
 
 fn deployment(def: &SystemDef, service: &ServiceDef, options: &RenderOptions) -> Deployment {
-    let Runs::Builtin(handler) = def.runs(service);
+    // Only built-in handlers are rendered (see `render`).
+    let handler = match def.runs(service) {
+        Runs::Builtin(handler) => handler,
+        Runs::Command(_) => String::new(),
+    };
     let mut container = container(def, &service.name, &handler, options, &service.calls, service.warmup);
     container.readiness_probe = service.readiness.as_ref().map(probe);
     container.liveness_probe = service.liveness.as_ref().map(probe);

@@ -89,6 +89,13 @@ impl Rails {
     async fn guard(&self, service: &str) -> Result<Deployment, PlatformError> {
         let deployment = self.kube.deployment(service).await?;
         let (_, namespace) = self.kube.scope();
+        let found_in = deployment.namespace().unwrap_or_else(|| namespace.to_string());
+        if found_in != namespace {
+            return Err(PlatformError::Refused(format!(
+                "deployment/{} of {service} is in namespace `{found_in}`: only namespace `{namespace}` is allowed",
+                deployment.name_any()
+            )));
+        }
         let labels = deployment.labels();
         if labels.contains_key(HARNESS_LABEL) {
             return Err(PlatformError::Refused(format!("deployment/{service} is the harness itself ({HARNESS_LABEL})")));
@@ -117,8 +124,9 @@ impl Rails {
         true
     }
 
-    fn deployment_path(&self, service: &str) -> String {
-        format!("/apis/apps/v1/namespaces/{}/deployments/{service}", self.kube.scope().1)
+    /// The API path of `deployment` (a user's may be named unlike its service).
+    fn deployment_path(&self, deployment: &Deployment) -> String {
+        format!("/apis/apps/v1/namespaces/{}/deployments/{}", self.kube.scope().1, deployment.name_any())
     }
 }
 
@@ -139,9 +147,9 @@ impl Platform for Rails {
     }
 
     async fn scale(&self, service: &str, replicas: u32) -> Result<(), PlatformError> {
-        self.guard(service).await?;
-        let path = format!("{}/scale", self.deployment_path(service));
-        if self.planned_only(format!("scale deployment/{service} to {replicas}"), "PATCH", path, "application/merge-patch+json", scale_patch(replicas)) {
+        let deployment = self.guard(service).await?;
+        let path = format!("{}/scale", self.deployment_path(&deployment));
+        if self.planned_only(format!("scale deployment/{} to {replicas}", deployment.name_any()), "PATCH", path, "application/merge-patch+json", scale_patch(replicas)) {
             return Ok(());
         }
         self.kube.scale(service, replicas).await
@@ -166,8 +174,8 @@ impl Platform for Rails {
     async fn rollout(&self, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
         let deployment = self.guard(service).await?;
         let patch = template_patch(&deployment, template, &crate::clock::now_rfc3339())?;
-        let what = format!("roll deployment/{service} to {}", template.version);
-        if self.planned_only(what, "PATCH", self.deployment_path(service), "application/strategic-merge-patch+json", patch) {
+        let what = format!("roll deployment/{} to {}", deployment.name_any(), template.version);
+        if self.planned_only(what, "PATCH", self.deployment_path(&deployment), "application/strategic-merge-patch+json", patch) {
             return Ok(status_of(service, &deployment));
         }
         self.kube.rollout(service, template).await
@@ -182,7 +190,7 @@ impl Platform for Rails {
         if self.dry_run.is_some() {
             let previous = super::rollout::previous_template(&self.kube, &deployment).await?;
             let body = json!({"spec": {"template": previous}});
-            self.planned_only(format!("undo the rollout of deployment/{service}"), "PUT", self.deployment_path(service), "application/json", body);
+            self.planned_only(format!("undo the rollout of deployment/{}", deployment.name_any()), "PUT", self.deployment_path(&deployment), "application/json", body);
             return Ok(status_of(service, &deployment));
         }
         self.kube.rollout_undo(service).await

@@ -69,10 +69,18 @@ fn retag(image: &str, version: &str) -> String {
 
 pub(super) async fn start(platform: &KubePlatform, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
     let deployment = platform.deployment(service).await?;
-    let patch = template_patch(&deployment, template, &crate::clock::now_rfc3339())?;
+    let mut patch = template_patch(&deployment, template, &crate::clock::now_rfc3339())?;
+    let container = &mut patch["spec"]["template"]["spec"]["containers"][0];
+    if template.readiness && container.get("readinessProbe").is_none() && !has_readiness(&deployment) {
+        // A user's Deployment back from a rollout without readiness: stormproof
+        // never defined its probe, but an earlier ReplicaSet's template has it.
+        if let Some(probe) = earlier_readiness(platform, &deployment).await? {
+            container["readinessProbe"] = serde_json::to_value(probe).unwrap_or(Value::Null);
+        }
+    }
     let patched = platform
-        .deployments()
-        .patch(service, &change_params(), &Patch::Strategic(patch))
+        .deployments_of(&deployment)
+        .patch(&deployment.name_any(), &change_params(), &Patch::Strategic(patch))
         .await
         .map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())))?;
     Ok(status_of(service, &patched))
@@ -140,21 +148,37 @@ pub(super) async fn undo(platform: &KubePlatform, service: &str) -> Result<Rollo
     deployment.metadata.managed_fields = None;
     let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
     let replaced = platform
-        .deployments()
-        .replace(service, &params, &deployment)
+        .deployments_of(&deployment)
+        .replace(&deployment.name_any(), &params, &deployment)
         .await
         .map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())))?;
     Ok(status_of(service, &replaced))
 }
 
-pub(super) async fn previous_template(platform: &KubePlatform, deployment: &Deployment) -> Result<PodTemplateSpec, PlatformError> {
-    let current = revision(deployment.annotations());
+fn has_readiness(deployment: &Deployment) -> bool {
+    deployment.spec.as_ref().and_then(|s| s.template.spec.as_ref()).and_then(|s| s.containers.first()).is_some_and(|c| c.readiness_probe.is_some())
+}
+
+/// The ReplicaSets `deployment` owns.
+async fn owned_sets(platform: &KubePlatform, deployment: &Deployment) -> Result<Vec<ReplicaSet>, PlatformError> {
     let uid = deployment.uid().unwrap_or_default();
     let selector = deployment.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
     let selector = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-    let sets: Api<ReplicaSet> = Api::namespaced(platform.client.clone(), &platform.namespace);
+    let sets: Api<ReplicaSet> = Api::namespaced(platform.client.clone(), &deployment.namespace().unwrap_or_else(|| platform.namespace.clone()));
     let list = sets.list(&ListParams::default().labels(&selector)).await.map_err(|err| api_error(err, || PlatformError::Refused("no ReplicaSets".into())))?;
-    let owned = list.items.into_iter().filter(|rs| rs.owner_references().iter().any(|o| o.uid == uid));
+    Ok(list.items.into_iter().filter(|rs| rs.owner_references().iter().any(|o| o.uid == uid)).collect())
+}
+
+/// The readiness probe of the newest earlier template that had one.
+async fn earlier_readiness(platform: &KubePlatform, deployment: &Deployment) -> Result<Option<k8s_openapi::api::core::v1::Probe>, PlatformError> {
+    let mut sets = owned_sets(platform, deployment).await?;
+    sets.sort_by_key(|rs| std::cmp::Reverse(revision(rs.annotations())));
+    Ok(sets.into_iter().find_map(|rs| rs.spec?.template?.spec?.containers.into_iter().next()?.readiness_probe))
+}
+
+pub(super) async fn previous_template(platform: &KubePlatform, deployment: &Deployment) -> Result<PodTemplateSpec, PlatformError> {
+    let current = revision(deployment.annotations());
+    let owned = owned_sets(platform, deployment).await?.into_iter();
     let previous = owned.filter(|rs| revision(rs.annotations()) < current).max_by_key(|rs| revision(rs.annotations()));
     let mut template = previous
         .and_then(|rs| rs.spec.and_then(|s| s.template))

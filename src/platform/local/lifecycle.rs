@@ -41,6 +41,9 @@ pub enum Stopped {
         system: String,
         /// Processes still alive after the shutdown, then killed.
         forced: usize,
+        /// What the platform had to do to processes that did not behave
+        /// (a service that ignored SIGTERM), each naming the service.
+        notices: Vec<String>,
     },
 }
 
@@ -53,6 +56,8 @@ pub async fn down(run_dir: &Path) -> anyhow::Result<Stopped> {
     }
     let client = ControlClient::new(&state);
     let pids: Vec<u32> = client.services().await.map(|s| all_pids(&s)).unwrap_or_default();
+    let notices = super::up::notices_path(run_dir);
+    let _ = std::fs::remove_file(&notices);
     let _ = client.shutdown().await;
     let deadline = Instant::now() + Duration::from_secs(40);
     while state.is_alive() && Instant::now() < deadline {
@@ -60,14 +65,23 @@ pub async fn down(run_dir: &Path) -> anyhow::Result<Stopped> {
     }
     // Last resort: nothing may be left behind.
     let mut forced = 0;
-    for pid in std::iter::once(state.pid).chain(pids) {
+    for pid in std::iter::once(state.pid).chain(pids.iter().copied()) {
         if pid_alive(pid) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
             forced += 1;
         }
     }
+    // A replica leads its own process group: what it started goes with it.
+    for pid in pids {
+        let members = crate::process::group_members(pid);
+        if !members.is_empty() {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            forced += members.len();
+        }
+    }
+    let notices = std::fs::read(&notices).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
     let _ = std::fs::remove_file(RunState::path(run_dir));
-    Ok(Stopped::Stopped { system: state.system, forced })
+    Ok(Stopped::Stopped { system: state.system, forced, notices })
 }
 
 fn all_pids(services: &[ServiceStatus]) -> Vec<u32> {

@@ -66,9 +66,10 @@ impl Probe {
         }
     }
 
-    /// Runs the probe once against `addr`.
-    pub async fn once(&self, client: &reqwest::Client, addr: SocketAddr) -> bool {
-        match &self.check {
+    /// Runs the probe once against `addr`; a failure says what it saw
+    /// (`GET /health/ready → 503 Service Unavailable`).
+    pub async fn run(&self, client: &reqwest::Client, addr: SocketAddr) -> Result<(), String> {
+        let passed = match &self.check {
             Check::Tcp => matches!(tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_))),
             Check::Kafka => {
                 let timeout = self.timeout;
@@ -83,12 +84,16 @@ impl Probe {
             }
             Check::Http(path) => {
                 let url = format!("http://{addr}{path}");
-                match client.get(url).timeout(self.timeout).send().await {
-                    Ok(response) => response.status().is_success() || response.status().is_redirection(),
-                    Err(_) => false,
-                }
+                return match client.get(url).timeout(self.timeout).send().await {
+                    Ok(response) if response.status().is_success() || response.status().is_redirection() => Ok(()),
+                    Ok(response) => Err(format!("GET {path} → {}", response.status())),
+                    Err(err) if err.is_timeout() => Err(format!("GET {path}: no answer within {:?}", self.timeout)),
+                    Err(err) if err.is_connect() => Err(format!("GET {path}: connection refused")),
+                    Err(err) => Err(format!("GET {path}: {err}")),
+                };
             }
-        }
+        };
+        if passed { Ok(()) } else { Err(format!("{:?} probe failed", self.check).to_lowercase()) }
     }
 }
 

@@ -18,9 +18,9 @@ use super::replica::{self, Command};
 use super::rolling::{self, Counts};
 use crate::broker::{ActiveFault, BrokerFault, FaultClient};
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, ReplicaStatus, RolloutStatus, ServiceStatus, Template};
-use crate::systems::definition::{Role, RolloutDef, Runs, SystemDef};
+use crate::systems::definition::{Role, RolloutDef, Runs, SystemDef, VariantDef};
 use crate::proxy::Upstreams;
-use crate::systems::kit::SwitchState;
+use crate::systems::kit::{KafkaSettings, SwitchState, ensure_topic};
 
 /// Name of the embedded broker in the service list.
 pub const BROKER: &str = "broker";
@@ -54,6 +54,9 @@ pub struct Launch {
     pub progress_deadline: Option<Duration>,
     /// How the autoscaler runs.
     pub autoscaling: AutoscalerSettings,
+    /// The system's folder, where commands of the user's own run (a
+    /// built-in system has none: they run in the data folder).
+    pub system_dir: Option<PathBuf>,
 }
 
 // What a replica is doing: the platform's own phases.
@@ -69,24 +72,60 @@ pub(super) struct Replica {
     pub phase: Phase,
     pub template: Template,
     pub started: Instant,
+    /// What went wrong last, for the messages about a replica that does
+    /// not come up: how it ended, what its probe answered.
+    pub trouble: Trouble,
     control: watch::Sender<Command>,
+}
+
+/// What a replica's last incarnations showed, in words.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Trouble {
+    /// It passed readiness at least once.
+    pub ever_ready: bool,
+    /// Times it ended before it was ever ready.
+    pub exits_unready: u32,
+    /// How the last incarnation ended (`exit status: 3 after 0.1 s`).
+    pub last_exit: Option<String>,
+    /// The last failed probe (`GET /health/ready → 503 Service Unavailable`).
+    pub last_probe: Option<String>,
+    /// It has not listened on its port yet (a command's).
+    pub waiting_for_port: Option<SocketAddr>,
 }
 
 /// How one service's replicas are run and probed.
 #[derive(Debug, Clone)]
 pub(super) struct Spec {
-    /// What `stormproof serve` runs (the built-in handler); empty for the broker.
-    pub handler: String,
+    /// What runs: `stormproof serve HANDLER` (an empty handler for the
+    /// broker), or the user's own command.
+    pub runs: Runs,
     pub role: Role,
     pub readiness: Option<Probe>,
     pub liveness: Option<Probe>,
     pub version: String,
     pub variant: Option<String>,
+    /// The template's environment (a rollout's `--env`), applied last.
     pub env: BTreeMap<String, String>,
     pub warmup: Duration,
+    /// The service's own environment (`env:` in its definition).
+    pub service_env: BTreeMap<String, String>,
+    /// Its variants, for how a command service runs one.
+    pub variants: BTreeMap<String, VariantDef>,
+    /// The consumer group it consumes in (a command is told it).
+    pub group: String,
 }
 
 impl Spec {
+    /// The command and environment a replica of a command service runs:
+    /// the variant's command if it gives one; the service's environment,
+    /// then the variant's, then the template's.
+    pub fn command(&self) -> Option<(Vec<String>, BTreeMap<String, String>)> {
+        let Runs::Command(argv) = &self.runs else { return None };
+        let (argv, mut env) = crate::systems::command::with_variant(argv, &self.service_env, &self.variants, self.variant.as_deref());
+        env.extend(self.env.clone());
+        Some((argv, env))
+    }
+
     /// This spec running `template` (its version, variant, environment and
     /// whether it keeps the readiness probe).
     fn with(&self, template: &Template) -> Spec {
@@ -139,6 +178,9 @@ pub struct Supervisor {
     changed: Notify,
     pub(super) http: reqwest::Client,
     pub(super) autoscaler: Autoscaler,
+    /// What the platform had to do to a user's process that did not behave
+    /// (killed after the grace period), for `down` to report.
+    notices: Mutex<Vec<String>>,
 }
 
 impl Supervisor {
@@ -147,7 +189,7 @@ impl Supervisor {
         let mut services = Vec::new();
         if launch.broker.is_some() {
             let spec = Spec {
-                handler: String::new(),
+                runs: Runs::Builtin(String::new()),
                 role: Role::Infrastructure,
                 readiness: Some(Probe::tcp(Duration::from_millis(250))),
                 liveness: Some(Probe::kafka()),
@@ -155,20 +197,25 @@ impl Supervisor {
                 variant: None,
                 env: BTreeMap::new(),
                 warmup: Duration::ZERO,
+                service_env: BTreeMap::new(),
+                variants: BTreeMap::new(),
+                group: String::new(),
             };
             services.push(Service::new(BROKER, spec, RolloutDef::default()));
         }
         for service in &def.services {
-            let Runs::Builtin(handler) = def.runs(service);
             let spec = Spec {
-                handler,
+                runs: def.runs(service),
                 role: service.role,
-                readiness: service.readiness.as_ref().map(Probe::http),
-                liveness: service.liveness.as_ref().map(Probe::http),
+                readiness: def.readiness(service).as_ref().map(Probe::http),
+                liveness: def.liveness(service).as_ref().map(Probe::http),
                 version: "v1".into(),
                 variant: launch.variants.iter().find(|(n, _)| *n == service.name).map(|(_, v)| v.clone()),
                 env: BTreeMap::new(),
                 warmup: service.warmup,
+                service_env: service.env.clone(),
+                variants: service.variants.clone(),
+                group: def.consumer_group(service).unwrap_or_else(|| format!("{}.{}", def.system, service.name)),
             };
             let mut policy = service.rollout.clone();
             if let Some(deadline) = launch.progress_deadline {
@@ -178,7 +225,7 @@ impl Supervisor {
         }
         let http = crate::http_client().pool_max_idle_per_host(2).build().unwrap_or_default();
         let autoscaler = Autoscaler::new(def, launch.autoscaling);
-        Arc::new(Supervisor { system: def.system.clone(), launch, services: Mutex::new(services), changed: Notify::new(), http, autoscaler })
+        Arc::new(Supervisor { system: def.system.clone(), launch, services: Mutex::new(services), changed: Notify::new(), http, autoscaler, notices: Mutex::new(Vec::new()) })
     }
 
     /// The system's name.
@@ -240,6 +287,7 @@ impl Supervisor {
             phase: Phase::Starting,
             template: template.clone(),
             started: Instant::now(),
+            trouble: Trouble::default(),
             control,
         });
         tokio::spawn(replica::run(self.clone(), service.name.clone(), id, service.base.with(&template), commands));
@@ -359,6 +407,12 @@ impl Supervisor {
                 anyhow::anyhow!("the broker did not become ready within {timeout:?} (see {})", self.launch.log_dir.join("broker-1.log").display())
             })?;
         }
+        if def.runs_commands() {
+            // A user's services are not asked to create the system's topic
+            // (with its partitions): the platform does, as an operator would.
+            let kafka = KafkaSettings { bootstrap: self.launch.kafka.clone(), topic: def.topic.clone(), partitions: def.partitions, idempotent: false };
+            ensure_topic(&kafka).await?;
+        }
         for service in &def.services {
             let replicas = overrides.iter().find(|(n, _)| *n == service.name).map(|(_, r)| *r).unwrap_or(service.replicas);
             self.set_desired(&service.name, replicas)?;
@@ -393,6 +447,58 @@ impl Supervisor {
         let _ = self.wait_until(patience, |s| s.iter().all(|s| s.name == BROKER || s.replicas.is_empty())).await;
         let _ = self.set_desired(BROKER, 0);
         let _ = self.wait_until(patience, |s| s.iter().all(|s| s.replicas.is_empty())).await;
+    }
+
+    /// Records what the platform had to do to a misbehaving process.
+    pub(super) fn notice(&self, message: String) {
+        tracing::warn!("{message}");
+        self.notices.lock().unwrap_or_else(|p| p.into_inner()).push(message);
+    }
+
+    /// Every notice so far.
+    pub fn notices(&self) -> Vec<String> {
+        self.notices.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Where replica `id` logs.
+    pub(super) fn log_of(&self, id: &str) -> PathBuf {
+        self.launch.log_dir.join(format!("{id}.log"))
+    }
+
+    /// A service whose replica keeps ending before it is ever ready (it
+    /// exits at once), in words with its last log lines.
+    pub fn crash_looping(&self) -> Option<String> {
+        const EXITS: u32 = 3;
+        let services = self.lock();
+        let (service, replica) = services.iter().find_map(|s| Some((s, s.replicas.iter().find(|r| !r.trouble.ever_ready && r.trouble.exits_unready >= EXITS)?)))?;
+        let how = replica.trouble.last_exit.clone().unwrap_or_else(|| "ended".into());
+        Some(format!(
+            "{} exits at once: {} ended {} times before it was ever ready (last: {how}); last log lines of {}: {}",
+            service.name,
+            replica.id,
+            replica.trouble.exits_unready,
+            self.log_of(&replica.id).display(),
+            last_lines(&self.log_of(&replica.id))
+        ))
+    }
+
+    /// Why `service` is not ready, replica by replica, with last log lines.
+    pub fn diagnose(&self, service: &str) -> String {
+        let services = self.lock();
+        let Some(s) = services.iter().find(|s| s.name == service) else { return format!("{service}: unknown service") };
+        let ready = s.replicas.iter().filter(|r| r.ready).count();
+        let mut lines = vec![format!("{} ({ready}/{} ready)", s.name, s.desired)];
+        for r in s.replicas.iter().filter(|r| !r.ready) {
+            let state = match (&r.trouble.waiting_for_port, r.addr, &r.trouble.last_probe, &r.trouble.last_exit) {
+                (Some(port), None, _, _) => format!("running (pid {}), but nothing listens on its port {} yet", r.pid.map_or("-".into(), |p| p.to_string()), port.port()),
+                (_, Some(addr), Some(probe), _) => format!("listening on {addr}, never passed its readiness probe (last: {probe})"),
+                (_, Some(addr), None, _) => format!("listening on {addr}, readiness not passed yet"),
+                (_, None, _, Some(exit)) => format!("not running ({exit}; {} restarts)", r.restarts),
+                _ => format!("{:?}", r.phase).to_lowercase(),
+            };
+            lines.push(format!("  {}: {state}; last log lines: {}", r.id, last_lines(&self.log_of(&r.id))));
+        }
+        lines.join("\n")
     }
 
     fn kill_replica(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
@@ -509,4 +615,10 @@ fn stop(service: &mut Service, n: u32, matching: impl Fn(&Replica) -> bool) {
         replica.phase = Phase::Terminating;
         let _ = replica.control.send(Command::Terminate);
     }
+}
+
+/// The last lines of a replica's log, for messages (`(empty log)` if none).
+pub(super) fn last_lines(log: &std::path::Path) -> String {
+    let tail = crate::process::tail(log, 5);
+    if tail.trim().is_empty() { "(empty log)".into() } else { tail }
 }

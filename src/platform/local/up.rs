@@ -3,7 +3,6 @@
 //! a Kubernetes Service) and the control API — then stops all of it.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,10 +66,10 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
     let (kafka, broker, broker_faults) = match &plan.kafka {
         Some(kafka) => (kafka.clone(), None, None),
         None => {
-            let addr = free_port()?;
-            let mut faults = free_port()?;
+            let addr = crate::process::free_port()?;
+            let mut faults = crate::process::free_port()?;
             while faults == addr {
-                faults = free_port()?;
+                faults = crate::process::free_port()?;
             }
             (addr.to_string(), Some(addr), Some(faults))
         }
@@ -96,6 +95,7 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         variants: plan.variants.clone(),
         progress_deadline: plan.progress_deadline,
         autoscaling: plan.autoscaling,
+        system_dir: plan.def.folder.clone(),
     };
     let supervisor = Supervisor::new(&plan.def, launch);
     supervisor.start();
@@ -129,8 +129,7 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
 
     let started = async {
         supervisor.bring_up(&plan.def, &plan.replicas, plan.ready_timeout).await?;
-        supervisor.wait_until(plan.ready_timeout, all_ready).await.map_err(|snapshot| not_ready(&snapshot, &state))?;
-        anyhow::Ok(())
+        wait_ready(&supervisor, plan.ready_timeout).await
     };
     let result = tokio::select! {
         result = started => result,
@@ -146,22 +145,42 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
     for server in servers {
         server.abort();
     }
+    // For `down`: what had to be done to processes that did not behave.
+    let _ = std::fs::write(notices_path(&plan.run_dir), serde_json::to_vec_pretty(&supervisor.notices()).unwrap_or_default());
     let _ = std::fs::remove_file(RunState::path(&plan.run_dir));
     result
+}
+
+/// Where `up` leaves its notices for `down` (processes killed after the
+/// grace period).
+pub(super) fn notices_path(run_dir: &std::path::Path) -> PathBuf {
+    run_dir.join("notices.json")
+}
+
+/// Waits until every replica is ready; fails early on a service that exits
+/// at once, and on the deadline names each service that is not ready, why,
+/// and its last log lines.
+async fn wait_ready(supervisor: &Supervisor, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let snapshot = supervisor.snapshot();
+        if all_ready(&snapshot) {
+            return Ok(());
+        }
+        if let Some(looping) = supervisor.crash_looping() {
+            anyhow::bail!("not every replica became ready: {looping}");
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let lagging: Vec<String> = snapshot.iter().filter(|s| s.ready != s.desired).map(|s| supervisor.diagnose(&s.name)).collect();
+            anyhow::bail!("not every replica became ready within {timeout:?}:\n{}", lagging.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Every service has all its desired replicas, all ready.
 fn all_ready(services: &[ServiceStatus]) -> bool {
     services.iter().all(|s| s.ready == s.desired && s.replicas.len() as u32 == s.desired)
-}
-
-fn not_ready(snapshot: &[ServiceStatus], state: &RunState) -> anyhow::Error {
-    let lagging: Vec<String> = snapshot
-        .iter()
-        .filter(|s| s.ready != s.desired)
-        .map(|s| format!("{} ({}/{} ready)", s.name, s.ready, s.desired))
-        .collect();
-    anyhow::anyhow!("not every replica became ready: {}; logs in {}", lagging.join(", "), state.run_dir.join("logs").display())
 }
 
 fn prepare_dirs(plan: &UpPlan) -> anyhow::Result<(PathBuf, PathBuf)> {
@@ -179,25 +198,6 @@ fn prepare_dirs(plan: &UpPlan) -> anyhow::Result<(PathBuf, PathBuf)> {
     }
     // Absolute paths: replicas and the broker change their working directory.
     Ok((std::path::absolute(&data)?, std::path::absolute(&logs)?))
-}
-
-/// A free loopback port for the broker, which needs its address up front
-/// and keeps it across restarts. It is picked below the kernel's ephemeral
-/// range: a port from that range, once released, can be handed to any
-/// `bind(:0)` or outgoing connection before the broker binds it.
-fn free_port() -> anyhow::Result<SocketAddr> {
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let floor = 10000.min(low.saturating_sub(1000));
-    for _ in 0..200 {
-        let port = floor + fastrand::u16(0..low.saturating_sub(floor).max(1));
-        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            return Ok(listener.local_addr()?);
-        }
-    }
-    anyhow::bail!("no free port below {low} for the broker")
 }
 
 /// A service's stable address: forwards to its ready replicas.

@@ -153,13 +153,17 @@ impl Kit {
         announce(addr);
         tracing::info!("{} {} listening on {addr}", self.name, self.opts.version);
         let draining = health.draining.clone();
+        let stop = self.stop.clone();
         axum::serve(nodelay(listener), app)
             .with_graceful_shutdown(async move {
                 terminated().await;
                 draining.store(true, Ordering::SeqCst);
+                // Stop consuming at once: a replica told to stop must not
+                // keep handling events while its connections drain (scaled
+                // to zero, it would still publish).
+                let _ = stop.send(true);
             })
             .await?;
-        let _ = self.stop.send(true);
         for consumer in self.consumers {
             let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
         }
