@@ -9,6 +9,10 @@ mod k8s_cmds;
 mod kube_args;
 mod platform_cmds;
 mod rollout_cmds;
+mod siege;
+mod siege_args;
+
+pub use siege_args::SiegeArgs;
 
 use std::path::PathBuf;
 
@@ -54,7 +58,7 @@ pub enum Command {
     /// Score the course's checkpoints against a system (starts it if it is not up).
     Check(check_cmds::CheckArgs),
     /// Load a service as siege does (same flags), with real measurement and CI gates.
-    Siege(crate::load::cli::SiegeArgs),
+    Siege(siege_args::SiegeArgs),
     /// Chaos experiments: fault, verdict, guaranteed rollback.
     Chaos(chaos_cmds::ChaosArgs),
     /// Kubernetes manifests of a system: render, apply (server-side apply).
@@ -208,7 +212,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Rollout(args) => rollout_cmds::rollout(args).await,
         Command::Hpa(args) => rollout_cmds::hpa(args).await,
         Command::Check(args) => check_cmds::check(args).await,
-        Command::Siege(args) => crate::load::cli::run_siege(args).await,
+        Command::Siege(args) => siege::run_siege(args).await,
         Command::Chaos(args) => chaos_cmds::chaos(args).await,
         Command::K8s(args) => k8s_cmds::k8s(args).await,
         Command::Broker(args) => {

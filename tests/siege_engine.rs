@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use common_siege::{Behavior, closed_port, start};
-use stormproof::load::{LoadPlan, LoadSummary, RunHooks, StopReason, Target, cli::SiegeArgs, run};
+use stormproof::cli::SiegeArgs;
+use stormproof::load::{LoadPlan, LoadSummary, RunHooks, StopReason, Target, run};
 
 #[derive(Parser)]
 struct Wrap {

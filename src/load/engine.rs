@@ -166,8 +166,8 @@ pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadErr
         SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let start = Instant::now();
     let deadline = match plan.stop {
-        Stop::Duration(d) => Some(start + d),
-        _ => None,
+        Stop::Duration(d) | Stop::First { time: d, .. } => Some(start + d),
+        Stop::Reps(_) | Stop::Once => None,
     };
     let shared = Arc::new(Shared {
         plan,
@@ -282,7 +282,7 @@ async fn worker(
 ) -> (Recorder, StopReason, Instant) {
     let plan = &shared.plan;
     let per_user = match plan.stop {
-        Stop::Reps(n) => n,
+        Stop::Reps(n) | Stop::First { reps: n, .. } => n,
         Stop::Once => plan.targets.len() as u64,
         Stop::Duration(_) => u64::MAX,
     };

@@ -4,10 +4,9 @@
 //! the command line), by how many virtual users and until when. [`run`]
 //! executes it on one current-thread runtime per core (as oha does) and
 //! returns a [`LoadSummary`]; the engine never prints. Thresholds
-//! ([`Threshold`]) judge a summary for CI. The `siege` subcommand's clap
-//! arguments live in [`cli`] and are turned into a plan there.
+//! ([`Threshold`]) judge a summary for CI. The `siege` subcommand's
+//! arguments live in the CLI (`src/cli/siege_args.rs`) and become a plan there.
 
-pub mod cli;
 mod engine;
 mod plan;
 mod recorder;

@@ -90,10 +90,10 @@ impl Target {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
-        Some(&s[prefix.len()..])
-    } else {
-        None
+    // `get`, not indexing: the URL may start with a multi-byte character.
+    match s.get(..prefix.len()) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => Some(&s[prefix.len()..]),
+        _ => None,
     }
 }
 
@@ -138,6 +138,14 @@ pub enum Stop {
     Once,
     /// `-t`: run for this long, no matter how many requests that is.
     Duration(Duration),
+    /// `-r` and `-t` together, as siege allows: each user stops after `reps`
+    /// requests or when `time` is up, whichever comes first.
+    First {
+        /// Requests per user.
+        reps: u64,
+        /// The run's longest duration.
+        time: Duration,
+    },
 }
 
 /// How requests are paced.
@@ -258,8 +266,8 @@ impl LoadPlan {
             return Err(PlanError::BadRate(rate));
         }
         match self.stop {
-            Stop::Reps(0) => return Err(PlanError::EmptyStop),
-            Stop::Duration(d) if d.is_zero() => return Err(PlanError::EmptyStop),
+            Stop::Reps(0) | Stop::First { reps: 0, .. } => return Err(PlanError::EmptyStop),
+            Stop::Duration(d) | Stop::First { time: d, .. } if d.is_zero() => return Err(PlanError::EmptyStop),
             _ => {}
         }
         if self.timeout.is_zero() {

@@ -161,6 +161,10 @@ fn unquote(s: &str) -> &str {
     }
 }
 
+/// The longest a line may grow by expansion: a body far beyond what any
+/// service takes, and a bound on `A=$(A)$(A)` lines, each of which doubles.
+const MAX_EXPANDED: usize = 1 << 20;
+
 /// Expands `$(NAME)` and `${NAME}`; unknown names fall back to the environment.
 fn expand(s: &str, vars: &HashMap<String, String>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
@@ -187,6 +191,9 @@ fn expand(s: &str, vars: &HashMap<String, String>) -> Result<String, String> {
         match vars.get(name).cloned().or_else(|| std::env::var(name).ok()) {
             Some(v) => out.push_str(&v),
             None => return Err(format!("expected variable `{name}` to be defined before use")),
+        }
+        if out.len() > MAX_EXPANDED {
+            return Err(format!("expected a line of at most {MAX_EXPANDED} bytes once variables are expanded; this one grows longer than that"));
         }
         rest = &after[end + 1..];
     }

@@ -1,9 +1,6 @@
-//! `stormproof siege`: siege's command line, turned into a [`LoadPlan`],
-//! run, printed and judged. This is the only part of the load module that
-//! prints (to stdout: the summary or `-j` JSON and `-v` lines; to stderr:
-//! the banner and the progress bar, only on a terminal).
+//! `stormproof siege`'s arguments: siege's command line (plus stormproof's
+//! own options), turned into a validated [`LoadPlan`].
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,13 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use hyper::header::{HeaderName, HeaderValue};
 
-use super::engine::{Progress, RequestEvent, RunHooks, run};
-use super::plan::{Counting, LoadPlan, Model, Stop, Target};
-use super::summary::LoadSummary;
-use super::threshold::{Threshold, evaluate_all};
-use super::urlfile::{parse_url_file, parse_url_line};
-use crate::exit::Outcome;
-use crate::report;
+use crate::load::{Counting, LoadPlan, Model, Stop, Threshold, parse_url_file, parse_url_line};
 
 const COUNTING_HELP: &str = "\
 Counting (default): a transaction is a response with status < 400; every other outcome \
@@ -39,15 +30,17 @@ pub struct SiegeArgs {
     /// CONCURRENT users.
     #[arg(short = 'c', long = "concurrent", value_name = "NUM", default_value_t = 10, env = "STORMPROOF_CONCURRENT")]
     pub concurrent: u32,
-    /// REPS per user: a number, or `once` to walk the URL list once.
-    #[arg(short = 'r', long = "reps", value_name = "NUM|once", value_parser = parse_reps, conflicts_with = "time")]
+    /// REPS per user: a number, or `once` to walk the URL list once. With -t, each user
+    /// stops at whichever limit comes first (as siege does).
+    #[arg(short = 'r', long = "reps", value_name = "NUM|once", value_parser = parse_reps)]
     pub reps: Option<Stop>,
     /// TIME to run: NUM followed by S, M or H (minutes if no unit), e.g. 30S. Lasts the full time.
     #[arg(short = 't', long = "time", value_name = "NUM{S|M|H}", value_parser = parse_time)]
     pub time: Option<Duration>,
-    /// DELAY: random 0..NUM seconds before each request of a user (not counted in response time).
-    #[arg(short = 'd', long = "delay", value_name = "NUM")]
-    pub delay: Option<f64>,
+    /// DELAY: random 0..NUM seconds before each request of a user (not counted in response
+    /// time); NUM may end in S, M or H, as in -t (`--delay=1S`).
+    #[arg(short = 'd', long = "delay", value_name = "NUM[S|M|H]", value_parser = parse_delay)]
+    pub delay: Option<Duration>,
     /// BENCHMARK: no delay between requests (overrides -d).
     #[arg(short = 'b', long = "benchmark")]
     pub benchmark: bool,
@@ -122,17 +115,34 @@ fn parse_reps(s: &str) -> Result<Stop, String> {
 
 /// siege's `-t`: NUM with S, M or H (case-insensitive); minutes without a unit.
 fn parse_time(s: &str) -> Result<Duration, String> {
+    match with_unit(s, 60.0) {
+        Some(n) if n > 0.0 => Ok(Duration::from_secs_f64(n)),
+        _ => Err(format!("expected NUM{{S|M|H}} such as 30S, 5M or 1H, found `{s}`")),
+    }
+}
+
+/// siege's `-d`: seconds, 0 included. siege reads it with `atof`, so the
+/// course's `--delay=1S` means one second; M and H are minutes and hours,
+/// as in `-t`.
+fn parse_delay(s: &str) -> Result<Duration, String> {
+    match with_unit(s, 1.0) {
+        Some(n) if n >= 0.0 => Ok(Duration::from_secs_f64(n)),
+        _ => Err(format!("expected a delay of 0 or more seconds such as 1, 0.5 or 1S, found `{s}`")),
+    }
+}
+
+/// NUM with an optional S, M or H (case-insensitive), in seconds;
+/// `bare` is the multiplier without a unit.
+fn with_unit(s: &str, bare: f64) -> Option<f64> {
     let t = s.trim();
     let (num, mult) = match t.chars().last() {
         Some('s' | 'S') => (&t[..t.len() - 1], 1.0),
         Some('m' | 'M') => (&t[..t.len() - 1], 60.0),
         Some('h' | 'H') => (&t[..t.len() - 1], 3600.0),
-        _ => (t, 60.0),
+        _ => (t, bare),
     };
-    match num.trim().parse::<f64>() {
-        Ok(n) if n > 0.0 && n.is_finite() => Ok(Duration::from_secs_f64(n * mult)),
-        _ => Err(format!("expected NUM{{S|M|H}} such as 30S, 5M or 1H, found `{s}`")),
-    }
+    let n = num.trim().parse::<f64>().ok()?;
+    (n.is_finite() && n * mult < 1e9).then_some(n * mult)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -178,16 +188,13 @@ impl SiegeArgs {
         let mut plan = LoadPlan::new(targets);
         plan.users = self.concurrent;
         plan.stop = match (self.reps, self.time) {
+            (Some(Stop::Once), Some(time)) => Stop::First { reps: plan.targets.len() as u64, time },
+            (Some(Stop::Reps(reps)), Some(time)) => Stop::First { reps, time },
             (Some(r), _) => r,
             (None, Some(t)) => Stop::Duration(t),
             (None, None) => Stop::Reps(u64::MAX),
         };
-        plan.delay = match self.delay {
-            _ if self.benchmark => Duration::ZERO,
-            Some(d) if d >= 0.0 && d.is_finite() => Duration::from_secs_f64(d),
-            Some(d) => bail!("expected a delay of 0 or more seconds (-d), found {d}"),
-            None => Duration::ZERO,
-        };
+        plan.delay = if self.benchmark { Duration::ZERO } else { self.delay.unwrap_or(Duration::ZERO) };
         plan.model = match self.rate {
             Some(rate) => Model::Open { rate },
             None => Model::Closed,
@@ -231,213 +238,6 @@ impl SiegeArgs {
     }
 }
 
-/// Runs `stormproof siege`.
-pub async fn run_siege(args: SiegeArgs) -> anyhow::Result<Outcome> {
-    let plan = args.to_plan()?;
-    // A host that does not resolve at all is almost always a typo: say so
-    // (exit 2) rather than report a run of failures.
-    let mut hosts: Vec<(String, u16)> = plan.targets.iter().map(|t| (t.host.clone(), t.port)).collect();
-    hosts.dedup();
-    for (host, port) in hosts {
-        let found = tokio::net::lookup_host((host.as_str(), port)).await.map(|mut a| a.next().is_some());
-        if !matches!(found, Ok(true)) {
-            bail!("cannot resolve host `{host}`: expected a resolvable host name or an IP address");
-        }
-    }
-    let interactive = std::io::stderr().is_terminal() && !args.quiet;
-    if !args.quiet && !args.json {
-        eprintln!(
-            "** stormproof {} (siege compatible) **\nThe server is now under siege... ({} users, {}, {} counting)",
-            env!("CARGO_PKG_VERSION"),
-            plan.users,
-            describe_stop(plan.stop),
-            match plan.counting {
-                Counting::Siege => "siege",
-                Counting::Stormproof => "stormproof",
-            }
-        );
-    }
-    let mut hooks = RunHooks::default();
-    let cancel = hooks.cancel.clone();
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.cancel();
-        }
-    });
-    let progress = Progress::new();
-    hooks.progress = Some(progress.clone());
-    let printer = if args.verbose && !args.quiet {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        hooks.events = Some(tx);
-        Some(tokio::spawn(print_events(rx, plan.targets.clone(), args.json)))
-    } else {
-        None
-    };
-    let bar = if interactive && !args.verbose { Some(spawn_progress_bar(&plan, progress)) } else { None };
-    let summary = run(plan.clone(), hooks).await?;
-    ctrl_c.abort();
-    if let Some((handle, stop)) = bar {
-        stop.cancel();
-        let _ = handle.await;
-    }
-    if let Some(p) = printer {
-        let _ = p.await;
-    }
-    let results = evaluate_all(&args.threshold, &summary);
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report::json_value(&summary, &results))?)?;
-    } else if !args.quiet {
-        if !args.verbose {
-            // siege prints a blank line and this banner when the siege ends.
-            writeln!(out)?;
-        }
-        writeln!(out, "Lifting the server siege...")?;
-        write!(out, "{}", report::siege_text(&summary))?;
-        write!(out, "\n{}", report::extras_text(&summary))?;
-    }
-    if !results.is_empty() && !args.quiet && !args.json {
-        write!(out, "\n{}", report::thresholds_text(&results))?;
-    } else {
-        for r in results.iter().filter(|r| !r.passed) {
-            eprintln!("threshold failed: {}: {}", r.threshold, r.message);
-        }
-    }
-    out.flush()?;
-    drop(out);
-    // siege's -m marks the log file, so it implies logging.
-    let log = args.log.clone().or_else(|| args.mark.as_ref().map(|_| PathBuf::from("siege.log")));
-    if let Some(log) = &log {
-        write_log(log, args.mark.as_deref(), &summary).with_context(|| format!("cannot write the log {}", log.display()))?;
-    }
-    if let Some(dir) = &args.report {
-        let title = format!("stormproof siege — {}", describe_targets(&plan.targets));
-        let files = report::write_reports(dir, &title, &summary, &results)
-            .with_context(|| format!("cannot write reports into {}", dir.display()))?;
-        if !args.quiet {
-            for f in files {
-                eprintln!("report: {}", f.display());
-            }
-        }
-    }
-    Ok(if results.iter().all(|r| r.passed) { Outcome::Passed } else { Outcome::Failed })
-}
-
-fn describe_stop(stop: Stop) -> String {
-    match stop {
-        Stop::Reps(u64::MAX) => "until interrupted".to_string(),
-        Stop::Reps(n) => format!("{n} reps each"),
-        Stop::Once => "each URL once".to_string(),
-        Stop::Duration(d) => format!("{:.3} s", d.as_secs_f64()),
-    }
-}
-
-fn describe_targets(targets: &[Target]) -> String {
-    match targets {
-        [one] => one.url.clone(),
-        many => format!("{} URLs", many.len()),
-    }
-}
-
-/// `-v` lines go to stdout, or to stderr when stdout carries `-j` JSON.
-async fn print_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<RequestEvent>, targets: Vec<Target>, json: bool) {
-    let mut out: Box<dyn Write + Send> = if json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
-    while let Some(ev) = rx.recv().await {
-        let t = &targets[ev.target];
-        let line = match ev.result {
-            Ok(status) => format!(
-                "HTTP/1.1 {status} {:>10.6} secs: {:>7} bytes ==> {:<6} {}",
-                ev.latency.as_secs_f64(),
-                ev.bytes,
-                t.method.as_str(),
-                t.path_and_query
-            ),
-            Err(e) => format!(
-                "[error] {} after {:.6} secs ==> {:<6} {}",
-                e.label(),
-                ev.latency.as_secs_f64(),
-                t.method.as_str(),
-                t.url
-            ),
-        };
-        if writeln!(out, "{line}").is_err() {
-            break;
-        }
-    }
-}
-
-fn spawn_progress_bar(
-    plan: &LoadPlan,
-    progress: Progress,
-) -> (tokio::task::JoinHandle<()>, tokio_util::sync::CancellationToken) {
-    use indicatif::{ProgressBar, ProgressStyle};
-    let stop = tokio_util::sync::CancellationToken::new();
-    let bar = match plan.stop {
-        Stop::Duration(d) => {
-            let b = ProgressBar::new(d.as_millis() as u64);
-            b.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            b
-        }
-        Stop::Reps(u64::MAX) => ProgressBar::new_spinner(),
-        Stop::Reps(n) => ProgressBar::new(n.saturating_mul(plan.users as u64)),
-        Stop::Once => ProgressBar::new(plan.targets.len() as u64 * plan.users as u64),
-    };
-    let timed = matches!(plan.stop, Stop::Duration(_));
-    let stop2 = stop.clone();
-    let handle = tokio::spawn(async move {
-        let start = std::time::Instant::now();
-        loop {
-            let done = progress.completed();
-            let failed = progress.failed();
-            let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-3);
-            bar.set_message(format!("{done} requests, {failed} failed, {rate:.0}/s"));
-            if timed {
-                bar.set_position(start.elapsed().as_millis() as u64);
-            } else {
-                bar.set_position(done);
-            }
-            tokio::select! {
-                _ = stop2.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-        }
-        bar.finish_and_clear();
-    });
-    (handle, stop)
-}
-
-/// Appends siege's log line (and the mark, if any) to `path`.
-fn write_log(path: &std::path::Path, mark: Option<&str>, s: &LoadSummary) -> std::io::Result<()> {
-    let new = !path.exists();
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    if new {
-        writeln!(
-            f,
-            "      Date & Time,  Trans,  Elap Time,  Data Trans,  Resp Time,  Trans Rate,  Throughput,  Concurrent,    OKAY,   Failed"
-        )?;
-    }
-    if let Some(m) = mark {
-        writeln!(f, "**** {m} ****")?;
-    }
-    writeln!(
-        f,
-        "{}, {:>6}, {:>10.6}, {:>11.6}, {:>10.6}, {:>11.2}, {:>11.6}, {:>11.2}, {:>7}, {:>8}",
-        report::utc_datetime(s.started_unix_ms),
-        s.transactions(),
-        s.elapsed_time(),
-        s.data_transferred(),
-        s.response_time(),
-        s.transaction_rate(),
-        s.throughput(),
-        s.concurrency(),
-        s.successful_transactions(),
-        s.failed_transactions()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,5 +257,32 @@ mod tests {
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert!(parse_duration("2d").is_err());
         assert_eq!(parse_rate("200/s").unwrap(), 200.0);
+        assert_eq!(parse_delay("1S").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_delay("1").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_delay("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_delay("0.5s").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_delay("2M").unwrap(), Duration::from_secs(120));
+        assert!(parse_delay("-1").is_err() && parse_delay("1X").is_err() && parse_delay("NaN").is_err());
+    }
+
+    fn plan_of(line: &[&str]) -> LoadPlan {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            siege: SiegeArgs,
+        }
+        let argv = std::iter::once("siege").chain(line.iter().copied());
+        Cli::try_parse_from(argv).expect("parses").siege.to_plan().expect("plans")
+    }
+
+    #[test]
+    fn reps_and_time_together_stop_at_the_first_limit() {
+        let plan = plan_of(&["-c100", "-t60S", "-r10", "-v", "http://127.0.0.1:1/"]);
+        assert_eq!(plan.stop, Stop::First { reps: 10, time: Duration::from_secs(60) });
+        let plan = plan_of(&["-r", "once", "-t", "5S", "http://127.0.0.1:1/"]);
+        assert_eq!(plan.stop, Stop::First { reps: 1, time: Duration::from_secs(5) });
+        let plan = plan_of(&["-c1", "-t60S", "-v", "http://127.0.0.1:1/", "--delay=1S"]);
+        assert_eq!((plan.stop, plan.delay), (Stop::Duration(Duration::from_secs(60)), Duration::from_secs(1)));
     }
 }
