@@ -194,6 +194,12 @@ async fn replicas(ctx: &Context, probe: &ReplicasProbe) -> Found {
             let total: u32 = status.replicas.iter().map(|r| r.restarts).sum();
             let restarts = total.saturating_sub(ctx.restarts_at_start.get(&probe.service).copied().unwrap_or(0));
             let seen = format!("{} ready {}/{}, {restarts} restarts during the experiment", probe.service, status.ready, status.desired);
+            // Down means no replica left: one terminating still runs (and,
+            // draining, may still consume and publish).
+            let running = status.replicas.len();
+            if probe.ready == 0 && running > 0 {
+                return Found::Deviated(format!("{seen}; {running} replica(s) still running (terminating), expected none"));
+            }
             if status.ready == probe.ready && restarts >= probe.restarts_at_least {
                 Found::Held(seen)
             } else {
