@@ -188,6 +188,77 @@ pub fn tail(log: &Path, n: usize) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
+/// Who a pid was when a process was started: its start time (clock ticks
+/// since boot, `/proc/PID/stat` field 22) and its executable. A pid is
+/// reused once its process ends, so a pid read back from a file names the
+/// same process only if both still match — signalling it otherwise would
+/// hit whatever unrelated process got the number.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    /// Process id.
+    pub pid: u32,
+    /// Start time in clock ticks since boot (`/proc/PID/stat` field 22).
+    pub start_time: u64,
+    /// `/proc/PID/exe`, where it can be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<PathBuf>,
+}
+
+impl Identity {
+    /// The identity of live process `pid`, if it exists.
+    pub fn of(pid: u32) -> Option<Identity> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some(Identity { pid, start_time: start_time(&stat)?, exe: std::fs::read_link(format!("/proc/{pid}/exe")).ok() })
+    }
+
+    /// This process.
+    pub fn current() -> Identity {
+        let pid = std::process::id();
+        Identity::of(pid).unwrap_or(Identity { pid, start_time: 0, exe: std::env::current_exe().ok() })
+    }
+
+    /// Whether the pid still names this process; otherwise why not.
+    pub fn verify(&self) -> Result<(), String> {
+        let Some(now) = Identity::of(self.pid) else { return Err(format!("pid {} has exited", self.pid)) };
+        if now.start_time != self.start_time {
+            return Err(format!("pid {} now belongs to another process ({}, started at tick {} instead of {})", self.pid, now.describe(), now.start_time, self.start_time));
+        }
+        // The exe is compared only when both were readable (another user's
+        // process hides its link).
+        if let (Some(was), Some(is)) = (&self.exe, &now.exe)
+            && strip_deleted(was) != strip_deleted(is)
+        {
+            return Err(format!("pid {} now runs {} instead of {}", self.pid, is.display(), was.display()));
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.exe.as_ref().map_or_else(|| "exe unknown".into(), |e| e.display().to_string())
+    }
+}
+
+/// A rebuilt binary shows as `PATH (deleted)` in `/proc/PID/exe`.
+fn strip_deleted(path: &Path) -> String {
+    let text = path.display().to_string();
+    text.strip_suffix(" (deleted)").map(str::to_string).unwrap_or(text)
+}
+
+/// Field 22 of `/proc/PID/stat` (`starttime`), counted after the
+/// parenthesised command name, which may itself hold spaces and parentheses.
+fn start_time(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // `rest` starts at field 3 (state): field 22 is the 20th after it.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Sends `signal` to `identity`'s process only if the pid still names it.
+pub fn signal_verified(identity: &Identity, signal: Signal) -> Result<(), String> {
+    identity.verify()?;
+    kill(Pid::from_raw(identity.pid as i32), signal).map_err(|err| format!("cannot signal pid {}: {err}", identity.pid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +286,29 @@ mod tests {
         let mut child = command.spawn().unwrap();
         assert!(watch_stdout(child.stdout.take().unwrap(), None).await.is_err());
         let _ = child.wait().await;
+    }
+
+    #[test]
+    fn an_identity_matches_its_own_process_and_not_another_started_later() {
+        let me = Identity::current();
+        assert!(me.start_time > 0, "{me:?}");
+        assert_eq!(me.verify(), Ok(()));
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let other = Identity::of(child.id()).unwrap();
+        // A stale record: this process's start time, the child's pid.
+        let stale = Identity { pid: child.id(), ..me.clone() };
+        assert!(stale.verify().is_err(), "a pid now naming another process does not verify");
+        assert!(signal_verified(&stale, Signal::SIGKILL).is_err());
+        assert!(Identity::of(child.id()).is_some(), "the unrelated process was not signalled");
+        assert_eq!(other.verify(), Ok(()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(other.verify().unwrap_err().contains("exited"));
+    }
+
+    #[test]
+    fn start_time_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        let stat = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(start_time(stat), Some(987654));
     }
 }

@@ -81,7 +81,10 @@ async fn scale_patches_the_scale_subresource_under_stormproofs_field_manager() {
     assert_eq!((sent.method.as_str(), sent.path.as_str()), ("PATCH", "/apis/apps/v1/namespaces/shop/deployments/delivery/scale"));
     assert_eq!(sent.query, "&fieldManager=stormproof");
     assert_eq!(sent.content_type, "application/merge-patch+json");
-    assert_eq!(sent.json(), json!({"spec": {"replicas": 0}}));
+    assert_eq!(sent.json()["spec"], json!({"replicas": 0}));
+    let read = fake.requests().into_iter().find(|r| r.method == "GET" && r.path.ends_with("/deployments/delivery")).is_some();
+    assert!(read, "the Deployment is read first");
+    assert!(sent.json()["metadata"]["resourceVersion"].is_string(), "the change is conditional on the Deployment as read");
     // Like `kubectl scale`, it returns before the pods go.
     let delivery = kube.service("delivery").await.unwrap();
     assert_eq!((delivery.desired, delivery.ready), (0, 1));
@@ -102,6 +105,8 @@ async fn kill_evicts_a_pod_and_its_replicaset_replaces_it_with_restart_count_zer
     assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", format!("/api/v1/namespaces/shop/pods/{before}/eviction").as_str()));
     assert_eq!(sent.content_type, "application/json");
     assert_eq!(sent.json()["metadata"]["name"], before.as_str(), "the Eviction names the pod of the URL");
+    assert_eq!(sent.json()["apiVersion"], "policy/v1");
+    assert!(sent.json()["deleteOptions"]["preconditions"]["resourceVersion"].is_string(), "evicts only the pod as read");
     assert_eq!(kube.service("delivery").await.unwrap().replicas[0].phase, stormproof::platform::ReplicaPhase::Terminating);
     fake.tick();
     let after = kube.service("delivery").await.unwrap();
@@ -278,12 +283,50 @@ async fn switches_are_a_change_the_rails_guard() {
     let pod = kube.service("delivery").await.unwrap().replicas[0].id.clone();
     let own = rails.with_own_pod(Some(pod.clone()));
     assert!(own.set_switches("delivery", &pod, &on).await.unwrap_err().to_string().contains(&pod), "never the harness's own pod");
-    let dry = Rails::new(kube, &allowed()).unwrap().with_own_pod(None).dry_run(|_| {});
+    let dry = Rails::new(kube.clone(), &allowed()).unwrap().with_own_pod(None).dry_run(|_| {});
     dry.set_switches("delivery", &pod, &on).await.unwrap();
     let planned = dry.planned();
-    assert_eq!((planned[0].method.as_str(), planned[0].path.clone()), ("PUT", format!("http://{pod}/_stormproof/switches")));
+    let proxied = format!("/api/v1/namespaces/shop/pods/{pod}:8080/proxy/_stormproof/switches");
+    assert_eq!((planned[0].method.as_str(), planned[0].path.clone()), ("PUT", proxied.clone()));
     assert_eq!((planned[0].query.as_str(), &planned[0].body["unhealthy"]), ("", &json!(true)));
     assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
+    // A pod of another Deployment is not delivery's to flip.
+    let product_pod = kube.service("product").await.unwrap().replicas[0].id.clone();
+    let rails = Rails::new(kube.clone(), &allowed()).unwrap().with_own_pod(None);
+    assert!(matches!(rails.set_switches("delivery", &product_pod, &on).await, Err(PlatformError::UnknownReplica(_))));
+    assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
+    // For real: through the API server's pod proxy, never the pod's IP.
+    rails.set_switches("delivery", &pod, &on).await.unwrap();
+    let sent = only_mutation(&fake);
+    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("PUT", proxied.as_str()));
+    assert_eq!(fake.switches(&pod).unwrap()["unhealthy"], true);
+    assert!(rails.switches("delivery", &pod).await.unwrap().unhealthy);
+    assert!(fake.requests().iter().all(|r| r.path.starts_with("/api")), "every request went to the API server: {:#?}", fake.requests());
+}
+
+/// A label changed between the rails' check and the change: the change
+/// carries the resourceVersion checked, so the API server refuses it.
+#[tokio::test]
+async fn a_deployment_changed_after_the_rails_checked_it_is_not_changed() {
+    let (fake, _dir, kube) = shop().await;
+    let rails = Rails::new(kube.clone(), &allowed()).unwrap().with_own_pod(None);
+    // The opt-in label goes right after the rails read the Deployment.
+    fake.before_next_change(NS, "delivery", "stormproof.io/chaos", None);
+    let err = rails.scale("delivery", 0).await.unwrap_err();
+    assert!(matches!(&err, PlatformError::Refused(m) if m.contains("409") && m.contains("changed since")), "{err}");
+    assert_eq!(fake.get("deployments", NS, "delivery").unwrap()["spec"]["replicas"], 1, "not scaled");
+    let conflicts: Vec<_> = fake.requests().into_iter().filter(|r| r.path.ends_with("/delivery/scale")).collect();
+    assert_eq!(conflicts.len(), 1, "one attempt, refused: {conflicts:#?}");
+    // And now the rails see the label gone.
+    let err = rails.scale("delivery", 0).await.unwrap_err();
+    assert!(matches!(&err, PlatformError::Refused(m) if m.contains("has not opted in")), "{err}");
+    // The same for a rollout and an undo.
+    fake.relabel(NS, "delivery", "stormproof.io/chaos", Some("enabled"));
+    fake.before_next_change(NS, "delivery", "stormproof.io/chaos", None);
+    let err = rails.rollout("delivery", &Template::version("v2")).await.unwrap_err();
+    assert!(matches!(&err, PlatformError::Refused(m) if m.contains("409")), "{err}");
+    let stored = fake.get("deployments", NS, "delivery").unwrap();
+    assert_eq!(stored["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"], "v1", "not rolled");
 }
 
 #[tokio::test]
@@ -313,13 +356,14 @@ async fn dry_run_prints_every_change_and_sends_no_mutating_request() {
             ("PUT", "/apis/apps/v1/namespaces/shop/deployments/order"),
         ]
     );
-    assert_eq!(planned[0].body, json!({"spec": {"replicas": 0}}));
+    let version = fake.get("deployments", NS, "delivery").unwrap()["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    assert_eq!(planned[0].body, json!({"metadata": {"resourceVersion": version}, "spec": {"replicas": 0}}));
     assert_eq!(planned[3].body["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"], "v1");
     let printed = printed.lock().unwrap();
     assert_eq!(printed.len(), 4);
     assert_eq!(
         printed[0],
-        "dry-run: would scale deployment/delivery to 0: PATCH /apis/apps/v1/namespaces/shop/deployments/delivery/scale?fieldManager=stormproof (application/merge-patch+json) {\"spec\":{\"replicas\":0}}"
+        format!("dry-run: would scale deployment/delivery to 0: PATCH /apis/apps/v1/namespaces/shop/deployments/delivery/scale?fieldManager=stormproof (application/merge-patch+json) {{\"metadata\":{{\"resourceVersion\":\"{version}\"}},\"spec\":{{\"replicas\":0}}}}")
     );
 }
 
@@ -406,7 +450,7 @@ async fn apply_uses_server_side_apply_with_stormproofs_field_manager() {
     let target = KubeTarget { context: CONTEXT.into(), namespace: NS.into(), kubeconfig: Some(fake.kubeconfig(dir.path())) };
     let client = connect(&target).await.unwrap();
     let objects = manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options()).unwrap();
-    let applied = manifests::apply(&client, NS, &objects).await.unwrap();
+    let applied = manifests::apply(&client, NS, &objects, manifests::ApplyMode::Apply).await.unwrap();
     assert_eq!(applied.len(), 13);
     assert_eq!(applied[0], "secret/shop-gateway");
     let sent = fake.mutating_requests();
@@ -423,7 +467,7 @@ async fn apply_uses_server_side_apply_with_stormproofs_field_manager() {
     let order = fake.get("deployments", NS, "order").unwrap();
     assert_eq!(order["metadata"]["managedFields"][0]["manager"], "stormproof");
     // Applying the same manifests again changes no spec.
-    manifests::apply(&client, NS, &objects).await.unwrap();
+    manifests::apply(&client, NS, &objects, manifests::ApplyMode::Apply).await.unwrap();
     assert_eq!(fake.get("deployments", NS, "order").unwrap()["metadata"]["generation"], 1);
 }
 
@@ -432,9 +476,11 @@ async fn apply_uses_server_side_apply_with_stormproofs_field_manager() {
 const BIN: &str = env!("CARGO_BIN_EXE_stormproof");
 
 /// A stand-in for the shop's gateway: experiments only need a token from
-/// it here, since every check below reads the platform.
+/// it here, since every check below reads the platform. It counts every
+/// request it gets (a dry run must send it none).
 struct StubGateway {
     url: String,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -443,16 +489,23 @@ impl StubGateway {
     fn start() -> StubGateway {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (tx, rx) = std::sync::mpsc::channel();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = axum::Router::new().route("/auth/token", axum::routing::post(|| async { axum::Json(json!({"access_token": "stub"})) }));
+                let app = axum::Router::new()
+                    .route("/auth/token", axum::routing::post(|| async { axum::Json(json!({"access_token": "stub"})) }))
+                    .layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        next.run(request)
+                    }));
                 axum::serve(listener, app).with_graceful_shutdown(async { let _ = stopped.await; }).await.unwrap();
             });
         });
-        StubGateway { url: format!("http://{}", rx.recv().unwrap()), stop: Some(stop), thread: Some(thread) }
+        StubGateway { url: format!("http://{}", rx.recv().unwrap()), hits, stop: Some(stop), thread: Some(thread) }
     }
 }
 
@@ -504,11 +557,109 @@ fn chaos_run_dry_run_on_kube_prints_the_changes_and_sends_none() {
     let out = chaos_run(&fake, dir.path(), &gateway, &file, &["--dry-run"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let version = fake.get("deployments", NS, "delivery").unwrap()["metadata"]["resourceVersion"].as_str().unwrap().to_string();
     let scale = "PATCH /apis/apps/v1/namespaces/shop/deployments/delivery/scale?fieldManager=stormproof (application/merge-patch+json)";
-    assert!(stdout.contains(&format!("dry-run: would scale deployment/delivery to 0: {scale} {{\"spec\":{{\"replicas\":0}}}}")), "{stdout}");
-    assert!(stdout.contains(&format!("dry-run: would scale deployment/delivery to 1: {scale} {{\"spec\":{{\"replicas\":1}}}}")), "the rollback too:\n{stdout}");
+    let body = |n: u32| format!("{{\"metadata\":{{\"resourceVersion\":\"{version}\"}},\"spec\":{{\"replicas\":{n}}}}}");
+    assert!(stdout.contains(&format!("dry-run: would scale deployment/delivery to 0: {scale} {}", body(0))), "{stdout}");
+    assert!(stdout.contains(&format!("dry-run: would scale deployment/delivery to 1: {scale} {}", body(1))), "the rollback too:\n{stdout}");
     assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
     assert!(fake.requests().iter().any(|r| r.path == "/apis/apps/v1/namespaces/shop/deployments/delivery"), "it did read the cluster");
+}
+
+/// The `switches` fault under `--dry-run`, with load and flows: the API
+/// server's log shows reads only — no mutating request, no request to a
+/// pod's IP — and the gateway gets nothing at all. The journal says it was
+/// a dry run, and rolling it back sends nothing.
+#[test]
+fn a_dry_run_of_the_switches_fault_sends_no_change_and_no_traffic() {
+    let (fake, dir, gateway) = settled_shop();
+    let file = dir.path().join("unhealthy.yaml");
+    std::fs::write(
+        &file,
+        "title: Delivery unhealthy on kube\nsystem: shop\nload:\n  users: 2\n  routes:\n    - post: /orders\n      body: { productId: 1, quantity: 1, customerId: dry, customerName: Dry, customerAddr: Seoul }\nhypothesis:\n  - name: an order is accepted\n    flow:\n      - post: /orders\n        body: { productId: 2, quantity: 1, customerId: dry, customerName: Dry, customerAddr: Seoul }\n        expect: { status: 201 }\nmethod:\n  - switches: { service: delivery, unhealthy: true }\n    hold: 0s\n",
+    )
+    .unwrap();
+    let out = chaos_run(&fake, dir.path(), &gateway, &file, &["--dry-run"]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let pod = fake.list("pods", NS).into_iter().find(|p| p["metadata"]["labels"]["app.kubernetes.io/name"] == "delivery").unwrap()["metadata"]["name"].as_str().unwrap().to_string();
+    let said = format!("{stdout}{stderr}");
+    assert!(said.contains(&format!("dry-run: would set the switches of pod/{pod} of delivery: PUT /api/v1/namespaces/shop/pods/{pod}:8080/proxy/_stormproof/switches")), "{said}");
+    assert!(said.contains("dry-run: would run load of 2 users") && said.contains("POST /orders"), "the load is printed: {said}");
+    assert!(said.contains("dry run: not sent: POST /orders"), "the flow is printed: {said}");
+    assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
+    let requests = fake.requests();
+    assert!(requests.iter().any(|r| r.path == "/apis/apps/v1/namespaces/shop/deployments/delivery"), "it did read the cluster");
+    assert!(requests.iter().all(|r| r.path.starts_with("/api") && !r.path.contains("10.244.")), "API server paths only: {requests:#?}");
+    assert_eq!(gateway.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "no business traffic, not even a login");
+    let run_dir = std::fs::read_dir(dir.path().join("reports")).unwrap().next().unwrap().unwrap().path();
+    let journal_path = run_dir.join("journal.json");
+    let journal = stormproof::chaos::Journal::read(&journal_path).unwrap();
+    assert!(journal.dry_run, "the journal says it was a dry run");
+    assert!(journal.load.is_none(), "no load ran");
+    fake.clear_log();
+    let rollback = std::process::Command::new(BIN).args(["chaos", "rollback"]).arg(&journal_path).output().unwrap();
+    let said = String::from_utf8_lossy(&rollback.stdout);
+    assert!(rollback.status.success(), "{said}{}", String::from_utf8_lossy(&rollback.stderr));
+    assert!(said.contains("dry run's journal: nothing was changed, so nothing is rolled back (no request sent)"), "{said}");
+    assert!(fake.requests().is_empty(), "the rollback of a dry run sends nothing: {:#?}", fake.requests());
+}
+
+/// The rails refuse, through the CLI: a Deployment without the opt-in label
+/// is not touched (the run cannot judge: inconclusive, exit 1), and a
+/// namespace the system's definition does not allow is a usage error (2).
+#[test]
+fn rails_violations_through_the_cli_are_refused_with_the_standard_exit_codes() {
+    let (fake, dir, gateway) = settled_shop();
+    fake.relabel(NS, "delivery", "stormproof.io/chaos", None);
+    fake.clear_log();
+    let file = experiment(dir.path(), "0s");
+    let out = chaos_run(&fake, dir.path(), &gateway, &file, &[]).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(stormproof::exit::FAILED), "{said}");
+    assert!(said.contains("has not opted in") && said.contains("stormproof.io/chaos=enabled"), "{said}");
+    assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
+    assert_eq!(fake.get("deployments", NS, "delivery").unwrap()["spec"]["replicas"], 1);
+}
+
+/// `k8s apply` keeps to the same allowlist as the rails (a folder whose
+/// system.yaml names its namespace refuses another, exit 2, before any
+/// request), and its `--dry-run` is the API server's: every request
+/// carries dryRun=All and nothing is stored.
+#[test]
+fn k8s_apply_keeps_to_the_allowlist_and_dry_runs_on_the_server() {
+    let fake = FakeKube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path());
+    let apply = |system: &std::path::Path, namespace: &str, extra: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(["k8s", "apply"])
+            .arg(system)
+            .args(["--context", CONTEXT, "--namespace", namespace, "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = apply(std::path::Path::new("shop"), NS, &["--dry-run"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("deployment/order serverside-applied (server dry run)"), "{said}");
+    let sent = fake.mutating_requests();
+    assert_eq!(sent.len(), 13, "{sent:#?}");
+    assert!(sent.iter().all(|r| r.dry_run()), "every object went to the server's dry run: {sent:#?}");
+    assert!(fake.list("deployments", NS).is_empty() && fake.list("secrets", NS).is_empty(), "nothing was stored");
+    // A folder that says where it is deployed: another namespace is refused.
+    let folder = dir.path().join("my-shop");
+    std::fs::create_dir_all(&folder).unwrap();
+    let shop = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/shop/system.yaml")).unwrap();
+    std::fs::write(folder.join("system.yaml"), format!("{shop}\nkube: {{ context: {CONTEXT}, namespace: {NS} }}\n")).unwrap();
+    fake.clear_log();
+    let out = apply(&folder, "production", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(stormproof::exit::ERROR), "{stderr}");
+    assert!(stderr.contains("--namespace production contradicts shop's system.yaml, which says kube.namespace: shop"), "{stderr}");
+    assert!(fake.requests().is_empty(), "refused before any request: {:#?}", fake.requests());
 }
 
 #[test]
@@ -549,8 +700,8 @@ fn chaos_abort_stops_a_running_kube_experiment_and_rolls_it_back() {
     let ended = run.wait_with_output().unwrap();
     assert_eq!(ended.status.code(), Some(stormproof::exit::FAILED), "{}", String::from_utf8_lossy(&ended.stderr));
     assert_eq!(fake.get("deployments", NS, "delivery").unwrap()["spec"]["replicas"], 1);
-    let scales: Vec<serde_json::Value> = fake.mutating_requests().iter().filter(|r| r.path.ends_with("/delivery/scale")).map(|r| r.json()).collect();
-    assert_eq!(scales, [json!({"spec": {"replicas": 0}}), json!({"spec": {"replicas": 1}})]);
+    let scales: Vec<serde_json::Value> = fake.mutating_requests().iter().filter(|r| r.path.ends_with("/delivery/scale")).map(|r| r.json()["spec"].clone()).collect();
+    assert_eq!(scales, [json!({"replicas": 0}), json!({"replicas": 1})]);
     let run_dir = std::fs::read_dir(dir.path().join("reports")).unwrap().next().unwrap().unwrap().path();
     let journal = stormproof::chaos::Journal::read(&run_dir.join("journal.json")).unwrap();
     assert_eq!((journal.status, journal.rollback_verified), (stormproof::chaos::Verdict::Aborted, Some(true)));
@@ -643,7 +794,8 @@ async fn a_users_deployments_are_found_by_their_selectors_and_scaled_within_the_
     rails.scale("order", 3).await.unwrap();
     let sent = only_mutation(&fake);
     assert_eq!((sent.method.as_str(), sent.path.as_str()), ("PATCH", "/apis/apps/v1/namespaces/pyshop/deployments/orders-api/scale"), "the Deployment's own name");
-    assert_eq!(sent.json(), json!({"spec": {"replicas": 3}}));
+    assert_eq!(sent.json()["spec"], json!({"replicas": 3}));
+    assert!(sent.json()["metadata"]["resourceVersion"].is_string(), "conditional on the Deployment as checked");
     fake.converge();
     assert_eq!(rails.service("order").await.unwrap().ready, 3);
     let killed = rails.kill("delivery", None).await.unwrap();
@@ -710,9 +862,9 @@ fn check_a_users_folder_on_kube_maps_its_services_and_keeps_to_the_rails() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(stormproof::exit::PASSED), "{said}");
     assert!(said.contains("Failure isolation") && said.contains("PASS") && said.contains("delivery ready 0/0"), "{said}");
-    let scales: Vec<(String, serde_json::Value)> = fake.mutating_requests().iter().map(|r| (r.path.clone(), r.json())).collect();
+    let scales: Vec<(String, serde_json::Value)> = fake.mutating_requests().iter().map(|r| (r.path.clone(), r.json()["spec"].clone())).collect();
     let path = "/apis/apps/v1/namespaces/pyshop/deployments/delivery-worker/scale".to_string();
-    assert_eq!(scales, [(path.clone(), json!({"spec": {"replicas": 0}})), (path, json!({"spec": {"replicas": 1}}))], "scaled and restored, nothing else");
+    assert_eq!(scales, [(path.clone(), json!({"replicas": 0})), (path, json!({"replicas": 1}))], "scaled and restored, nothing else");
 
     let out = std::process::Command::new(BIN)
         .args(["check"])

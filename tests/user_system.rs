@@ -69,7 +69,7 @@ fn misfit(mode: &str, more: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("svc.py"), SVC).unwrap();
     let yaml = format!(
-        "system: misfits\ntopic: misfits\ngateway:\n  auth: none\n  routes: [{{ prefix: /info, service: svc }}]\nservices:\n  - name: svc\n    role: core\n    run: {{ command: [python3, svc.py] }}\n    env: {{ MODE: {mode} }}\n{more}"
+        "system: misfits\ntopic: misfits\ngateway:\n  auth: none\n  routes: [{{ prefix: /info, service: svc }}]\nservices:\n  - name: svc\n    role: core\n    run: {{ command: [python3, svc.py] }}\n    env: {{ MODE: {mode} }}\n    settings: [GREETING]\n{more}"
     );
     std::fs::write(dir.path().join("system.yaml"), yaml).unwrap();
     dir

@@ -532,6 +532,20 @@ impl Experiment {
         Ok(())
     }
 
+    /// Whether its rollouts run variants and set settings that `def`
+    /// declares for their services.
+    pub fn check_against(&self, def: &crate::systems::definition::SystemDef) -> Result<(), String> {
+        for (service, variant) in self.variants() {
+            def.check_variant(service, variant)?;
+        }
+        for action in &self.method {
+            if let Fault::Rollout(r) = &action.fault {
+                def.check_rollout_env(&r.service, r.env.keys())?;
+            }
+        }
+        Ok(())
+    }
+
     /// The variants its rollouts run, by service (to check against the
     /// system's definition).
     pub fn variants(&self) -> impl Iterator<Item = (&str, &str)> {

@@ -232,6 +232,10 @@ pub struct Journal {
     pub system: String,
     /// Run directory of the local platform acted on.
     pub run_dir: PathBuf,
+    /// A dry run: every change was printed, none made, and no traffic was
+    /// sent — so `chaos rollback` has nothing to restore.
+    #[serde(default)]
+    pub dry_run: bool,
     /// The verdict (`running` until the end).
     pub status: Verdict,
     /// The check that deviated or errored first, with its evidence.
@@ -279,6 +283,7 @@ impl Journal {
             experiment_file: experiment_file.to_string(),
             system: system.to_string(),
             run_dir: run_dir.to_path_buf(),
+            dry_run: false,
             status: Verdict::Running,
             deviated: None,
             start: now_rfc3339(),

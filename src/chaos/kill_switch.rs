@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::journal::Journal;
 use crate::platform::local::pid_alive;
+use crate::process::Identity;
 
 const PID: &str = "pid";
 
@@ -17,11 +18,12 @@ const ABORT_PATIENCE: Duration = Duration::from_secs(150);
 pub struct PidFile(PathBuf);
 
 impl PidFile {
-    /// Writes this process's pid into run folder `dir`.
+    /// Writes who this process is (pid, start time, executable) into run
+    /// folder `dir`.
     pub fn write(dir: &Path) -> anyhow::Result<PidFile> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(PID);
-        std::fs::write(&path, std::process::id().to_string())?;
+        std::fs::write(&path, serde_json::to_vec(&Identity::current())?)?;
         Ok(PidFile(path))
     }
 }
@@ -42,12 +44,12 @@ pub async fn abort(run: Option<&Path>, reports: &Path, progress: &dyn Fn(&str)) 
         None => newest_running(reports)?,
     };
     let pid_path = dir.join(PID);
-    let pid: u32 = std::fs::read_to_string(&pid_path)
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no running experiment in {} (no {PID} file)", dir.display()))?;
+    let identity = read_identity(&pid_path).ok_or_else(|| anyhow::anyhow!("no running experiment in {} (no readable {PID} file)", dir.display()))?;
+    let pid = identity.pid;
     anyhow::ensure!(pid_alive(pid), "the experiment in {} is not running (pid {pid} has exited)", dir.display());
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM)?;
+    // A pid file left by a harness that died may name a reused pid.
+    crate::process::signal_verified(&identity, nix::sys::signal::Signal::SIGTERM)
+        .map_err(|why| anyhow::anyhow!("the experiment in {} is not running: {why}; nothing was signalled", dir.display()))?;
     progress(&format!("sent SIGTERM to the experiment (pid {pid}); waiting for its rollback"));
     let deadline = Instant::now() + ABORT_PATIENCE;
     while pid_alive(pid) && pid_path.exists() && Instant::now() < deadline {
@@ -61,8 +63,13 @@ fn newest_running(reports: &Path) -> anyhow::Result<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(reports)
         .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", reports.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| std::fs::read_to_string(p.join(PID)).ok().and_then(|s| s.trim().parse().ok()).is_some_and(pid_alive))
+        .filter(|p| read_identity(&p.join(PID)).is_some_and(|id| id.verify().is_ok()))
         .collect();
     dirs.sort();
     dirs.pop().ok_or_else(|| anyhow::anyhow!("no running experiment under {}", reports.display()))
+}
+
+/// The harness a pid file names (a file without a start time names none).
+fn read_identity(path: &Path) -> Option<Identity> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }

@@ -41,6 +41,8 @@ pub struct Context {
     /// Restarts of each service when the experiment began: a replicas
     /// check counts restarts since then, so an earlier run's do not count.
     pub restarts_at_start: Arc<BTreeMap<String, u32>>,
+    /// A dry run: requests through the gateway are described, not sent.
+    pub dry_run: bool,
 }
 
 /// Runs `check`, retrying until it holds or its `within` deadline passes.
@@ -67,6 +69,9 @@ pub async fn run_check(ctx: &Context, check: &Check) -> CheckResult {
 }
 
 async fn once(ctx: &Context, check: &Check) -> Found {
+    if ctx.dry_run && let Some(requests) = business_requests(&check.probe) {
+        return Found::Errored(format!("dry run: not sent: {requests}"));
+    }
     match &check.probe {
         Probe::Flow(steps) => flow(ctx, steps).await,
         Probe::Replicas(probe) => replicas(ctx, probe).await,
@@ -76,6 +81,28 @@ async fn once(ctx: &Context, check: &Check) -> Found {
         Probe::Rollout(probe) => rollout(ctx, probe).await,
         // Judged from the load's figures once the run is over (run.rs).
         Probe::Availability(_) => Found::Errored("availability is judged from the load, not polled".into()),
+    }
+}
+
+/// The requests through the gateway a probe would send (business traffic,
+/// which a dry run only describes); none for probes that read the platform.
+fn business_requests(probe: &Probe) -> Option<String> {
+    match probe {
+        Probe::Flow(steps) => Some(
+            steps
+                .iter()
+                .map(|step| {
+                    let (method, path) = step.request.parts();
+                    match &step.body {
+                        Some(body) => format!("{method} {path} {body}"),
+                        None => format!("{method} {path}"),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        Probe::Consistency(probe) => Some(format!("GET {}; GET {}", probe.source, probe.read_model)),
+        _ => None,
     }
 }
 

@@ -40,11 +40,18 @@ enum Ended {
 pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target, journal_path: PathBuf, progress: &(dyn Fn(&str) + Sync)) -> Journal {
     let t0 = Instant::now();
     let mut journal = Journal::new(&experiment.title, file, &experiment.system, &target.run_dir, journal_path);
+    journal.dry_run = target.dry_run;
     let _ = journal.save();
     let http = crate::http_client().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-    let token = match token(&http, &target.gateway, experiment).await {
-        Ok(token) => token,
-        Err(err) => return finish(journal, Verdict::Inconclusive, Some(format!("cannot get a token from the gateway: {err:#}"))),
+    // A dry run sends nothing through the gateway: no login, no load, no flows.
+    let token = if target.dry_run {
+        progress(&format!("dry-run: would log in as {} (POST {}/auth/token)", experiment.auth.username, target.gateway));
+        String::new()
+    } else {
+        match token(&http, &target.gateway, experiment).await {
+            Ok(token) => token,
+            Err(err) => return finish(journal, Verdict::Inconclusive, Some(format!("cannot get a token from the gateway: {err:#}"))),
+        }
     };
     let restarts_at_start = match target.platform.services().await {
         Ok(services) => services.iter().map(|s| (s.name.clone(), s.replicas.iter().map(|r| r.restarts).sum())).collect(),
@@ -57,13 +64,18 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
         platform: target.platform.clone(),
         lag: target.lag.clone(),
         restarts_at_start: Arc::new(restarts_at_start),
+        dry_run: target.dry_run,
     };
-    let load = match experiment.load.as_ref().map(|def| under_load::start(def, &target.gateway, &token)).transpose() {
+    let load = match experiment.load.as_ref().filter(|_| !target.dry_run).map(|def| under_load::start(def, &target.gateway, &token)).transpose() {
         Ok(load) => load,
         Err(err) => return finish(journal, Verdict::Inconclusive, Some(format!("cannot start the load: {err:#}"))),
     };
     if let Some(def) = &experiment.load {
-        progress(&format!("load: {} users over {} routes, all through the run", def.users, def.routes.len()));
+        if target.dry_run {
+            progress(&format!("dry-run: would run load of {} users, all through the run, on {}", def.users, describe_routes(&def.routes)));
+        } else {
+            progress(&format!("load: {} users over {} routes, all through the run", def.users, def.routes.len()));
+        }
     }
     let sampler = Sampler::start(target.platform.clone(), target.lag.clone(), t0);
     let mut marks = Marks::default();
@@ -102,7 +114,8 @@ async fn phases(ctx: &Context, experiment: &Experiment, journal: &mut Journal, m
     // and a second one cannot cut the rollback short.
     let (mut interrupt, mut terminate) = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
     progress("steady-state hypothesis (before)");
-    if !checks(ctx, &experiment.hypothesis, Phase::Before, journal, progress).await {
+    // A dry run goes on to print the method whatever its checks could see.
+    if !checks(ctx, &experiment.hypothesis, Phase::Before, journal, progress).await && !ctx.dry_run {
         return Ended::NotSteady;
     }
     if experiment.method.is_empty() {
@@ -110,7 +123,7 @@ async fn phases(ctx: &Context, experiment: &Experiment, journal: &mut Journal, m
         return Ended::Completed;
     }
 
-    if let Some(load) = &experiment.load {
+    if let Some(load) = experiment.load.as_ref().filter(|_| !ctx.dry_run) {
         progress(&format!("baseline under load: {}", humantime::format_duration(load.baseline)));
         tokio::time::sleep(load.baseline).await;
     }
@@ -157,6 +170,7 @@ async fn method(ctx: &Context, experiment: &Experiment, journal: &mut Journal, p
         journal.run.push(Activity { action: what.clone(), start: now_rfc3339(), status: ActivityStatus::Planned, detail: String::new() });
         journal.save()?;
         let applied = match &action.fault {
+            Fault::Surge(def) if ctx.dry_run => Ok(format!("dry-run: would add {} users on {}", def.users, describe_routes(&def.routes))),
             Fault::Surge(def) => under_load::surge(def, &ctx.gateway, &ctx.token).map(|surge| {
                 surges.push(surge);
                 format!("{} users on {} routes", def.users, def.routes.len())
@@ -229,9 +243,9 @@ async fn checks(ctx: &Context, list: &[Check], phase: Phase, journal: &mut Journ
         let _ = journal.save();
         if !held {
             all_held = false;
-            // Before the method a deviation stops the run; later ones are
-            // all reported.
-            if phase == Phase::Before {
+            // Before the method a deviation stops the run (not a dry run's,
+            // which goes on to print its changes); later ones are all reported.
+            if phase == Phase::Before && !ctx.dry_run {
                 return false;
             }
         }
@@ -270,6 +284,21 @@ fn judge_availability(experiment: &Experiment, summary: &LoadSummary, marks: &Ma
             journal.record(phase, result);
         }
     }
+}
+
+/// A load's routes, as the requests they send (what a dry run prints).
+fn describe_routes(routes: &[super::experiment::LoadRoute]) -> String {
+    let lines: Vec<String> = routes
+        .iter()
+        .map(|route| {
+            let (method, path) = route.request.parts();
+            match &route.body {
+                Some(body) => format!("{method} {path} {body}"),
+                None => format!("{method} {path}"),
+            }
+        })
+        .collect();
+    lines.join(", ")
 }
 
 fn errored(name: &str, probe: ProbeKind, evidence: &str) -> CheckResult {
@@ -319,6 +348,10 @@ async fn token(http: &reqwest::Client, gateway: &str, experiment: &Experiment) -
 /// records it there.
 pub async fn rollback_journal(path: &Path, platform: &dyn Platform) -> anyhow::Result<Journal> {
     let mut journal = Journal::read(path)?;
+    if journal.dry_run {
+        // A dry run changed nothing: there is nothing to restore, and nothing is sent.
+        return Ok(journal);
+    }
     action::rollback(platform, &mut journal, ROLLBACK_PATIENCE).await;
     if journal.status == Verdict::Running {
         journal.status = Verdict::Aborted;

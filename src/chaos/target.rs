@@ -26,6 +26,9 @@ pub struct Target {
     pub run_dir: PathBuf,
     /// Reads consumer lag (when the broker's address is known).
     pub lag: Option<Arc<LagReader>>,
+    /// A dry run: the platform prints its changes instead of making them,
+    /// and no traffic goes through the gateway.
+    pub dry_run: bool,
 }
 
 /// How to reach a system on a cluster (`--platform kube`).
@@ -50,7 +53,7 @@ impl Target {
     pub fn local(def: &SystemDef, run_dir: &Path) -> anyhow::Result<Target> {
         let state = RunState::read_live(run_dir)?;
         let lag = LagReader::new(&state.kafka, &def.topic, &def.consumer_groups()).ok().map(Arc::new);
-        Ok(Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(run_dir)?, lag })
+        Ok(Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(run_dir)?, lag, dry_run: false })
     }
 
     /// `def` on a cluster, behind the rails; `dir` is the run's folder,
@@ -70,13 +73,10 @@ impl Target {
         // Where the system's own definition says it is deployed: the same rule.
         let mut gateway_url = settings.gateway_url.clone();
         let deployed = &def.kube;
-        for (flag, given, named) in [("context", &mut context, &deployed.context), ("namespace", &mut namespace, &deployed.namespace), ("gateway-url", &mut gateway_url, &deployed.gateway_url)] {
-            match (given.as_ref(), named) {
-                (Some(given), Some(named)) if given != named => anyhow::bail!("--{flag} {given} contradicts {}'s system.yaml, which says kube.{}: {named}", def.system, flag.replace('-', "_")),
-                (None, Some(named)) => *given = Some(named.clone()),
-                _ => {}
-            }
-        }
+        let origin = format!("{}'s system.yaml", def.system);
+        kube::settle("context", &mut context, deployed.context.as_ref(), &origin)?;
+        kube::settle("namespace", &mut namespace, deployed.namespace.as_ref(), &origin)?;
+        kube::settle("gateway-url", &mut gateway_url, deployed.gateway_url.as_ref(), &origin)?;
         let target = KubeTarget::from_flags(context, namespace, settings.kubeconfig.clone(), "--platform kube")?;
         let gateway = gateway_url.ok_or_else(|| {
             anyhow::anyhow!("--platform kube needs --gateway-url, e.g. `kubectl port-forward -n {} svc/gateway 8088:80` and --gateway-url http://127.0.0.1:8088", target.namespace)
@@ -88,7 +88,7 @@ impl Target {
         }
         Recorded::write(dir, def, &target)?;
         let lag = settings.kafka.as_ref().and_then(|k| LagReader::new(k, &def.topic, &def.consumer_groups()).ok()).map(Arc::new);
-        Ok(Target { platform: Arc::new(rails), gateway: gateway.trim_end_matches('/').to_string(), run_dir: std::path::absolute(dir)?, lag })
+        Ok(Target { platform: Arc::new(rails), gateway: gateway.trim_end_matches('/').to_string(), run_dir: std::path::absolute(dir)?, lag, dry_run: settings.dry_run })
     }
 }
 

@@ -158,9 +158,7 @@ pub fn load(system: &System) -> anyhow::Result<Checkpoints> {
             };
             let experiment = crate::chaos::parse_experiment(&found.text, &found.origin)?;
             anyhow::ensure!(experiment.system == system.name(), "{}: the experiment is for system `{}`, not {}", found.origin, experiment.system, system.name());
-            for (service, variant) in experiment.variants() {
-                system.def.check_variant(service, variant).map_err(|err| anyhow::anyhow!("{}: {err}", found.origin))?;
-            }
+            experiment.check_against(&system.def).map_err(|err| anyhow::anyhow!("{}: {err}", found.origin))?;
             experiments.push((reads.name.clone(), found.origin.clone(), experiment));
         }
         if let Scored::Contract(contract) = &checkpoint.scored {

@@ -88,9 +88,7 @@ async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let experiment = chaos::load_experiment(&args.file)?;
     let system = system_of(&args.file, args.system.as_deref(), &experiment.system)?;
     anyhow::ensure!(system.name() == experiment.system, "{} is for system `{}`, not {}", args.file.display(), experiment.system, system.name());
-    for (service, variant) in experiment.variants() {
-        system.def.check_variant(service, variant).map_err(|err| anyhow::anyhow!("{}: {err}", args.file.display()))?;
-    }
+    experiment.check_against(&system.def).map_err(|err| anyhow::anyhow!("{}: {err}", args.file.display()))?;
     let slug = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into());
     let dir = args.reports.join(format!("{}-{slug}", crate::clock::stamp()));
     let run_dir = args.run.run_dir;
@@ -129,6 +127,10 @@ async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
 
 async fn rollback(path: &Path) -> anyhow::Result<Outcome> {
     let journal = chaos::Journal::read(path)?;
+    if journal.dry_run {
+        println!("{} is a dry run's journal: nothing was changed, so nothing is rolled back (no request sent)", path.display());
+        return Ok(Outcome::Passed);
+    }
     let platform = chaos::recorded_platform(&journal.run_dir).await?;
     let journal = chaos::rollback_journal(path, platform.as_ref()).await?;
     for step in &journal.rollbacks {

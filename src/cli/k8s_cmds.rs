@@ -76,23 +76,57 @@ pub(super) async fn k8s(args: K8sArgs) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Passed)
         }
-        K8sCommand::Apply(args) => {
-            let target = args.kube.target("k8s apply")?;
-            let objects = objects(&args.manifest)?;
-            if args.dry_run {
-                for line in manifests::to_yaml(&objects)?.lines() {
-                    println!("{line}");
-                }
-                eprintln!("dry-run: nothing applied to context {}, namespace {}", target.context, target.namespace);
-                return Ok(Outcome::Passed);
-            }
-            let client = kube::connect(&target).await?;
-            for applied in manifests::apply(&client, &target.namespace, &objects).await? {
-                println!("{applied} serverside-applied");
-            }
-            Ok(Outcome::Passed)
-        }
+        K8sCommand::Apply(args) => apply(args).await,
     }
+}
+
+/// Server-side apply within the same allowlist as the rails: the flags may
+/// not contradict where the system's `system.yaml` says it is deployed.
+/// `--dry-run` asks the API server for its own dry run when it answers.
+async fn apply(args: ApplyArgs) -> anyhow::Result<Outcome> {
+    let def = System::resolve(&args.manifest.system)?.def;
+    let (mut context, mut namespace) = (args.kube.context.clone(), args.kube.namespace.clone());
+    let origin = format!("{}'s system.yaml", def.system);
+    kube::settle("context", &mut context, def.kube.context.as_ref(), &origin)?;
+    kube::settle("namespace", &mut namespace, def.kube.namespace.as_ref(), &origin)?;
+    let target = KubeArgs { context, namespace, kubeconfig: args.kube.kubeconfig.clone() }.target("k8s apply")?;
+    let objects = objects(&args.manifest)?;
+    let client = match kube::connect(&target).await {
+        Ok(client) => Some(client),
+        Err(err) if args.dry_run => {
+            eprintln!("dry-run: no API server to ask ({err:#})");
+            None
+        }
+        Err(err) => return Err(err),
+    };
+    if args.dry_run {
+        let unreachable = match &client {
+            Some(client) => manifests::reachable(client).await.err(),
+            None => Some("no client".into()),
+        };
+        if let (Some(client), None) = (&client, &unreachable) {
+            for applied in manifests::apply(client, &target.namespace, &objects, manifests::ApplyMode::ServerDryRun).await? {
+                println!("{applied} serverside-applied (server dry run)");
+            }
+            eprintln!("dry-run: the API server validated every object (dryRun=All); nothing was stored in context {}, namespace {}", target.context, target.namespace);
+            return Ok(Outcome::Passed);
+        }
+        for line in manifests::to_yaml(&objects)?.lines() {
+            println!("{line}");
+        }
+        eprintln!(
+            "dry-run: the API server is not reachable ({}); printed what would be applied, nothing sent to context {}, namespace {}",
+            unreachable.unwrap_or_default(),
+            target.context,
+            target.namespace
+        );
+        return Ok(Outcome::Passed);
+    }
+    let client = client.expect("connected, or returned");
+    for applied in manifests::apply(&client, &target.namespace, &objects, manifests::ApplyMode::Apply).await? {
+        println!("{applied} serverside-applied");
+    }
+    Ok(Outcome::Passed)
 }
 
 fn objects(args: &ManifestArgs) -> anyhow::Result<Vec<manifests::Object>> {

@@ -91,6 +91,10 @@ pub(super) async fn down(run_dir: &Path) -> anyhow::Result<Outcome> {
     match crate::platform::local::down(run_dir).await? {
         Stopped::NothingUp => println!("nothing is up in {}", run_dir.display()),
         Stopped::AlreadyStopped(system) => println!("{system} in {} was already stopped", run_dir.display()),
+        Stopped::Stale { system, pid, reason } => {
+            eprintln!("warning: the state file of {system} in {} was stale ({reason}); pid {pid} was not signalled", run_dir.display());
+            println!("{system} in {} was not running; removed its stale state file", run_dir.display());
+        }
         Stopped::Stopped { system, forced, notices } => {
             for notice in &notices {
                 eprintln!("warning: {notice}");

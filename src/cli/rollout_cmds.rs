@@ -99,11 +99,12 @@ pub(super) async fn rollout(args: RolloutArgs) -> anyhow::Result<Outcome> {
         None => {
             let (Some(service), Some(version)) = (args.service, args.to) else { anyhow::bail!("expected SERVICE --to VERSION") };
             let (client, service) = connect(&args.follow, &service)?;
-            if let Some(variant) = &args.variant {
-                let state = RunState::read_live(&args.follow.run.run_dir)?;
-                state.system_def()?.def.check_variant(&service, variant).map_err(|err| anyhow::anyhow!(err))?;
-            }
             let env: BTreeMap<String, String> = args.env.into_iter().collect();
+            let def = RunState::read_live(&args.follow.run.run_dir)?.system_def()?.def;
+            if let Some(variant) = &args.variant {
+                def.check_variant(&service, variant).map_err(|err| anyhow::anyhow!(err))?;
+            }
+            def.check_rollout_env(&service, env.keys()).map_err(|err| anyhow::anyhow!("--env: {err}"))?;
             let template = Template { variant: args.variant, env, readiness: !args.without_readiness, ..Template::version(&version) };
             let status = client.rollout(&service, &template).await?;
             println!("{service} rolling out {} (revision {})", status.template.version, status.revision);

@@ -260,6 +260,10 @@ pub enum PlatformError {
     /// The platform cannot be reached.
     #[error("{0}")]
     Unreachable(String),
+    /// The request itself is not acceptable (e.g. a setting the service
+    /// does not declare); says what is wrong.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 fn no_broker_faults() -> PlatformError {

@@ -190,6 +190,11 @@ pub struct ServiceDef {
     /// Extra environment of every replica (values substituted as in `command`).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// More settings (environment variables) a rollout's `env` may set,
+    /// besides the names in `env:` and the variants' `env:`. Nothing else
+    /// is accepted: a rollout cannot slip `LD_PRELOAD` into a replica.
+    #[serde(default)]
+    pub settings: Vec<String>,
     /// CPU request in millicores (autoscaling measures against it).
     #[serde(default = "default_cpu")]
     pub cpu_request: u32,
@@ -470,6 +475,38 @@ impl SystemDef {
         }
         let known: Vec<&str> = def.variants.keys().map(String::as_str).collect();
         Err(format!("{}.{service} has no variant `{variant}` (variants: {})", self.system, if known.is_empty() { "none".into() } else { known.join(", ") }))
+    }
+
+    /// Whether a rollout of `service` may set every variable of `env`: only
+    /// the settings its definition declares (`settings:`, the names in its
+    /// `env:` and its variants' `env:`; a built-in handler's warm-up). The
+    /// error names the first variable that is not one of them.
+    pub fn check_rollout_env<'a>(&self, service: &str, mut env: impl Iterator<Item = &'a String>) -> Result<(), String> {
+        let def = self.service(service).ok_or_else(|| format!("{} has no service `{service}` (services: {})", self.system, self.service_names().join(", ")))?;
+        let declared = self.settings_of(def);
+        match env.find(|name| !declared.contains(name.as_str())) {
+            None => Ok(()),
+            Some(name) => Err(format!(
+                "{}.{service} does not declare the setting `{name}`, so a rollout may not set it (declared: {}; add it to `settings:` in system.yaml)",
+                self.system,
+                if declared.is_empty() { "none".into() } else { declared.into_iter().collect::<Vec<_>>().join(", ") }
+            )),
+        }
+    }
+
+    /// The settings a rollout of `def` may set.
+    fn settings_of<'a>(&self, def: &'a ServiceDef) -> std::collections::BTreeSet<&'a str> {
+        let mut declared: std::collections::BTreeSet<&str> = def.settings.iter().map(String::as_str).chain(def.env.keys().map(String::as_str)).collect();
+        for variant in def.variants.values() {
+            if let VariantDef::Runs(runs) = variant {
+                declared.extend(runs.env.keys().map(String::as_str));
+            }
+        }
+        if matches!(self.runs(def), Runs::Builtin(_)) {
+            // What `warmup:` sets for a built-in handler.
+            declared.insert(crate::systems::kit::serve_env::WARMUP);
+        }
+        declared
     }
 
     /// A system known by name only, with no services: on a cluster its

@@ -38,6 +38,11 @@ impl Logged {
         self.method != "GET"
     }
 
+    /// Whether it asked for the server's dry run (`dryRun=All`).
+    pub fn dry_run(&self) -> bool {
+        self.query.split('&').any(|kv| kv == "dryRun=All")
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
@@ -57,6 +62,11 @@ pub struct Cluster {
     /// Run the controllers to a steady state before answering each request
     /// (for tests that drive the CLI in another process).
     auto_converge: bool,
+    /// Each pod's kit switches, as set through the pod proxy.
+    switches: BTreeMap<String, Value>,
+    /// A label change another writer makes just before the next change to
+    /// a Deployment arrives: (namespace, deployment, label, new value).
+    concurrent: Option<(String, String, String, Option<String>)>,
 }
 
 /// The running fake.
@@ -155,6 +165,23 @@ impl FakeKube {
         self.requests().into_iter().filter(Logged::mutating).collect()
     }
 
+    /// The switches of `pod` as last set through the pod proxy.
+    pub fn switches(&self, pod: &str) -> Option<Value> {
+        self.with(|c| c.switches.get(pod).cloned())
+    }
+
+    /// Makes another writer change `label` of `deployment` right before
+    /// the next change to it arrives — after any check that read it.
+    pub fn before_next_change(&self, namespace: &str, deployment: &str, label: &str, value: Option<&str>) {
+        self.with(|c| c.concurrent = Some((namespace.into(), deployment.into(), label.into(), value.map(str::to_string))));
+    }
+
+    /// Changes `deployment`'s labels behind the client's back (a concurrent
+    /// writer), bumping its resourceVersion.
+    pub fn relabel(&self, namespace: &str, deployment: &str, label: &str, value: Option<&str>) {
+        self.with(|c| c.relabel(namespace, deployment, label, value));
+    }
+
     pub fn clear_log(&self) {
         self.with(|c| c.log.clear());
     }
@@ -205,6 +232,17 @@ fn kind_of(plural: &str) -> Option<(&'static str, &'static str)> {
 }
 
 impl Cluster {
+    fn relabel(&mut self, namespace: &str, deployment: &str, label: &str, value: Option<&str>) {
+        let mut object = self.objects[&key("deployments", namespace, deployment)].clone();
+        match value {
+            Some(v) => object["metadata"]["labels"][label] = json!(v),
+            None => {
+                object["metadata"]["labels"].as_object_mut().expect("labels").remove(label);
+            }
+        }
+        self.update("deployments", namespace, deployment, object);
+    }
+
     fn converge(&mut self) {
         for _ in 0..50 {
             let before = format!("{:?}", self.objects);
@@ -328,7 +366,15 @@ fn handle(cluster: &Mutex<Cluster>, method: Method, uri: Uri, headers: HeaderMap
     if c.auto_converge {
         c.converge();
     }
+    let hits = |(ns, name, _, _): &(String, String, String, Option<String>)| uri.path().contains(&format!("/namespaces/{ns}/deployments/{name}"));
+    if method != Method::GET && c.concurrent.as_ref().is_some_and(hits) {
+        let (ns, name, label, value) = c.concurrent.take().expect("just checked");
+        c.relabel(&ns, &name, &label, value.as_deref());
+    }
     let query: BTreeMap<String, String> = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    if let Some(response) = proxy(&mut c, &method, uri.path(), &body) {
+        return response;
+    }
     let Some(target) = parse_path(uri.path()) else {
         return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".into(), json!({}));
     };
@@ -354,6 +400,44 @@ fn handle(cluster: &Mutex<Cluster>, method: Method, uri: Uri, headers: HeaderMap
     response
 }
 
+/// The pod proxy (`/api/v1/namespaces/NS/pods/POD:PORT/proxy/PATH`) to the
+/// kit's switches, which the fake serves for each pod it has.
+fn proxy(c: &mut Cluster, method: &Method, path: &str, body: &Bytes) -> Option<Response> {
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    let (ns, rest) = rest.split_once("/pods/")?;
+    let (pod, rest) = rest.split_once("/proxy/")?;
+    let pod = pod.split_once(':').map_or(pod, |(name, _)| name);
+    if !c.objects.contains_key(&key("pods", ns, pod)) {
+        return Some(not_found("pods", "", pod));
+    }
+    if rest != "_stormproof/switches" {
+        return Some((StatusCode::NOT_FOUND, "404 page not found").into_response());
+    }
+    let off = json!({"unhealthy": false, "unready": false, "delayMs": 0, "errorFraction": 0.0});
+    Some(match *method {
+        Method::GET => ok(StatusCode::OK, c.switches.get(pod).unwrap_or(&off)),
+        Method::PUT => match serde_json::from_slice::<Value>(body) {
+            Ok(state) => {
+                c.switches.insert(pod.to_string(), state.clone());
+                ok(StatusCode::OK, &state)
+            }
+            Err(err) => (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+        },
+        _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here"), json!({})),
+    })
+}
+
+/// A `resourceVersion` sent with a change is a precondition: the object
+/// must still be at it (409 Conflict otherwise), as the API server does.
+fn precondition(current: &Value, sent: &Value, plural: &str, group: &str, name: &str) -> Option<Response> {
+    let sent = sent.as_str().filter(|s| !s.is_empty())?;
+    if sent == current["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
+        return None;
+    }
+    let message = format!("Operation cannot be fulfilled on {plural}.{group} \"{name}\": the object has been modified; please apply your changes to the latest version and try again");
+    Some(status(StatusCode::CONFLICT, "Conflict", message, json!({"name": name})))
+}
+
 fn list(c: &Cluster, target: &Target, query: &BTreeMap<String, String>) -> Response {
     let selector: Vec<(String, String)> = query
         .get("labelSelector")
@@ -371,6 +455,12 @@ fn list(c: &Cluster, target: &Target, query: &BTreeMap<String, String>) -> Respo
 fn patch(c: &mut Cluster, target: &Target, name: &str, content_type: &str, query: &BTreeMap<String, String>, body: &Value) -> Response {
     let current = c.objects.get(&key(target.plural, target.namespace, name)).cloned();
     let content_type = content_type.split(';').next().unwrap_or_default();
+    if content_type != "application/apply-patch+yaml"
+        && let Some(object) = &current
+        && let Some(conflict) = precondition(object, &body["metadata"]["resourceVersion"], target.plural, target.group, name)
+    {
+        return conflict;
+    }
     match (content_type, current) {
         ("application/apply-patch+yaml", current) => {
             let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
@@ -378,6 +468,12 @@ fn patch(c: &mut Cluster, target: &Target, name: &str, content_type: &str, query
             };
             let mut applied = body.clone();
             applied["metadata"]["managedFields"] = json!([{"manager": manager, "operation": "Apply", "apiVersion": body["apiVersion"]}]);
+            if query.get("dryRun").map(String::as_str) == Some("All") {
+                // Validated and answered as if stored; stored nowhere.
+                let mut answer = current.clone().unwrap_or_else(|| json!({}));
+                patch::merge(&mut answer, &applied);
+                return ok(if current.is_some() { StatusCode::OK } else { StatusCode::CREATED }, &answer);
+            }
             match current {
                 None => {
                     let created = c.create(target.plural, target.namespace, name, applied);
@@ -433,6 +529,9 @@ fn scale(c: &mut Cluster, target: &Target, name: &str, method: &Method, content_
     if method != Method::PATCH || !content_type.starts_with("application/merge-patch+json") {
         return status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", format!("unsupported {method} {content_type} on scale"), json!({}));
     }
+    if let Some(conflict) = precondition(&deployment, &body["metadata"]["resourceVersion"], "deployments", "apps", name) {
+        return conflict;
+    }
     let mut scale = scale_of(&deployment);
     patch::merge(&mut scale, body);
     match scale["spec"]["replicas"].as_i64() {
@@ -449,8 +548,17 @@ fn evict(c: &mut Cluster, target: &Target, name: &str, body: &Value) -> Response
     if body["metadata"]["name"] != name {
         return status(StatusCode::BAD_REQUEST, "BadRequest", "name in URL does not match name in Eviction object".into(), json!({}));
     }
+    let preconditions = &body["deleteOptions"]["preconditions"];
+    if let Some(pod) = c.objects.get(&key("pods", target.namespace, name))
+        && let Some(conflict) = precondition(pod, &preconditions["resourceVersion"], "pods", "", name)
+    {
+        return conflict;
+    }
     match c.objects.get_mut(&key("pods", target.namespace, name)) {
         None => not_found("pods", "", name),
+        Some(pod) if preconditions["uid"].as_str().is_some_and(|uid| pod["metadata"]["uid"] != uid) => {
+            status(StatusCode::CONFLICT, "Conflict", format!("Precondition failed: UID in precondition does not match the UID in record ({name})"), json!({"name": name}))
+        }
         Some(pod) => {
             pod["metadata"]["deletionTimestamp"] = json!(timestamp(0));
             status(StatusCode::CREATED, "", String::new(), json!({}))

@@ -32,6 +32,19 @@ impl KubeTarget {
     }
 }
 
+/// The allowlist rule every command that acts on a cluster follows: a flag
+/// may be left out where `named` (the experiment's or the system's own
+/// `kube:`) says it, and may not contradict it. `origin` names where
+/// `named` comes from, for the error.
+pub fn settle(flag: &str, given: &mut Option<String>, named: Option<&String>, origin: &str) -> anyhow::Result<()> {
+    match (given.as_ref(), named) {
+        (Some(given), Some(named)) if given != named => anyhow::bail!("--{flag} {given} contradicts {origin}, which says kube.{}: {named}", flag.replace('-', "_")),
+        (None, Some(named)) => *given = Some(named.clone()),
+        _ => {}
+    }
+    Ok(())
+}
+
 /// A client for `target`'s context; fails, naming the contexts there are,
 /// when the kubeconfig has no such context.
 pub async fn connect(target: &KubeTarget) -> anyhow::Result<Client> {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -27,6 +27,8 @@ pub struct KubePlatform {
     pub(super) system: String,
     /// A user's system: each service and where its Deployment is.
     mapped: Option<Vec<Mapped>>,
+    /// The definition, when known: what a rollout may set.
+    pub(super) def: Option<SystemDef>,
 }
 
 /// Where a service of a user's system is: a Deployment by name, or the one
@@ -44,7 +46,7 @@ impl KubePlatform {
     /// The services of `system` in `namespace`, reached with `client`
     /// (built from kubeconfig context `context`).
     pub fn new(client: Client, context: &str, namespace: &str, system: &str) -> KubePlatform {
-        KubePlatform { client, context: context.into(), namespace: namespace.into(), system: system.into(), mapped: None }
+        KubePlatform { client, context: context.into(), namespace: namespace.into(), system: system.into(), mapped: None, def: None }
     }
 
     /// The services of `def` in `namespace`: when its services say where
@@ -53,6 +55,9 @@ impl KubePlatform {
     /// otherwise by stormproof's own labels, as [`KubePlatform::new`].
     pub fn for_system(client: Client, context: &str, namespace: &str, def: &SystemDef) -> KubePlatform {
         let mut platform = KubePlatform::new(client, context, namespace, &def.system);
+        if !def.services.is_empty() {
+            platform.def = Some(def.clone());
+        }
         if def.services.iter().any(|s| s.kube.is_some()) {
             let mapped = def.services.iter().map(|s| {
                 let kube = s.kube.clone().unwrap_or_default();
@@ -118,6 +123,12 @@ impl KubePlatform {
         }
     }
 
+    /// Pod `replica` of `service`'s Deployment (never a pod of another).
+    pub(super) async fn pod_of(&self, service: &str, replica: &str) -> Result<Pod, PlatformError> {
+        let deployment = self.deployment(service).await?;
+        self.pods(&deployment).await?.into_iter().find(|p| p.name_any() == replica).ok_or_else(|| PlatformError::UnknownReplica(replica.into()))
+    }
+
     /// The service a Deployment is, by name (a user's mapped service, or
     /// the Deployment's own name).
     pub(super) async fn service_of(&self, deployment: &str) -> Option<String> {
@@ -146,22 +157,106 @@ impl KubePlatform {
     /// not already terminating.
     pub async fn victim(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
         let deployment = self.deployment(service).await?;
-        let pods = self.pods(&deployment).await?;
+        Ok(self.victim_of(service, &deployment, replica).await?.name_any())
+    }
+
+    /// The pod of `deployment` that `kill` evicts.
+    pub(super) async fn victim_of(&self, service: &str, deployment: &Deployment, replica: Option<&str>) -> Result<Pod, PlatformError> {
+        let pods = self.pods(deployment).await?;
         let live = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none());
         let chosen = match replica {
             Some(name) => live.clone().find(|p| p.name_any() == name),
             None => live.clone().rev().find(|p| pod_ready(p)).or_else(|| live.clone().next_back()),
         };
-        chosen.map(ResourceExt::name_any).ok_or_else(|| match replica {
+        chosen.cloned().ok_or_else(|| match replica {
             Some(name) => PlatformError::UnknownReplica(name.into()),
             None => PlatformError::Refused(format!("{service} has no pod to kill")),
         })
     }
 }
 
-/// The merge patch `scale` sends to the `scale` subresource.
-pub fn scale_patch(replicas: u32) -> serde_json::Value {
-    json!({ "spec": { "replicas": replicas } })
+impl KubePlatform {
+    /// Scales `deployment` as read: refused (409) if it changed since.
+    pub(super) async fn scale_at(&self, service: &str, deployment: &Deployment, replicas: u32) -> Result<(), PlatformError> {
+        let patch = Patch::Merge(scale_patch(replicas, deployment.resource_version().as_deref()));
+        self.deployments_of(deployment)
+            .patch_scale(&deployment.name_any(), &change_params(), &patch)
+            .await
+            .map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())))?;
+        Ok(())
+    }
+
+    /// Evicts `pod` as read: refused (409) if it changed since.
+    pub(super) async fn evict_at(&self, pod: &Pod) -> Result<(), PlatformError> {
+        let name = pod.name_any();
+        let path = format!("/api/v1/namespaces/{}/pods", pod.namespace().unwrap_or_else(|| self.namespace.clone()));
+        let body = serde_json::to_vec(&eviction(pod)).unwrap_or_default();
+        let request = kube::core::Request::new(path).create_subresource("eviction", &name, &kube::api::PostParams::default(), body).map_err(build_error)?;
+        self.client.request::<serde_json::Value>(request).await.map_err(|err| api_error(err, || PlatformError::UnknownReplica(name.clone())))?;
+        Ok(())
+    }
+
+    /// The switches of `pod`, through the API server's pod proxy (never the
+    /// pod's IP: the harness need not run in the cluster, and every request
+    /// is the API server's to authorize and log).
+    pub(super) async fn pod_switches(&self, pod: &Pod) -> Result<SwitchState, PlatformError> {
+        let request = kube::core::Request::new(pods_path(pod)).get_subresource(SWITCHES, &proxied(pod)).map_err(build_error)?;
+        self.client.request::<SwitchState>(request).await.map_err(|err| api_error(err, || PlatformError::UnknownReplica(pod.name_any())))
+    }
+
+    /// Sets the switches of `pod` through the pod proxy.
+    pub(super) async fn set_pod_switches(&self, pod: &Pod, state: &SwitchState) -> Result<(), PlatformError> {
+        let body = serde_json::to_vec(state).unwrap_or_default();
+        let request = kube::core::Request::new(pods_path(pod)).replace_subresource(SWITCHES, &proxied(pod), &kube::api::PostParams::default(), body).map_err(build_error)?;
+        self.client.request_text(request).await.map_err(|err| api_error(err, || PlatformError::UnknownReplica(pod.name_any())))?;
+        Ok(())
+    }
+}
+
+/// The pod-proxy path of `pod`'s switches (what a dry run prints).
+pub(super) fn switches_path(pod: &Pod) -> String {
+    format!("{}/{}/{SWITCHES}", pods_path(pod), proxied(pod))
+}
+
+fn pods_path(pod: &Pod) -> String {
+    format!("/api/v1/namespaces/{}/pods", pod.namespace().unwrap_or_default())
+}
+
+/// The kit's switches, below a pod's proxy subresource.
+const SWITCHES: &str = "proxy/_stormproof/switches";
+/// The port the kit's services listen on in a pod stormproof rendered.
+const SERVICE_PORT: i32 = 8080;
+
+/// `POD:PORT` (its first container port), as the pod proxy names a port.
+fn proxied(pod: &Pod) -> String {
+    let port = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.ports.as_ref()).and_then(|p| p.first()).map_or(SERVICE_PORT, |p| p.container_port);
+    format!("{}:{port}", pod.name_any())
+}
+
+fn build_error(err: impl std::fmt::Display) -> PlatformError {
+    PlatformError::Unreachable(format!("cannot build the request: {err}"))
+}
+
+/// The merge patch `scale` sends to the `scale` subresource: the replicas,
+/// and the Deployment's `resourceVersion` as read, so that the API server
+/// refuses (409) a change to a Deployment that changed since — its labels
+/// included, which is what the rails checked.
+pub fn scale_patch(replicas: u32, resource_version: Option<&str>) -> serde_json::Value {
+    let mut patch = json!({ "spec": { "replicas": replicas } });
+    if let Some(version) = resource_version {
+        patch["metadata"] = json!({ "resourceVersion": version });
+    }
+    patch
+}
+
+/// The policy/v1 Eviction of `pod`, on condition that the pod is still the
+/// one read (same uid and resourceVersion).
+pub fn eviction(pod: &Pod) -> serde_json::Value {
+    json!({
+        "apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": { "name": pod.name_any(), "namespace": pod.namespace() },
+        "deleteOptions": { "preconditions": { "uid": pod.uid(), "resourceVersion": pod.resource_version() } }
+    })
 }
 
 /// The patch parameters of every change: stormproof's field manager.
@@ -173,7 +268,11 @@ pub(super) fn change_params() -> PatchParams {
 pub(super) fn api_error(err: kube::Error, not_found: impl FnOnce() -> PlatformError) -> PlatformError {
     match err {
         kube::Error::Api(status) if status.code == 404 => not_found(),
-        kube::Error::Api(status) if status.code == 429 || status.code == 409 || status.code == 403 || status.code == 422 => {
+        kube::Error::Api(status) if status.code == 409 => PlatformError::Refused(format!(
+            "the object changed since it was checked (409 {}: {}); refused, nothing was changed",
+            status.reason, status.message
+        )),
+        kube::Error::Api(status) if status.code == 429 || status.code == 403 || status.code == 422 => {
             PlatformError::Refused(format!("the API server refused ({} {}): {}", status.code, status.reason, status.message))
         }
         kube::Error::Api(status) => PlatformError::Unreachable(format!("the API server answered {} {}: {}", status.code, status.reason, status.message)),
@@ -279,19 +378,14 @@ impl Platform for KubePlatform {
 
     async fn scale(&self, service: &str, replicas: u32) -> Result<(), PlatformError> {
         let deployment = self.deployment(service).await?;
-        let patch = Patch::Merge(scale_patch(replicas));
-        self.deployments_of(&deployment)
-            .patch_scale(&deployment.name_any(), &change_params(), &patch)
-            .await
-            .map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())))?;
-        Ok(())
+        self.scale_at(service, &deployment, replicas).await
     }
 
     async fn kill(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
         let deployment = self.deployment(service).await?;
-        let pod = self.victim(service, replica).await?;
-        self.pods_of(&deployment).evict(&pod, &EvictParams::default()).await.map_err(|err| api_error(err, || PlatformError::UnknownReplica(pod.clone())))?;
-        Ok(pod)
+        let pod = self.victim_of(service, &deployment, replica).await?;
+        self.evict_at(&pod).await?;
+        Ok(pod.name_any())
     }
 
     async fn rollout(&self, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
@@ -311,12 +405,10 @@ impl Platform for KubePlatform {
     }
 
     async fn switches(&self, service: &str, replica: &str) -> Result<SwitchState, PlatformError> {
-        let address = crate::platform::switches::address(&self.service(service).await?, replica)?;
-        crate::platform::switches::read(&address, replica).await
+        self.pod_switches(&self.pod_of(service, replica).await?).await
     }
 
     async fn set_switches(&self, service: &str, replica: &str, state: &SwitchState) -> Result<(), PlatformError> {
-        let address = crate::platform::switches::address(&self.service(service).await?, replica)?;
-        crate::platform::switches::write(&address, replica, state).await
+        self.set_pod_switches(&self.pod_of(service, replica).await?, state).await
     }
 }

@@ -128,30 +128,52 @@ pub fn parse(yaml: &str) -> anyhow::Result<Vec<Object>> {
         .collect()
 }
 
+/// How `apply` sends the objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// Applied and stored.
+    Apply,
+    /// The API server's own dry run (`dryRun=All`): validated, defaulted
+    /// and admitted by the server, stored nowhere.
+    ServerDryRun,
+}
+
 /// Applies every object in `namespace` with server-side apply (field
 /// manager `stormproof`, forcing conflicts, as a controller owning these
 /// fields does); returns `kind/name` of each.
-pub async fn apply(client: &Client, namespace: &str, objects: &[Object]) -> anyhow::Result<Vec<String>> {
+pub async fn apply(client: &Client, namespace: &str, objects: &[Object], mode: ApplyMode) -> anyhow::Result<Vec<String>> {
     let mut applied = Vec::new();
     for object in objects {
         applied.push(match object {
-            Object::Secret(o) => apply_one(client, namespace, o).await?,
-            Object::ConfigMap(o) => apply_one(client, namespace, o).await?,
-            Object::Service(o) => apply_one(client, namespace, o).await?,
-            Object::Deployment(o) => apply_one(client, namespace, o).await?,
-            Object::Hpa(o) => apply_one(client, namespace, o).await?,
+            Object::Secret(o) => apply_one(client, namespace, o, mode).await?,
+            Object::ConfigMap(o) => apply_one(client, namespace, o, mode).await?,
+            Object::Service(o) => apply_one(client, namespace, o, mode).await?,
+            Object::Deployment(o) => apply_one(client, namespace, o, mode).await?,
+            Object::Hpa(o) => apply_one(client, namespace, o, mode).await?,
         });
     }
     Ok(applied)
 }
 
-async fn apply_one<K>(client: &Client, namespace: &str, object: &K) -> anyhow::Result<String>
+/// Whether the API server behind `client` answers at all (any answer,
+/// an error status included, means it is there).
+pub async fn reachable(client: &Client) -> Result<(), String> {
+    match client.apiserver_version().await {
+        Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+async fn apply_one<K>(client: &Client, namespace: &str, object: &K, mode: ApplyMode) -> anyhow::Result<String>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let name = object.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut params = PatchParams::apply(FIELD_MANAGER).force();
+    if mode == ApplyMode::ServerDryRun {
+        params = params.dry_run();
+    }
     api.patch(&name, &params, &Patch::Apply(object)).await.map_err(|err| anyhow::anyhow!("applying {}/{name}: {err}", K::kind(&())))?;
     Ok(format!("{}/{name}", K::kind(&()).to_lowercase()))
 }

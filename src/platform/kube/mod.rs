@@ -17,7 +17,7 @@ pub mod manifests;
 mod rails;
 mod rollout;
 
-pub use connect::{KubeTarget, connect};
+pub use connect::{KubeTarget, connect, settle};
 pub use deployments::KubePlatform;
 pub use rails::{Allowed, PlannedChange, Rails};
 

@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::deployments::{KubePlatform, scale_patch};
+use super::deployments::{KubePlatform, eviction, scale_patch};
 use super::rollout::{status_of, template_patch};
 use super::{FIELD_MANAGER, HARNESS_LABEL, OPT_IN_LABEL, OPT_IN_VALUE};
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, RolloutStatus, ServiceStatus, Template};
@@ -116,8 +116,8 @@ impl Rails {
     /// In a dry run, records and prints the change and returns true.
     fn planned_only(&self, what: String, method: &str, path: String, content_type: &str, body: Value) -> bool {
         let Some((print, planned)) = &self.dry_run else { return false };
-        // Only API server writes carry a field manager (an eviction is a POST, switches go to the pod).
-        let query = if method == "POST" || !path.starts_with('/') { String::new() } else { format!("fieldManager={FIELD_MANAGER}") };
+        // Only API server writes carry a field manager (not an eviction, nor the pod proxy).
+        let query = if method == "POST" || path.contains("/proxy/") { String::new() } else { format!("fieldManager={FIELD_MANAGER}") };
         print(&format!("dry-run: would {what}: {method} {path}?{query} ({content_type}) {body}"));
         let change = PlannedChange { what, method: method.into(), path, query, content_type: content_type.into(), body };
         planned.lock().expect("not poisoned").push(change);
@@ -149,36 +149,39 @@ impl Platform for Rails {
     async fn scale(&self, service: &str, replicas: u32) -> Result<(), PlatformError> {
         let deployment = self.guard(service).await?;
         let path = format!("{}/scale", self.deployment_path(&deployment));
-        if self.planned_only(format!("scale deployment/{} to {replicas}", deployment.name_any()), "PATCH", path, "application/merge-patch+json", scale_patch(replicas)) {
+        let body = scale_patch(replicas, deployment.resource_version().as_deref());
+        if self.planned_only(format!("scale deployment/{} to {replicas}", deployment.name_any()), "PATCH", path, "application/merge-patch+json", body) {
             return Ok(());
         }
-        self.kube.scale(service, replicas).await
+        // The Deployment as checked: changed since (a label removed), the API server refuses.
+        self.kube.scale_at(service, &deployment, replicas).await
     }
 
     async fn kill(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
-        self.guard(service).await?;
-        let pod = self.kube.victim(service, replica).await?;
-        if self.own_pod.as_deref() == Some(pod.as_str()) {
-            return Err(PlatformError::Refused(format!("pod {pod} is the harness's own pod")));
+        let deployment = self.guard(service).await?;
+        let pod = self.kube.victim_of(service, &deployment, replica).await?;
+        let name = pod.name_any();
+        if self.own_pod.as_deref() == Some(name.as_str()) {
+            return Err(PlatformError::Refused(format!("pod {name} is the harness's own pod")));
         }
-        let namespace = self.kube.scope().1.to_string();
-        let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}/eviction");
-        // The body kube-rs sends; the API server reads it as a policy/v1 Eviction.
-        let body = json!({"delete_options": null, "metadata": {"name": pod}});
-        if self.planned_only(format!("evict pod/{pod} of {service}"), "POST", path, "application/json", body) {
-            return Ok(pod);
+        let path = format!("/api/v1/namespaces/{}/pods/{name}/eviction", self.kube.scope().1);
+        if self.planned_only(format!("evict pod/{name} of {service}"), "POST", path, "application/json", eviction(&pod)) {
+            return Ok(name);
         }
-        self.kube.kill(service, Some(&pod)).await
+        self.kube.evict_at(&pod).await?;
+        Ok(name)
     }
 
     async fn rollout(&self, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
         let deployment = self.guard(service).await?;
-        let patch = template_patch(&deployment, template, &crate::clock::now_rfc3339())?;
+        super::rollout::check_env(&self.kube, service, &deployment, template)?;
+        let mut patch = template_patch(&deployment, template, &crate::clock::now_rfc3339())?;
+        patch["metadata"]["resourceVersion"] = json!(deployment.resource_version());
         let what = format!("roll deployment/{} to {}", deployment.name_any(), template.version);
         if self.planned_only(what, "PATCH", self.deployment_path(&deployment), "application/strategic-merge-patch+json", patch) {
             return Ok(status_of(service, &deployment));
         }
-        self.kube.rollout(service, template).await
+        super::rollout::start_at(&self.kube, service, &deployment, template).await
     }
 
     async fn rollout_status(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
@@ -189,11 +192,11 @@ impl Platform for Rails {
         let deployment = self.guard(service).await?;
         if self.dry_run.is_some() {
             let previous = super::rollout::previous_template(&self.kube, &deployment).await?;
-            let body = json!({"spec": {"template": previous}});
+            let body = json!({"metadata": {"resourceVersion": deployment.resource_version()}, "spec": {"template": previous}});
             self.planned_only(format!("undo the rollout of deployment/{}", deployment.name_any()), "PUT", self.deployment_path(&deployment), "application/json", body);
             return Ok(status_of(service, &deployment));
         }
-        self.kube.rollout_undo(service).await
+        super::rollout::undo_at(&self.kube, service, deployment).await
     }
 
     async fn autoscalers(&self) -> Result<Vec<AutoscalerStatus>, PlatformError> {
@@ -209,11 +212,14 @@ impl Platform for Rails {
         if self.own_pod.as_deref() == Some(replica) {
             return Err(PlatformError::Refused(format!("pod {replica} is the harness's own pod")));
         }
-        // Reached at the pod's own address, as from inside the cluster.
+        // Only a pod of the Deployment just checked.
+        let pod = self.kube.pod_of(service, replica).await?;
+        // Through the API server's pod proxy, which takes no precondition:
+        // the Deployment and its pod were checked just before.
         let body = serde_json::to_value(state).unwrap_or_default();
-        if self.planned_only(format!("set the switches of pod/{replica} of {service}"), "PUT", format!("http://{replica}/_stormproof/switches"), "application/json", body) {
+        if self.planned_only(format!("set the switches of pod/{replica} of {service}"), "PUT", super::deployments::switches_path(&pod), "application/json", body) {
             return Ok(());
         }
-        self.kube.set_switches(service, replica, state).await
+        self.kube.set_pod_switches(&pod, state).await
     }
 }

@@ -69,21 +69,40 @@ fn retag(image: &str, version: &str) -> String {
 
 pub(super) async fn start(platform: &KubePlatform, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
     let deployment = platform.deployment(service).await?;
-    let mut patch = template_patch(&deployment, template, &crate::clock::now_rfc3339())?;
+    start_at(platform, service, &deployment, template).await
+}
+
+/// Rolls `deployment` as read to `template`: the patch carries its
+/// `resourceVersion`, so a Deployment changed since (its labels included)
+/// is refused with 409 instead of patched.
+pub(super) async fn start_at(platform: &KubePlatform, service: &str, deployment: &Deployment, template: &Template) -> Result<RolloutStatus, PlatformError> {
+    check_env(platform, service, deployment, template)?;
+    let mut patch = template_patch(deployment, template, &crate::clock::now_rfc3339())?;
     let container = &mut patch["spec"]["template"]["spec"]["containers"][0];
-    if template.readiness && container.get("readinessProbe").is_none() && !has_readiness(&deployment) {
+    if template.readiness && container.get("readinessProbe").is_none() && !has_readiness(deployment) {
         // A user's Deployment back from a rollout without readiness: stormproof
         // never defined its probe, but an earlier ReplicaSet's template has it.
-        if let Some(probe) = earlier_readiness(platform, &deployment).await? {
+        if let Some(probe) = earlier_readiness(platform, deployment).await? {
             container["readinessProbe"] = serde_json::to_value(probe).unwrap_or(Value::Null);
         }
     }
+    patch["metadata"]["resourceVersion"] = json!(deployment.resource_version());
     let patched = platform
-        .deployments_of(&deployment)
+        .deployments_of(deployment)
         .patch(&deployment.name_any(), &change_params(), &Patch::Strategic(patch))
         .await
         .map_err(|err| api_error(err, || PlatformError::UnknownService(service.into())))?;
     Ok(status_of(service, &patched))
+}
+
+/// Only the settings the service's definition declares may be set —
+/// besides the variables its Deployment already has (a user's own, which
+/// a rollback puts back).
+pub(super) fn check_env(platform: &KubePlatform, service: &str, deployment: &Deployment, template: &Template) -> Result<(), PlatformError> {
+    let Some(def) = &platform.def else { return Ok(()) };
+    let has = template_of(&deployment.spec.clone().unwrap_or_default().template).env;
+    let new = template.env.keys().filter(|name| !has.contains_key(*name));
+    def.check_rollout_env(service, new).map_err(PlatformError::Invalid)
 }
 
 /// The Deployment's rollout fields, as kubectl's status viewer reads them.
@@ -142,7 +161,12 @@ fn template_of(template: &PodTemplateSpec) -> Template {
 /// `kubectl rollout undo`: the ReplicaSet with the highest revision below
 /// the current one gives its template back (without its pod-template-hash).
 pub(super) async fn undo(platform: &KubePlatform, service: &str) -> Result<RolloutStatus, PlatformError> {
-    let mut deployment = platform.deployment(service).await?;
+    undo_at(platform, service, platform.deployment(service).await?).await
+}
+
+/// Undoes the rollout of `deployment` as read: the replacement carries its
+/// `resourceVersion` (refused with 409 if it changed since).
+pub(super) async fn undo_at(platform: &KubePlatform, service: &str, mut deployment: Deployment) -> Result<RolloutStatus, PlatformError> {
     let previous = previous_template(platform, &deployment).await?;
     deployment.spec.as_mut().expect("a Deployment read from the API server has a spec").template = previous;
     deployment.metadata.managed_fields = None;

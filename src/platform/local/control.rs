@@ -55,7 +55,29 @@ pub(super) fn app(supervisor: Arc<Supervisor>, state: RunState, shutdown: Arc<No
             c.shutdown.notify_one();
             StatusCode::ACCEPTED
         }))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::new(state.token.clone()), authorized))
         .with_state(Control { supervisor, state: Arc::new(state), shutdown })
+}
+
+/// Lets a request through only with the run's bearer token: the control
+/// API listens on loopback, where every local user can reach it.
+async fn authorized(State(token): State<Arc<String>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let given = request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if !token.is_empty() && same(given.as_bytes(), token.as_bytes()) => next.run(request).await,
+        Some(_) => unauthorized("the control API token is wrong (it is in the run directory's state.json)"),
+        None => unauthorized("the control API needs `Authorization: Bearer TOKEN`, the token in the run directory's state.json"),
+    }
+}
+
+/// Compares in time independent of where the bytes differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized(reason: &str) -> Response {
+    let body = serde_json::json!({"error": "Unauthorized", "reason": reason, "kind": "unauthorized"});
+    (StatusCode::UNAUTHORIZED, [(axum::http::header::WWW_AUTHENTICATE, "Bearer")], axum::Json(body)).into_response()
 }
 
 async fn scale(State(c): State<Control>, Path(name): Path<String>, JsonBody(request): JsonBody<ScaleRequest>) -> Response {
@@ -97,6 +119,7 @@ fn error(err: PlatformError) -> Response {
         PlatformError::UnknownService(_) | PlatformError::UnknownReplica(_) => StatusCode::NOT_FOUND,
         PlatformError::Refused(_) => StatusCode::CONFLICT,
         PlatformError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+        PlatformError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
     };
     (status, axum::Json(serde_json::json!({"error": status.canonical_reason(), "reason": err.to_string(), "kind": kind(&err)}))).into_response()
 }
@@ -107,6 +130,7 @@ fn kind(err: &PlatformError) -> &'static str {
         PlatformError::UnknownReplica(_) => "unknown-replica",
         PlatformError::Refused(_) => "refused",
         PlatformError::Unreachable(_) => "unreachable",
+        PlatformError::Invalid(_) => "invalid",
     }
 }
 
@@ -114,6 +138,7 @@ fn kind(err: &PlatformError) -> &'static str {
 #[derive(Clone)]
 pub struct ControlClient {
     base: String,
+    token: String,
     http: reqwest::Client,
     broker_faults: Option<FaultClient>,
 }
@@ -123,13 +148,18 @@ impl ControlClient {
     pub fn new(state: &RunState) -> ControlClient {
         let http = crate::http_client().timeout(Duration::from_secs(10)).build().unwrap_or_default();
         let broker_faults = state.broker_faults.as_deref().map(FaultClient::new);
-        ControlClient { base: state.control.trim_end_matches('/').to_string(), http, broker_faults }
+        ControlClient { base: state.control.trim_end_matches('/').to_string(), token: state.token.clone(), http, broker_faults }
     }
 
     /// Asks the platform to stop everything it started.
     pub async fn shutdown(&self) -> Result<(), PlatformError> {
-        self.http.post(format!("{}/v1/shutdown", self.base)).send().await.map_err(unreachable)?;
+        self.call(reqwest::Method::POST, "/v1/shutdown").send().await.map_err(unreachable)?;
         Ok(())
+    }
+
+    /// A request to the control API, with the run's token.
+    fn call(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token)
     }
 
     async fn check(response: reqwest::Response) -> Result<reqwest::Response, PlatformError> {
@@ -142,6 +172,7 @@ impl ControlClient {
             Some("unknown-service") => PlatformError::UnknownService(reason.trim_start_matches("unknown service ").trim_matches('`').to_string()),
             Some("unknown-replica") => PlatformError::UnknownReplica(reason.trim_start_matches("unknown replica ").trim_matches('`').to_string()),
             Some("unreachable") => PlatformError::Unreachable(reason),
+            Some("invalid") => PlatformError::Invalid(reason),
             _ => PlatformError::Refused(reason),
         })
     }
@@ -154,40 +185,38 @@ fn unreachable(err: reqwest::Error) -> PlatformError {
 #[async_trait::async_trait]
 impl Platform for ControlClient {
     async fn services(&self) -> Result<Vec<ServiceStatus>, PlatformError> {
-        let response = self.http.get(format!("{}/v1/services", self.base)).send().await.map_err(unreachable)?;
+        let response = self.call(reqwest::Method::GET, "/v1/services").send().await.map_err(unreachable)?;
         Self::check(response).await?.json().await.map_err(unreachable)
     }
 
     async fn scale(&self, service: &str, replicas: u32) -> Result<(), PlatformError> {
-        let url = format!("{}/v1/services/{service}/replicas", self.base);
-        let response = self.http.put(url).json(&ScaleRequest { replicas }).send().await.map_err(unreachable)?;
+        let response = self.call(reqwest::Method::PUT, &format!("/v1/services/{service}/replicas")).json(&ScaleRequest { replicas }).send().await.map_err(unreachable)?;
         Self::check(response).await.map(|_| ())
     }
 
     async fn kill(&self, service: &str, replica: Option<&str>) -> Result<String, PlatformError> {
-        let url = format!("{}/v1/services/{service}/kill", self.base);
         let body = KillRequest { replica: replica.map(str::to_string) };
-        let response = self.http.post(url).json(&body).send().await.map_err(unreachable)?;
+        let response = self.call(reqwest::Method::POST, &format!("/v1/services/{service}/kill")).json(&body).send().await.map_err(unreachable)?;
         let killed: Killed = Self::check(response).await?.json().await.map_err(unreachable)?;
         Ok(killed.killed)
     }
     async fn rollout(&self, service: &str, template: &Template) -> Result<RolloutStatus, PlatformError> {
-        let response = self.http.post(format!("{}/v1/services/{service}/rollout", self.base)).json(template).send().await.map_err(unreachable)?;
+        let response = self.call(reqwest::Method::POST, &format!("/v1/services/{service}/rollout")).json(template).send().await.map_err(unreachable)?;
         Self::check(response).await?.json().await.map_err(unreachable)
     }
 
     async fn rollout_status(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
-        let response = self.http.get(format!("{}/v1/services/{service}/rollout", self.base)).send().await.map_err(unreachable)?;
+        let response = self.call(reqwest::Method::GET, &format!("/v1/services/{service}/rollout")).send().await.map_err(unreachable)?;
         Self::check(response).await?.json().await.map_err(unreachable)
     }
 
     async fn rollout_undo(&self, service: &str) -> Result<RolloutStatus, PlatformError> {
-        let response = self.http.post(format!("{}/v1/services/{service}/rollout/undo", self.base)).send().await.map_err(unreachable)?;
+        let response = self.call(reqwest::Method::POST, &format!("/v1/services/{service}/rollout/undo")).send().await.map_err(unreachable)?;
         Self::check(response).await?.json().await.map_err(unreachable)
     }
 
     async fn autoscalers(&self) -> Result<Vec<AutoscalerStatus>, PlatformError> {
-        let response = self.http.get(format!("{}/v1/autoscalers", self.base)).send().await.map_err(unreachable)?;
+        let response = self.call(reqwest::Method::GET, "/v1/autoscalers").send().await.map_err(unreachable)?;
         Self::check(response).await?.json().await.map_err(unreachable)
     }
 

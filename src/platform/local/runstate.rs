@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::process::Identity;
+
 /// What `up` writes to `RUN_DIR/state.json` while it runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -17,6 +19,14 @@ pub struct RunState {
     pub reference: String,
     /// Process id of `up`.
     pub pid: u32,
+    /// Who `up` is (pid, start time, executable): a pid is signalled only
+    /// while it still names this process. A state file without it names no
+    /// process that may be signalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Identity>,
+    /// The control API's bearer token, new for each run (the file is 0600).
+    #[serde(default)]
+    pub token: String,
     /// Control API base URL.
     pub control: String,
     /// Gateway base URL.
@@ -68,6 +78,11 @@ impl RunState {
     /// Reads the state if its `up` process is still alive.
     pub fn read_live(run_dir: &Path) -> anyhow::Result<RunState> {
         let state = Self::read(run_dir)?;
+        if pid_alive(state.pid)
+            && let Err(why) = state.verify_up()
+        {
+            anyhow::bail!("the state file in {} is stale: {why}; start the system again with `stormproof up {}`", run_dir.display(), state.system);
+        }
         if !state.is_alive() {
             anyhow::bail!(
                 "the system in {} is no longer running (its `up`, pid {}, is gone); start it again with `stormproof up {}`",
@@ -79,19 +94,43 @@ impl RunState {
         Ok(state)
     }
 
-    /// Writes the state file atomically.
+    /// Writes the state file atomically, readable by its owner only (it
+    /// holds the control API's token).
     pub fn write(&self) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
         let path = Self::path(&self.run_dir);
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        // The mode given at creation is narrowed by the umask, never widened; set it outright.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(&serde_json::to_vec_pretty(self)?)?;
+        file.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         Ok(())
     }
 
-    /// Whether the `up` process is alive.
+    /// Whether the `up` process that wrote this state is alive: its pid is
+    /// live and still names that process.
     pub fn is_alive(&self) -> bool {
-        pid_alive(self.pid)
+        pid_alive(self.pid) && self.verify_up().is_ok()
     }
+
+    /// Whether the pid in the state file still names the `up` that wrote
+    /// it; otherwise why not (a stale file whose pid was reused).
+    pub fn verify_up(&self) -> Result<(), String> {
+        match &self.process {
+            Some(identity) if identity.pid == self.pid => identity.verify(),
+            Some(identity) => Err(format!("the state file names pid {} but recorded pid {}", self.pid, identity.pid)),
+            None => Err(format!("the state file records no start time for pid {}, so it cannot be told from another process", self.pid)),
+        }
+    }
+}
+
+/// A new control API token: 244 random bits from the OS (two v4 UUIDs).
+pub fn new_token() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
 /// Whether `pid` names a live (not zombie) process.

@@ -173,6 +173,8 @@ impl Service {
 /// The local platform's control plane.
 pub struct Supervisor {
     system: String,
+    /// The definition, for what a rollout may set.
+    def: SystemDef,
     pub(super) launch: Launch,
     services: Mutex<Vec<Service>>,
     changed: Notify,
@@ -225,7 +227,7 @@ impl Supervisor {
         }
         let http = crate::http_client().pool_max_idle_per_host(2).build().unwrap_or_default();
         let autoscaler = Autoscaler::new(def, launch.autoscaling);
-        Arc::new(Supervisor { system: def.system.clone(), launch, services: Mutex::new(services), changed: Notify::new(), http, autoscaler, notices: Mutex::new(Vec::new()) })
+        Arc::new(Supervisor { system: def.system.clone(), def: def.clone(), launch, services: Mutex::new(services), changed: Notify::new(), http, autoscaler, notices: Mutex::new(Vec::new()) })
     }
 
     /// The system's name.
@@ -378,6 +380,8 @@ impl Supervisor {
         if service == BROKER {
             return Err(PlatformError::Refused("the embedded broker is not rolled out".into()));
         }
+        // Checked here, where every rollout passes (CLI, experiment, control API).
+        self.def.check_rollout_env(service, template.env.keys()).map_err(PlatformError::Invalid)?;
         let status = self.with_service(service, |s| {
             s.deployment.change(template);
             s.deployment.status(&s.name, s.counts())

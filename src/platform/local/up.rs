@@ -107,6 +107,8 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         system: plan.def.system.clone(),
         reference: plan.reference.clone(),
         pid: std::process::id(),
+        process: Some(crate::process::Identity::current()),
+        token: super::runstate::new_token(),
         control: format!("http://{}", control_listener.local_addr()?),
         gateway: format!("http://{}", gateway.local_addr()?),
         kafka,
