@@ -89,6 +89,9 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
         Ended::Stopped(verdict, reason) => finish(journal, verdict, Some(reason)),
         Ended::NotSteady | Ended::Completed => {
             let verdict = verdict_of(&journal);
+            if journal.results().next().is_none() {
+                return finish(journal, verdict, Some("no check ran: nothing to conclude from".into()));
+            }
             if journal.rollback_verified == Some(false) && verdict == Verdict::Passed {
                 return finish(journal, Verdict::Failed, Some("the rollback could not be verified".into()));
             }
@@ -257,13 +260,8 @@ fn judge_availability(experiment: &Experiment, summary: &LoadSummary, marks: &Ma
                     errored(&check.name, ProbeKind::Availability, &format!("no route `{}` in the load (routes: {})", probe.route, known.join(", ")))
                 }
                 Some(route) => {
-                    let figures: under_load::PhaseFigures = route.between(from, to).into();
-                    let evidence = format!(
-                        "{} {:.2} % over seconds {from}–{to} ({} transactions, {} failed), minimum {} %",
-                        probe.route, figures.availability, figures.transactions, figures.failed, probe.min
-                    );
-                    let status = if figures.availability >= probe.min { Status::Held } else { Status::Deviated };
-                    CheckResult { name: check.name.clone(), status, probe: ProbeKind::Availability, evidence, took_ms: 0 }
+                    let (status, evidence) = super::probe::availability(probe, &route.between(from, to).into(), (from, to)).into_status();
+                    CheckResult { name: check.name.clone(), status, probe: ProbeKind::Availability, evidence, took_ms: 0, route: Some(probe.route.clone()) }
                 }
             };
             progress(&format!("  [{}] {}: {}", result.status, result.name, result.evidence));
@@ -273,12 +271,15 @@ fn judge_availability(experiment: &Experiment, summary: &LoadSummary, marks: &Ma
 }
 
 fn errored(name: &str, probe: ProbeKind, evidence: &str) -> CheckResult {
-    CheckResult { name: name.to_string(), status: Status::Errored, probe, evidence: evidence.to_string(), took_ms: 0 }
+    CheckResult { name: name.to_string(), status: Status::Errored, probe, evidence: evidence.to_string(), took_ms: 0, route: None }
 }
 
+/// Passed only on evidence: every check held, and at least one ran. A
+/// check that could not run or saw too little makes the run inconclusive
+/// (which fails it, as a deviation does).
 fn verdict_of(journal: &Journal) -> Verdict {
     let statuses: Vec<Status> = journal.results().map(|(_, r)| r.status).collect();
-    if statuses.contains(&Status::Errored) {
+    if statuses.is_empty() || statuses.iter().any(|s| matches!(s, Status::Errored | Status::Inconclusive)) {
         Verdict::Inconclusive
     } else if statuses.contains(&Status::Deviated) {
         Verdict::Failed
@@ -327,4 +328,26 @@ pub async fn rollback_journal(path: &Path, platform: &dyn Platform) -> anyhow::R
     }
     journal.save()?;
     Ok(journal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(statuses: &[Status]) -> Journal {
+        let mut j = Journal::new("t", "f.yaml", "shop", Path::new("."), std::env::temp_dir().join("unused-journal.json"));
+        for status in statuses {
+            j.record(Phase::During, CheckResult { name: "c".into(), status: *status, probe: ProbeKind::Availability, evidence: String::new(), took_ms: 0, route: None });
+        }
+        j
+    }
+
+    #[test]
+    fn a_run_passes_only_on_evidence() {
+        assert_eq!(verdict_of(&journal(&[Status::Held, Status::Held])), Verdict::Passed);
+        assert_eq!(verdict_of(&journal(&[])), Verdict::Inconclusive, "no check, no pass");
+        assert_eq!(verdict_of(&journal(&[Status::Held, Status::Inconclusive])), Verdict::Inconclusive, "too little seen is not a hold");
+        assert_eq!(verdict_of(&journal(&[Status::Deviated, Status::Held])), Verdict::Failed);
+        assert_eq!(verdict_of(&journal(&[Status::Deviated, Status::Errored])), Verdict::Inconclusive);
+    }
 }

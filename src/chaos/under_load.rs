@@ -39,14 +39,22 @@ pub struct PhaseFigures {
     pub transactions: u64,
     /// Failures (4xx, 5xx, socket errors, timeouts).
     pub failed: u64,
-    /// transactions / (transactions + failed), percent; 100 with no traffic.
-    pub availability: f64,
+    /// transactions / (transactions + failed), percent; none without
+    /// traffic (no traffic is no evidence of availability).
+    pub availability: Option<f64>,
+}
+
+impl PhaseFigures {
+    /// Requests that count for availability: transactions and failures.
+    pub fn judged(&self) -> u64 {
+        self.transactions + self.failed
+    }
 }
 
 impl From<TimelineCounts> for PhaseFigures {
     fn from(c: TimelineCounts) -> Self {
         let judged = c.transactions + c.failed;
-        let availability = if judged == 0 { 100.0 } else { 100.0 * c.transactions as f64 / judged as f64 };
+        let availability = (judged > 0).then(|| 100.0 * c.transactions as f64 / judged as f64);
         PhaseFigures { requests: c.requests, transactions: c.transactions, failed: c.failed, availability }
     }
 }
@@ -368,10 +376,11 @@ mod tests {
     }
 
     #[test]
-    fn a_phase_without_traffic_counts_as_available() {
+    fn a_phase_without_traffic_has_no_availability() {
         let empty: PhaseFigures = TimelineCounts::default().into();
-        assert_eq!(empty.availability, 100.0);
+        assert_eq!(empty.availability, None, "zero transactions are no evidence of 100 %");
         let half: PhaseFigures = TimelineCounts { requests: 4, transactions: 2, successful: 2, failed: 2, bytes: 0 }.into();
-        assert_eq!(half.availability, 50.0);
+        assert_eq!(half.availability, Some(50.0));
+        assert_eq!(half.judged(), 4);
     }
 }
