@@ -69,6 +69,9 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
     let mut marks = Marks::default();
 
     let ended = phases(&ctx, experiment, &mut journal, &mut marks, t0, progress).await;
+    if let (Some(load), Ended::Completed, Some(recovered)) = (&load, &ended, marks.recovered) {
+        gather_after_evidence(experiment, load, recovered, progress).await;
+    }
 
     marks.end = t0.elapsed().as_secs_f64();
     let samples = sampler.stop().await;
@@ -240,6 +243,35 @@ async fn checks(ctx: &Context, list: &[Check], phase: Phase, journal: &mut Journ
         }
     }
     all_held
+}
+
+/// How long the load may keep running after the recovery checks so that
+/// each availability check of the after phase has its `min_transactions`.
+const EVIDENCE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Keeps the load running after the recovery checks until every
+/// availability check judged after recovery has enough requests in its
+/// window (or [`EVIDENCE_PATIENCE`] is over: it is then inconclusive).
+/// Recovery checks are often quick, and a second of load is no evidence.
+async fn gather_after_evidence(experiment: &Experiment, load: &under_load::Running, recovered: f64, progress: &(dyn Fn(&str) + Sync)) {
+    let from = recovered.ceil() as usize;
+    let needed: Vec<_> = experiment
+        .hypothesis
+        .iter()
+        .chain(&experiment.after)
+        .filter_map(|c| match &c.probe {
+            Probe::Availability(probe) => Some(probe),
+            _ => None,
+        })
+        .collect();
+    let deadline = Instant::now() + EVIDENCE_PATIENCE;
+    let short = || needed.iter().any(|p| load.judged_since(&p.route, from).is_some_and(|n| n < p.min_transactions));
+    if short() {
+        progress("  load continues until the after-recovery availability has its transactions");
+    }
+    while short() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Judges every availability check from the load's figures of its phase.

@@ -98,7 +98,10 @@ pub async fn verify_cases(check: &ContractCheck, pacts: &Path, side: &ProviderSi
 
 /// Passed, blocked by a mismatch, or errored (failed with no mismatch).
 fn conclude(verification: &Verification) -> (Outcome, Vec<String>) {
-    let failed: Vec<_> = verification.interactions.iter().filter(|i| !i.passed).collect();
+    // Mismatches first: they are what blocks; an errored interaction only
+    // follows (a trigger that the renamed route broke, say).
+    let mut failed: Vec<_> = verification.interactions.iter().filter(|i| !i.passed).collect();
+    failed.sort_by_key(|i| i.mismatches.is_empty());
     let failures = failed
         .iter()
         .map(|i| {
