@@ -307,14 +307,15 @@ fn errored(name: &str, probe: ProbeKind, evidence: &str) -> CheckResult {
 }
 
 /// Passed only on evidence: every check held, and at least one ran. A
-/// check that could not run or saw too little makes the run inconclusive
-/// (which fails it, as a deviation does).
+/// deviation is a finding whatever else was seen: failed. Otherwise a check
+/// that could not run or saw too little makes the run inconclusive (which
+/// fails it too).
 fn verdict_of(journal: &Journal) -> Verdict {
     let statuses: Vec<Status> = journal.results().map(|(_, r)| r.status).collect();
-    if statuses.is_empty() || statuses.iter().any(|s| matches!(s, Status::Errored | Status::Inconclusive)) {
-        Verdict::Inconclusive
-    } else if statuses.contains(&Status::Deviated) {
+    if statuses.contains(&Status::Deviated) {
         Verdict::Failed
+    } else if statuses.is_empty() || statuses.iter().any(|s| matches!(s, Status::Errored | Status::Inconclusive)) {
+        Verdict::Inconclusive
     } else {
         Verdict::Passed
     }
@@ -380,6 +381,7 @@ mod tests {
         assert_eq!(verdict_of(&journal(&[])), Verdict::Inconclusive, "no check, no pass");
         assert_eq!(verdict_of(&journal(&[Status::Held, Status::Inconclusive])), Verdict::Inconclusive, "too little seen is not a hold");
         assert_eq!(verdict_of(&journal(&[Status::Deviated, Status::Held])), Verdict::Failed);
-        assert_eq!(verdict_of(&journal(&[Status::Deviated, Status::Errored])), Verdict::Inconclusive);
+        assert_eq!(verdict_of(&journal(&[Status::Inconclusive, Status::Deviated])), Verdict::Failed, "a deviation is a finding");
+        assert_eq!(verdict_of(&journal(&[Status::Held, Status::Errored])), Verdict::Inconclusive);
     }
 }

@@ -155,7 +155,9 @@ fn rank(kind: ProbeKind) -> u8 {
 /// not run) makes the checkpoint inconclusive, never a pass.
 fn judge(journal: &Journal, phases: &[Phase]) -> (Verdict, String) {
     let mut results: Vec<_> = journal.results().filter(|(phase, _)| phases.contains(phase)).map(|(_, r)| r).collect();
-    if let Some(bad) = results.iter().find(|r| r.status != Status::Held) {
+    // A deviation is the finding to name; too little seen comes next.
+    let deviated = results.iter().find(|r| r.status == Status::Deviated);
+    if let Some(bad) = deviated.or_else(|| results.iter().find(|r| r.status != Status::Held)) {
         let verdict = if bad.status == Status::Deviated { Verdict::Fail } else { Verdict::Inconclusive };
         return (verdict, format!("{} ({}): {}", bad.name, bad.status, bad.evidence));
     }
