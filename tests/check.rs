@@ -40,7 +40,7 @@ async fn check_shop_scores_every_checkpoint() {
     assert_eq!(out.status.code(), Some(PASSED), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("장애격리"), "Korean checkpoint names: {stdout}");
     let (run, card) = scorecard(reports.path());
-    assert_eq!((card["schema_version"].as_u64(), card["system"].as_str(), card["passed"].as_bool()), (Some(1), Some("shop"), Some(true)));
+    assert_eq!((card["schema_version"].as_u64(), card["system"].as_str(), card["passed"].as_bool()), (Some(2), Some("shop"), Some(true)));
     assert_eq!(card["checkpoints"].as_array().unwrap().len(), 13);
     for id in [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12] {
         assert_eq!(verdict(&card, id), "pass", "checkpoint {id}: {card:#}");
@@ -55,6 +55,20 @@ async fn check_shop_scores_every_checkpoint() {
     assert!(run.join("delivery-outage/report.html").exists());
     let contract = evidence(&card, 12);
     assert!(contract.contains("item-rename blocked") && contract.contains("item-rename-compatible passes"), "{contract}");
+    // Figures, not just "held": every pass names counts.
+    assert!(evidence(&card, 4).contains("transactions") && evidence(&card, 4).contains("ms"), "{}", evidence(&card, 4));
+    // A clean console: a line per experiment and contract case, then the
+    // scorecard; the verifier's own text (FAILED lines of the variants that
+    // must break included) is in the report files only.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains("Verifying a pact between") && !stderr.contains("Verifying a pact between"), "verifier text on the console:\n{stdout}\n{stderr}");
+    assert!(stderr.contains("▸ saga: ") && stderr.contains("  saga: passed in "), "{stderr}");
+    assert!(stderr.contains("rolling-update-without-readiness: failed in") && stderr.contains("as expected"), "{stderr}");
+    assert!(stderr.contains("▸ contract shop.product as item-rename: blocked by the pacts"), "{stderr}");
+    assert!(!stderr.contains("UNEXPECTED"), "{stderr}");
+    let transcript = std::fs::read_to_string(run.join("contract-verification/shop.product-item-rename.txt")).unwrap();
+    assert!(transcript.contains("Verifying a pact between") && transcript.contains("FAILED"), "{transcript}");
+    assert!(run.join("contract-verification/shop.product.json").exists());
     shop.down();
 }
 
@@ -105,9 +119,11 @@ fn a_system_added_as_data_only_is_checked_by_path() {
     let folder = shop_folder(root.path(), CHECKPOINTS, "self-healing");
     assert!(!folder.join("chaos/self-healing.yaml").exists());
     let reports = root.path().join("reports");
-    let out = common::stormproof(&root.path().join("run"), &["check", folder.to_str().unwrap(), "--reports", reports.to_str().unwrap()]);
+    let out = common::stormproof(&root.path().join("run"), &["check", folder.to_str().unwrap(), "--reports", reports.to_str().unwrap(), "-v"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(PASSED), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(PASSED), "{stdout}\n{stderr}");
+    assert!(stderr.contains("Verifying a pact between"), "-v shows the verifier's own text: {stderr}");
     assert!(stdout.contains("NOT APPLICABLE") && stdout.contains("3 passed, 0 failed, 0 not yet automated, 1 not applicable"), "{stdout}");
     let (run, card) = scorecard(&reports);
     assert_eq!(card["checkpoints"].as_array().unwrap().iter().map(|s| s["id"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 5, 11, 12]);

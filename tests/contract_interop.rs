@@ -91,8 +91,7 @@ fn official_verify(cli: &PathBuf, served: &Served) -> (i32, String) {
 #[test]
 fn official_verifier_accepts_our_pacts() {
     let Some(cli) = verifier_cli() else {
-        eprintln!("SKIPPED: no pact_verifier_cli (set PACT_VERIFIER_CLI or run ci/install-pact-verifier-cli.sh)");
-        return;
+        return common::skipped("no pact_verifier_cli (set PACT_VERIFIER_CLI or run ci/install-pact-verifier-cli.sh)");
     };
     let served = Served::start("shop.product", None);
     let (code, out) = official_verify(&cli, &served);

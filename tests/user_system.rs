@@ -126,7 +126,7 @@ fn wait_gone(pids: &[u32], within: Duration) -> Vec<u32> {
 
 #[test]
 fn a_service_that_never_gets_ready_is_named_with_its_probe_and_last_log_lines() {
-    let Some(python) = python() else { return eprintln!("SKIPPED: python3 is not installed; a user's service here is a Python program") };
+    let Some(python) = python() else { return common::skipped("python3 is not installed; a user's service here is a Python program") };
     eprintln!("using {python}");
     // No probes given: a service of the user's own is probed on /health/ready and /health/live.
     let system = misfit("never-ready", "");
@@ -145,7 +145,7 @@ fn a_service_that_never_gets_ready_is_named_with_its_probe_and_last_log_lines() 
 
 #[test]
 fn a_service_that_exits_at_once_fails_up_early_naming_it_and_its_last_log_lines() {
-    let Some(_) = python() else { return eprintln!("SKIPPED: python3 is not installed; a user's service here is a Python program") };
+    let Some(_) = python() else { return common::skipped("python3 is not installed; a user's service here is a Python program") };
     let system = misfit("crash", FAST_PROBES);
     let run = tempfile::tempdir().unwrap();
     let started = Instant::now();
@@ -163,7 +163,7 @@ fn a_service_that_exits_at_once_fails_up_early_naming_it_and_its_last_log_lines(
 
 #[test]
 fn a_service_that_ignores_sigterm_is_killed_after_the_grace_period_and_named_by_down() {
-    let Some(_) = python() else { return eprintln!("SKIPPED: python3 is not installed; a user's service here is a Python program") };
+    let Some(_) = python() else { return common::skipped("python3 is not installed; a user's service here is a Python program") };
     let system = misfit("ignore-term", &format!("{FAST_PROBES}    replicas: 2\n"));
     let mut yaml = std::fs::read_to_string(system.path().join("system.yaml")).unwrap();
     yaml = yaml.replace("MODE: ignore-term", "MODE: ignore-term, SPAWN_CHILD: \"1\"");
@@ -192,7 +192,7 @@ fn a_service_that_ignores_sigterm_is_killed_after_the_grace_period_and_named_by_
 
 #[tokio::test]
 async fn a_command_service_is_given_its_settings_scaled_killed_and_rolled_like_ours() {
-    let Some(_) = python() else { return eprintln!("SKIPPED: python3 is not installed; a user's service here is a Python program") };
+    let Some(_) = python() else { return common::skipped("python3 is not installed; a user's service here is a Python program") };
     let system = misfit("ok", FAST_PROBES);
     let run = tempfile::tempdir().unwrap();
     let out = up(system.path(), run.path(), &["--grace", "5s"]);
@@ -277,7 +277,7 @@ fn verdicts(card: &Value) -> Vec<(u64, String)> {
 fn the_python_example_passes_check_end_to_end() {
     let venv = match pyshop_venv() {
         Ok(venv) => venv,
-        Err(why) => return eprintln!("SKIPPED: the pyshop example needs a Python virtualenv with aiokafka and aiohttp: {why}"),
+        Err(why) => return common::skipped(&format!("the pyshop example needs a Python virtualenv with aiokafka and aiohttp: {why}")),
     };
     let (run, reports) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/examples/pyshop");
@@ -305,7 +305,7 @@ fn the_python_example_passes_check_end_to_end() {
 fn the_example_read_model_started_from_the_latest_offset_fails_cqrs_naming_it() {
     let venv = match pyshop_venv() {
         Ok(venv) => venv,
-        Err(why) => return eprintln!("SKIPPED: the pyshop example needs a Python virtualenv with aiokafka and aiohttp: {why}"),
+        Err(why) => return common::skipped(&format!("the pyshop example needs a Python virtualenv with aiokafka and aiohttp: {why}")),
     };
     // The example as it is, scored on the saga and the read model only.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/examples/pyshop");

@@ -410,6 +410,19 @@ pub struct AvailabilityProbe {
     pub route: String,
     /// Lowest acceptable availability, percent.
     pub min: f64,
+    /// Fewest requests of the route that must end in the check's window
+    /// (transactions and failures) for its availability to be evidence;
+    /// with fewer the check is inconclusive, never held.
+    #[serde(default = "min_transactions")]
+    pub min_transactions: u64,
+}
+
+/// Default of [`AvailabilityProbe::min_transactions`]: a percentage of
+/// fewer requests says little (one failure in ten is already 90 %).
+pub const MIN_TRANSACTIONS: u64 = 20;
+
+fn min_transactions() -> u64 {
+    MIN_TRANSACTIONS
 }
 
 /// One request of a flow.
@@ -452,6 +465,10 @@ pub struct Expect {
     /// The answer must come faster than this (e.g. `1500ms`).
     #[serde(with = "humantime_serde", default)]
     pub max_latency: Option<Duration>,
+    /// The answer must take at least this long (e.g. `4s`): proves a delay
+    /// fault took effect, rather than assuming it did.
+    #[serde(with = "humantime_serde", default)]
+    pub min_latency: Option<Duration>,
 }
 
 /// Replica counts that must hold.

@@ -15,6 +15,9 @@ use super::under_load::{CatchUp, LagSample, LoadRecord, Marks, ReplicaSample};
 use crate::clock::now_rfc3339;
 use crate::systems::kit::SwitchState;
 
+/// Version of the journal's layout (`journal.json`).
+pub const VERSION: u32 = 3;
+
 /// How an experiment ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -27,7 +30,7 @@ pub enum Verdict {
     Failed,
     /// A guardrail or an interruption stopped it.
     Aborted,
-    /// A probe could not be run.
+    /// A probe could not be run, or saw too little to conclude.
     Inconclusive,
 }
 
@@ -51,6 +54,10 @@ pub enum Status {
     Held,
     /// The system does not do what the check claims.
     Deviated,
+    /// The probe ran but saw too little to conclude either way (no
+    /// transactions in the window, empty lists); the evidence says what was
+    /// missing. Never a pass: the run is inconclusive.
+    Inconclusive,
     /// The probe itself could not run: the run is inconclusive.
     Errored,
 }
@@ -69,6 +76,21 @@ pub struct CheckResult {
     pub evidence: String,
     /// Time the check took, retries included (ms).
     pub took_ms: u64,
+    /// The load route an availability check judged (`POST /orders`), so a
+    /// reader can tell which route a figure is of without parsing words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+}
+
+impl Phase {
+    /// Its word in journals and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Before => "before",
+            Phase::During => "during",
+            Phase::After => "after",
+        }
+    }
 }
 
 impl Status {
@@ -77,6 +99,7 @@ impl Status {
         match self {
             Status::Held => "held",
             Status::Deviated => "deviated",
+            Status::Inconclusive => "inconclusive",
             Status::Errored => "errored",
         }
     }
@@ -222,7 +245,9 @@ pub struct SteadyStates {
 /// The journal of one run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Journal {
-    /// Format version (2: probe kinds and typed statuses).
+    /// Format version (2: probe kinds and typed statuses; 3: the
+    /// `inconclusive` status, the route of availability checks, and no
+    /// availability figure for a phase without traffic).
     pub version: u32,
     /// Experiment title.
     pub title: String,
@@ -278,7 +303,7 @@ impl Journal {
     /// A new journal for `title`, saved at `path`.
     pub fn new(title: &str, experiment_file: &str, system: &str, run_dir: &Path, path: PathBuf) -> Journal {
         Journal {
-            version: 2,
+            version: VERSION,
             title: title.to_string(),
             experiment_file: experiment_file.to_string(),
             system: system.to_string(),

@@ -1,7 +1,9 @@
 //! Probes: how a check looks at the system — a flow of requests through the
 //! gateway, replica counts from the platform, a read model against its
-//! source. A probe *holds*, *deviates* (the system misbehaves) or *errors*
-//! (the probe itself could not run: the run is then inconclusive).
+//! source. A probe *holds*, *deviates* (the system misbehaves), is
+//! *inconclusive* (it saw too little to tell: no transactions in the
+//! window, empty lists) or *errors* (the probe itself could not run). Each
+//! probe states what it needs to be conclusive; without it, never a hold.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -9,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::experiment::{AutoscalerProbe, Check, ConsistencyProbe, Expect, LagProbe, Probe, ReplicasProbe, RolloutExpectation, RolloutProbe, Step};
+use super::experiment::{AutoscalerProbe, AvailabilityProbe, Check, ConsistencyProbe, Expect, LagProbe, Probe, ReplicasProbe, RolloutExpectation, RolloutProbe, Step};
 use super::journal::{CheckResult, Status};
+use super::under_load::PhaseFigures;
 use super::lag::LagReader;
 use crate::platform::{Platform, RolloutState};
 
@@ -21,8 +24,22 @@ pub enum Found {
     Held(String),
     /// The claim does not hold.
     Deviated(String),
+    /// Too little was seen to tell; says what was missing.
+    Inconclusive(String),
     /// The probe could not be run.
     Errored(String),
+}
+
+impl Found {
+    /// As a journal status and its evidence.
+    pub fn into_status(self) -> (Status, String) {
+        match self {
+            Found::Held(e) => (Status::Held, e),
+            Found::Deviated(e) => (Status::Deviated, e),
+            Found::Inconclusive(e) => (Status::Inconclusive, e),
+            Found::Errored(e) => (Status::Errored, e),
+        }
+    }
 }
 
 /// What probes need to reach the system.
@@ -45,7 +62,8 @@ pub struct Context {
     pub dry_run: bool,
 }
 
-/// Runs `check`, retrying until it holds or its `within` deadline passes.
+/// Runs `check`, retrying until it holds or its `within` deadline passes
+/// (an inconclusive look is retried too: the evidence may still come).
 pub async fn run_check(ctx: &Context, check: &Check) -> CheckResult {
     let started = Instant::now();
     let within = match &check.probe {
@@ -56,16 +74,12 @@ pub async fn run_check(ctx: &Context, check: &Check) -> CheckResult {
     let found = loop {
         let found = once(ctx, check).await;
         match found {
-            Found::Deviated(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(250)).await,
+            Found::Deviated(_) | Found::Inconclusive(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(250)).await,
             found => break found,
         }
     };
-    let (status, evidence) = match found {
-        Found::Held(e) => (Status::Held, e),
-        Found::Deviated(e) => (Status::Deviated, e),
-        Found::Errored(e) => (Status::Errored, e),
-    };
-    CheckResult { name: check.name.clone(), status, probe: check.probe.kind(), evidence, took_ms: started.elapsed().as_millis() as u64 }
+    let (status, evidence) = found.into_status();
+    CheckResult { name: check.name.clone(), status, probe: check.probe.kind(), evidence, took_ms: started.elapsed().as_millis() as u64, route: None }
 }
 
 async fn once(ctx: &Context, check: &Check) -> Found {
@@ -159,10 +173,34 @@ async fn request(ctx: &Context, step: &Step, vars: &BTreeMap<String, String>) ->
         *want = interpolate_json(want, vars).map_err(Found::Errored)?;
     }
     matches(&expect, status, &body).map_err(|why| Found::Deviated(format!("{line} → {status}: {why}")))?;
-    if let Some(max) = step.expect.max_latency.filter(|max| took > *max) {
-        return Err(Found::Deviated(format!("{line} → {status} took {} ms, more than {} ms", took.as_millis(), max.as_millis())));
-    }
+    latency(&step.expect, took).map_err(|why| Found::Deviated(format!("{line} → {status} {why}")))?;
     Ok((format!("{line} → {status} in {} ms", took.as_millis()), body))
+}
+
+/// The answer came within `max_latency` and, when a delay must be seen,
+/// not before `min_latency`.
+fn latency(expect: &Expect, took: Duration) -> Result<(), String> {
+    if let Some(max) = expect.max_latency.filter(|max| took > *max) {
+        return Err(format!("took {} ms, more than {} ms", took.as_millis(), max.as_millis()));
+    }
+    if let Some(min) = expect.min_latency.filter(|min| took < *min) {
+        return Err(format!("in {} ms: expected a delay of at least {} ms, not seen", took.as_millis(), min.as_millis()));
+    }
+    Ok(())
+}
+
+/// Judges an availability check from its route's figures over seconds
+/// `from..to`: held only on at least `min_transactions` requests.
+pub fn availability(probe: &AvailabilityProbe, figures: &PhaseFigures, (from, to): (usize, usize)) -> Found {
+    let seen = format!("{} transactions, {} failed", figures.transactions, figures.failed);
+    let Some(availability) = figures.availability.filter(|_| figures.judged() >= probe.min_transactions) else {
+        return Found::Inconclusive(format!(
+            "{} over seconds {from}–{to}: {seen}, fewer than the {} needed to judge availability",
+            probe.route, probe.min_transactions
+        ));
+    };
+    let evidence = format!("{} {availability:.2} % over seconds {from}–{to} ({seen}), minimum {} %", probe.route, probe.min);
+    if availability >= probe.min { Found::Held(evidence) } else { Found::Deviated(evidence) }
 }
 
 fn matches(expect: &Expect, status: u16, body: &Value) -> Result<(), String> {
@@ -265,11 +303,26 @@ async fn consistency(ctx: &Context, probe: &ConsistencyProbe) -> Found {
         Ok(rows) => rows,
         Err(found) => return found,
     };
-    let source_keys: BTreeSet<String> = source.iter().filter_map(|r| r.pointer(&probe.source_key).map(Value::to_string)).collect();
+    compare(probe, &source, &read)
+}
+
+/// The read model has one row per source row, each as expected; an empty
+/// source proves nothing (both empty is inconclusive, not consistent).
+fn compare(probe: &ConsistencyProbe, source: &[Value], read: &[Value]) -> Found {
+    if source.is_empty() && read.is_empty() {
+        return Found::Inconclusive(format!("no rows in {} nor in {}: nothing to compare", probe.source, probe.read_model));
+    }
+    let mut source_keys = BTreeSet::new();
+    for row in source {
+        let Some(key) = row.pointer(&probe.source_key) else {
+            return Found::Errored(format!("a {} row has no {}", probe.source, probe.source_key));
+        };
+        source_keys.insert(key.to_string());
+    }
     let mut read_keys = BTreeSet::new();
     let mut duplicates = Vec::new();
     let mut unfinished = Vec::new();
-    for row in &read {
+    for row in read {
         let Some(key) = row.pointer(&probe.read_key).map(Value::to_string) else {
             return Found::Errored(format!("a {} row has no {}", probe.read_model, probe.read_key));
         };
@@ -283,7 +336,7 @@ async fn consistency(ctx: &Context, probe: &ConsistencyProbe) -> Found {
     let missing: Vec<&String> = source_keys.difference(&read_keys).collect();
     let extra: Vec<&String> = read_keys.difference(&source_keys).collect();
     let summary = format!("{} in {}, {} rows in {}", source_keys.len(), probe.source, read.len(), probe.read_model);
-    if missing.is_empty() && extra.is_empty() && duplicates.is_empty() && unfinished.is_empty() {
+    if read.len() == source_keys.len() && missing.is_empty() && extra.is_empty() && duplicates.is_empty() && unfinished.is_empty() {
         return Found::Held(summary);
     }
     Found::Deviated(format!(
@@ -389,11 +442,76 @@ mod tests {
     #[test]
     fn expectations_compare_status_and_json_pointers() {
         let body = serde_json::json!({"deliveryStatus": "preparing"});
-        let expect = Expect { status: Some(200), json: BTreeMap::from([("/deliveryStatus".into(), Value::from("preparing"))]), max_latency: None };
+        let expect = Expect { status: Some(200), json: BTreeMap::from([("/deliveryStatus".into(), Value::from("preparing"))]), ..Expect::default() };
         assert!(matches(&expect, 200, &body).is_ok());
         assert!(matches(&expect, 201, &body).unwrap_err().contains("expected status 200"));
         let other = serde_json::json!({"deliveryStatus": "DeliveryStarted"});
         assert!(matches(&expect, 200, &other).unwrap_err().contains("/deliveryStatus"));
         assert!(matches(&Expect::default(), 503, &body).is_err(), "default expects a 2xx");
+    }
+
+    fn availability_probe(min_transactions: u64) -> AvailabilityProbe {
+        AvailabilityProbe { route: "POST /orders".into(), min: 100.0, min_transactions }
+    }
+
+    fn figures(transactions: u64, failed: u64) -> PhaseFigures {
+        crate::load::TimelineCounts { requests: transactions + failed, transactions, successful: transactions, failed, bytes: 0 }.into()
+    }
+
+    #[test]
+    fn zero_transactions_are_inconclusive_not_available() {
+        let found = availability(&availability_probe(20), &figures(0, 0), (2, 6));
+        assert!(matches!(&found, Found::Inconclusive(why) if why.contains("0 transactions") && why.contains("20 needed")), "{found:?}");
+    }
+
+    #[test]
+    fn fewer_transactions_than_the_minimum_are_inconclusive() {
+        let found = availability(&availability_probe(20), &figures(19, 0), (2, 6));
+        assert!(matches!(&found, Found::Inconclusive(why) if why.contains("19 transactions")), "{found:?}");
+        let found = availability(&availability_probe(20), &figures(20, 0), (2, 6));
+        assert!(matches!(&found, Found::Held(e) if e.starts_with("POST /orders 100.00 % over seconds 2–6 (20 transactions, 0 failed)")), "{found:?}");
+        let found = availability(&availability_probe(5), &figures(4, 2), (2, 6));
+        assert!(matches!(&found, Found::Deviated(e) if e.contains("66.67 %")), "a drop with enough requests deviates: {found:?}");
+    }
+
+    #[test]
+    fn an_availability_check_defaults_to_twenty_transactions() {
+        let probe: AvailabilityProbe = serde_saphyr::from_str("{ route: POST /orders, min: 100 }").unwrap();
+        assert_eq!(probe.min_transactions, crate::chaos::experiment::MIN_TRANSACTIONS);
+        let probe: AvailabilityProbe = serde_saphyr::from_str("{ route: POST /orders, min: 100, min_transactions: 5 }").unwrap();
+        assert_eq!(probe.min_transactions, 5);
+    }
+
+    fn orders_and_mypages() -> ConsistencyProbe {
+        ConsistencyProbe { source: "/orders".into(), source_key: "/id".into(), read_model: "/mypages".into(), read_key: "/orderId".into(), expect: BTreeMap::new() }
+    }
+
+    #[test]
+    fn empty_lists_are_inconclusive_not_consistent() {
+        let found = compare(&orders_and_mypages(), &[], &[]);
+        assert!(matches!(&found, Found::Inconclusive(why) if why.contains("nothing to compare")), "{found:?}");
+        let found = compare(&orders_and_mypages(), &[], &[serde_json::json!({"orderId": 1})]);
+        assert!(matches!(found, Found::Deviated(_)), "rows without a source are extra: {found:?}");
+    }
+
+    #[test]
+    fn unequal_row_counts_deviate() {
+        let source = [serde_json::json!({"id": 1}), serde_json::json!({"id": 2})];
+        let found = compare(&orders_and_mypages(), &source, &[serde_json::json!({"orderId": 1})]);
+        assert!(matches!(&found, Found::Deviated(e) if e.contains("2 in /orders, 1 rows in /mypages") && e.contains("missing 1")), "{found:?}");
+        let twice = [serde_json::json!({"orderId": 1}), serde_json::json!({"orderId": 2}), serde_json::json!({"orderId": 2})];
+        assert!(matches!(compare(&orders_and_mypages(), &source, &twice), Found::Deviated(e) if e.contains("duplicated 1")));
+        let read = [serde_json::json!({"orderId": 1}), serde_json::json!({"orderId": 2})];
+        assert!(matches!(compare(&orders_and_mypages(), &source, &read), Found::Held(e) if e == "2 in /orders, 2 rows in /mypages"));
+    }
+
+    #[test]
+    fn a_delay_not_reached_deviates() {
+        let expect = Expect { min_latency: Some(Duration::from_secs(4)), ..Expect::default() };
+        let err = latency(&expect, Duration::from_millis(12)).unwrap_err();
+        assert!(err.contains("at least 4000 ms, not seen"), "{err}");
+        assert!(latency(&expect, Duration::from_millis(5003)).is_ok());
+        let fast = Expect { max_latency: Some(Duration::from_millis(1500)), ..Expect::default() };
+        assert!(latency(&fast, Duration::from_millis(1600)).unwrap_err().contains("more than 1500 ms"));
     }
 }

@@ -81,6 +81,9 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
     let mut marks = Marks::default();
 
     let ended = phases(&ctx, experiment, &mut journal, &mut marks, t0, progress).await;
+    if let (Some(load), Ended::Completed, Some(recovered)) = (&load, &ended, marks.recovered) {
+        gather_after_evidence(experiment, load, recovered, progress).await;
+    }
 
     marks.end = t0.elapsed().as_secs_f64();
     let samples = sampler.stop().await;
@@ -101,6 +104,9 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
         Ended::Stopped(verdict, reason) => finish(journal, verdict, Some(reason)),
         Ended::NotSteady | Ended::Completed => {
             let verdict = verdict_of(&journal);
+            if journal.results().next().is_none() {
+                return finish(journal, verdict, Some("no check ran: nothing to conclude from".into()));
+            }
             if journal.rollback_verified == Some(false) && verdict == Verdict::Passed {
                 return finish(journal, Verdict::Failed, Some("the rollback could not be verified".into()));
             }
@@ -253,6 +259,35 @@ async fn checks(ctx: &Context, list: &[Check], phase: Phase, journal: &mut Journ
     all_held
 }
 
+/// How long the load may keep running after the recovery checks so that
+/// each availability check of the after phase has its `min_transactions`.
+const EVIDENCE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Keeps the load running after the recovery checks until every
+/// availability check judged after recovery has enough requests in its
+/// window (or [`EVIDENCE_PATIENCE`] is over: it is then inconclusive).
+/// Recovery checks are often quick, and a second of load is no evidence.
+async fn gather_after_evidence(experiment: &Experiment, load: &under_load::Running, recovered: f64, progress: &(dyn Fn(&str) + Sync)) {
+    let from = recovered.ceil() as usize;
+    let needed: Vec<_> = experiment
+        .hypothesis
+        .iter()
+        .chain(&experiment.after)
+        .filter_map(|c| match &c.probe {
+            Probe::Availability(probe) => Some(probe),
+            _ => None,
+        })
+        .collect();
+    let deadline = Instant::now() + EVIDENCE_PATIENCE;
+    let short = || needed.iter().any(|p| load.judged_since(&p.route, from).is_some_and(|n| n < p.min_transactions));
+    if short() {
+        progress("  load continues until the after-recovery availability has its transactions");
+    }
+    while short() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Judges every availability check from the load's figures of its phase.
 fn judge_availability(experiment: &Experiment, summary: &LoadSummary, marks: &Marks, ended: &Ended, journal: &mut Journal, progress: &(dyn Fn(&str) + Sync)) {
     let [before, during, after] = under_load::windows(marks);
@@ -271,13 +306,8 @@ fn judge_availability(experiment: &Experiment, summary: &LoadSummary, marks: &Ma
                     errored(&check.name, ProbeKind::Availability, &format!("no route `{}` in the load (routes: {})", probe.route, known.join(", ")))
                 }
                 Some(route) => {
-                    let figures: under_load::PhaseFigures = route.between(from, to).into();
-                    let evidence = format!(
-                        "{} {:.2} % over seconds {from}–{to} ({} transactions, {} failed), minimum {} %",
-                        probe.route, figures.availability, figures.transactions, figures.failed, probe.min
-                    );
-                    let status = if figures.availability >= probe.min { Status::Held } else { Status::Deviated };
-                    CheckResult { name: check.name.clone(), status, probe: ProbeKind::Availability, evidence, took_ms: 0 }
+                    let (status, evidence) = super::probe::availability(probe, &route.between(from, to).into(), (from, to)).into_status();
+                    CheckResult { name: check.name.clone(), status, probe: ProbeKind::Availability, evidence, took_ms: 0, route: Some(probe.route.clone()) }
                 }
             };
             progress(&format!("  [{}] {}: {}", result.status, result.name, result.evidence));
@@ -302,15 +332,19 @@ fn describe_routes(routes: &[super::experiment::LoadRoute]) -> String {
 }
 
 fn errored(name: &str, probe: ProbeKind, evidence: &str) -> CheckResult {
-    CheckResult { name: name.to_string(), status: Status::Errored, probe, evidence: evidence.to_string(), took_ms: 0 }
+    CheckResult { name: name.to_string(), status: Status::Errored, probe, evidence: evidence.to_string(), took_ms: 0, route: None }
 }
 
+/// Passed only on evidence: every check held, and at least one ran. A
+/// deviation is a finding whatever else was seen: failed. Otherwise a check
+/// that could not run or saw too little makes the run inconclusive (which
+/// fails it too).
 fn verdict_of(journal: &Journal) -> Verdict {
     let statuses: Vec<Status> = journal.results().map(|(_, r)| r.status).collect();
-    if statuses.contains(&Status::Errored) {
-        Verdict::Inconclusive
-    } else if statuses.contains(&Status::Deviated) {
+    if statuses.contains(&Status::Deviated) {
         Verdict::Failed
+    } else if statuses.is_empty() || statuses.iter().any(|s| matches!(s, Status::Errored | Status::Inconclusive)) {
+        Verdict::Inconclusive
     } else {
         Verdict::Passed
     }
@@ -360,4 +394,27 @@ pub async fn rollback_journal(path: &Path, platform: &dyn Platform) -> anyhow::R
     }
     journal.save()?;
     Ok(journal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(statuses: &[Status]) -> Journal {
+        let mut j = Journal::new("t", "f.yaml", "shop", Path::new("."), std::env::temp_dir().join("unused-journal.json"));
+        for status in statuses {
+            j.record(Phase::During, CheckResult { name: "c".into(), status: *status, probe: ProbeKind::Availability, evidence: String::new(), took_ms: 0, route: None });
+        }
+        j
+    }
+
+    #[test]
+    fn a_run_passes_only_on_evidence() {
+        assert_eq!(verdict_of(&journal(&[Status::Held, Status::Held])), Verdict::Passed);
+        assert_eq!(verdict_of(&journal(&[])), Verdict::Inconclusive, "no check, no pass");
+        assert_eq!(verdict_of(&journal(&[Status::Held, Status::Inconclusive])), Verdict::Inconclusive, "too little seen is not a hold");
+        assert_eq!(verdict_of(&journal(&[Status::Deviated, Status::Held])), Verdict::Failed);
+        assert_eq!(verdict_of(&journal(&[Status::Inconclusive, Status::Deviated])), Verdict::Failed, "a deviation is a finding");
+        assert_eq!(verdict_of(&journal(&[Status::Held, Status::Errored])), Verdict::Inconclusive);
+    }
 }

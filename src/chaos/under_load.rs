@@ -39,14 +39,22 @@ pub struct PhaseFigures {
     pub transactions: u64,
     /// Failures (4xx, 5xx, socket errors, timeouts).
     pub failed: u64,
-    /// transactions / (transactions + failed), percent; 100 with no traffic.
-    pub availability: f64,
+    /// transactions / (transactions + failed), percent; none without
+    /// traffic (no traffic is no evidence of availability).
+    pub availability: Option<f64>,
+}
+
+impl PhaseFigures {
+    /// Requests that count for availability: transactions and failures.
+    pub fn judged(&self) -> u64 {
+        self.transactions + self.failed
+    }
 }
 
 impl From<TimelineCounts> for PhaseFigures {
     fn from(c: TimelineCounts) -> Self {
         let judged = c.transactions + c.failed;
-        let availability = if judged == 0 { 100.0 } else { 100.0 * c.transactions as f64 / judged as f64 };
+        let availability = (judged > 0).then(|| 100.0 * c.transactions as f64 / judged as f64);
         PhaseFigures { requests: c.requests, transactions: c.transactions, failed: c.failed, availability }
     }
 }
@@ -133,6 +141,10 @@ pub struct Running {
     cancel: CancellationToken,
     task: JoinHandle<Result<LoadSummary, load::LoadError>>,
     users: u32,
+    /// Route labels, in the order of the live figures' counts.
+    labels: Vec<String>,
+    /// Each closed second's counts per route, as the load reports them live.
+    live: Arc<Mutex<Vec<(u64, Vec<TimelineCounts>)>>>,
 }
 
 /// Starts `def` against `gateway` with `token`, for as long as the experiment lasts.
@@ -158,12 +170,33 @@ pub fn start(def: &LoadDef, gateway: &str, token: &str) -> anyhow::Result<Runnin
     plan.workers = 1;
     plan.headers.push((AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}"))?));
     let plan = plan.validate()?;
-    let hooks = RunHooks::default();
+    let (labels, _) = plan.routes();
+    let (seconds, mut closed) = tokio::sync::mpsc::unbounded_channel::<load::LiveSecond>();
+    let hooks = RunHooks { seconds: Some(seconds), ..RunHooks::default() };
     let cancel = hooks.cancel.clone();
-    Ok(Running { cancel, task: tokio::spawn(load::run(plan, hooks)), users: def.users })
+    let live = Arc::new(Mutex::new(Vec::new()));
+    let into = live.clone();
+    // Ends when the load does (the sender is dropped with the run).
+    tokio::spawn(async move {
+        while let Some(second) = closed.recv().await {
+            if let Ok(mut live) = into.lock() {
+                live.push((second.point.second, second.routes));
+            }
+        }
+    });
+    Ok(Running { cancel, task: tokio::spawn(load::run(plan, hooks)), users: def.users, labels, live })
 }
 
 impl Running {
+    /// Requests of `route` that ended (transactions and failures) from
+    /// second `from` on, as far as the live figures have come (about a
+    /// second behind); none for a route the load does not have.
+    pub fn judged_since(&self, route: &str, from: usize) -> Option<u64> {
+        let index = self.labels.iter().position(|l| l == route)?;
+        let live = self.live.lock().ok()?;
+        Some(live.iter().filter(|(second, _)| *second as usize >= from).filter_map(|(_, routes)| routes.get(index)).map(|c| c.transactions + c.failed).sum())
+    }
+
     /// Stops the load and cuts its figures into phases.
     pub async fn stop(self, marks: &Marks) -> anyhow::Result<(LoadRecord, LoadSummary)> {
         self.cancel.cancel();
@@ -368,10 +401,11 @@ mod tests {
     }
 
     #[test]
-    fn a_phase_without_traffic_counts_as_available() {
+    fn a_phase_without_traffic_has_no_availability() {
         let empty: PhaseFigures = TimelineCounts::default().into();
-        assert_eq!(empty.availability, 100.0);
+        assert_eq!(empty.availability, None, "zero transactions are no evidence of 100 %");
         let half: PhaseFigures = TimelineCounts { requests: 4, transactions: 2, successful: 2, failed: 2, bytes: 0 }.into();
-        assert_eq!(half.availability, 50.0);
+        assert_eq!(half.availability, Some(50.0));
+        assert_eq!(half.judged(), 4);
     }
 }

@@ -60,8 +60,11 @@ pub enum Scored {
 pub struct Contrast {
     /// With the protection: must pass.
     pub with: String,
-    /// Without it: must fail on a check of the checkpoint's phases.
+    /// Without it: must show the drop in the availability of `route`, in
+    /// the checkpoint's phases.
     pub without: String,
+    /// The load route whose availability shows the difference (`POST /orders`).
+    pub route: String,
 }
 
 /// A provider verified against its consumers' pacts, as it is and as

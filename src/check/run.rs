@@ -5,7 +5,7 @@
 //! experiments' reports.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -13,11 +13,12 @@ use super::checkpoint::{Checkpoints, Scored};
 use super::score::{Score, Verdict, score, score_contract};
 use crate::chaos::{self, Journal, Target};
 use crate::contract::ProviderSide;
+use crate::contract::checkpoint::Evidence;
 use crate::platform::local::RunState;
 use crate::systems::System;
 
 /// Version of `scorecard.json`'s layout (see `src/report/scorecard.schema.json`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Where the system runs.
 pub enum Where {
@@ -54,7 +55,8 @@ pub struct Scorecard {
     pub started_at: String,
     /// How long it took.
     pub elapsed_seconds: f64,
-    /// No checkpoint failed and every experiment that must pass passed.
+    /// No checkpoint failed or was inconclusive, and every experiment that
+    /// must pass passed.
     pub passed: bool,
     /// One score per checkpoint, in the file's order.
     pub checkpoints: Vec<Score>,
@@ -67,8 +69,54 @@ impl Scorecard {
     }
 }
 
-/// Runs `plan`; `progress` hears what happens, line by line.
-pub async fn run(plan: CheckPlan, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<Scorecard> {
+/// What happens during a check, as it happens (the CLI decides what to show).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The system is being started in this run directory.
+    Starting {
+        /// The system.
+        system: String,
+        /// Its run directory.
+        run_dir: PathBuf,
+    },
+    /// An experiment began.
+    ExperimentStarted {
+        /// Its name (`chaos/NAME.yaml`).
+        name: String,
+        /// Its title.
+        title: String,
+    },
+    /// An experiment ended.
+    ExperimentEnded {
+        /// Its name.
+        name: String,
+        /// Its verdict.
+        verdict: chaos::Verdict,
+        /// Whether it must pass (false: it shows the failure a missing
+        /// protection causes).
+        must_pass: bool,
+        /// Its wall time.
+        elapsed: Duration,
+        /// Why it did not pass.
+        why: Option<String>,
+    },
+    /// One case of a contract checkpoint was verified.
+    CaseVerified {
+        /// The provider (`shop.product`).
+        provider: String,
+        /// Its evidence: outcome, expectation, the verifier's text.
+        evidence: Box<Evidence>,
+        /// Its wall time.
+        elapsed: Duration,
+        /// Where the verifier's text and the reports of the case went.
+        transcript: PathBuf,
+    },
+    /// Something to warn about (a service that ignored SIGTERM).
+    Warning(String),
+}
+
+/// Runs `plan`; `progress` hears what happens.
+pub async fn run(plan: CheckPlan, progress: &(dyn Fn(Event) + Sync)) -> anyhow::Result<Scorecard> {
     let started = Instant::now();
     let started_at = crate::clock::now_rfc3339();
     let (target, started_here) = match plan.place {
@@ -76,7 +124,7 @@ pub async fn run(plan: CheckPlan, progress: &(dyn Fn(&str) + Sync)) -> anyhow::R
         Where::Local(run_dir) => {
             let started_here = RunState::read_live(&run_dir).is_err();
             if started_here {
-                progress(&format!("starting {} in {}", plan.system.name(), run_dir.display()));
+                progress(Event::Starting { system: plan.system.name().to_string(), run_dir: run_dir.clone() });
                 crate::platform::local::start_detached(&plan.system.reference(), &run_dir, &crate::platform::local::QUICK_AUTOSCALER)?;
             }
             (Target::local(&plan.system.def, &run_dir)?, started_here.then_some(run_dir))
@@ -88,7 +136,7 @@ pub async fn run(plan: CheckPlan, progress: &(dyn Fn(&str) + Sync)) -> anyhow::R
     {
         // A user's service that ignored SIGTERM, named with its last log lines.
         for notice in notices {
-            progress(&format!("warning: {notice}"));
+            progress(Event::Warning(notice));
         }
     }
     let journals = journals?;
@@ -96,8 +144,7 @@ pub async fn run(plan: CheckPlan, progress: &(dyn Fn(&str) + Sync)) -> anyhow::R
     for checkpoint in &plan.checkpoints.list {
         scores.push(match &checkpoint.scored {
             Scored::Contract(contract) => {
-                progress(&format!("verifying {} and its variants against the pacts", contract.provider));
-                let evidence = verify_contract(&plan.system, contract, plan.pacts.as_deref(), &plan.dir).await;
+                let evidence = verify_contract(&plan.system, contract, plan.pacts.as_deref(), &plan.dir, progress).await;
                 score_contract(checkpoint, &evidence, plan.korean)
             }
             scored => {
@@ -111,7 +158,7 @@ pub async fn run(plan: CheckPlan, progress: &(dyn Fn(&str) + Sync)) -> anyhow::R
     // An experiment run to show a failure (no protection) is expected to fail.
     let must_fail: Vec<String> = plan.checkpoints.list.iter().flat_map(|c| c.scored.experiments()).filter(|r| !r.passes).map(|r| r.name).collect();
     let unpassed_run = journals.iter().any(|(name, j)| j.status != chaos::Verdict::Passed && !must_fail.contains(name));
-    let failed = scores.iter().any(|s| s.verdict == Verdict::Fail);
+    let failed = scores.iter().any(|s| matches!(s.verdict, Verdict::Fail | Verdict::Inconclusive));
     let card = Scorecard {
         schema_version: SCHEMA_VERSION,
         system: plan.system.name().to_string(),
@@ -125,26 +172,71 @@ pub async fn run(plan: CheckPlan, progress: &(dyn Fn(&str) + Sync)) -> anyhow::R
 }
 
 /// Runs each experiment the checkpoints read, once, with its reports.
-async fn experiments(checkpoints: &Checkpoints, target: &Target, dir: &Path, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<Vec<(String, Journal)>> {
+async fn experiments(checkpoints: &Checkpoints, target: &Target, dir: &Path, progress: &(dyn Fn(Event) + Sync)) -> anyhow::Result<Vec<(String, Journal)>> {
+    let must_fail: Vec<String> = checkpoints.list.iter().flat_map(|c| c.scored.experiments()).filter(|r| !r.passes).map(|r| r.name).collect();
     let mut journals = Vec::new();
     for (name, origin, experiment) in &checkpoints.experiments {
-        progress(&format!("running {name}: {}", experiment.title));
+        progress(Event::ExperimentStarted { name: name.clone(), title: experiment.title.clone() });
+        let started = Instant::now();
         let journal = chaos::run_experiment(experiment, origin, target, dir.join(name).join("journal.json"), &|_| {}).await;
         crate::report::write_experiment_reports(&dir.join(name), &journal)?;
+        progress(Event::ExperimentEnded {
+            name: name.clone(),
+            verdict: journal.status,
+            must_pass: !must_fail.contains(name),
+            elapsed: started.elapsed(),
+            why: journal.deviated.clone(),
+        });
         journals.push((name.clone(), journal));
     }
     Ok(journals)
 }
 
 /// Verifies a contract checkpoint's cases against `pacts`, or the system's
-/// own (a built-in's are written into the run's folder first).
-async fn verify_contract(system: &System, contract: &super::checkpoint::ContractCheck, pacts: Option<&Path>, dir: &Path) -> anyhow::Result<Vec<crate::contract::checkpoint::Evidence>> {
+/// own (a built-in's are written into the run's folder first); each case's
+/// verifier text and reports go to `DIR/contract-verification/`.
+async fn verify_contract(
+    system: &System,
+    contract: &super::checkpoint::ContractCheck,
+    pacts: Option<&Path>,
+    dir: &Path,
+    progress: &(dyn Fn(Event) + Sync),
+) -> anyhow::Result<Vec<Evidence>> {
     let pacts = match pacts {
         Some(pacts) => pacts.to_path_buf(),
         None => system.contracts_dir(&dir.join("contracts"))?,
     };
     let side = ProviderSide::of(system)?;
-    crate::contract::checkpoint::verify_cases(contract, &pacts, &side, None).await
+    let out = dir.join("contract-verification");
+    std::fs::create_dir_all(&out)?;
+    let mut all = Vec::new();
+    for case in &contract.cases {
+        let one = super::checkpoint::ContractCheck { provider: contract.provider.clone(), cases: vec![case.clone()] };
+        let started = Instant::now();
+        let evidence = crate::contract::checkpoint::verify_cases(&one, &pacts, &side, None).await?;
+        for evidence in evidence {
+            let transcript = write_case(&out, &contract.provider, &evidence)?;
+            progress(Event::CaseVerified { provider: contract.provider.clone(), evidence: Box::new(evidence.clone()), elapsed: started.elapsed(), transcript });
+            all.push(evidence);
+        }
+    }
+    Ok(all)
+}
+
+/// Writes a case's verifier text (`.txt`) and, when it ran, its JSON and
+/// JUnit reports; returns the text's path.
+fn write_case(out: &Path, provider: &str, evidence: &Evidence) -> anyhow::Result<PathBuf> {
+    let stem = match &evidence.variant {
+        Some(variant) => format!("{provider}-{variant}"),
+        None => provider.to_string(),
+    };
+    let transcript = out.join(format!("{stem}.txt"));
+    std::fs::write(&transcript, evidence.transcript())?;
+    if let Some(verification) = &evidence.verification {
+        std::fs::write(out.join(format!("{stem}.json")), verification.to_json())?;
+        std::fs::write(out.join(format!("{stem}.junit.xml")), verification.to_junit())?;
+    }
+    Ok(transcript)
 }
 
 fn write(dir: &Path, card: &Scorecard) -> anyhow::Result<()> {

@@ -6,9 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{Checkpoint, Expectation, Scored};
+use super::checkpoint::{Checkpoint, Scored};
 use crate::chaos::{self, Journal, Phase, ProbeKind, Status};
-use crate::contract::checkpoint::Evidence;
+use crate::contract::checkpoint::{Evidence, Outcome};
 
 /// What a checkpoint concluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,10 @@ pub enum Verdict {
     /// Its evidence does not hold, or did not come.
     #[serde(rename = "fail")]
     Fail,
+    /// Too little was seen to tell (no transactions, empty lists, a
+    /// verification that errored): never a pass, and it fails the check.
+    #[serde(rename = "inconclusive")]
+    Inconclusive,
     /// Not automated yet.
     #[serde(rename = "not yet")]
     NotYet,
@@ -28,11 +32,12 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// The word in reports (`pass`, `fail`, `not yet`, `not applicable`).
+    /// The word in reports (`pass`, `fail`, `inconclusive`, `not yet`, `not applicable`).
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
+            Verdict::Inconclusive => "inconclusive",
             Verdict::NotYet => "not yet",
             Verdict::NotApplicable => "not applicable",
         }
@@ -68,27 +73,34 @@ pub fn score(checkpoint: &Checkpoint, journals: &[Option<&Journal>], korean: boo
         (Scored::NotYet(by), _) => (Verdict::NotYet, format!("comes with {by}")),
         (Scored::NotApplicable(why), _) => (Verdict::NotApplicable, why.clone()),
         (Scored::Experiment(_), [Some(journal)]) => judge(journal, phases),
-        (Scored::Contrast(_), [Some(with), Some(without)]) => contrast(with, without, phases),
+        (Scored::Contrast(c), [Some(with), Some(without)]) => contrast(with, without, &c.route, phases),
         (Scored::Contract(_), _) => (Verdict::Fail, "contract verification did not run".to_string()),
         _ => (Verdict::Fail, "the experiment did not run".to_string()),
     };
     Score { id: checkpoint.id, name: checkpoint.name(korean).to_string(), verdict, evidence, report }
 }
 
-/// `with` passes and `without` fails on a check of `phases`.
-fn contrast(with: &Journal, without: &Journal, phases: &[Phase]) -> (Verdict, String) {
+/// `with` passes, holding `route`'s availability, and `without` shows the
+/// drop in that same figure: a deviated availability check of `route` in
+/// `phases` (any other failure — a rollout that timed out — is not the drop).
+fn contrast(with: &Journal, without: &Journal, route: &str, phases: &[Phase]) -> (Verdict, String) {
     let (verdict, evidence) = judge(with, phases);
     if verdict != Verdict::Pass {
         return (verdict, evidence);
     }
-    // The first figure of each side is the one to compare.
-    let first = |e: &str| e.split("; ").next().unwrap_or_default().to_string();
-    let deviated = without.results().find(|(phase, r)| phases.contains(phase) && r.status == Status::Deviated);
-    match deviated {
-        Some((_, shown)) if without.status == chaos::Verdict::Failed => {
-            (Verdict::Pass, format!("with: {} — without, as expected: {}", first(&evidence), first(&shown.evidence)))
+    let figure = |journal: &Journal| {
+        journal.results().find(|(phase, r)| phases.contains(phase) && r.probe == ProbeKind::Availability && r.route.as_deref() == Some(route)).map(|(_, r)| r.clone())
+    };
+    let Some(kept) = figure(with) else {
+        return (Verdict::Fail, format!("`{}` has no availability check of {route} in {phases:?}: nothing to contrast", with.title));
+    };
+    match figure(without) {
+        Some(drop) if drop.status == Status::Deviated => (Verdict::Pass, format!("with: {} — without, as expected: {}", kept.evidence, drop.evidence)),
+        Some(unseen) if matches!(unseen.status, Status::Inconclusive | Status::Errored) => {
+            (Verdict::Inconclusive, format!("without: {}: {}", unseen.name, unseen.evidence))
         }
-        _ => (Verdict::Fail, format!("`{}` should fail and did not ({:?}): the harness cannot show the difference", without.title, without.status)),
+        Some(held) => (Verdict::Fail, format!("`{}` should show a drop of {route} and did not ({}): the harness cannot show the difference", without.title, held.evidence)),
+        None => (Verdict::Fail, format!("`{}` has no availability check of {route} in {phases:?} ({:?}): the drop is not shown", without.title, without.status)),
     }
 }
 
@@ -96,7 +108,7 @@ fn contrast(with: &Journal, without: &Journal, phases: &[Phase]) -> (Verdict, St
 /// the provider as it is (its service name) in the evidence.
 pub fn score_contract(checkpoint: &Checkpoint, result: &anyhow::Result<Vec<Evidence>>, korean: bool) -> Score {
     let (verdict, evidence) = match result {
-        Err(err) => (Verdict::Fail, format!("verification could not run: {err:#}")),
+        Err(err) => (Verdict::Inconclusive, format!("verification could not run: {err:#}")),
         Ok(cases) => {
             let provider = match &checkpoint.scored {
                 Scored::Contract(c) => c.provider.rsplit('.').next().unwrap_or(&c.provider).to_string(),
@@ -106,15 +118,23 @@ pub fn score_contract(checkpoint: &Checkpoint, result: &anyhow::Result<Vec<Evide
                 .iter()
                 .map(|c| {
                     let who = c.variant.as_deref().unwrap_or(&provider);
-                    match (c.passed, c.failures.first()) {
-                        (true, _) => format!("{who} passes"),
-                        (false, Some(why)) => format!("{who} blocked ({})", shorten(why, 70)),
-                        (false, None) => format!("{who} blocked"),
+                    match (&c.outcome, c.failures.first()) {
+                        (Outcome::Passed, _) => format!("{who} passes"),
+                        (Outcome::Blocked, Some(why)) => format!("{who} blocked ({})", shorten(why, 70)),
+                        (Outcome::Blocked, None) => format!("{who} blocked"),
+                        (Outcome::Errored { error }, _) => format!("{who}: verification error, not a block ({})", shorten(error, 90)),
                     }
                 })
                 .collect();
-            let held = !cases.is_empty() && cases.iter().all(|c| c.passed == (c.expect == Expectation::Pass));
-            (if held { Verdict::Pass } else { Verdict::Fail }, lines.join("; "))
+            let wrong = cases.iter().any(|c| !c.as_expected() && !matches!(c.outcome, Outcome::Errored { .. }));
+            let errored = cases.iter().any(|c| matches!(c.outcome, Outcome::Errored { .. }));
+            let verdict = match (cases.is_empty(), wrong, errored) {
+                (true, _, _) => Verdict::Fail,
+                (_, true, _) => Verdict::Fail,
+                (_, _, true) => Verdict::Inconclusive,
+                _ => Verdict::Pass,
+            };
+            (verdict, if cases.is_empty() { "no case was verified".into() } else { lines.join("; ") })
         }
     };
     Score { id: checkpoint.id, name: checkpoint.name(korean).to_string(), verdict, evidence, report: None }
@@ -130,17 +150,25 @@ fn rank(kind: ProbeKind) -> u8 {
     }
 }
 
+/// Passes on the checks of `phases` only: every one held, at least one
+/// ran, and the run itself passed. A check that saw too little (or could
+/// not run) makes the checkpoint inconclusive, never a pass.
 fn judge(journal: &Journal, phases: &[Phase]) -> (Verdict, String) {
     let mut results: Vec<_> = journal.results().filter(|(phase, _)| phases.contains(phase)).map(|(_, r)| r).collect();
-    if let Some(bad) = results.iter().find(|r| r.status != Status::Held) {
-        return (Verdict::Fail, format!("{}: {}", bad.name, bad.evidence));
+    // A deviation is the finding to name; too little seen comes next.
+    let deviated = results.iter().find(|r| r.status == Status::Deviated);
+    if let Some(bad) = deviated.or_else(|| results.iter().find(|r| r.status != Status::Held)) {
+        let verdict = if bad.status == Status::Deviated { Verdict::Fail } else { Verdict::Inconclusive };
+        return (verdict, format!("{} ({}): {}", bad.name, bad.status, bad.evidence));
     }
     if journal.status != chaos::Verdict::Passed {
         let why = journal.deviated.clone().unwrap_or_else(|| format!("{:?}", journal.status));
-        return (Verdict::Fail, why);
+        let verdict = if journal.status == chaos::Verdict::Inconclusive { Verdict::Inconclusive } else { Verdict::Fail };
+        return (verdict, why);
     }
     if results.is_empty() {
-        return (Verdict::Fail, format!("no check of {phases:?} ran: nothing to score"));
+        let names: Vec<&str> = phases.iter().map(|p| p.as_str()).collect();
+        return (Verdict::Fail, format!("`{}` has no check in its {} phase(s): nothing to score this checkpoint on", journal.title, names.join(", ")));
     }
     results.sort_by_key(|r| rank(r.probe));
     let mut evidence: Vec<String> = results.iter().map(|r| r.evidence.clone()).collect();
@@ -163,16 +191,19 @@ mod tests {
     use super::*;
     use crate::check::checkpoint::{Contrast, Expectation};
     use crate::chaos::CheckResult;
-    use crate::contract::checkpoint::Evidence;
+    use crate::contract::checkpoint::{Evidence, Outcome};
 
     fn checkpoint(id: u8, scored: Scored, phases: &[Phase]) -> Checkpoint {
         Checkpoint { id, en: format!("checkpoint {id}"), ko: format!("체크포인트 {id}"), scored, phases: phases.to_vec() }
     }
 
+    /// A journal of `during` checks; an availability check's route is the
+    /// first two words of its evidence (`POST /orders`).
     fn journal(verdict: chaos::Verdict, checks: &[(ProbeKind, Status, &str)]) -> Journal {
         let mut j = Journal::new("t", "f.yaml", "shop", std::path::Path::new("."), std::env::temp_dir().join("unused-journal.json"));
         for (probe, status, evidence) in checks {
-            j.record(Phase::During, CheckResult { name: "c".into(), status: *status, probe: *probe, evidence: evidence.to_string(), took_ms: 0 });
+            let route = (*probe == ProbeKind::Availability).then(|| evidence.split(' ').take(2).collect::<Vec<_>>().join(" "));
+            j.record(Phase::During, CheckResult { name: "c".into(), status: *status, probe: *probe, evidence: evidence.to_string(), took_ms: 0, route });
         }
         j.status = verdict;
         j
@@ -191,6 +222,7 @@ mod tests {
         let s = score(&checkpoint(1, Scored::Experiment("saga".into()), &[Phase::Before]), &[None], false, None);
         assert_eq!(s.verdict, Verdict::Fail, "an experiment that did not run fails its checkpoint");
         assert_eq!(serde_json::to_value(Verdict::NotApplicable).unwrap(), "not applicable");
+        assert_eq!(serde_json::to_value(Verdict::Inconclusive).unwrap(), "inconclusive");
     }
 
     #[test]
@@ -202,39 +234,93 @@ mod tests {
         let s = score(&checkpoint(6, Scored::Experiment("x".into()), &[Phase::During]), &[Some(&j)], false, None);
         assert_eq!(s.verdict, Verdict::Pass);
         assert!(s.evidence.starts_with("POST /orders 100.00 %") && s.evidence.ends_with("201 in 4 ms"), "{}", s.evidence);
+    }
+
+    #[test]
+    fn a_checkpoint_with_no_check_in_its_phases_fails_with_a_message() {
+        let (p, s, e) = available("100.00", Status::Held);
+        let j = journal(chaos::Verdict::Passed, &[(p, s, &e)]);
         let none = score(&checkpoint(6, Scored::Experiment("x".into()), &[Phase::After]), &[Some(&j)], false, None);
         assert_eq!(none.verdict, Verdict::Fail, "no check of the phase ran: no evidence, no pass");
+        assert_eq!(none.evidence, "`t` has no check in its after phase(s): nothing to score this checkpoint on");
+    }
+
+    #[test]
+    fn an_inconclusive_check_makes_the_checkpoint_inconclusive() {
+        let thin = "POST /orders over seconds 2–6: 3 transactions, 0 failed, fewer than the 20 needed to judge availability";
+        let (p, s, e) = available("100.00", Status::Held);
+        let j = journal(chaos::Verdict::Inconclusive, &[(p, s, &e), (ProbeKind::Availability, Status::Inconclusive, thin)]);
+        let s = score(&checkpoint(6, Scored::Experiment("x".into()), &[Phase::During]), &[Some(&j)], false, None);
+        assert_eq!(s.verdict, Verdict::Inconclusive, "{}", s.evidence);
+        assert!(s.evidence.contains("(inconclusive)") && s.evidence.contains("fewer than the 20"), "{}", s.evidence);
+    }
+
+    fn ten() -> Checkpoint {
+        checkpoint(10, Scored::Contrast(Contrast { with: "a".into(), without: "b".into(), route: "POST /orders".into() }), &[Phase::During])
+    }
+
+    fn side(verdict: chaos::Verdict, figure: &str, status: Status) -> Journal {
+        let (p, s, e) = available(figure, status);
+        journal(verdict, &[(p, s, &e)])
     }
 
     #[test]
     fn zero_downtime_needs_the_drop_shown_without_readiness() {
-        let ten = checkpoint(10, Scored::Contrast(Contrast { with: "a".into(), without: "b".into() }), &[Phase::During]);
-        let side = |verdict, figure, status| {
-            let (p, s, e) = available(figure, status);
-            journal(verdict, &[(p, s, &e)])
-        };
         let with = side(chaos::Verdict::Passed, "100.00", Status::Held);
         let without = side(chaos::Verdict::Failed, "34.78", Status::Deviated);
-        let s = score(&ten, &[Some(&with), Some(&without)], false, None);
+        let s = score(&ten(), &[Some(&with), Some(&without)], false, None);
         assert_eq!(s.verdict, Verdict::Pass, "{}", s.evidence);
         assert!(s.evidence.contains("100.00") && s.evidence.contains("34.78"), "{}", s.evidence);
         // Without readiness and no drop: the harness proved nothing.
         let no_drop = side(chaos::Verdict::Passed, "100.00", Status::Held);
-        assert_eq!(score(&ten, &[Some(&with), Some(&no_drop)], false, None).verdict, Verdict::Fail);
+        assert_eq!(score(&ten(), &[Some(&with), Some(&no_drop)], false, None).verdict, Verdict::Fail);
         // A drop with readiness fails the checkpoint whatever the contrast.
         let dropped = side(chaos::Verdict::Failed, "97.00", Status::Deviated);
-        assert_eq!(score(&ten, &[Some(&dropped), Some(&without)], false, None).verdict, Verdict::Fail);
+        assert_eq!(score(&ten(), &[Some(&dropped), Some(&without)], false, None).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_contrast_drop_on_another_route_or_check_is_not_the_drop() {
+        let with = side(chaos::Verdict::Passed, "100.00", Status::Held);
+        let other_route = journal(chaos::Verdict::Failed, &[
+            (ProbeKind::Availability, Status::Held, "POST /orders 100.00 % over seconds 2–5"),
+            (ProbeKind::Availability, Status::Deviated, "GET /orders?customerId=x 50.00 % over seconds 2–5"),
+        ]);
+        let s = score(&ten(), &[Some(&with), Some(&other_route)], false, None);
+        assert_eq!(s.verdict, Verdict::Fail, "the drop must be in POST /orders: {}", s.evidence);
+        let timed_out = journal(chaos::Verdict::Failed, &[
+            (ProbeKind::Rollout, Status::Deviated, "order revision 2: progress deadline exceeded"),
+            (ProbeKind::Availability, Status::Held, "POST /orders 100.00 % over seconds 2–5"),
+        ]);
+        assert_eq!(score(&ten(), &[Some(&with), Some(&timed_out)], false, None).verdict, Verdict::Fail, "a timed-out rollout is not the drop");
+        let thin = journal(chaos::Verdict::Inconclusive, &[(ProbeKind::Availability, Status::Inconclusive, "POST /orders over seconds 2–5: 2 transactions")]);
+        assert_eq!(score(&ten(), &[Some(&with), Some(&thin)], false, None).verdict, Verdict::Inconclusive, "too few requests show no drop either");
+    }
+
+    fn case(variant: Option<&str>, expect: Expectation, outcome: Outcome) -> Evidence {
+        Evidence { variant: variant.map(str::to_string), expect, outcome, failures: vec!["GET /products/1 → 404".into()], verification: None }
+    }
+
+    fn twelve() -> Checkpoint {
+        checkpoint(12, Scored::Contract(crate::check::checkpoint::ContractCheck { provider: "shop.product".into(), cases: vec![] }), &[])
     }
 
     #[test]
     fn a_contract_checkpoint_holds_when_every_case_concludes_as_expected() {
-        let twelve = checkpoint(12, Scored::Contract(crate::check::checkpoint::ContractCheck { provider: "shop.product".into(), cases: vec![] }), &[]);
-        let case = |variant: Option<&str>, expect, passed| Evidence { variant: variant.map(str::to_string), expect, passed, failures: vec!["GET /products/1 → 404".into()] };
-        let good = Ok(vec![case(None, Expectation::Pass, true), case(Some("item-rename"), Expectation::Fail, false)]);
-        let s = score_contract(&twelve, &good, false);
+        let good = Ok(vec![case(None, Expectation::Pass, Outcome::Passed), case(Some("item-rename"), Expectation::Fail, Outcome::Blocked)]);
+        let s = score_contract(&twelve(), &good, false);
         assert_eq!(s.verdict, Verdict::Pass);
         assert_eq!(s.evidence, "product passes; item-rename blocked (GET /products/1 → 404)");
-        let missed = Ok(vec![case(Some("item-rename"), Expectation::Fail, true)]);
-        assert_eq!(score_contract(&twelve, &missed, false).verdict, Verdict::Fail);
+        let missed = Ok(vec![case(Some("item-rename"), Expectation::Fail, Outcome::Passed)]);
+        assert_eq!(score_contract(&twelve(), &missed, false).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_verifier_error_on_a_breaking_variant_is_not_blocked() {
+        let error = Outcome::Errored { error: "the provider would not start".into() };
+        let errored = Ok(vec![case(None, Expectation::Pass, Outcome::Passed), case(Some("item-rename"), Expectation::Fail, error)]);
+        let s = score_contract(&twelve(), &errored, false);
+        assert_eq!(s.verdict, Verdict::Inconclusive, "{}", s.evidence);
+        assert!(s.evidence.contains("item-rename: verification error, not a block (the provider would not start)") && !s.evidence.contains("blocked"), "{}", s.evidence);
     }
 }

@@ -29,6 +29,9 @@ pub struct Verification {
     pub interactions: Vec<InteractionReport>,
     /// Errors outside any interaction (a pact that failed to load).
     pub errors: Vec<String>,
+    /// The Pact verifier's own text, line by line (it also prints it).
+    #[serde(skip)]
+    pub verifier_output: Vec<String>,
 }
 
 /// One interaction of one pact.
@@ -164,6 +167,7 @@ mod tests {
                 duration: Duration::from_millis(3),
             }],
             errors: vec![],
+            verifier_output: vec![],
         };
         let junit = v.to_junit();
         assert!(junit.contains("failures=\"1\""), "{junit}");

@@ -309,7 +309,8 @@ fn to_report(
         anyhow::bail!("no interactions verified for {}: {}", plan.provider, if errors.is_empty() { "no pacts found".into() } else { errors.join("; ") });
     }
     let passed = result.result && interactions.iter().all(|i| i.passed) && errors.is_empty();
-    Ok(Verification { version: JSON_VERSION, provider: plan.provider.clone(), variant: plan.variant.clone(), passed, elapsed, interactions, errors })
+    let verifier_output = result.output.clone();
+    Ok(Verification { version: JSON_VERSION, provider: plan.provider.clone(), variant: plan.variant.clone(), passed, elapsed, interactions, errors, verifier_output })
 }
 
 /// A reference provider running with its message endpoint, for a verifier

@@ -27,7 +27,7 @@ pub fn experiment_markdown(journal: &Journal) -> String {
         let _ = writeln!(out, "\n**Load** ({} users; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms) — availability by phase\n", load.users, load.p50_ms, load.p99_ms, load.max_ms);
         let _ = writeln!(out, "| route | before | during the fault | after recovery |\n|---|---|---|---|");
         for r in &load.routes {
-            let cell = |f: &crate::chaos::PhaseFigures| format!("{:.2} % ({} ok, {} failed)", f.availability, f.transactions, f.failed);
+            let cell = |f: &crate::chaos::PhaseFigures| format!("{} ({} ok, {} failed)", percent(f.availability), f.transactions, f.failed);
             let _ = writeln!(out, "| {} | {} | {} | {} |", r.route, cell(&r.before), cell(&r.during), cell(&r.after));
         }
         let [b, d, a] = &load.latency_by_phase;
@@ -50,6 +50,11 @@ pub fn experiment_markdown(journal: &Journal) -> String {
     out
 }
 
+/// An availability figure; a phase without traffic has none.
+fn percent(availability: Option<f64>) -> String {
+    availability.map(|a| format!("{a:.2} %")).unwrap_or_else(|| "no traffic".into())
+}
+
 /// The experiment run as one HTML page.
 pub fn experiment_html(journal: &Journal) -> String {
     let mut o = String::new();
@@ -62,7 +67,11 @@ pub fn experiment_html(journal: &Journal) -> String {
     let _ = writeln!(o, "<p>{} on {}, {} → {}</p>", html_escape(&journal.experiment_file), html_escape(&journal.system), journal.start, journal.end.as_deref().unwrap_or("(running)"));
     o.push_str("<table><tr><th>phase</th><th>check</th><th>result</th><th>evidence</th></tr>\n");
     for (phase, r) in journal.results() {
-        let class = if r.status == Status::Held { "pass" } else { "fail" };
+        let class = match r.status {
+            Status::Held => "pass",
+            Status::Inconclusive | Status::Errored => "inconclusive",
+            Status::Deviated => "fail",
+        };
         let _ = writeln!(o, "<tr><td>{phase:?}</td><td style=\"text-align:left\">{}</td><td class=\"{class}\">{}</td><td style=\"text-align:left\">{}</td></tr>", html_escape(&r.name), r.status, html_escape(&r.evidence));
     }
     o.push_str("</table>\n");
@@ -73,7 +82,7 @@ pub fn experiment_html(journal: &Journal) -> String {
     if let Some(load) = &journal.load {
         o.push_str("<table><tr><th>route</th><th>before</th><th>during the fault</th><th>after recovery</th></tr>\n");
         for r in &load.routes {
-            let _ = writeln!(o, "<tr><td>{}</td><td>{:.2} %</td><td>{:.2} %</td><td>{:.2} %</td></tr>", html_escape(&r.route), r.before.availability, r.during.availability, r.after.availability);
+            let _ = writeln!(o, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", html_escape(&r.route), percent(r.before.availability), percent(r.during.availability), percent(r.after.availability));
         }
         let [b, d, a] = &load.latency_by_phase;
         let _ = writeln!(o, "<tr><td>latency p50 / p99 (worst second)</td><td>{:.1} / {:.1} ms</td><td>{:.1} / {:.1} ms</td><td>{:.1} / {:.1} ms</td></tr>", b.p50_ms, b.p99_ms, d.p50_ms, d.p99_ms, a.p50_ms, a.p99_ms);

@@ -107,7 +107,7 @@ fn bar_chart(title: &str, bars: &[(&str, f64)]) -> String {
 }
 
 /// The page's inline stylesheet (shared with the experiment report).
-pub(crate) const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;max-width:820px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.pass{color:#2a7}.fail{color:#c33;font-weight:bold}figure{margin:1.5em 0}figcaption{font-weight:bold}.grid{stroke:#e4e4e4}.ax{font-size:11px;fill:#555}.fault{fill:#f4c7c3;opacity:.5}.legend span{margin-right:1em;font-size:13px}.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}</style>";
+pub(crate) const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;max-width:820px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.pass{color:#2a7}.fail{color:#c33;font-weight:bold}.inconclusive{color:#b60;font-weight:bold}figure{margin:1.5em 0}figcaption{font-weight:bold}.grid{stroke:#e4e4e4}.ax{font-size:11px;fill:#555}.fault{fill:#f4c7c3;opacity:.5}.legend span{margin-right:1em;font-size:13px}.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}</style>";
 
 /// The run as one HTML page.
 pub fn html_report(title: &str, s: &LoadSummary, results: &[ThresholdResult]) -> String {

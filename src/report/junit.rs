@@ -43,14 +43,17 @@ pub fn junit_xml(suite: &str, s: &LoadSummary, results: &[ThresholdResult]) -> S
     document("stormproof", [tests])
 }
 
-/// An experiment run: one test case per check (a deviation is a failure,
-/// a probe that could not run an error), and one for the verified rollback.
+/// An experiment run: one test case per check (a deviation is a failure of
+/// type `deviated`, a check that saw too little a failure of type
+/// `inconclusive`, a probe that could not run an error), and one for the
+/// verified rollback.
 pub fn experiment_junit(journal: &Journal) -> String {
     let mut suite = TestSuite::new(journal.title.as_str());
     for (phase, result) in journal.results() {
         let status = match result.status {
             Status::Held => TestCaseStatus::success(),
             Status::Deviated => failure(&result.evidence, "deviated", None),
+            Status::Inconclusive => failure(&format!("inconclusive: {}", result.evidence), "inconclusive", None),
             Status::Errored => error(&result.evidence),
         };
         suite.add_test_case(case(&result.name, &format!("{}.{phase:?}", journal.system), status, Duration::from_millis(result.took_ms)));
@@ -139,12 +142,24 @@ mod tests {
     fn control_characters_and_markup_never_break_the_document() {
         let mut journal = Journal::new("t <&> \"q\"", "f.yaml", "shop", std::path::Path::new("."), std::env::temp_dir().join("unused-journal.json"));
         let evidence = "GET /x → 500: body \u{1b}[31m\u{0}\u{7}boom</failure>".to_string();
-        journal.record(Phase::During, CheckResult { name: "n\u{8}".into(), status: Status::Deviated, probe: ProbeKind::Flow, evidence, took_ms: 12 });
+        journal.record(Phase::During, CheckResult { name: "n\u{8}".into(), status: Status::Deviated, probe: ProbeKind::Flow, evidence, took_ms: 12, route: None });
         journal.status = Verdict::Failed;
         let xml = experiment_junit(&journal);
         assert!(!xml.chars().any(|c| (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t')), "{xml:?}");
         assert!(xml.contains("&lt;/failure&gt;") && xml.contains("t &lt;&amp;&gt;"), "{xml}");
         assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
         assert!(xml.contains("tests=\"2\""), "the check and the rollback: {xml}");
+    }
+
+    #[test]
+    fn an_inconclusive_check_is_named_as_such() {
+        let mut journal = Journal::new("t", "f.yaml", "shop", std::path::Path::new("."), std::env::temp_dir().join("unused-journal.json"));
+        let evidence = "POST /orders over seconds 2–6: 0 transactions, 0 failed, fewer than the 20 needed".to_string();
+        journal.record(Phase::During, CheckResult { name: "available".into(), status: Status::Inconclusive, probe: ProbeKind::Availability, evidence, took_ms: 0, route: Some("POST /orders".into()) });
+        journal.status = Verdict::Inconclusive;
+        let xml = experiment_junit(&journal);
+        assert!(xml.contains("type=\"inconclusive\"") && xml.contains("message=\"inconclusive: POST /orders"), "{xml}");
+        assert!(crate::report::experiment_markdown(&journal).contains("| available | inconclusive |"));
+        assert!(crate::report::experiment_html(&journal).contains("class=\"inconclusive\">inconclusive<"));
     }
 }

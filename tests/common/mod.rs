@@ -10,6 +10,15 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_stormproof");
 
+/// Says that the running test is skipped, and why, where `cargo test`
+/// shows it even when the test passes: libtest captures `println!` and
+/// `eprintln!`, not a direct write to stdout.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    let _ = writeln!(std::io::stdout(), "SKIPPED {test}: {why}");
+}
+
 /// Runs the stormproof binary with `args` in run dir `dir`.
 pub fn stormproof(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
