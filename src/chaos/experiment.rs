@@ -439,6 +439,10 @@ pub struct Step {
     pub auth: super::attack::Credential,
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// Expected answer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

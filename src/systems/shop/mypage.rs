@@ -104,7 +104,7 @@ async fn show(State(app): State<App>, caller: Caller, Path(order_id): Path<Strin
     let order_id = parse_id(&order_id, "order")?;
     let conn = app.store.read().await?;
     let not_yet = || ApiError::NotFound(format!("no mypage row for order {order_id} (yet)"));
-    let page = MYPAGES.find(&conn, order_id).await?.ok_or_else(not_yet)?;
+    let page: MyPage = MYPAGES.find(&conn, order_id).await?.ok_or_else(not_yet)?;
     match (&page.customer_id, caller.only_customer()) {
         (Some(owner), Some(_)) => caller.may_act_for(owner, &format!("the mypage row of order {order_id}"))?,
         // Whose it is arrives with OrderPlaced: until then a customer sees nothing.
