@@ -53,7 +53,7 @@ impl Shop {
     }
 
     async fn order(&self) -> u16 {
-        let body = json!({"productId": 1, "quantity": 1, "customerId": "bench", "customerName": "Kim", "customerAddr": "Seoul"});
+        let body = json!({"productId": 1, "quantity": 1, "customerId": "user1", "customerName": "Kim", "customerAddr": "Seoul"});
         let response = self.http.post(format!("{}/orders", self.gateway)).bearer_auth(&self.token).json(&body).send().await.unwrap();
         response.status().as_u16()
     }

@@ -20,7 +20,9 @@ pub struct Experiment {
     pub description: String,
     /// The system under test (`shop`).
     pub system: String,
-    /// Demo user whose token the requests carry.
+    /// Demo user whose token the requests carry (default: the demo staff
+    /// user `admin`, since experiments drive many synthetic customers; one
+    /// that checks what a customer may do names a customer here).
     #[serde(default)]
     pub auth: Auth,
     /// The steady-state hypothesis: checked before the method and after
@@ -140,7 +142,7 @@ pub struct Auth {
 
 impl Default for Auth {
     fn default() -> Self {
-        Auth { username: "user1".into(), password: "stormproof".into() }
+        Auth { username: "admin".into(), password: "stormproof".into() }
     }
 }
 
@@ -443,10 +445,11 @@ pub struct Step {
     /// Retry this step until it matches, up to this long.
     #[serde(with = "humantime_serde", default)]
     pub eventually: Duration,
-    /// Send the bearer token (default); `false` checks what the gateway
-    /// does without one.
-    #[serde(default = "yes")]
-    pub auth: bool,
+    /// Send the bearer token (`true`, default); `false` checks what the
+    /// gateway does without one; an attack (`forged-signature`, `expired`,
+    /// `alg-none`, `hs512`, `rs256`) sends the token altered that way.
+    #[serde(default)]
+    pub auth: super::attack::Credential,
 }
 
 fn yes() -> bool {

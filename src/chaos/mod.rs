@@ -9,6 +9,7 @@
 //! every platform; [`target`] builds that platform for a run.
 
 mod action;
+mod attack;
 mod experiment;
 mod journal;
 mod kill_switch;
@@ -18,6 +19,7 @@ mod run;
 mod target;
 mod under_load;
 
+pub use attack::{Credential, TokenAttack};
 pub use experiment::{Action, Check, Experiment, Fault, KubeScope, Probe, ProbeKind, load_experiment, parse as parse_experiment};
 pub use journal::{ActivityStatus, CheckResult, Journal, Phase, RollbackStatus, Status, Verdict};
 pub use kill_switch::{PidFile, abort};

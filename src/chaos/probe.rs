@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::attack::{Credential, forge};
 use super::experiment::{AutoscalerProbe, AvailabilityProbe, Check, ConsistencyProbe, Expect, LagProbe, Probe, ReplicasProbe, RolloutExpectation, RolloutProbe, Step};
 use super::journal::{CheckResult, Status};
 use super::under_load::PhaseFigures;
@@ -51,6 +52,9 @@ pub struct Context {
     pub gateway: String,
     /// Bearer token for the gateway.
     pub token: String,
+    /// The gateway's HMAC secret, when the harness knows it (flows that
+    /// attack with an expired token need it).
+    pub jwt_secret: Option<String>,
     /// The platform.
     pub platform: Arc<dyn Platform>,
     /// Reads consumer lag (and knows each service's group), when the broker is known.
@@ -155,8 +159,13 @@ async fn request(ctx: &Context, step: &Step, vars: &BTreeMap<String, String>) ->
     let path = interpolate(path, vars).map_err(Found::Errored)?;
     let line = format!("{method} {path}");
     let mut request = ctx.http.request(method, format!("{}{path}", ctx.gateway));
-    if step.auth {
-        request = request.bearer_auth(&ctx.token);
+    match step.auth {
+        Credential::Plain(true) => request = request.bearer_auth(&ctx.token),
+        Credential::Plain(false) => {}
+        Credential::Attack(attack) => {
+            let forged = forge(attack, &ctx.token, ctx.jwt_secret.as_deref()).map_err(|err| Found::Errored(format!("{line}: {err}")))?;
+            request = request.bearer_auth(forged);
+        }
     }
     if let Some(body) = &step.body {
         let body = interpolate_json(body, vars).map_err(Found::Errored)?;

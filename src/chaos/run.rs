@@ -61,6 +61,7 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
         http: http.clone(),
         gateway: target.gateway.clone(),
         token: token.clone(),
+        jwt_secret: target.jwt_secret(),
         platform: target.platform.clone(),
         lag: target.lag.clone(),
         restarts_at_start: Arc::new(restarts_at_start),

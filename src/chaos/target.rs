@@ -49,6 +49,15 @@ pub struct KubeSettings {
 }
 
 impl Target {
+    /// The gateway's JWT secret as the harness can know it: the variable
+    /// that overrides it, else the local run dir's `jwt-secret`.
+    pub fn jwt_secret(&self) -> Option<String> {
+        std::env::var(crate::systems::serve::JWT_SECRET_ENV)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| std::fs::read_to_string(crate::platform::local::secret_path(&self.run_dir)).ok())
+    }
+
     /// `def` running on the local platform in `run_dir`.
     pub fn local(def: &SystemDef, run_dir: &Path) -> anyhow::Result<Target> {
         let state = RunState::read_live(run_dir)?;

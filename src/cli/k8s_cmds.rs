@@ -42,7 +42,7 @@ struct ManifestArgs {
     #[arg(long, env = "STORMPROOF_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
     /// Demo users as USER:PASSWORD (comma-separated).
-    #[arg(long, default_value = "user1:stormproof,user2:stormproof,user3:stormproof")]
+    #[arg(long, default_value = crate::systems::serve::DEMO_USERS)]
     users: String,
 }
 

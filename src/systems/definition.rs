@@ -76,6 +76,14 @@ pub struct GatewayDef {
     /// How it authenticates routed requests (default: a JWT bearer token).
     #[serde(default)]
     pub auth: Auth,
+    /// Users the gateway gives the admin role (product writes, acting for
+    /// any customer); everyone else is a customer acting for themselves.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// Origins a browser may call the gateway from (default: the gateway's
+    /// own and the local development ports 3000, 5173 and 8080).
+    #[serde(default)]
+    pub cors_origins: Option<Vec<String>>,
 }
 
 /// How the gateway authenticates routed requests.
@@ -516,7 +524,7 @@ impl SystemDef {
             system: system.into(),
             topic: system.into(),
             partitions: default_partitions(),
-            gateway: GatewayDef { port: default_gateway_port(), routes: vec![], auth: Auth::Jwt },
+            gateway: GatewayDef { port: default_gateway_port(), routes: vec![], auth: Auth::Jwt, admins: vec![], cors_origins: None },
             services: vec![],
             kube: KubeSystemDef::default(),
             folder: None,

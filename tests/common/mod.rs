@@ -50,13 +50,19 @@ impl Shop {
         let state: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("state.json")).unwrap()).unwrap();
         let gateway = state["gateway"].as_str().unwrap().to_string();
         let http = stormproof::http_client().timeout(Duration::from_secs(15)).build().unwrap();
-        let token = token(&http, &gateway, "user1", "stormproof").await;
+        let token = token(&http, &gateway, "admin", "stormproof").await;
         Shop { dir, gateway, state, http, token, stopped: false }
     }
 
-    /// user1's bearer token.
+    /// The demo staff user's bearer token (the admin role: the tests drive
+    /// many synthetic customers and write the catalogue).
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// A bearer token of demo user `user`.
+    pub async fn token_for(&self, user: &str) -> String {
+        token(&self.http, &self.gateway, user, "stormproof").await
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {

@@ -238,6 +238,12 @@ fn gateway(def: &SystemDef, options: &RenderOptions) -> Deployment {
     let mut container = container(def, "gateway", &format!("{}.gateway", def.system), options, &routed, Duration::ZERO);
     let routes: Vec<String> = crate::systems::serve::routes(def).iter().map(|(prefix, service)| format!("{prefix}={service}")).collect();
     container.env.get_or_insert_default().push(env(crate::systems::serve::ROUTES_ENV, &routes.join(",")));
+    if !def.gateway.admins.is_empty() {
+        container.env.get_or_insert_default().push(env(crate::systems::serve::ADMINS_ENV, &def.gateway.admins.join(",")));
+    }
+    if let Some(origins) = &def.gateway.cors_origins {
+        container.env.get_or_insert_default().push(env(crate::systems::serve::CORS_ENV, &origins.join(",")));
+    }
     container.env_from.get_or_insert_default().push(EnvFromSource {
         secret_ref: Some(SecretEnvSource { name: format!("{}-gateway", def.system), optional: None }),
         ..EnvFromSource::default()

@@ -16,6 +16,7 @@ mod probe;
 mod replica;
 mod rolling;
 mod runstate;
+mod secret;
 mod supervisor;
 mod up;
 
@@ -23,5 +24,6 @@ pub use autoscaler::AutoscalerSettings;
 pub use control::ControlClient;
 pub use lifecycle::{QUICK_AUTOSCALER, Stopped, down, start_detached};
 pub use runstate::{RunState, pid_alive};
+pub use secret::{SECRET_FILE, secret_path};
 pub use supervisor::Supervisor;
 pub use up::{UpPlan, up};

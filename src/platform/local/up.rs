@@ -118,10 +118,12 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         started_at: now_rfc3339(),
         ready: false,
     };
+    let secret = super::secret::run_secret(&plan.run_dir, plan.gateway.jwt_secret.as_deref())?;
+    let gateway_config = plan.gateway.config(&plan.def, gateway.local_addr()?.port(), secret)?;
     let shutdown = Arc::new(Notify::new());
     let upstreams: Arc<dyn Upstreams> = supervisor.clone();
     let mut servers = vec![
-        serve(gateway, gateway_app(plan.gateway.config(&plan.def)?, Forwarder::new(upstreams.clone()))),
+        serve(gateway, gateway_app(gateway_config, Forwarder::new(upstreams.clone()))),
         serve(control_listener, control::app(supervisor.clone(), state.clone(), shutdown.clone())),
     ];
     for (name, listener) in service_listeners {

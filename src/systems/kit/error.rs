@@ -19,6 +19,9 @@ pub enum ApiError {
     /// Credentials missing or invalid (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The named thing does not exist (404).
     #[error("{0}")]
     NotFound(String),
@@ -41,6 +44,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

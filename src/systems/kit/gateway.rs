@@ -1,21 +1,25 @@
 //! The gateway: one entry point that routes by path prefix to the services,
-//! checks a JWT bearer token on every routed request, issues tokens to the
-//! demo users, and answers CORS preflights.
+//! checks a JWT bearer token on every routed request, forwards the verified
+//! subject and roles in its own identity headers (a client's are dropped),
+//! issues tokens to the demo users, and answers CORS preflights from the
+//! configured origins only.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
+use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
-use tower_http::cors::CorsLayer;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::error::{ApiError, JsonBody};
+use super::identity::{ADMIN_ROLE, IDENTITY_PREFIX, ROLES_HEADER, SUBJECT_HEADER};
+use super::token::Tokens;
 use crate::proxy::Forwarder;
 
 /// How the gateway routes and authenticates.
@@ -27,6 +31,10 @@ pub struct GatewayConfig {
     pub jwt_secret: String,
     /// Demo users as `(username, password)`.
     pub users: Vec<(String, String)>,
+    /// Users given the admin role.
+    pub admins: Vec<String>,
+    /// Origins a browser may call the gateway from (CORS).
+    pub origins: Vec<String>,
     /// Lifetime of an issued token.
     pub token_ttl: Duration,
     /// Check a token on every routed request (`auth: none` in a system's
@@ -34,12 +42,22 @@ pub struct GatewayConfig {
     pub authenticate: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    iat: u64,
-    exp: u64,
-    iss: String,
+impl GatewayConfig {
+    /// The roles the configuration gives `user`.
+    fn roles(&self, user: &str) -> Vec<String> {
+        if self.admins.iter().any(|a| a == user) { vec![ADMIN_ROLE.to_string()] } else { Vec::new() }
+    }
+}
+
+/// CORS origins allowed when none are configured: the gateway's own (on
+/// `port`) and the usual local development servers.
+pub fn default_origins(port: u16) -> Vec<String> {
+    let mut origins = vec![format!("http://localhost:{port}"), format!("http://127.0.0.1:{port}")];
+    for dev in [3000, 5173, 8080] {
+        origins.push(format!("http://localhost:{dev}"));
+        origins.push(format!("http://127.0.0.1:{dev}"));
+    }
+    origins
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,64 +69,70 @@ struct TokenRequest {
 struct Gateway {
     config: GatewayConfig,
     forwarder: Forwarder,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    tokens: Tokens,
 }
 
 /// The gateway's HTTP app.
 pub fn gateway_app(config: GatewayConfig, forwarder: Forwarder) -> Router {
     let mut config = config;
     config.routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
-    let gateway = Arc::new(Gateway {
-        encoding: EncodingKey::from_secret(config.jwt_secret.as_bytes()),
-        decoding: DecodingKey::from_secret(config.jwt_secret.as_bytes()),
-        validation: validation(),
-        config,
-        forwarder,
-    });
+    let cors = cors(&config.origins);
+    let gateway = Arc::new(Gateway { tokens: Tokens::new(config.jwt_secret.as_bytes(), config.token_ttl), config, forwarder });
     Router::new()
         .route("/auth/token", post(issue_token).layer(DefaultBodyLimit::max(super::bounds::MAX_BODY)))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(|| async { "ok" }))
         .fallback(route)
         .with_state(gateway)
-        .layer(CorsLayer::very_permissive())
+        .layer(cors)
+}
+
+/// A browser may call from `origins` only: a foreign origin's preflight
+/// gets no `Access-Control-Allow-Origin`.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600))
 }
 
 async fn issue_token(State(gateway): State<Arc<Gateway>>, JsonBody(request): JsonBody<TokenRequest>) -> Result<Response, ApiError> {
-    let known = gateway.config.users.iter().any(|(u, p)| *u == request.username && *p == request.password);
-    if !known {
+    if !gateway.password_matches(&request.username, &request.password) {
         return Err(ApiError::Unauthorized("unknown user or wrong password".into()));
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let ttl = gateway.config.token_ttl.as_secs();
-    let claims = Claims { sub: request.username, iat: now, exp: now + ttl, iss: "stormproof".into() };
-    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &gateway.encoding)
-        .map_err(|err| ApiError::Internal(err.into()))?;
-    let body = serde_json::json!({ "access_token": token, "token_type": "Bearer", "expires_in": ttl });
+    let roles = gateway.config.roles(&request.username);
+    let token = gateway.tokens.issue(&request.username, &roles).map_err(ApiError::Internal)?;
+    let ttl = gateway.tokens.ttl().as_secs();
+    let body = serde_json::json!({ "access_token": token, "token_type": "Bearer", "expires_in": ttl, "roles": roles });
     Ok(axum::Json(body).into_response())
 }
 
-async fn route(State(gateway): State<Arc<Gateway>>, request: Request) -> Response<Body> {
+async fn route(State(gateway): State<Arc<Gateway>>, mut request: Request) -> Response<Body> {
     let path = request.uri().path().to_string();
     let Some(service) = gateway.service_for(&path) else {
         return ApiError::NotFound(format!("no route for {path}")).into_response();
     };
-    let checked = if gateway.config.authenticate { gateway.authenticate(&request) } else { Ok(()) };
-    if let Err(reason) = checked {
-        let mut response = ApiError::Unauthorized(reason).into_response();
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        return response;
+    // Only the gateway speaks for the caller: a client's identity headers never pass.
+    let spoofed: Vec<_> = request.headers().keys().filter(|name| name.as_str().starts_with(IDENTITY_PREFIX)).cloned().collect();
+    for name in spoofed {
+        request.headers_mut().remove(name);
+    }
+    if gateway.config.authenticate {
+        match gateway.authenticate(&request) {
+            Ok((subject, roles)) => {
+                request.headers_mut().insert(SUBJECT_HEADER, subject);
+                request.headers_mut().insert(ROLES_HEADER, roles);
+            }
+            Err(reason) => {
+                let mut response = ApiError::Unauthorized(reason).into_response();
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+        }
     }
     gateway.forwarder.forward(&service, request).await
-}
-
-/// HS256 tokens issued by this gateway, checked for expiry.
-fn validation() -> Validation {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&["stormproof"]);
-    validation
 }
 
 impl Gateway {
@@ -120,7 +144,19 @@ impl Gateway {
             .map(|(_, service)| service.clone())
     }
 
-    fn authenticate(&self, request: &Request) -> Result<(), String> {
+    /// Compares every configured password in constant time, so neither
+    /// the password nor which user exists leaks through the answer's timing.
+    fn password_matches(&self, username: &str, password: &str) -> bool {
+        let mut matched = subtle::Choice::from(0);
+        for (user, known) in &self.config.users {
+            let same_user = user.as_bytes().ct_eq(username.as_bytes());
+            matched |= same_user & known.as_bytes().ct_eq(password.as_bytes());
+        }
+        matched.into()
+    }
+
+    /// The verified subject and its roles, as header values to forward.
+    fn authenticate(&self, request: &Request) -> Result<(HeaderValue, HeaderValue), String> {
         let value = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -130,9 +166,9 @@ impl Gateway {
             .ok()
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or("Authorization header is not `Bearer TOKEN`")?;
-        jsonwebtoken::decode::<Claims>(token.trim(), &self.decoding, &self.validation)
-            .map(|_| ())
-            .map_err(|err| format!("invalid token: {err}"))
+        let claims = self.tokens.verify(token.trim())?;
+        let subject = HeaderValue::from_str(&claims.sub).map_err(|_| "the token's subject is not a valid header value".to_string())?;
+        let roles = HeaderValue::from_str(&self.config.roles(&claims.sub).join(",")).map_err(|_| "a configured role is not a valid header value".to_string())?;
+        Ok((subject, roles))
     }
 }
-

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::events::{DeliveryChanged, DeliveryStarted, EVENT_TYPES, OrderCancelled, OrderPlaced, limits};
 use crate::systems::kit::bounds::text;
-use crate::systems::kit::{ApiError, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id};
+use crate::systems::kit::{ApiError, Caller, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS mypages (
@@ -89,19 +89,29 @@ fn routes(app: App) -> Router {
         .with_state(app)
 }
 
-async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<MyPage>>, ApiError> {
+/// Through the gateway a customer sees only their own rows: no filter
+/// means theirs, another customer's filter is 403.
+async fn list(State(app): State<App>, caller: Caller, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<MyPage>>, ApiError> {
     if let Some(customer) = &filter.customer_id {
         text("customerId", customer, limits::CUSTOMER_ID, false).map_err(ApiError::BadRequest)?;
     }
+    let customer = caller.customer_filter(filter.customer_id)?;
     let conn = app.store.read().await?;
-    Ok(axum::Json(MYPAGES.list(&conn, filter.customer_id.map(|c| ("customer_id", c.into()))).await?))
+    Ok(axum::Json(MYPAGES.list(&conn, customer.map(|c| ("customer_id", c.into()))).await?))
 }
 
-async fn show(State(app): State<App>, Path(order_id): Path<String>) -> Result<axum::Json<MyPage>, ApiError> {
+async fn show(State(app): State<App>, caller: Caller, Path(order_id): Path<String>) -> Result<axum::Json<MyPage>, ApiError> {
     let order_id = parse_id(&order_id, "order")?;
     let conn = app.store.read().await?;
-    let page = MYPAGES.find(&conn, order_id).await?;
-    page.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("no mypage row for order {order_id} (yet)")))
+    let not_yet = || ApiError::NotFound(format!("no mypage row for order {order_id} (yet)"));
+    let page: MyPage = MYPAGES.find(&conn, order_id).await?.ok_or_else(not_yet)?;
+    match (&page.customer_id, caller.only_customer()) {
+        (Some(owner), Some(_)) => caller.may_act_for(owner, &format!("the mypage row of order {order_id}"))?,
+        // Whose it is arrives with OrderPlaced: until then a customer sees nothing.
+        (None, Some(_)) => return Err(not_yet()),
+        (_, None) => {}
+    }
+    Ok(axum::Json(page))
 }
 
 impl App {

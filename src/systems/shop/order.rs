@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::events::{OrderCancelled, OrderPlaced, limits};
 use super::product::Product;
 use crate::systems::kit::bounds::{int, text};
-use crate::systems::kit::{ApiError, CallError, Conn, Event, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, Table, Upstream, parse_id};
+use crate::systems::kit::{ApiError, CallError, Caller, Conn, Event, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, Table, Upstream, parse_id};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
@@ -163,8 +163,9 @@ impl PlaceOrder {
     }
 }
 
-async fn place(State(app): State<App>, JsonBody(order): JsonBody<PlaceOrder>) -> Result<impl IntoResponse, ApiError> {
+async fn place(State(app): State<App>, caller: Caller, JsonBody(order): JsonBody<PlaceOrder>) -> Result<impl IntoResponse, ApiError> {
     order.check().map_err(ApiError::BadRequest)?;
+    caller.may_act_for(&order.customer_id, "an order placed as customerId")?;
     let product = app.product_info(order.product_id).await?;
     if let Some(delivery) = &app.delivery {
         delivery
@@ -232,26 +233,32 @@ impl App {
     }
 }
 
-async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<Order>>, ApiError> {
+/// Through the gateway a customer lists only their own orders: no filter
+/// means theirs, another customer's filter is 403.
+async fn list(State(app): State<App>, caller: Caller, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<Order>>, ApiError> {
     if let Some(customer) = &filter.customer_id {
         text("customerId", customer, limits::CUSTOMER_ID, false).map_err(ApiError::BadRequest)?;
     }
+    let customer = caller.customer_filter(filter.customer_id)?;
     let conn = app.store.read().await?;
-    Ok(axum::Json(ORDERS.list(&conn, filter.customer_id.map(|c| ("customer_id", c.into()))).await?))
+    Ok(axum::Json(ORDERS.list(&conn, customer.map(|c| ("customer_id", c.into()))).await?))
 }
 
-async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Order>, ApiError> {
+async fn show(State(app): State<App>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Order>, ApiError> {
     let id = parse_id(&id, "order")?;
     let conn = app.store.read().await?;
-    find(&conn, id).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))
+    let order = find(&conn, id).await?.ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))?;
+    caller.may_act_for(&order.customer_id, &format!("order {id}"))?;
+    Ok(axum::Json(order))
 }
 
-async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<Order>, ApiError> {
+async fn cancel(State(app): State<App>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Order>, ApiError> {
     let id = parse_id(&id, "order")?;
     let tx = app.store.begin().await?;
     let Some(mut order) = find(&tx, id).await? else {
         return Err(ApiError::NotFound(format!("order {id} not found")));
     };
+    caller.may_act_for(&order.customer_id, &format!("order {id}"))?;
     if order.status == "OrderCancelled" {
         return Err(ApiError::Conflict(format!("order {id} is already cancelled")));
     }

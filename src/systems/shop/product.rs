@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::events::{EVENT_TYPES, OrderCancelled, OrderPlaced, ProductChanged, limits};
 use crate::systems::kit::bounds::{int, text};
 use crate::systems::kit::{
-    ApiError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Poison, Publisher, ServeOptions, Store, Table, Tx, parse_id,
+    ApiError, Caller, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Poison, Publisher, ServeOptions, Store, Table, Tx, parse_id,
 };
 
 const SCHEMA: &str = "
@@ -168,7 +168,11 @@ impl ProductPatch {
     }
 }
 
-async fn create(State(app): State<App>, JsonBody(new): JsonBody<NewProduct>) -> Result<(StatusCode, axum::Json<Product>), ApiError> {
+// Writes need the admin role when they come through the gateway (the
+// caller is then known); the body is read only once that holds.
+async fn create(State(app): State<App>, caller: Caller, body: Result<JsonBody<NewProduct>, ApiError>) -> Result<(StatusCode, axum::Json<Product>), ApiError> {
+    caller.must_be_admin("creating a product")?;
+    let JsonBody(new) = body?;
     new.check().map_err(ApiError::BadRequest)?;
     let tx = app.store.begin().await?;
     tx.execute(
@@ -184,7 +188,9 @@ async fn create(State(app): State<App>, JsonBody(new): JsonBody<NewProduct>) -> 
     Ok((StatusCode::CREATED, axum::Json(product)))
 }
 
-async fn update(State(app): State<App>, Path(id): Path<String>, JsonBody(patch): JsonBody<ProductPatch>) -> Result<axum::Json<Product>, ApiError> {
+async fn update(State(app): State<App>, caller: Caller, Path(id): Path<String>, body: Result<JsonBody<ProductPatch>, ApiError>) -> Result<axum::Json<Product>, ApiError> {
+    caller.must_be_admin("changing a product")?;
+    let JsonBody(patch) = body?;
     let id = parse_id(&id, "product")?;
     let tx = app.store.begin().await?;
     let Some(mut product) = find(&tx, id).await? else {
@@ -198,7 +204,8 @@ async fn update(State(app): State<App>, Path(id): Path<String>, JsonBody(patch):
     Ok(axum::Json(product))
 }
 
-async fn remove(State(app): State<App>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn remove(State(app): State<App>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    caller.must_be_admin("deleting a product")?;
     let id = parse_id(&id, "product")?;
     let tx = app.store.begin().await?;
     let Some(product) = find(&tx, id).await? else {
