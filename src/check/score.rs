@@ -143,10 +143,12 @@ pub fn score_contract(checkpoint: &Checkpoint, result: &anyhow::Result<Vec<Evide
 /// Figures first: availability and autoscaler decisions, then read-model
 /// rows, lag and restarts, then flows and rollouts.
 fn rank(kind: ProbeKind) -> u8 {
+    // Counts first (transactions, rows), so a shortened line keeps them.
     match kind {
         ProbeKind::Availability | ProbeKind::Autoscaler => 0,
-        ProbeKind::Consistency | ProbeKind::Lag | ProbeKind::Replicas => 1,
-        ProbeKind::Flow | ProbeKind::Rollout => 2,
+        ProbeKind::Consistency => 1,
+        ProbeKind::Lag | ProbeKind::Replicas => 2,
+        ProbeKind::Flow | ProbeKind::Rollout => 3,
     }
 }
 
