@@ -145,7 +145,8 @@ impl Kit {
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .layer(middleware::from_fn_with_state(health.clone(), misbehave))
             .merge(kit_routes(health.clone()))
-            .layer(middleware::from_fn_with_state(health.clone(), count));
+            .layer(middleware::from_fn_with_state(health.clone(), count))
+            .layer(middleware::map_response(super::bounds::close_after_too_large));
         let listener = tokio::net::TcpListener::bind(self.opts.listen)
             .await
             .with_context(|| format!("cannot listen on {}", self.opts.listen))?;

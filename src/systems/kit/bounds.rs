@@ -12,6 +12,18 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// `message.max.bytes` (1 000 000), so every recorded event can be sent.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
+/// A 413 also says `Connection: close`: the unread rest of the body makes
+/// the server drop the connection after answering, and a client told so
+/// does not send its next request down that connection (where it would see
+/// it reset instead of an answer).
+pub async fn close_after_too_large(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// `value` is at most `max` characters long (and not blank when `required`).
 pub fn text(field: &str, value: &str, max: usize, required: bool) -> Result<(), String> {
     if required && value.trim().is_empty() {

@@ -85,6 +85,7 @@ pub fn gateway_app(config: GatewayConfig, forwarder: Forwarder) -> Router {
         .fallback(route)
         .with_state(gateway)
         .layer(cors)
+        .layer(axum::middleware::map_response(super::bounds::close_after_too_large))
 }
 
 /// A browser may call from `origins` only: a foreign origin's preflight
