@@ -21,20 +21,7 @@ use serde_json::{Value, json};
 /// `method path` through the gateway with `token` (none when empty) and
 /// extra `headers`: (status, body).
 async fn call(shop: &Shop, token: &str, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut request = shop.http.request(method, format!("{}{path}", shop.gateway));
-    if !token.is_empty() {
-        request = request.bearer_auth(token);
-    }
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request through the gateway");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    shop.request_as(token, method, path, body, headers).await
 }
 
 fn order_of(customer: &str) -> Value {

@@ -8,17 +8,7 @@ use common_siege::{Behavior, start};
 use stormproof::exit::{ERROR, FAILED, PASSED};
 
 async fn stormproof(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_stormproof"))
-            .arg("siege")
-            .args(&args)
-            .env_remove("STORMPROOF_CONCURRENT")
-            .env_remove("STORMPROOF_WORKERS")
-            .output()
-            .expect("run stormproof")
-    })
-    .await
-    .unwrap()
+    common_siege::siege(args).await
 }
 
 fn args(a: &[&str]) -> Vec<String> {

@@ -5,7 +5,7 @@ mod common_siege;
 
 use std::path::{Path, PathBuf};
 
-use common_siege::{Behavior, start};
+use common_siege::{Behavior, siege, start};
 use stormproof::exit::PASSED;
 
 const FIXTURE: &str = "tests/fixtures/seed-siege-lines.txt";
@@ -74,17 +74,7 @@ async fn every_seed_siege_line_runs_as_written() {
         let argv = shlex::split(&line).unwrap_or_else(|| panic!("{place}: not a shell line: {line}"));
         assert_eq!(argv[0], "siege");
         let args = localized(argv[1..].to_vec(), &addr);
-        let output = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_stormproof"))
-                .arg("siege")
-                .args(&args)
-                .env_remove("STORMPROOF_CONCURRENT")
-                .env_remove("STORMPROOF_WORKERS")
-                .output()
-                .expect("run stormproof")
-        })
-        .await
-        .unwrap();
+        let output = siege(args).await;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(PASSED), "{place}: {line}\n{stderr}");

@@ -105,7 +105,19 @@ impl Shop {
     }
 
     pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.gateway)).bearer_auth(&self.token);
+        self.request_as(&self.token, method, path, body, &[]).await
+    }
+
+    /// `method path` through the gateway with `token` (none when empty) and
+    /// extra `headers`: (status, body).
+    pub async fn request_as(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.gateway));
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -141,3 +141,19 @@ pub fn closed_port() -> SocketAddr {
     drop(l);
     addr
 }
+
+/// Runs the built binary's `stormproof siege ARGS` (without the env
+/// settings that would change its defaults) and returns what it did.
+pub async fn siege(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stormproof"))
+            .arg("siege")
+            .args(&args)
+            .env_remove("STORMPROOF_CONCURRENT")
+            .env_remove("STORMPROOF_WORKERS")
+            .output()
+            .expect("run stormproof")
+    })
+    .await
+    .unwrap()
+}
