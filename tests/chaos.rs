@@ -63,28 +63,12 @@ async fn the_shipped_experiments_pass_against_the_shop() {
 /// The HTML report renders in headless Chromium: its DOM carries the
 /// charts, and a screenshot is taken (kept beside the report).
 fn renders_in_chromium(report: &Path) {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists());
-    let chromium = chromium.expect("Chromium is needed to check the HTML report (.ci/run installs Debian's chromium)");
-    let profile = tempfile::tempdir().unwrap();
-    let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-    let run = |extra: &[String]| {
-        Command::new(chromium)
-            .args(flags)
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(format!("file://{}", report.display()))
-            .output()
-            .unwrap()
-    };
-    let dom = run(&["--dump-dom".to_string()]);
-    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let dom = common::chromium_dom(report);
     assert!(dom.contains("Delivery outage"), "title rendered");
     assert!(dom.matches("<svg").count() >= 5, "availability, throughput, latency, replica and lag charts");
     assert!(dom.contains("class=\"fault\""), "the fault window is shaded");
     let png = report.with_file_name("report.png");
-    let shot = run(&["--window-size=900,1900".to_string(), format!("--screenshot={}", png.display())]);
-    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    common::headless_chromium(report, &["--window-size=900,1900".to_string(), format!("--screenshot={}", png.display())]);
     assert!(std::fs::metadata(&png).unwrap().len() > 20_000, "a real screenshot");
 }
 

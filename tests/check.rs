@@ -69,7 +69,27 @@ async fn check_shop_scores_every_checkpoint() {
     let transcript = std::fs::read_to_string(run.join("contract-verification/shop.product-item-rename.txt")).unwrap();
     assert!(transcript.contains("Verifying a pact between") && transcript.contains("FAILED"), "{transcript}");
     assert!(run.join("contract-verification/shop.product.json").exists());
+    scorecard_page_renders(&run);
     shop.down();
+}
+
+/// `scorecard.html` renders in headless Chromium with the Korean names and
+/// labels, a row per checkpoint, and every link leads to a file of the run.
+fn scorecard_page_renders(run: &Path) {
+    let dom = common::chromium_dom(&run.join("scorecard.html"));
+    assert!(dom.contains("lang=\"ko\"") && dom.contains("<th>판정</th>") && dom.contains("<th>증거</th>"), "{dom}");
+    assert!(dom.contains("장애격리") && dom.contains("무정지 재배포 (Readiness Probe)"), "the course's Korean names: {dom}");
+    assert_eq!(dom.matches("<tr id=\"checkpoint-").count(), 13, "{dom}");
+    assert_eq!(dom.matches("✔ 통과").count(), 12, "11 passes and the overall result: {dom}");
+    assert_eq!(dom.matches("… 자동화 예정").count(), 2, "{dom}");
+    let hrefs: Vec<&str> = dom.split("href=\"").skip(1).map(|rest| &rest[..rest.find('"').unwrap()]).collect();
+    for href in &hrefs {
+        assert!(!href.contains(':') && !href.starts_with('/'), "relative: {href}");
+        assert!(run.join(href).is_file(), "{href} leads to a file of the run");
+    }
+    for expected in ["delivery-outage/report.html", "rolling-update-without-readiness/report.html", "contract-verification/shop.product-item-rename.txt", "scorecard.json"] {
+        assert!(hrefs.contains(&expected), "{expected} is linked: {hrefs:?}");
+    }
 }
 
 /// A copy of the shop's folder as a system of its own: its files only, in

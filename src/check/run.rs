@@ -168,6 +168,7 @@ pub async fn run(plan: CheckPlan, progress: &(dyn Fn(Event) + Sync)) -> anyhow::
         checkpoints: scores,
     };
     write(&plan.dir, &card)?;
+    crate::report::write_scorecard_html(&plan.dir, &card, &plan.checkpoints, plan.korean)?;
     Ok(card)
 }
 

@@ -7,7 +7,8 @@
 //! them over and never formats anything itself. Experiment runs are rendered
 //! from their journal ([`crate::chaos::Journal`]), the checkpoint scorecard
 //! from [`crate::check::Scorecard`] (its JSON has `scorecard.schema.json`);
-//! JUnit for load, experiments and contracts comes from one writer.
+//! JUnit for load, experiments and contracts comes from one writer; the
+//! scorecard is also one HTML page linking the experiments' own reports.
 
 mod experiment;
 mod html;
@@ -15,6 +16,7 @@ mod json;
 mod junit;
 mod markdown;
 mod scorecard;
+mod scorecard_html;
 mod text;
 mod util;
 mod write;
@@ -25,6 +27,7 @@ pub use json::{JSON_SCHEMA, SCHEMA_VERSION, json_value};
 pub use junit::{experiment_junit, junit_xml, verification_junit};
 pub use markdown::markdown_summary;
 pub use scorecard::{SCORECARD_SCHEMA, scorecard_markdown, scorecard_table};
+pub use scorecard_html::{Link, scorecard_html, scorecard_links, write_scorecard_html};
 pub use text::{extras_text, siege_text, thresholds_text};
 pub use util::utc_datetime;
 pub use write::write_reports;

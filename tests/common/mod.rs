@@ -299,3 +299,28 @@ impl Traffic {
 pub fn service(services: &Value, name: &str) -> Value {
     services.as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone()
 }
+
+/// Opens `page` (a file) in headless Chromium with `extra` flags (say
+/// `--dump-dom` or `--screenshot=PNG`), in a profile of its own, and
+/// returns what it printed; panics when it fails. Chromium is required,
+/// not skipped: `.ci/run` installs Debian's.
+pub fn headless_chromium(page: &Path, extra: &[String]) -> String {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists());
+    let chromium = chromium.expect("Chromium is needed to check the HTML reports (.ci/run installs Debian's chromium)");
+    let profile = tempfile::tempdir().unwrap();
+    let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+    let out = Command::new(chromium)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium {extra:?} {}: {}", page.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `page`'s DOM as headless Chromium built it.
+pub fn chromium_dom(page: &Path) -> String {
+    headless_chromium(page, &["--dump-dom".to_string()])
+}
