@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use http_body_util::Full;
@@ -65,26 +66,23 @@ impl Forwarder {
         if endpoints.is_empty() {
             return ApiError::Unavailable(format!("no ready replica of {service}")).into_response();
         }
-        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // The headers once, minus the hop's own; each attempt names its endpoint as Host.
+        let mut headers = parts.headers;
+        headers.remove(header::HOST);
+        headers.remove(header::CONNECTION);
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last_error = String::new();
         for attempt in 0..endpoints.len().min(ATTEMPTS) {
             let endpoint = &endpoints[(start + attempt) % endpoints.len()];
-            let Ok(uri) = format!("http://{endpoint}{path}").parse::<Uri>() else {
-                return ApiError::BadRequest(format!("cannot forward path `{path}`")).into_response();
+            let (Ok(uri), Ok(host)) = (Uri::builder().scheme("http").authority(endpoint.as_str()).path_and_query(path.clone()).build(), HeaderValue::from_str(endpoint)) else {
+                return ApiError::BadRequest(format!("cannot forward path `{path}` to {endpoint}")).into_response();
             };
-            let mut outgoing = Request::builder().method(parts.method.clone()).uri(uri);
-            for (name, value) in parts.headers.iter() {
-                if name != header::HOST && name != header::CONNECTION {
-                    outgoing = outgoing.header(name, value);
-                }
-            }
-            if let Ok(host) = HeaderValue::from_str(endpoint) {
-                outgoing = outgoing.header(header::HOST, host);
-            }
-            let Ok(outgoing) = outgoing.body(Full::new(body.clone())) else {
-                return ApiError::BadRequest("cannot forward request headers".into()).into_response();
-            };
+            let mut outgoing = Request::new(Full::new(body.clone()));
+            *outgoing.method_mut() = parts.method.clone();
+            *outgoing.uri_mut() = uri;
+            *outgoing.headers_mut() = headers.clone();
+            outgoing.headers_mut().insert(header::HOST, host);
             match tokio::time::timeout(self.timeout, self.client.request(outgoing)).await {
                 Ok(Ok(response)) => return response.map(Body::new),
                 Ok(Err(err)) if err.is_connect() => last_error = format!("{endpoint}: {err}"),

@@ -1,5 +1,6 @@
 //! The gateway: one entry point that routes by path prefix to the services,
-//! checks a JWT bearer token on every routed request, forwards the verified
+//! checks a JWT bearer token on every routed request (one it verified
+//! before is remembered until it expires), forwards the verified
 //! subject and roles in its own identity headers (a client's are dropped),
 //! issues tokens to the demo users, and answers CORS preflights from the
 //! configured origins only.
@@ -19,7 +20,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::error::{ApiError, JsonBody};
 use super::identity::{ADMIN_ROLE, IDENTITY_PREFIX, ROLES_HEADER, SUBJECT_HEADER};
-use super::token::Tokens;
+use super::token::{Tokens, now_secs};
+use super::verified::Verified;
 use crate::proxy::Forwarder;
 
 /// How the gateway routes and authenticates.
@@ -70,14 +72,20 @@ struct Gateway {
     config: GatewayConfig,
     forwarder: Forwarder,
     tokens: Tokens,
+    /// Tokens already verified, with the identity headers they give.
+    verified: Verified<(HeaderValue, HeaderValue)>,
 }
+
+/// Tokens remembered as verified (one per user session; more start over).
+const VERIFIED_TOKENS: usize = 4096;
 
 /// The gateway's HTTP app.
 pub fn gateway_app(config: GatewayConfig, forwarder: Forwarder) -> Router {
     let mut config = config;
     config.routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
     let cors = cors(&config.origins);
-    let gateway = Arc::new(Gateway { tokens: Tokens::new(config.jwt_secret.as_bytes(), config.token_ttl), config, forwarder });
+    let tokens = Tokens::new(config.jwt_secret.as_bytes(), config.token_ttl);
+    let gateway = Arc::new(Gateway { tokens, config, forwarder, verified: Verified::new(VERIFIED_TOKENS) });
     Router::new()
         .route("/auth/token", post(issue_token).layer(DefaultBodyLimit::max(super::bounds::MAX_BODY)))
         .route("/health/live", get(|| async { "ok" }))
@@ -111,9 +119,8 @@ async fn issue_token(State(gateway): State<Arc<Gateway>>, JsonBody(request): Jso
 }
 
 async fn route(State(gateway): State<Arc<Gateway>>, mut request: Request) -> Response<Body> {
-    let path = request.uri().path().to_string();
-    let Some(service) = gateway.service_for(&path) else {
-        return ApiError::NotFound(format!("no route for {path}")).into_response();
+    let Some(service) = gateway.service_for(request.uri().path()) else {
+        return ApiError::NotFound(format!("no route for {}", request.uri().path())).into_response();
     };
     // Only the gateway speaks for the caller: a client's identity headers never pass.
     let spoofed: Vec<_> = request.headers().keys().filter(|name| name.as_str().starts_with(IDENTITY_PREFIX)).cloned().collect();
@@ -133,16 +140,17 @@ async fn route(State(gateway): State<Arc<Gateway>>, mut request: Request) -> Res
             }
         }
     }
-    gateway.forwarder.forward(&service, request).await
+    gateway.forwarder.forward(service, request).await
 }
 
 impl Gateway {
-    fn service_for(&self, path: &str) -> Option<String> {
+    /// The service of the longest prefix that is `path` or a folder of it.
+    fn service_for(&self, path: &str) -> Option<&str> {
         self.config
             .routes
             .iter()
-            .find(|(prefix, _)| path == prefix || path.starts_with(&format!("{}/", prefix.trim_end_matches('/'))))
-            .map(|(_, service)| service.clone())
+            .find(|(prefix, _)| path == prefix || path.strip_prefix(prefix.trim_end_matches('/')).is_some_and(|rest| rest.starts_with('/')))
+            .map(|(_, service)| service.as_str())
     }
 
     /// Compares every configured password in constant time, so neither
@@ -156,7 +164,8 @@ impl Gateway {
         matched.into()
     }
 
-    /// The verified subject and its roles, as header values to forward.
+    /// The verified subject and its roles, as header values to forward; a
+    /// token verified before (and not yet expired) is not checked again.
     fn authenticate(&self, request: &Request) -> Result<(HeaderValue, HeaderValue), String> {
         let value = request
             .headers()
@@ -167,9 +176,15 @@ impl Gateway {
             .ok()
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or("Authorization header is not `Bearer TOKEN`")?;
-        let claims = self.tokens.verify(token.trim())?;
+        let token = token.trim();
+        let now = now_secs();
+        if let Some(identity) = self.verified.get(token, now) {
+            return Ok(identity);
+        }
+        let claims = self.tokens.verify(token)?;
         let subject = HeaderValue::from_str(&claims.sub).map_err(|_| "the token's subject is not a valid header value".to_string())?;
         let roles = HeaderValue::from_str(&self.config.roles(&claims.sub).join(",")).map_err(|_| "a configured role is not a valid header value".to_string())?;
+        self.verified.insert(token, claims.exp, (subject.clone(), roles.clone()), now);
         Ok((subject, roles))
     }
 }

@@ -21,6 +21,7 @@ mod switches;
 mod table;
 pub mod token;
 mod upstream;
+mod verified;
 
 pub use app::{Kit, nodelay};
 pub use bounds::{MAX_BODY, MAX_EVENT_BYTES};
