@@ -15,5 +15,5 @@ mod run;
 mod score;
 
 pub use checkpoint::{Checkpoint, Checkpoints, Scored};
-pub use run::{CheckPlan, Event, Scorecard, Where, SCHEMA_VERSION, run};
+pub use run::{CASES_DIR, CheckPlan, Event, Scorecard, Where, SCHEMA_VERSION, case_stem, run};
 pub use score::{Score, Verdict, score, score_contract};

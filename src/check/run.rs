@@ -208,7 +208,7 @@ async fn verify_contract(
         None => system.contracts_dir(&dir.join("contracts"))?,
     };
     let side = ProviderSide::of(system)?;
-    let out = dir.join("contract-verification");
+    let out = dir.join(CASES_DIR);
     std::fs::create_dir_all(&out)?;
     let mut all = Vec::new();
     for case in &contract.cases {
@@ -224,13 +224,21 @@ async fn verify_contract(
     Ok(all)
 }
 
+/// The folder of a run where contract cases' files go.
+pub const CASES_DIR: &str = "contract-verification";
+
+/// The file stem of a contract case: `PROVIDER` or `PROVIDER-VARIANT`.
+pub fn case_stem(provider: &str, variant: Option<&str>) -> String {
+    match variant {
+        Some(variant) => format!("{provider}-{variant}"),
+        None => provider.to_string(),
+    }
+}
+
 /// Writes a case's verifier text (`.txt`) and, when it ran, its JSON and
 /// JUnit reports; returns the text's path.
 fn write_case(out: &Path, provider: &str, evidence: &Evidence) -> anyhow::Result<PathBuf> {
-    let stem = match &evidence.variant {
-        Some(variant) => format!("{provider}-{variant}"),
-        None => provider.to_string(),
-    };
+    let stem = case_stem(provider, evidence.variant.as_deref());
     let transcript = out.join(format!("{stem}.txt"));
     std::fs::write(&transcript, evidence.transcript())?;
     if let Some(verification) = &evidence.verification {

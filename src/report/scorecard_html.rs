@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::util::escape;
-use crate::check::{Checkpoints, Scorecard, Scored, Verdict};
+use crate::check::{CASES_DIR, Checkpoints, Scorecard, Scored, Verdict, case_stem};
 
 /// A link from a checkpoint's row: its text and its address relative to
 /// the page.
@@ -171,13 +171,11 @@ pub fn scorecard_links(card: &Scorecard, checkpoints: &Checkpoints, dir: &Path) 
                     .cases
                     .iter()
                     .flat_map(|case| {
-                        let (stem, who) = match &case.variant {
-                            Some(variant) => (format!("{}-{variant}", contract.provider), variant.clone()),
-                            None => (contract.provider.clone(), contract.provider.clone()),
-                        };
+                        let stem = case_stem(&contract.provider, case.variant.as_deref());
+                        let who = case.variant.clone().unwrap_or_else(|| contract.provider.clone());
                         [("txt", "(transcript)"), ("json", "JSON"), ("junit.xml", "JUnit")]
                             .into_iter()
-                            .filter_map(move |(ext, kind)| existing(format!("{who} {kind}"), format!("contract-verification/{stem}.{ext}")))
+                            .filter_map(move |(ext, kind)| existing(format!("{who} {kind}"), format!("{CASES_DIR}/{stem}.{ext}")))
                             .collect::<Vec<_>>()
                     })
                     .collect(),
