@@ -256,3 +256,60 @@ async fn self_healing_counts_only_the_restarts_of_its_own_run() {
     assert_eq!(delivery(&shop)["replicas"][0]["restarts"], 2, "two restarts in total");
     shop.down();
 }
+
+/// The evidence of check `name` in `phase` of `journal`, with its status.
+fn check_result(journal: &Value, phase: &str, name: &str) -> (String, String) {
+    let checks = journal["steady_states"][phase].as_array().unwrap();
+    let found = checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check `{name}` in {phase}: {checks:#?}"));
+    (found["status"].as_str().unwrap().to_string(), found["evidence"].as_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_read_model_builds_every_row_from_retained_events_and_touches_no_other_service() {
+    let shop = Shop::up(&[]).await;
+    let reports = tempfile::tempdir().unwrap();
+    let out = shop.cli(&["chaos", "run", &experiment("late-read-model"), "--reports", reports.path().to_str().unwrap()]);
+    let (_, journal) = journal(reports.path());
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!((journal["status"].as_str(), journal["rollback_verified"].as_bool()), (Some("passed"), Some(true)));
+    let (status, rows) = check_result(&journal, "during", "mypage-late has a row for every order, each event applied once");
+    assert_eq!((status.as_str(), rows.as_str()), ("held", "5 in /orders?customerId=chaos-late, 5 rows in /mypage-late/mypages?customerId=chaos-late"));
+    let (status, lag) = check_result(&journal, "during", "mypage-late read the topic from its start and caught up");
+    assert!(status == "held" && lag.starts_with("shop.mypage-late built from scratch: ") && lag.contains(", 0 behind, caught up "), "{lag}");
+    let read: u64 = lag["shop.mypage-late built from scratch: ".len()..].split(' ').next().unwrap().parse().unwrap();
+    assert!(read >= 10, "at least the 5 orders' OrderPlaced and DeliveryStarted were read from the retained log: {lag}");
+    for phase in ["during", "after"] {
+        let (status, evidence) = check_result(&journal, phase, if phase == "during" { "no other service was touched" } else { "no other service was touched, the rollback included" });
+        assert!(status == "held" && evidence.starts_with("5 other services untouched") && evidence.contains("broker, delivery, mypage, order, product"), "{phase}: {evidence}");
+    }
+    // For the report: the catch-up time measured.
+    println!("late-read-model: {rows}; {lag}");
+    let late = shop.services().as_array().unwrap().iter().find(|s| s["name"] == "mypage-late").unwrap().clone();
+    assert_eq!(late["desired"], 0, "rolled back: {late}");
+    // Run again on the same shop: the group now has committed offsets, so
+    // a catch-up would start from them — no evidence of a build from scratch.
+    let again = tempfile::tempdir().unwrap();
+    let out = shop.cli(&["chaos", "run", &experiment("late-read-model"), "--reports", again.path().to_str().unwrap()]);
+    let (_, journal) = self::journal(again.path());
+    assert_eq!((out.status.code(), journal["status"].as_str()), (Some(1), Some("inconclusive")), "{}", String::from_utf8_lossy(&out.stdout));
+    let (status, lag) = check_result(&journal, "during", "mypage-late read the topic from its start and caught up");
+    assert!(status == "inconclusive" && lag.contains("had committed offsets before the experiment"), "{lag}");
+    shop.down();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_read_model_that_starts_from_the_latest_offset_misses_the_retained_rows() {
+    let shop = Shop::up(&["--variant", "mypage-late=from-latest"]).await;
+    let reports = tempfile::tempdir().unwrap();
+    let out = shop.cli(&["chaos", "run", &experiment("late-read-model"), "--reports", reports.path().to_str().unwrap()]);
+    let (_, journal) = journal(reports.path());
+    assert_eq!((out.status.code(), journal["status"].as_str()), (Some(1), Some("failed")), "{}", String::from_utf8_lossy(&out.stdout));
+    let why = journal["deviated"].as_str().unwrap();
+    assert!(why.contains("mypage-late has a row for every order") && why.contains("5 in /orders?customerId=chaos-late, 0 rows") && why.contains("missing 5"), "{why}");
+    let (status, lag) = check_result(&journal, "during", "mypage-late read the topic from its start and caught up");
+    assert!(status == "deviated" && lag.contains("events behind, more than 0"), "it never reads what came before it: {lag}");
+    let (status, _) = check_result(&journal, "during", "no other service was touched");
+    assert_eq!(status, "held", "only the late read model is at fault");
+    assert_eq!(journal["rollback_verified"], true);
+    shop.down();
+}

@@ -59,7 +59,7 @@ async fn services_read_replicas_from_deployment_status_and_restarts_from_contain
     let (fake, _dir, kube) = shop().await;
     let services = kube.services().await.unwrap();
     let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["delivery", "gateway", "mypage", "order", "product"]);
+    assert_eq!(names, ["delivery", "gateway", "mypage", "mypage-late", "order", "product"]);
     let delivery = kube.service("delivery").await.unwrap();
     assert_eq!((delivery.role, delivery.desired, delivery.ready, delivery.available), (Role::Supporting, 1, 1, 1));
     let pod = delivery.replicas[0].id.clone();
@@ -391,8 +391,8 @@ fn rendered_manifests_parse_back_into_k8s_openapi_types() {
             manifests::Object::Hpa(_) => "HPA",
         })
         .collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "Deployment").count(), 5);
-    assert_eq!(kinds.iter().filter(|k| **k == "Service").count(), 5);
+    assert_eq!(kinds.iter().filter(|k| **k == "Deployment").count(), 6, "five services (mypage-late among them) and the gateway");
+    assert_eq!(kinds.iter().filter(|k| **k == "Service").count(), 6);
     assert_eq!(kinds.iter().filter(|k| **k == "HPA").count(), 1, "only order autoscales");
     let order = parsed
         .iter()
@@ -414,6 +414,17 @@ fn rendered_manifests_parse_back_into_k8s_openapi_types() {
     let env = container.env.as_ref().unwrap();
     assert!(env.iter().any(|e| e.name == "STORMPROOF_UPSTREAMS" && e.value.as_deref() == Some("product=http://product:80")));
     assert!(env.iter().any(|e| e.name == "STORMPROOF_WARMUP" && e.value.as_deref() == Some("2000ms")), "order's warm-up, what readiness protects");
+    let late = parsed
+        .iter()
+        .find_map(|o| match o {
+            manifests::Object::Deployment(d) if d.metadata.name.as_deref() == Some("mypage-late") => d.spec.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(late.replicas, Some(0), "deployed late: at 0 until an experiment scales it");
+    let container = &late.template.spec.unwrap().containers[0];
+    assert_eq!(container.args.as_ref().unwrap(), &["serve", "shop.mypage"], "the mypage handler, as another instance");
+    assert!(container.env.as_ref().unwrap().iter().any(|e| e.name == "STORMPROOF_INSTANCE" && e.value.as_deref() == Some("late")), "its own group and routes");
 }
 
 /// `kubernetes-validate` (pip) checks against the bundled OpenAPI schemas
@@ -442,7 +453,7 @@ fn rendered_manifests_pass_kubernetes_validate_strict() {
     let out = std::process::Command::new(validate).args(["--strict", "--kubernetes-version", "1.33.0"]).arg(&file).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.matches("INFO").count(), 13, "{stdout}");
+    assert_eq!(stdout.matches("INFO").count(), 15, "{stdout}");
 }
 
 #[tokio::test]
@@ -453,10 +464,10 @@ async fn apply_uses_server_side_apply_with_stormproofs_field_manager() {
     let client = connect(&target).await.unwrap();
     let objects = manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options()).unwrap();
     let applied = manifests::apply(&client, NS, &objects, manifests::ApplyMode::Apply).await.unwrap();
-    assert_eq!(applied.len(), 13);
+    assert_eq!(applied.len(), 15);
     assert_eq!(applied[0], "secret/shop-gateway");
     let sent = fake.mutating_requests();
-    assert_eq!(sent.len(), 13);
+    assert_eq!(sent.len(), 15);
     for request in &sent {
         assert_eq!(request.method, "PATCH");
         assert_eq!(request.content_type, "application/apply-patch+yaml");
@@ -648,7 +659,7 @@ fn k8s_apply_keeps_to_the_allowlist_and_dry_runs_on_the_server() {
     assert!(out.status.success(), "{said}");
     assert!(said.contains("deployment/order serverside-applied (server dry run)"), "{said}");
     let sent = fake.mutating_requests();
-    assert_eq!(sent.len(), 13, "{sent:#?}");
+    assert_eq!(sent.len(), 15, "{sent:#?}");
     assert!(sent.iter().all(|r| r.dry_run()), "every object went to the server's dry run: {sent:#?}");
     assert!(fake.list("deployments", NS).is_empty() && fake.list("secrets", NS).is_empty(), "nothing was stored");
     // A folder that says where it is deployed: another namespace is refused.

@@ -302,7 +302,7 @@ pub struct Check {
 /// How a check looks at the system: exactly one of these keys in a check.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 // serde names the enum in its error for a check without a probe.
-#[serde(rename_all = "kebab-case", rename = "probe: one of flow, replicas, consistency, availability, lag, autoscaler, rollout")]
+#[serde(rename_all = "kebab-case", rename = "probe: one of flow, replicas, consistency, availability, lag, autoscaler, rollout, untouched")]
 pub enum Probe {
     /// A sequence of requests with captured values.
     Flow(Vec<Step>),
@@ -318,6 +318,8 @@ pub enum Probe {
     Autoscaler(AutoscalerProbe),
     /// Where a service's rollout stands (kubectl's rule).
     Rollout(RolloutProbe),
+    /// The services the method must leave alone are as it found them.
+    Untouched(UntouchedProbe),
 }
 
 /// What kind of evidence a probe gives (recorded with each result, so
@@ -339,6 +341,8 @@ pub enum ProbeKind {
     Autoscaler,
     /// A rollout's state.
     Rollout,
+    /// Services left as the method found them.
+    Untouched,
 }
 
 impl Probe {
@@ -352,6 +356,7 @@ impl Probe {
             Probe::Lag(_) => ProbeKind::Lag,
             Probe::Autoscaler(_) => ProbeKind::Autoscaler,
             Probe::Rollout(_) => ProbeKind::Rollout,
+            Probe::Untouched(_) => ProbeKind::Untouched,
         }
     }
 }
@@ -402,6 +407,22 @@ pub struct LagProbe {
     /// Most events behind that still holds.
     #[serde(default)]
     pub max: i64,
+    /// The group must build from the retained events: it had committed no
+    /// offset when the experiment began (else the check is inconclusive —
+    /// a catch-up from an earlier position proves nothing about retention),
+    /// and it has read at least one event. Its evidence is the catch-up time.
+    #[serde(default)]
+    pub from_scratch: bool,
+}
+
+/// Every service but `except` has the desired replicas, replicas,
+/// restarts and revision it had when the method began.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UntouchedProbe {
+    /// The services the experiment changes on purpose.
+    #[serde(default)]
+    pub except: Vec<String>,
 }
 
 /// Availability of one load route over a phase of the run.
@@ -533,6 +554,9 @@ impl Experiment {
         for (section, checks) in [("hypothesis", &self.hypothesis), ("during", &self.during), ("after", &self.after), ("guardrails.abort_when", &guards)] {
             for (i, check) in checks.iter().enumerate() {
                 let availability = matches!(check.probe, Probe::Availability(_));
+                if matches!(check.probe, Probe::Untouched(_)) && matches!(section, "hypothesis" | "guardrails.abort_when") {
+                    return Err(format!("{section}[{i}] `{}`: `untouched` compares with the services as the method found them; check it during or after", check.name));
+                }
                 if section.starts_with("guardrails") && availability {
                     return Err(format!("{section}[{i}] `{}`: availability is judged after the run; guard with a flow or replicas check", check.name));
                 }
@@ -638,6 +662,8 @@ mod tests {
         assert!(err.contains("must start with /"), "{err}");
         let two = "title: t\nsystem: shop\nmethod:\n  - kill: { service: order }\nafter:\n  - name: c\n    flow:\n      - get: /orders\n        post: /orders\n";
         assert!(parse(two, "x.yaml").unwrap_err().to_string().contains("post"), "one method per step");
+        let untouched = "title: t\nsystem: shop\nhypothesis:\n  - name: u\n    untouched: { except: [a] }\n";
+        assert!(parse(untouched, "x.yaml").unwrap_err().to_string().contains("as the method found them"), "nothing to compare with before the method");
         let none = "title: t\nsystem: shop\nhypothesis:\n  - name: c\n    within: 5s\n";
         let err = parse(none, "x.yaml").unwrap_err().to_string();
         assert!(err.contains("line 4") && err.contains("probe: one of flow, replicas"), "{err}");

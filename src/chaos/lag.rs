@@ -46,14 +46,27 @@ impl LagReader {
 
     /// Lag of every group (a group that committed nothing lags by the whole topic).
     pub fn read(&self) -> anyhow::Result<BTreeMap<String, i64>> {
-        let mut lags = BTreeMap::new();
-        for (_, group, consumer) in &self.groups {
-            lags.insert(group.clone(), self.lag(consumer)?);
-        }
-        Ok(lags)
+        Ok(self.positions()?.into_iter().map(|(group, p)| (group, p.behind)).collect())
     }
 
-    fn lag(&self, consumer: &BaseConsumer) -> anyhow::Result<i64> {
+    /// Lag of every group but those of services not `deployed` that never
+    /// committed: a consumer that never ran is not behind, it is absent.
+    pub fn read_deployed(&self, deployed: &dyn Fn(&str) -> bool) -> anyhow::Result<BTreeMap<String, i64>> {
+        let absent = |service: &str, p: &Position| !deployed(service) && p.read.is_none();
+        let services: BTreeMap<&str, &str> = self.groups.iter().map(|(s, g, _)| (g.as_str(), s.as_str())).collect();
+        Ok(self.positions()?.into_iter().filter(|(group, p)| !absent(services[group.as_str()], p)).map(|(group, p)| (group, p.behind)).collect())
+    }
+
+    /// Where every group is on the topic.
+    pub fn positions(&self) -> anyhow::Result<BTreeMap<String, Position>> {
+        let mut positions = BTreeMap::new();
+        for (_, group, consumer) in &self.groups {
+            positions.insert(group.clone(), self.position(consumer)?);
+        }
+        Ok(positions)
+    }
+
+    fn position(&self, consumer: &BaseConsumer) -> anyhow::Result<Position> {
         let metadata = consumer.fetch_metadata(Some(&self.topic), TIMEOUT)?;
         let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
         let mut list = TopicPartitionList::new();
@@ -61,15 +74,28 @@ impl LagReader {
             list.add_partition(&self.topic, *partition);
         }
         let committed = consumer.committed_offsets(list, TIMEOUT)?;
-        let mut lag = 0;
+        let (mut behind, mut read) = (0, None);
         for partition in partitions {
             let (low, high) = consumer.fetch_watermarks(&self.topic, partition, TIMEOUT)?;
             let at = match committed.find_partition(&self.topic, partition).map(|e| e.offset()) {
-                Some(Offset::Offset(offset)) => offset,
+                Some(Offset::Offset(offset)) => {
+                    *read.get_or_insert(0) += (offset - low).max(0);
+                    offset
+                }
                 _ => low,
             };
-            lag += (high - at).max(0);
+            behind += (high - at).max(0);
         }
-        Ok(lag)
+        Ok(Position { behind, read })
     }
+}
+
+/// Where a consumer group is on its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Events behind the head (all of them, for a group that committed nothing).
+    pub behind: i64,
+    /// Events it has committed past, counted from the oldest retained one;
+    /// none if it has committed no offset at all.
+    pub read: Option<i64>,
 }

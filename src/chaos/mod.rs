@@ -18,6 +18,7 @@ mod probe;
 mod run;
 mod target;
 mod under_load;
+mod untouched;
 
 pub use attack::{Credential, TokenAttack};
 pub use experiment::{Action, Check, Experiment, Fault, KubeScope, Probe, ProbeKind, load_experiment, parse as parse_experiment};

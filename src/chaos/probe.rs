@@ -6,16 +6,17 @@
 //! probe states what it needs to be conclusive; without it, never a hold.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::attack::{Credential, forge};
-use super::experiment::{AutoscalerProbe, AvailabilityProbe, Check, ConsistencyProbe, Expect, LagProbe, Probe, ReplicasProbe, RolloutExpectation, RolloutProbe, Step};
+use super::experiment::{AutoscalerProbe, AvailabilityProbe, Check, ConsistencyProbe, Expect, LagProbe, Probe, ReplicasProbe, RolloutExpectation, RolloutProbe, Step, UntouchedProbe};
 use super::journal::{CheckResult, Status};
 use super::under_load::PhaseFigures;
-use super::lag::LagReader;
+use super::lag::{LagReader, Position};
+use super::untouched::{self, AtMethod};
 use crate::platform::{Platform, RolloutState};
 
 /// What a probe found.
@@ -62,6 +63,12 @@ pub struct Context {
     /// Restarts of each service when the experiment began: a replicas
     /// check counts restarts since then, so an earlier run's do not count.
     pub restarts_at_start: Arc<BTreeMap<String, u32>>,
+    /// Where each consumer group was when the experiment began (for a
+    /// from-scratch lag check), or why it could not be read.
+    pub positions_at_start: Arc<Result<BTreeMap<String, Position>, String>>,
+    /// The services as the method found them (set when it begins, for the
+    /// untouched checks).
+    pub method_began: Arc<OnceLock<AtMethod>>,
     /// A dry run: requests through the gateway are described, not sent.
     pub dry_run: bool,
 }
@@ -95,6 +102,7 @@ async fn once(ctx: &Context, check: &Check) -> Found {
         Probe::Replicas(probe) => replicas(ctx, probe).await,
         Probe::Consistency(probe) => consistency(ctx, probe).await,
         Probe::Lag(probe) => lag(ctx, probe).await,
+        Probe::Untouched(probe) => untouched(ctx, probe).await,
         Probe::Autoscaler(probe) => autoscaler(ctx, probe).await,
         Probe::Rollout(probe) => rollout(ctx, probe).await,
         // Judged from the load's figures once the run is over (run.rs).
@@ -291,15 +299,67 @@ async fn lag(ctx: &Context, probe: &LagProbe) -> Found {
     let Some(group) = reader.group_of(&probe.service) else {
         return Found::Errored(format!("{} does not consume the system's topic (no consumer group)", probe.service));
     };
-    let lags = match tokio::task::spawn_blocking(move || reader.read()).await {
-        Ok(Ok(lags)) => lags,
+    if probe.from_scratch
+        && let Some(not_scratch) = not_from_scratch((*ctx.positions_at_start).as_ref(), &group)
+    {
+        return not_scratch;
+    }
+    let positions = match tokio::task::spawn_blocking(move || reader.positions()).await {
+        Ok(Ok(positions)) => positions,
         Ok(Err(err)) => return Found::Deviated(format!("cannot read the lag of {group}: {err:#}")),
         Err(err) => return Found::Errored(err.to_string()),
     };
-    match lags.get(&group) {
-        Some(lag) if *lag <= probe.max => Found::Held(format!("{group} is {lag} events behind (at most {})", probe.max)),
-        Some(lag) => Found::Deviated(format!("{group} is {lag} events behind, more than {}", probe.max)),
-        None => Found::Errored(format!("{group} is not a consumer group of this system")),
+    let Some(position) = positions.get(&group) else {
+        return Found::Errored(format!("{group} is not a consumer group of this system"));
+    };
+    let since = ctx.method_began.get().map(|m| m.at.elapsed());
+    judge_lag(probe, &group, position, since)
+}
+
+/// A from-scratch check has no evidence when the group had committed
+/// offsets before the experiment (or that is not known).
+fn not_from_scratch(at_start: Result<&BTreeMap<String, Position>, &String>, group: &str) -> Option<Found> {
+    match at_start.map(|positions| positions.get(group)) {
+        Err(err) => Some(Found::Errored(format!("where {group} stood when the experiment began is not known: {err}"))),
+        Ok(None) => Some(Found::Errored(format!("where {group} stood when the experiment began is not known"))),
+        Ok(Some(Position { read: Some(read), .. })) => Some(Found::Inconclusive(format!(
+            "{group} had committed offsets before the experiment ({read} events read): a catch-up from an earlier position does not show a build from the retained events"
+        ))),
+        Ok(Some(Position { read: None, .. })) => None,
+    }
+}
+
+/// Whether `group` at `position` is at most `probe.max` behind; from
+/// scratch it must also have read events, and the evidence says how many
+/// and how long after the method began it caught up.
+fn judge_lag(probe: &LagProbe, group: &str, position: &Position, since_method: Option<Duration>) -> Found {
+    let behind = position.behind;
+    if behind > probe.max {
+        return Found::Deviated(format!("{group} is {behind} events behind, more than {}", probe.max));
+    }
+    if !probe.from_scratch {
+        return Found::Held(format!("{group} is {behind} events behind (at most {})", probe.max));
+    }
+    match position.read.filter(|read| *read > 0) {
+        None => Found::Inconclusive(format!("{group} is {behind} events behind but has read no event: nothing was built")),
+        Some(read) => {
+            let after = since_method.map(|t| format!(", caught up {:.1} s after the method began", t.as_secs_f64())).unwrap_or_default();
+            Found::Held(format!("{group} built from scratch: {read} retained events read, {behind} behind{after}"))
+        }
+    }
+}
+
+async fn untouched(ctx: &Context, probe: &UntouchedProbe) -> Found {
+    let Some(began) = ctx.method_began.get() else {
+        return Found::Errored("no record of the services when the method began".into());
+    };
+    let before = match &began.services {
+        Ok(before) => before,
+        Err(err) => return Found::Errored(format!("the services could not be read when the method began: {err}")),
+    };
+    match untouched::snapshot(ctx.platform.as_ref()).await {
+        Ok(now) => untouched::compare(before, &now, &probe.except),
+        Err(err) => Found::Errored(err.to_string()),
     }
 }
 
@@ -512,6 +572,34 @@ mod tests {
         assert!(matches!(compare(&orders_and_mypages(), &source, &twice), Found::Deviated(e) if e.contains("duplicated 1")));
         let read = [serde_json::json!({"orderId": 1}), serde_json::json!({"orderId": 2})];
         assert!(matches!(compare(&orders_and_mypages(), &source, &read), Found::Held(e) if e == "2 in /orders, 2 rows in /mypages"));
+    }
+
+    fn late_lag() -> LagProbe {
+        LagProbe { service: "mypage-late".into(), max: 0, from_scratch: true }
+    }
+
+    #[test]
+    fn a_group_that_committed_before_the_experiment_is_not_from_scratch() {
+        let earlier = BTreeMap::from([("shop.mypage-late".to_string(), Position { behind: 3, read: Some(40) })]);
+        let found = not_from_scratch(Ok(&earlier), "shop.mypage-late");
+        assert!(matches!(&found, Some(Found::Inconclusive(e)) if e.contains("had committed offsets before the experiment (40 events read)")), "{found:?}");
+        let fresh = BTreeMap::from([("shop.mypage-late".to_string(), Position { behind: 43, read: None })]);
+        assert!(not_from_scratch(Ok(&fresh), "shop.mypage-late").is_none(), "no commit at all: from scratch");
+        assert!(matches!(not_from_scratch(Ok(&fresh), "shop.other"), Some(Found::Errored(_))), "unknown start: no evidence");
+        let unread = "broker down".to_string();
+        assert!(matches!(not_from_scratch(Err(&unread), "shop.mypage-late"), Some(Found::Errored(e)) if e.contains("broker down")));
+    }
+
+    #[test]
+    fn a_from_scratch_catch_up_needs_events_read_and_reports_its_time() {
+        let caught_up = judge_lag(&late_lag(), "g", &Position { behind: 0, read: Some(57) }, Some(Duration::from_millis(2340)));
+        assert!(matches!(&caught_up, Found::Held(e) if e == "g built from scratch: 57 retained events read, 0 behind, caught up 2.3 s after the method began"), "{caught_up:?}");
+        let behind = judge_lag(&late_lag(), "g", &Position { behind: 57, read: None }, None);
+        assert!(matches!(&behind, Found::Deviated(e) if e.contains("57 events behind")), "{behind:?}");
+        let nothing = judge_lag(&late_lag(), "g", &Position { behind: 0, read: Some(0) }, None);
+        assert!(matches!(&nothing, Found::Inconclusive(e) if e.contains("read no event")), "an empty topic builds nothing: {nothing:?}");
+        let plain = LagProbe { from_scratch: false, ..late_lag() };
+        assert!(matches!(judge_lag(&plain, "g", &Position { behind: 0, read: None }, None), Found::Held(e) if e == "g is 0 events behind (at most 0)"));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -14,6 +15,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::action;
 use super::experiment::{Check, Experiment, Fault, Guard, Probe, ProbeKind};
+use super::lag::{LagReader, Position};
+use super::untouched::{self, AtMethod};
 use super::journal::{Activity, ActivityStatus, CheckResult, Journal, Phase, Status, Verdict};
 use super::probe::{Context, run_check};
 use super::target::Target;
@@ -65,6 +68,8 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
         platform: target.platform.clone(),
         lag: target.lag.clone(),
         restarts_at_start: Arc::new(restarts_at_start),
+        positions_at_start: Arc::new(positions_at_start(experiment, target.lag.clone()).await),
+        method_began: Arc::new(OnceLock::new()),
         dry_run: target.dry_run,
     };
     let load = match experiment.load.as_ref().filter(|_| !target.dry_run).map(|def| under_load::start(def, &target.gateway, &token)).transpose() {
@@ -135,6 +140,12 @@ async fn phases(ctx: &Context, experiment: &Experiment, journal: &mut Journal, m
         tokio::time::sleep(load.baseline).await;
     }
     progress("method");
+    let services = if probes(experiment).any(|p| matches!(p, Probe::Untouched(_))) {
+        untouched::snapshot(ctx.platform.as_ref()).await.map_err(|err| err.to_string())
+    } else {
+        Err("not read: the experiment has no untouched check".into())
+    };
+    let _ = ctx.method_began.set(AtMethod { at: Instant::now(), services });
     marks.fault_start = Some(t0.elapsed().as_secs_f64());
     let method = AssertUnwindSafe(method(ctx, experiment, journal, progress)).catch_unwind();
     let stopped = tokio::select! {
@@ -164,6 +175,25 @@ async fn phases(ctx: &Context, experiment: &Experiment, journal: &mut Journal, m
     let after: Vec<Check> = experiment.hypothesis.iter().chain(&experiment.after).cloned().collect();
     checks(ctx, &after, Phase::After, journal, progress).await;
     Ended::Completed
+}
+
+/// Every probe of the experiment's checks.
+fn probes(experiment: &Experiment) -> impl Iterator<Item = &Probe> {
+    experiment.hypothesis.iter().chain(&experiment.during).chain(&experiment.after).map(|c| &c.probe)
+}
+
+/// Where each consumer group stands as the experiment begins, read only
+/// when a from-scratch lag check needs it.
+async fn positions_at_start(experiment: &Experiment, lag: Option<Arc<LagReader>>) -> Result<BTreeMap<String, Position>, String> {
+    if !probes(experiment).any(|p| matches!(p, Probe::Lag(lag) if lag.from_scratch)) {
+        return Err("not read: the experiment has no from-scratch lag check".into());
+    }
+    let reader = lag.ok_or("consumer offsets need the broker's address (not known for this platform)")?;
+    match tokio::task::spawn_blocking(move || reader.positions()).await {
+        Ok(Ok(positions)) => Ok(positions),
+        Ok(Err(err)) => Err(format!("{err:#}")),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// Applies the actions, holding each; the `during` checks run once every

@@ -322,7 +322,20 @@ pub struct Sampler {
     samples: Arc<Mutex<Samples>>,
     task: JoinHandle<()>,
     lag: Option<Arc<super::lag::LagReader>>,
+    platform: Arc<dyn Platform>,
     t0: Instant,
+}
+
+/// The services with replicas asked for or running: a consumer group of
+/// any other service that never committed is absent, not behind (a read
+/// model not deployed yet must not show as lagging by the whole topic).
+fn deployed(services: &[crate::platform::ServiceStatus]) -> std::collections::BTreeSet<String> {
+    services.iter().filter(|s| s.desired > 0 || !s.replicas.is_empty()).map(|s| s.name.clone()).collect()
+}
+
+/// The lag of the deployed services' groups (see [`deployed`]).
+async fn read_lag(reader: Arc<super::lag::LagReader>, deployed: std::collections::BTreeSet<String>) -> Option<BTreeMap<String, i64>> {
+    tokio::task::spawn_blocking(move || reader.read_deployed(&|service| deployed.contains(service))).await.ok()?.ok()
 }
 
 impl Sampler {
@@ -330,11 +343,13 @@ impl Sampler {
     pub fn start(platform: Arc<dyn Platform>, lag: Option<Arc<super::lag::LagReader>>, t0: Instant) -> Sampler {
         let cancel = CancellationToken::new();
         let samples = Arc::new(Mutex::new(Samples { replicas: Vec::new(), lag: Vec::new() }));
-        let (stop, into, reader) = (cancel.clone(), samples.clone(), lag.clone());
+        let (stop, into, reader, sampled) = (cancel.clone(), samples.clone(), lag.clone(), platform.clone());
         let task = tokio::spawn(async move {
-            let lag = reader;
+            let (lag, platform) = (reader, sampled);
+            let mut up = std::collections::BTreeSet::new();
             loop {
                 if let Ok(services) = platform.services().await {
+                    up = deployed(&services);
                     let ready = services.into_iter().map(|s| (s.name, s.ready)).collect();
                     if let Ok(mut samples) = into.lock() {
                         samples.replicas.push(ReplicaSample { t: t0.elapsed().as_secs_f64(), ready });
@@ -342,7 +357,7 @@ impl Sampler {
                 }
                 if let Some(reader) = lag.clone() {
                     // A broker that is down has no lag to report: skip.
-                    if let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || reader.read()).await
+                    if let Some(lag) = read_lag(reader, up.clone()).await
                         && let Ok(mut samples) = into.lock()
                     {
                         samples.lag.push(LagSample { t: t0.elapsed().as_secs_f64(), lag });
@@ -354,7 +369,7 @@ impl Sampler {
                 }
             }
         });
-        Sampler { cancel, samples, task, lag, t0 }
+        Sampler { cancel, samples, task, lag, platform, t0 }
     }
 
     /// Stops and returns the samples, with a last lag sample taken now (a
@@ -362,8 +377,9 @@ impl Sampler {
     pub async fn stop(self) -> Samples {
         self.cancel.cancel();
         let _ = self.task.await;
+        let up = self.platform.services().await.map(|s| deployed(&s)).unwrap_or_default();
         if let Some(reader) = self.lag.clone()
-            && let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || reader.read()).await
+            && let Some(lag) = read_lag(reader, up).await
             && let Ok(mut samples) = self.samples.lock()
         {
             samples.lag.push(LagSample { t: self.t0.elapsed().as_secs_f64(), lag });

@@ -148,7 +148,7 @@ fn rank(kind: ProbeKind) -> u8 {
         ProbeKind::Availability | ProbeKind::Autoscaler => 0,
         ProbeKind::Consistency => 1,
         ProbeKind::Lag | ProbeKind::Replicas => 2,
-        ProbeKind::Flow | ProbeKind::Rollout => 3,
+        ProbeKind::Flow | ProbeKind::Rollout | ProbeKind::Untouched => 3,
     }
 }
 

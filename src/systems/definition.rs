@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::command;
+use crate::systems::kit::{instance_name, parse_instance, serve_env};
 
 /// A whole system: a reference system, or a user's own.
 #[derive(Debug, Clone, Deserialize)]
@@ -403,6 +404,9 @@ impl SystemDef {
             }
         }
         command::check_vars(service.env.values()).map_err(|err| format!("env: {err}"))?;
+        if let Some(instance) = service.env.get(serve_env::INSTANCE) {
+            parse_instance(instance).map_err(|err| format!("env: {}: {err}", serve_env::INSTANCE))?;
+        }
         for (name, variant) in &service.variants {
             match variant {
                 VariantDef::Runs(runs) if builtin && runs.command.is_some() => {
@@ -450,11 +454,12 @@ impl SystemDef {
     }
 
     /// The consumer group of `service`, if it consumes the topic: the one it
-    /// names, else a built-in handler's own name, else `SYSTEM.SERVICE`.
+    /// names, else the name a built-in handler runs as (its own, or that of
+    /// the instance its `env:` names), else `SYSTEM.SERVICE`.
     pub fn consumer_group(&self, service: &ServiceDef) -> Option<String> {
         service.consumer.then(|| match (&service.group, self.runs(service)) {
             (Some(group), _) => group.clone(),
-            (None, Runs::Builtin(handler)) => handler,
+            (None, Runs::Builtin(handler)) => instance_name(&handler, service.env.get(serve_env::INSTANCE).map(String::as_str)),
             (None, Runs::Command(_)) => format!("{}.{}", self.system, service.name),
         })
     }
@@ -569,6 +574,11 @@ mod tests {
         let yaml = "system: mine\ntopic: t\ngateway:\n  routes: []\nservices:\n  - { name: a, role: core, consumer: true, run: { builtin: shop.mypage } }\n";
         let mine = SystemDef::parse(yaml, "x.yaml").unwrap();
         assert_eq!(mine.consumer_group(&mine.services[0]).as_deref(), Some("shop.mypage"), "a handler names its group");
+        let late = shop.service("mypage-late").unwrap();
+        assert_eq!((shop.runs(late), late.replicas), (Runs::Builtin("shop.mypage".into()), 0), "a second instance, not deployed at start");
+        assert_eq!(shop.consumer_group(late).as_deref(), Some("shop.mypage-late"), "an instance consumes in a group of its own");
+        let bad = yaml.replace("run: { builtin: shop.mypage }", "run: { builtin: shop.mypage }, env: { STORMPROOF_INSTANCE: ../x }");
+        assert!(SystemDef::parse(&bad, "x.yaml").unwrap_err().to_string().contains("STORMPROOF_INSTANCE"), "an instance must fit a file name");
     }
 
     #[test]

@@ -209,6 +209,9 @@ fn deployment(def: &SystemDef, service: &ServiceDef, options: &RenderOptions) ->
         Runs::Command(_) => String::new(),
     };
     let mut container = container(def, &service.name, &handler, options, &service.calls, service.warmup);
+    // The service's own settings (`env:`), as the local platform gives them:
+    // which instance of its handler it runs as, say.
+    container.env.get_or_insert_default().extend(service.env.iter().map(|(name, value)| env(name, value)));
     container.readiness_probe = service.readiness.as_ref().map(probe);
     container.liveness_probe = service.liveness.as_ref().map(probe);
     container.resources = Some(ResourceRequirements {

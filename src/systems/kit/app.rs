@@ -20,18 +20,22 @@ use tokio::task::JoinHandle;
 use super::bounds::MAX_BODY;
 use super::error::{ApiError, JsonBody};
 use super::inbox::{Handler, Inbox, panic_text};
-use super::kafka::{KafkaSettings, ensure_topic};
+use super::kafka::{FROM_LATEST, KafkaSettings, ensure_topic};
 use super::metrics::Metrics;
 use super::outbox::{Publisher, Relay, report};
-use super::serve_options::ServeOptions;
+use super::serve_options::{ServeOptions, instance_name};
 use super::store::Store;
 use super::switches::{SwitchState, Switches};
 use crate::process::{announce, terminated};
 
 /// A running service's shared parts.
 pub struct Kit {
-    /// Full name, `system.service`.
+    /// Full name, `system.service` (`system.service-instance` for another
+    /// instance of the handler).
     pub name: String,
+    /// Where another instance's business routes are (`/service-instance`):
+    /// beside the first instance, behind the same gateway.
+    prefix: Option<String>,
     /// The options the process was started with.
     pub opts: ServeOptions,
     /// The service's own database.
@@ -76,7 +80,8 @@ impl Kit {
     /// Opens the store (with `schema`), creates the topic and starts the
     /// outbox relay of service `system.service`.
     pub async fn start(system: &str, service: &str, opts: ServeOptions, kafka: KafkaSettings, schema: &str) -> anyhow::Result<Kit> {
-        let name = format!("{system}.{service}");
+        let name = instance_name(&format!("{system}.{service}"), opts.instance.as_deref());
+        let prefix = opts.instance.as_ref().map(|instance| format!("/{service}-{instance}"));
         let store = Store::open(&opts.data.join(format!("{name}.db")), schema).await?;
         let metrics = Metrics::new(&name);
         let wake = Arc::new(Notify::new());
@@ -95,14 +100,17 @@ impl Kit {
         ];
         let (stop, _) = watch::channel(false);
         let switches = Switches::default();
-        Ok(Kit { name, opts, store, kafka, metrics, switches, publisher, stop, background, consumers: Vec::new(), consumer_down: Arc::default() })
+        Ok(Kit { name, prefix, opts, store, kafka, metrics, switches, publisher, stop, background, consumers: Vec::new(), consumer_down: Arc::default() })
     }
 
     /// Starts consuming the system topic in this service's consumer group.
     /// If the consumer task ends (an error or a panic) while the service
-    /// runs, the service reports itself neither ready nor live.
+    /// runs, the service reports itself neither ready nor live. The
+    /// [`FROM_LATEST`] variant of any service starts a new group at the
+    /// topic's end instead of its start.
     pub fn consume<H: Handler>(&mut self, handler: H) {
         let inbox = Inbox {
+            from_latest: self.opts.variant.as_deref() == Some(FROM_LATEST),
             store: self.store.clone(),
             kafka: self.kafka.clone(),
             group: self.name.clone(),
@@ -140,6 +148,10 @@ impl Kit {
             name: self.name.clone(),
             consumer_down: self.consumer_down.clone(),
             store: self.store.clone(),
+        };
+        let routes = match &self.prefix {
+            Some(prefix) => Router::new().nest(prefix, routes),
+            None => routes,
         };
         let app = routes
             .layer(DefaultBodyLimit::max(MAX_BODY))

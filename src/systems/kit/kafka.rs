@@ -9,6 +9,11 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
+/// The variant of a consuming service whose new consumer group starts at
+/// the topic's end (`auto.offset.reset=latest`): deployed late, it misses
+/// every retained event — what a read model must not do.
+pub const FROM_LATEST: &str = "from-latest";
+
 /// Where the broker is and which topic a system's events go to.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {

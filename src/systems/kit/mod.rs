@@ -30,13 +30,13 @@ pub use event::{Bounded, Event, Incoming, Poison, now_rfc3339};
 pub use gateway::{GatewayConfig, default_origins, gateway_app};
 pub use identity::Caller;
 pub use inbox::{Handler, Outcome as HandleOutcome, apply_payload};
-pub use kafka::{KafkaSettings, ensure_topic};
+pub use kafka::{FROM_LATEST, KafkaSettings, ensure_topic};
 pub use metrics::Metrics;
 pub use outbox::{DeadLetter, EventTooLarge, OutboxReport, Publisher};
 // Plumbing that moved out of the kit, re-exported so services keep compiling.
 pub use crate::process::{LISTENING, terminated};
 pub use crate::proxy::{Forwarder, Upstreams};
-pub use serve_options::{ServeOptions, env as serve_env};
+pub use serve_options::{ServeOptions, env as serve_env, instance_name, parse_instance};
 pub use store::{Conn, Reader, Store, StoreBusy, Tx, is_busy, is_store_failure};
 pub use switches::{SwitchState, Switches};
 pub use table::Table;

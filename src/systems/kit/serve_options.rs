@@ -32,6 +32,8 @@ pub mod env {
     pub const WARMUP: &str = "STORMPROOF_WARMUP";
     /// [`super::ServeOptions::replica_id`].
     pub const REPLICA_ID: &str = "STORMPROOF_REPLICA_ID";
+    /// [`super::ServeOptions::instance`].
+    pub const INSTANCE: &str = "STORMPROOF_INSTANCE";
 }
 
 /// Options shared by every `stormproof serve SYSTEM.SERVICE`.
@@ -72,6 +74,11 @@ pub struct ServeOptions {
     /// Name of this replica (for logs and metrics).
     #[arg(long, env = env::REPLICA_ID, default_value = "0")]
     pub replica_id: String,
+    /// Run as another instance of the handler, `SERVICE-INSTANCE`: its own
+    /// store, consumer group and metrics, its routes under
+    /// `/SERVICE-INSTANCE` (a second read model beside the first).
+    #[arg(long, env = env::INSTANCE, value_parser = parse_instance)]
+    pub instance: Option<String>,
 }
 
 impl ServeOptions {
@@ -89,6 +96,7 @@ impl ServeOptions {
             version: "v1".into(),
             warmup: Duration::ZERO,
             replica_id: "0".into(),
+            instance: None,
         }
     }
 
@@ -113,10 +121,27 @@ impl ServeOptions {
         ];
         // An empty list is left out: clap reads an empty variable as one empty value.
         let upstreams = (!upstreams.is_empty()).then(|| upstreams.join(","));
-        let optional = [(env::UPSTREAMS, upstreams), (env::TOPIC, self.topic.clone()), (env::PARTITIONS, self.partitions.map(|p| p.to_string())), (env::VARIANT, self.variant.clone())];
+        let optional = [(env::UPSTREAMS, upstreams), (env::TOPIC, self.topic.clone()), (env::PARTITIONS, self.partitions.map(|p| p.to_string())), (env::VARIANT, self.variant.clone()), (env::INSTANCE, self.instance.clone())];
         vars.extend(optional.into_iter().filter_map(|(name, value)| value.map(|v| (name, v))));
         vars
     }
+}
+
+/// The name a handler `SYSTEM.SERVICE` runs as: itself, or
+/// `SYSTEM.SERVICE-INSTANCE` as another instance of it. Its store file,
+/// consumer group and metrics carry this name.
+pub fn instance_name(handler: &str, instance: Option<&str>) -> String {
+    match instance {
+        Some(instance) => format!("{handler}-{instance}"),
+        None => handler.to_string(),
+    }
+}
+
+/// An instance name becomes part of a file name, a consumer group and a
+/// route: lowercase letters, digits and dashes only.
+pub fn parse_instance(s: &str) -> Result<String, String> {
+    let fits = !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if fits { Ok(s.to_string()) } else { Err(format!("instance `{s}`: expected 1 to 40 lowercase letters, digits or dashes")) }
 }
 
 fn parse_upstream(s: &str) -> Result<(String, String), String> {
@@ -148,6 +173,7 @@ mod tests {
         sent.variant = Some("item-rename".into());
         sent.warmup = Duration::from_secs(2);
         sent.replica_id = "order-3".into();
+        sent.instance = Some("late".into());
         // One parse with only these variables set: what a child process sees.
         let vars = sent.to_env();
         let read = temp_env(&vars, || Serve::try_parse_from(["serve"]).unwrap().options);
@@ -157,9 +183,21 @@ mod tests {
         assert_eq!(format!("{read:?}"), format!("{alone:?}"), "no upstreams, no topic, no variant");
     }
 
+    #[test]
+    fn an_instance_is_named_after_its_handler_and_must_fit_a_file_name() {
+        assert_eq!(instance_name("shop.mypage", None), "shop.mypage");
+        assert_eq!(instance_name("shop.mypage", Some("late")), "shop.mypage-late");
+        assert!(parse_instance("late-2").is_ok());
+        for bad in ["", "Late", "../x", "a b", "a.b"] {
+            assert!(parse_instance(bad).unwrap_err().contains("lowercase letters"), "{bad}");
+        }
+        let read = temp_env(&[(env::INSTANCE, "../etc".into())], || Serve::try_parse_from(["serve"]).map(|s| s.options.instance));
+        assert!(read.is_err(), "an instance that is not a name is refused at start: {read:?}");
+    }
+
     /// Runs `f` with exactly `vars` among the STORMPROOF_* variables.
     fn temp_env<T>(vars: &[(&str, String)], f: impl FnOnce() -> T) -> T {
-        let names = [env::LISTEN, env::DATA, env::KAFKA, env::KAFKA_IDEMPOTENCE, env::TOPIC, env::PARTITIONS, env::UPSTREAMS, env::VARIANT, env::VERSION, env::WARMUP, env::REPLICA_ID];
+        let names = [env::LISTEN, env::DATA, env::KAFKA, env::KAFKA_IDEMPOTENCE, env::TOPIC, env::PARTITIONS, env::UPSTREAMS, env::VARIANT, env::VERSION, env::WARMUP, env::REPLICA_ID, env::INSTANCE];
         // SAFETY: unit tests run one at a time (.cargo/config.toml), and no
         // other thread of this test reads the environment.
         unsafe {
