@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::probe::Found;
-use crate::platform::{Platform, PlatformError};
+use crate::platform::{Platform, PlatformError, ReplicaPhase};
 
 /// What one service was at a moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceState {
     /// Replicas asked for.
     pub desired: u32,
-    /// Its replicas (pods), by name, with their restarts.
+    /// Its replicas (pods) not terminating, by name, with their restarts.
     pub replicas: BTreeMap<String, u32>,
     /// Revision of its current template.
     pub revision: u64,
@@ -40,7 +40,9 @@ pub async fn snapshot(platform: &dyn Platform) -> Result<Snapshot, PlatformError
     let mut snapshot = Snapshot::new();
     for service in platform.services().await? {
         let rollout = platform.rollout_status(&service.name).await?;
-        let replicas = service.replicas.iter().map(|r| (r.id.clone(), r.restarts)).collect();
+        // A replica already terminating goes because of an earlier change
+        // (a scale-down under way): its end is not the experiment's doing.
+        let replicas = service.replicas.iter().filter(|r| r.phase != ReplicaPhase::Terminating).map(|r| (r.id.clone(), r.restarts)).collect();
         let state = ServiceState { desired: service.desired, replicas, revision: rollout.revision, version: rollout.template.version };
         snapshot.insert(service.name, state);
     }
