@@ -15,7 +15,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::action;
 use super::experiment::{Check, Experiment, Fault, Guard, Probe, ProbeKind};
 use super::journal::{Activity, ActivityStatus, CheckResult, Journal, Phase, Status, Verdict};
-use super::probe::{Context, run_check};
+use super::events::Window;
+use super::probe::{Captured, Context, run_check};
 use super::target::Target;
 use super::under_load::{self, Marks, Sampler};
 use crate::clock::now_rfc3339;
@@ -66,6 +67,8 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
         lag: target.lag.clone(),
         restarts_at_start: Arc::new(restarts_at_start),
         dry_run: target.dry_run,
+        captured: Captured::default(),
+        events: events_window(target, experiment).await,
     };
     let load = match experiment.load.as_ref().filter(|_| !target.dry_run).map(|def| under_load::start(def, &target.gateway, &token)).transpose() {
         Ok(load) => load,
@@ -164,6 +167,23 @@ async fn phases(ctx: &Context, experiment: &Experiment, journal: &mut Journal, m
     let after: Vec<Check> = experiment.hypothesis.iter().chain(&experiment.after).cloned().collect();
     checks(ctx, &after, Phase::After, journal, progress).await;
     Ended::Completed
+}
+
+/// Where the system's topic ends before any step runs, so an events check
+/// reads only what the experiment's window added; opened only for an
+/// experiment with one.
+async fn events_window(target: &Target, experiment: &Experiment) -> Result<Arc<Window>, String> {
+    if !experiment.inspects_events() {
+        return Err("this experiment has no events check".into());
+    }
+    let Some(reader) = target.events.clone() else {
+        return Err("inspecting events needs the broker's address (not known for this platform)".into());
+    };
+    match tokio::task::spawn_blocking(move || Window::open(reader)).await {
+        Ok(Ok(window)) => Ok(Arc::new(window)),
+        Ok(Err(err)) => Err(format!("cannot note where the topic ends at the start: {err:#}")),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// Applies the actions, holding each; the `during` checks run once every
