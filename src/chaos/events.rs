@@ -44,6 +44,17 @@ pub struct Record {
     pub value: Option<Value>,
 }
 
+/// Where a system's topic is: a reader is made from it only for an
+/// experiment that inspects events (a Kafka client costs threads and
+/// connections).
+#[derive(Debug, Clone)]
+pub struct EventSource {
+    /// Bootstrap servers.
+    pub bootstrap: String,
+    /// The system's topic.
+    pub topic: String,
+}
+
 /// Reads a system's topic without joining a group. Blocking: call it from
 /// a blocking thread.
 pub struct EventReader {
@@ -132,10 +143,11 @@ pub struct Window {
 }
 
 impl Window {
-    /// Notes where `reader`'s topic ends now (blocking).
-    pub fn open(reader: Arc<EventReader>) -> anyhow::Result<Window> {
+    /// Notes where `source`'s topic ends now (blocking).
+    pub fn open(source: &EventSource) -> anyhow::Result<Window> {
+        let reader = EventReader::new(&source.bootstrap, &source.topic)?;
         let start = reader.start()?;
-        Ok(Window { reader, start })
+        Ok(Window { reader: Arc::new(reader), start })
     }
 }
 

@@ -582,9 +582,10 @@ impl Experiment {
         Ok(())
     }
 
-    /// Whether a check reads the system's topic.
+    /// Whether a check or guard reads the system's topic.
     pub fn inspects_events(&self) -> bool {
-        self.hypothesis.iter().chain(&self.during).chain(&self.after).any(|c| matches!(c.probe, Probe::Events(_)))
+        let guards = self.guardrails.abort_when.iter().map(|g| &g.probe);
+        self.hypothesis.iter().chain(&self.during).chain(&self.after).map(|c| &c.probe).chain(guards).any(|p| matches!(p, Probe::Events(_)))
     }
 
     /// An events probe follows flows some step captures, by a key pointer.

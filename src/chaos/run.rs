@@ -176,10 +176,10 @@ async fn events_window(target: &Target, experiment: &Experiment) -> Result<Arc<W
     if !experiment.inspects_events() {
         return Err("this experiment has no events check".into());
     }
-    let Some(reader) = target.events.clone() else {
+    let Some(source) = target.events.clone() else {
         return Err("inspecting events needs the broker's address (not known for this platform)".into());
     };
-    match tokio::task::spawn_blocking(move || Window::open(reader)).await {
+    match tokio::task::spawn_blocking(move || Window::open(&source)).await {
         Ok(Ok(window)) => Ok(Arc::new(window)),
         Ok(Err(err)) => Err(format!("cannot note where the topic ends at the start: {err:#}")),
         Err(err) => Err(err.to_string()),

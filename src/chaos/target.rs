@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::experiment::KubeScope;
-use super::events::EventReader;
+use super::events::EventSource;
 use super::lag::LagReader;
 use crate::platform::Platform;
 use crate::platform::kube::{self, Allowed, KubePlatform, KubeTarget, Rails};
@@ -27,8 +27,8 @@ pub struct Target {
     pub run_dir: PathBuf,
     /// Reads consumer lag (when the broker's address is known).
     pub lag: Option<Arc<LagReader>>,
-    /// Reads the system's topic (when the broker's address is known).
-    pub events: Option<Arc<EventReader>>,
+    /// Where the system's topic is (when the broker's address is known).
+    pub events: Option<EventSource>,
     /// A dry run: the platform prints its changes instead of making them,
     /// and no traffic goes through the gateway.
     pub dry_run: bool,
@@ -45,7 +45,7 @@ pub struct KubeSettings {
     pub kubeconfig: Option<PathBuf>,
     /// The gateway's URL as the harness reaches it.
     pub gateway_url: Option<String>,
-    /// Kafka reachable from the harness, for lag checks.
+    /// Kafka reachable from the harness, for lag and events checks.
     pub kafka: Option<String>,
     /// Print every change instead of sending it.
     pub dry_run: bool,
@@ -65,7 +65,7 @@ impl Target {
     pub fn local(def: &SystemDef, run_dir: &Path) -> anyhow::Result<Target> {
         let state = RunState::read_live(run_dir)?;
         let lag = LagReader::new(&state.kafka, &def.topic, &def.consumer_groups()).ok().map(Arc::new);
-        let events = EventReader::new(&state.kafka, &def.topic).ok().map(Arc::new);
+        let events = Some(EventSource { bootstrap: state.kafka.clone(), topic: def.topic.clone() });
         Ok(Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(run_dir)?, lag, events, dry_run: false })
     }
 
@@ -101,7 +101,7 @@ impl Target {
         }
         Recorded::write(dir, def, &target)?;
         let lag = settings.kafka.as_ref().and_then(|k| LagReader::new(k, &def.topic, &def.consumer_groups()).ok()).map(Arc::new);
-        let events = settings.kafka.as_ref().and_then(|k| EventReader::new(k, &def.topic).ok()).map(Arc::new);
+        let events = settings.kafka.as_ref().map(|k| EventSource { bootstrap: k.clone(), topic: def.topic.clone() });
         let gateway = gateway.trim_end_matches('/').to_string();
         Ok(Target { platform: Arc::new(rails), gateway, run_dir: std::path::absolute(dir)?, lag, events, dry_run: settings.dry_run })
     }
