@@ -302,7 +302,7 @@ pub struct Check {
 /// How a check looks at the system: exactly one of these keys in a check.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 // serde names the enum in its error for a check without a probe.
-#[serde(rename_all = "kebab-case", rename = "probe: one of flow, replicas, consistency, availability, lag, autoscaler, rollout, untouched")]
+#[serde(rename_all = "kebab-case", rename = "probe: one of flow, replicas, consistency, availability, lag, autoscaler, rollout, untouched, events")]
 pub enum Probe {
     /// A sequence of requests with captured values.
     Flow(Vec<Step>),
@@ -320,6 +320,8 @@ pub enum Probe {
     Rollout(RolloutProbe),
     /// The services the method must leave alone are as it found them.
     Untouched(UntouchedProbe),
+    /// The events the experiment's flows left on the system's topic.
+    Events(EventsProbe),
 }
 
 /// What kind of evidence a probe gives (recorded with each result, so
@@ -343,6 +345,8 @@ pub enum ProbeKind {
     Rollout,
     /// Services left as the method found them.
     Untouched,
+    /// Events of the experiment's flows on the topic.
+    Events,
 }
 
 impl Probe {
@@ -357,6 +361,7 @@ impl Probe {
             Probe::Autoscaler(_) => ProbeKind::Autoscaler,
             Probe::Rollout(_) => ProbeKind::Rollout,
             Probe::Untouched(_) => ProbeKind::Untouched,
+            Probe::Events(_) => ProbeKind::Events,
         }
     }
 }
@@ -374,6 +379,28 @@ pub struct AutoscalerProbe {
     pub at_least: Option<u32>,
     /// Most desired replicas that hold.
     pub at_most: Option<u32>,
+}
+
+/// The events of the experiment's flows, read from the system's topic over
+/// the experiment's window: each with `eventType`, `id`, `timestamp` and
+/// the correlation key, keyed by it, with the `type` header, all of a flow
+/// on one partition and in causal order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsProbe {
+    /// The name the experiment's steps capture a flow's key under (e.g.
+    /// `orderId`): each value captured is one flow.
+    pub flows: String,
+    /// JSON pointer of the correlation key in an event, e.g. `/orderId`.
+    pub key: String,
+    /// Event types every flow must have (until each is seen, the check is
+    /// inconclusive).
+    #[serde(default)]
+    pub require: Vec<String>,
+    /// Causal order: event type → the types that must come before it in
+    /// its flow (its partition), e.g. `DeliveryStarted: [OrderPlaced]`.
+    #[serde(default)]
+    pub after: BTreeMap<String, Vec<String>>,
 }
 
 /// A rollout is `complete` or has `failed` (progress deadline exceeded).
@@ -568,12 +595,32 @@ impl Experiment {
                         step.request.check().map_err(|e| format!("{section}[{i}] `{}` step {j}: {e}", check.name))?;
                     }
                 }
+                if let Probe::Events(events) = &check.probe {
+                    self.check_events(events).map_err(|e| format!("{section}[{i}] `{}`: {e}", check.name))?;
+                }
             }
         }
         if let Some(load) = &self.load {
             check_load(load).map_err(|e| format!("load: {e}"))?;
         }
         Ok(())
+    }
+
+    /// Whether a check or guard reads the system's topic.
+    pub fn inspects_events(&self) -> bool {
+        let guards = self.guardrails.abort_when.iter().map(|g| &g.probe);
+        self.hypothesis.iter().chain(&self.during).chain(&self.after).map(|c| &c.probe).chain(guards).any(|p| matches!(p, Probe::Events(_)))
+    }
+
+    /// An events probe follows flows some step captures, by a key pointer.
+    fn check_events(&self, events: &EventsProbe) -> Result<(), String> {
+        if !events.key.starts_with('/') {
+            return Err(format!("key `{}` must be a JSON pointer (start with /)", events.key));
+        }
+        let guards = self.guardrails.abort_when.iter().map(|g| &g.probe);
+        let checks = self.hypothesis.iter().chain(&self.during).chain(&self.after).map(|c| &c.probe);
+        let captured = checks.chain(guards).any(|probe| matches!(probe, Probe::Flow(steps) if steps.iter().any(|s| s.capture.contains_key(&events.flows))));
+        if captured { Ok(()) } else { Err(format!("flows: no step captures `{}`, so there would be no flow to inspect", events.flows)) }
     }
 
     /// Whether its rollouts run variants and set settings that `def`
@@ -653,6 +700,17 @@ mod tests {
         assert!(err.contains("line 4") && err.contains("fault: one of scale, kill"), "{err}");
         let two = "title: t\nsystem: shop\nmethod:\n  - scale: { service: delivery, replicas: 0 }\n    kill: { service: order }\n";
         assert!(parse(two, "x.yaml").unwrap_err().to_string().contains("kill"), "a second fault is refused");
+    }
+
+    #[test]
+    fn an_events_check_needs_a_step_that_captures_its_flows() {
+        let yaml = "title: t\nsystem: shop\nhypothesis:\n  - name: order\n    flow:\n      - post: /orders\n        capture: { orderId: /id }\n  - name: keyed\n    events: { flows: orderId, key: /orderId }\n";
+        let experiment = parse(yaml, "x.yaml").unwrap();
+        assert!(experiment.inspects_events());
+        let err = parse(&yaml.replace("flows: orderId", "flows: order"), "x.yaml").unwrap_err().to_string();
+        assert!(err.contains("hypothesis[1] `keyed`: flows: no step captures `order`"), "{err}");
+        let err = parse(&yaml.replace("key: /orderId", "key: orderId"), "x.yaml").unwrap_err().to_string();
+        assert!(err.contains("must be a JSON pointer"), "{err}");
     }
 
     #[test]

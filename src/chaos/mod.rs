@@ -10,6 +10,7 @@
 
 mod action;
 mod attack;
+mod events;
 mod experiment;
 mod journal;
 mod kill_switch;

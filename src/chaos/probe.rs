@@ -6,7 +6,7 @@
 //! probe states what it needs to be conclusive; without it, never a hold.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -71,7 +71,15 @@ pub struct Context {
     pub method_began: Arc<OnceLock<AtMethod>>,
     /// A dry run: requests through the gateway are described, not sent.
     pub dry_run: bool,
+    /// Values the experiment's steps captured, by name: the flows an
+    /// events check follows.
+    pub captured: Captured,
+    /// The topic over the experiment's window, or why it cannot be read.
+    pub events: Result<Arc<super::events::Window>, String>,
 }
+
+/// Values captured by any step of the experiment, by capture name.
+pub type Captured = Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>;
 
 /// Runs `check`, retrying until it holds or its `within` deadline passes
 /// (an inconclusive look is retried too: the evidence may still come).
@@ -105,6 +113,7 @@ async fn once(ctx: &Context, check: &Check) -> Found {
         Probe::Untouched(probe) => untouched(ctx, probe).await,
         Probe::Autoscaler(probe) => autoscaler(ctx, probe).await,
         Probe::Rollout(probe) => rollout(ctx, probe).await,
+        Probe::Events(probe) => super::events::inspect(ctx, probe).await,
         // Judged from the load's figures once the run is over (run.rs).
         Probe::Availability(_) => Found::Errored("availability is judged from the load, not polled".into()),
     }
@@ -151,7 +160,11 @@ async fn flow(ctx: &Context, steps: &[Step]) -> Found {
         for (name, pointer) in &step.capture {
             match body.pointer(pointer) {
                 Some(value) => {
-                    vars.insert(name.clone(), value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string()));
+                    let value = super::events::as_text(value);
+                    if let Ok(mut captured) = ctx.captured.lock() {
+                        captured.entry(name.clone()).or_default().insert(value.clone());
+                    }
+                    vars.insert(name.clone(), value);
                 }
                 None => return Found::Errored(format!("{line}: no `{pointer}` to capture as {name} in {body}")),
             }

@@ -18,7 +18,8 @@ use super::experiment::{Check, Experiment, Fault, Guard, Probe, ProbeKind};
 use super::lag::{LagReader, Position};
 use super::untouched::{self, AtMethod};
 use super::journal::{Activity, ActivityStatus, CheckResult, Journal, Phase, Status, Verdict};
-use super::probe::{Context, run_check};
+use super::events::Window;
+use super::probe::{Captured, Context, run_check};
 use super::target::Target;
 use super::under_load::{self, Marks, Sampler};
 use crate::clock::now_rfc3339;
@@ -71,6 +72,8 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
         positions_at_start: Arc::new(positions_at_start(experiment, target.lag.clone()).await),
         method_began: Arc::new(OnceLock::new()),
         dry_run: target.dry_run,
+        captured: Captured::default(),
+        events: events_window(target, experiment).await,
     };
     let load = match experiment.load.as_ref().filter(|_| !target.dry_run).map(|def| under_load::start(def, &target.gateway, &token)).transpose() {
         Ok(load) => load,
@@ -192,6 +195,23 @@ async fn positions_at_start(experiment: &Experiment, lag: Option<Arc<LagReader>>
     match tokio::task::spawn_blocking(move || reader.positions()).await {
         Ok(Ok(positions)) => Ok(positions),
         Ok(Err(err)) => Err(format!("{err:#}")),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// Where the system's topic ends before any step runs, so an events check
+/// reads only what the experiment's window added; opened only for an
+/// experiment with one.
+async fn events_window(target: &Target, experiment: &Experiment) -> Result<Arc<Window>, String> {
+    if !experiment.inspects_events() {
+        return Err("this experiment has no events check".into());
+    }
+    let Some(source) = target.events.clone() else {
+        return Err("inspecting events needs the broker's address (not known for this platform)".into());
+    };
+    match tokio::task::spawn_blocking(move || Window::open(&source)).await {
+        Ok(Ok(window)) => Ok(Arc::new(window)),
+        Ok(Err(err)) => Err(format!("cannot note where the topic ends at the start: {err:#}")),
         Err(err) => Err(err.to_string()),
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::experiment::KubeScope;
+use super::events::EventSource;
 use super::lag::LagReader;
 use crate::platform::Platform;
 use crate::platform::kube::{self, Allowed, KubePlatform, KubeTarget, Rails};
@@ -26,6 +27,8 @@ pub struct Target {
     pub run_dir: PathBuf,
     /// Reads consumer lag (when the broker's address is known).
     pub lag: Option<Arc<LagReader>>,
+    /// Where the system's topic is (when the broker's address is known).
+    pub events: Option<EventSource>,
     /// A dry run: the platform prints its changes instead of making them,
     /// and no traffic goes through the gateway.
     pub dry_run: bool,
@@ -42,7 +45,7 @@ pub struct KubeSettings {
     pub kubeconfig: Option<PathBuf>,
     /// The gateway's URL as the harness reaches it.
     pub gateway_url: Option<String>,
-    /// Kafka reachable from the harness, for lag checks.
+    /// Kafka reachable from the harness, for lag and events checks.
     pub kafka: Option<String>,
     /// Print every change instead of sending it.
     pub dry_run: bool,
@@ -62,7 +65,8 @@ impl Target {
     pub fn local(def: &SystemDef, run_dir: &Path) -> anyhow::Result<Target> {
         let state = RunState::read_live(run_dir)?;
         let lag = LagReader::new(&state.kafka, &def.topic, &def.consumer_groups()).ok().map(Arc::new);
-        Ok(Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(run_dir)?, lag, dry_run: false })
+        let events = Some(EventSource { bootstrap: state.kafka.clone(), topic: def.topic.clone() });
+        Ok(Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(run_dir)?, lag, events, dry_run: false })
     }
 
     /// `def` on a cluster, behind the rails; `dir` is the run's folder,
@@ -97,7 +101,9 @@ impl Target {
         }
         Recorded::write(dir, def, &target)?;
         let lag = settings.kafka.as_ref().and_then(|k| LagReader::new(k, &def.topic, &def.consumer_groups()).ok()).map(Arc::new);
-        Ok(Target { platform: Arc::new(rails), gateway: gateway.trim_end_matches('/').to_string(), run_dir: std::path::absolute(dir)?, lag, dry_run: settings.dry_run })
+        let events = settings.kafka.as_ref().map(|k| EventSource { bootstrap: k.clone(), topic: def.topic.clone() });
+        let gateway = gateway.trim_end_matches('/').to_string();
+        Ok(Target { platform: Arc::new(rails), gateway, run_dir: std::path::absolute(dir)?, lag, events, dry_run: settings.dry_run })
     }
 }
 

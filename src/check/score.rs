@@ -146,7 +146,7 @@ fn rank(kind: ProbeKind) -> u8 {
     // Counts first (transactions, rows), so a shortened line keeps them.
     match kind {
         ProbeKind::Availability | ProbeKind::Autoscaler => 0,
-        ProbeKind::Consistency => 1,
+        ProbeKind::Consistency | ProbeKind::Events => 1,
         ProbeKind::Lag | ProbeKind::Replicas => 2,
         ProbeKind::Flow | ProbeKind::Rollout | ProbeKind::Untouched => 3,
     }

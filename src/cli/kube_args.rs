@@ -39,7 +39,7 @@ pub struct ChaosKubeArgs {
     /// The gateway's URL as the harness reaches it (e.g. a `kubectl port-forward svc/gateway`).
     #[arg(long, env = "STORMPROOF_GATEWAY_URL")]
     gateway_url: Option<String>,
-    /// Kafka bootstrap servers reachable from the harness, for consumer-lag checks.
+    /// Kafka bootstrap servers reachable from the harness, for consumer-lag and events checks.
     #[arg(long = "kube-kafka", value_name = "HOST:PORT")]
     kafka: Option<String>,
     /// Print every change as the request it would send, and send none.

@@ -101,6 +101,9 @@ struct App {
     delivery: Option<Arc<Upstream>>,
     /// Last answer product gave per id: the fallback while it is down.
     known: Arc<Mutex<HashMap<i64, Product>>>,
+    /// The `random-key` variant: events keyed at random instead of by the
+    /// order id — a flow's events scatter over partitions, out of order.
+    random_key: bool,
 }
 
 /// Reads a `ProductChanged` event into order's copy of the product — the
@@ -123,12 +126,12 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
         .to_string();
     let variant = opts.variant.clone().unwrap_or_default();
     let delivery = match variant.as_str() {
-        "" | "no-breaker" => None,
+        "" | "no-breaker" | "random-key" => None,
         "sync-delivery" => {
             let url = opts.upstream("delivery").ok_or_else(|| anyhow::anyhow!("the sync-delivery variant needs --upstream delivery=URL"))?;
             Some(Arc::new(Upstream::new("delivery", url, Duration::from_millis(1000))))
         }
-        other => anyhow::bail!("order has no variant `{other}` (sync-delivery, no-breaker)"),
+        other => anyhow::bail!("order has no variant `{other}` (sync-delivery, no-breaker, random-key)"),
     };
     // The `no-breaker` variant waits for product as long as it takes — the
     // coupling a circuit breaker exists to cut, for experiments to catch.
@@ -143,6 +146,7 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
         product: Arc::new(product),
         known: Arc::default(),
         delivery,
+        random_key: variant == "random-key",
     };
     kit.serve(routes(app)).await
 }
@@ -200,7 +204,7 @@ async fn place(State(app): State<App>, caller: Caller, JsonBody(order): JsonBody
         customer_name: order.customer_name.clone(),
         customer_addr: order.customer_addr.clone(),
     };
-    app.publisher.record(&tx, &id.to_string(), &Event::new("OrderPlaced", placed)).await?;
+    app.publisher.record(&tx, &app.key(id), &Event::new("OrderPlaced", placed)).await?;
     let created = find(&tx, id).await?.ok_or_else(|| anyhow::anyhow!("order {id} vanished"))?;
     tx.commit().await?;
     app.publisher.wake();
@@ -208,6 +212,11 @@ async fn place(State(app): State<App>, caller: Caller, JsonBody(order): JsonBody
 }
 
 impl App {
+    /// The Kafka key of order `id`'s events: the flow's correlation key.
+    fn key(&self, id: i64) -> String {
+        if self.random_key { uuid::Uuid::new_v4().to_string() } else { id.to_string() }
+    }
+
     /// The product from product, or the last known copy when product cannot
     /// answer; 404 when it does not exist, 503 when nothing is known.
     async fn product_info(&self, id: i64) -> Result<Product, ApiError> {
@@ -264,7 +273,7 @@ async fn cancel(State(app): State<App>, caller: Caller, Path(id): Path<String>) 
     }
     tx.execute("UPDATE orders SET status = 'OrderCancelled' WHERE id = ?1", libsql::params![id]).await?;
     let cancelled = OrderCancelled { order_id: id, product_id: order.product_id, quantity: order.quantity, customer_id: order.customer_id.clone() };
-    app.publisher.record(&tx, &id.to_string(), &Event::new("OrderCancelled", cancelled)).await?;
+    app.publisher.record(&tx, &app.key(id), &Event::new("OrderCancelled", cancelled)).await?;
     tx.commit().await?;
     app.publisher.wake();
     order.status = "OrderCancelled".into();

@@ -101,7 +101,9 @@ async def relay(store, settings, stopping):
         while not stopping.is_set():
             batch = store.transaction(lambda db: lease(db, settings.replica))
             for row in batch:
-                await producer.send_and_wait(settings.topic, row["body"].encode(), key=row["key"].encode())
+                # The `type` header names the event (the course's consumers filter on it).
+                headers = [("type", json.loads(row["body"])["eventType"].encode())]
+                await producer.send_and_wait(settings.topic, row["body"].encode(), key=row["key"].encode(), headers=headers)
                 store.transaction(lambda db, seq=row["seq"]: db.execute("UPDATE outbox SET sent = 1 WHERE seq = ?", (seq,)))
             if not batch:
                 await wait_or_stop(stopping, 0.05)
