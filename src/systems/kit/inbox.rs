@@ -61,6 +61,8 @@ pub(crate) struct Inbox<H> {
     pub store: Store,
     pub kafka: KafkaSettings,
     pub group: String,
+    /// A group without committed offsets starts at the topic's end (else its start).
+    pub from_latest: bool,
     pub client_id: String,
     pub handler: H,
     pub metrics: Metrics,
@@ -97,7 +99,11 @@ impl<H: Handler> Inbox<H> {
     /// Consumes the system topic until `stop` turns true.
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
         let context = Context { metrics: self.metrics.clone() };
-        let consumer: StreamConsumer<Context> = self.kafka.consumer_config(&self.group, &self.client_id).create_with_context(context)?;
+        let mut config = self.kafka.consumer_config(&self.group, &self.client_id);
+        if self.from_latest {
+            config.set("auto.offset.reset", "latest");
+        }
+        let consumer: StreamConsumer<Context> = config.create_with_context(context)?;
         consumer.subscribe(&[self.kafka.topic.as_str()])?;
         loop {
             // An experiment's way to kill the consumer task.
