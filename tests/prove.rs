@@ -84,3 +84,16 @@ fn a_broken_variant_the_system_lacks_is_an_input_error_naming_file_and_line() {
     assert!(stderr.contains(&format!("{}:7: checkpoint 1: broken: shop.delivery has no variant `forgetful` (variants: anonymous-group, live-always, publish-only)", file.display())), "{stderr}");
     assert!(!root.path().join("run/state.json").exists(), "nothing was started");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_let_anonymous_gateway_lets_a_tokenless_request_through_and_still_refuses_a_bad_token() {
+    let shop = common::Shop::up(&["--variant", "gateway=let-anonymous"]).await;
+    let orders = format!("{}/orders", shop.gateway);
+    let tokenless = shop.http.get(&orders).send().await.unwrap();
+    assert_eq!(tokenless.status().as_u16(), 200, "the broken gateway routes a request without a token");
+    let forged = shop.http.get(&orders).bearer_auth("not.a.token").send().await.unwrap();
+    assert_eq!(forged.status().as_u16(), 401, "a bad token is still refused: only the missing-token check is gone");
+    let mine = shop.http.get(&orders).bearer_auth(shop.token()).send().await.unwrap();
+    assert_eq!(mine.status().as_u16(), 200);
+    shop.down();
+}

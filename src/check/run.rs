@@ -140,6 +140,14 @@ pub async fn run(plan: CheckPlan, progress: &(dyn Fn(Event) + Sync)) -> anyhow::
                 }
                 let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
                 crate::platform::local::start_detached(&plan.system.reference(), &run_dir, &extra)?;
+                if !plan.variants.is_empty() {
+                    // A broken variant may report ready while it still warms
+                    // up (ready-at-once): let every warm-up end first, so only
+                    // the checkpoint that reads readiness sees it, not whichever
+                    // experiment happens to run first.
+                    let warmup = plan.system.def.services.iter().map(|s| s.warmup).max().unwrap_or_default();
+                    tokio::time::sleep(warmup).await;
+                }
             }
             (Target::local(&plan.system.def, &run_dir)?, started_here.then_some(run_dir))
         }

@@ -82,6 +82,11 @@ pub enum Group {
     /// groups): what was published while it was away is never read. A
     /// broken variant's, for the replay checkpoints to catch.
     Anonymous,
+    /// No group shares the work: every replica reads every partition itself
+    /// (its progress still committed as the service's group) and applies
+    /// what it reads without the inbox's check, so two replicas apply every
+    /// event twice. A broken variant's, for the scale-out checkpoint.
+    Unshared,
 }
 
 #[derive(Clone)]
@@ -139,7 +144,7 @@ impl Kit {
     /// runs, the service reports itself neither ready nor live.
     pub fn consume<H: Handler>(&mut self, handler: H) {
         let group = match self.group {
-            Group::Service => self.name.clone(),
+            Group::Service | Group::Unshared => self.name.clone(),
             Group::Anonymous => format!("{}.anonymous.{}", self.name, uuid::Uuid::new_v4().simple()),
         };
         let inbox = Inbox {
@@ -147,6 +152,7 @@ impl Kit {
             kafka: self.kafka.clone(),
             group,
             from_latest: self.group == Group::Anonymous,
+            unshared: self.group == Group::Unshared,
             client_id: format!("{}-{}", self.name, self.opts.replica_id),
             handler,
             metrics: self.metrics.clone(),

@@ -149,7 +149,9 @@ impl App {
 
     async fn start(&self, tx: &Tx, order: OrderPlaced) -> anyhow::Result<HandleOutcome> {
         if self.publish_only {
-            return self.started(tx, 0, order).await;
+            // No delivery row to number it: the order's id stands in.
+            let id = order.order_id;
+            return self.started(tx, id, order).await;
         }
         let inserted = tx
             .execute(
