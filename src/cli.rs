@@ -8,6 +8,7 @@ mod contract_cmds;
 mod k8s_cmds;
 mod kube_args;
 mod platform_cmds;
+mod prove_cmds;
 mod rollout_cmds;
 mod siege;
 mod siege_args;

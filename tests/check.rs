@@ -165,7 +165,7 @@ fn a_checkpoint_naming_an_experiment_the_folder_lacks_is_an_input_error() {
     let out = common::stormproof(&root.path().join("run"), &["check", folder.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(ERROR), "{stderr}");
-    assert!(stderr.contains("checkpoints.yaml: checkpoint 11 is scored by experiment `self-healing`") && stderr.contains("chaos/self-healing.yaml"), "{stderr}");
+    assert!(stderr.contains("checkpoints.yaml:4: checkpoint 11 is scored by experiment `self-healing`") && stderr.contains("chaos/self-healing.yaml"), "{stderr}");
     assert!(!root.path().join("run/state.json").exists(), "nothing was started");
 }
 

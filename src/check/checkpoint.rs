@@ -14,7 +14,7 @@ pub const FILE: &str = "checkpoints.yaml";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CheckpointsFile {
-    checkpoints: Vec<Checkpoint>,
+    checkpoints: Vec<serde_saphyr::Spanned<Checkpoint>>,
 }
 
 /// One checkpoint of the course, as a system scores it.
@@ -33,6 +33,40 @@ pub struct Checkpoint {
     /// The phases of the experiments' checks that are its evidence.
     #[serde(default)]
     pub phases: Vec<Phase>,
+    /// The system without what this checkpoint checks, which must fail it
+    /// (`check --prove`).
+    #[serde(default)]
+    pub broken: Option<Broken>,
+    /// The line of the file it starts on (for errors found after parsing).
+    #[serde(skip)]
+    pub line: u64,
+}
+
+/// A broken variant of the system for one checkpoint: the services to run
+/// as which variant, what that system lacks, and the other checkpoints it
+/// legitimately breaks too (any other change of verdict fails the proof).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Broken {
+    /// `SERVICE=VARIANT` each, as `up --variant` takes them.
+    pub variants: Vec<String>,
+    /// What the broken system lacks, in words.
+    pub why: String,
+    /// Other checkpoints this variant also fails, by id.
+    #[serde(default)]
+    pub also: Vec<u8>,
+}
+
+impl Broken {
+    /// The variants as `(service, variant)` pairs (checked at parse time).
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.variants.iter().filter_map(|v| v.split_once('=')).map(|(s, v)| (s.trim().to_string(), v.trim().to_string())).collect()
+    }
+
+    /// A short name of the broken system: `order=no-breaker+…`.
+    pub fn label(&self) -> String {
+        self.variants.join("+")
+    }
 }
 
 /// How a checkpoint is scored: exactly one of these keys in a checkpoint.
@@ -134,6 +168,21 @@ pub struct Checkpoints {
     pub experiments: Vec<(String, String, Experiment)>,
 }
 
+impl Checkpoints {
+    /// Only the checkpoints `ids`, with the experiments they read; an id
+    /// the file lacks is an error naming those it has.
+    pub fn only(&self, ids: &[u8]) -> anyhow::Result<Checkpoints> {
+        let known: Vec<u8> = self.list.iter().map(|c| c.id).collect();
+        if let Some(missing) = ids.iter().find(|id| !known.contains(id)) {
+            anyhow::bail!("there is no checkpoint {missing} (checkpoints: {})", known.iter().map(u8::to_string).collect::<Vec<_>>().join(", "));
+        }
+        let list: Vec<Checkpoint> = self.list.iter().filter(|c| ids.contains(&c.id)).cloned().collect();
+        let read: Vec<String> = list.iter().flat_map(|c| c.scored.experiments()).map(|r| r.name).collect();
+        let experiments = self.experiments.iter().filter(|(name, _, _)| read.contains(name)).cloned().collect();
+        Ok(Checkpoints { list, experiments })
+    }
+}
+
 /// Reads `system`'s checkpoints and the experiments they name. Errors name
 /// the file, the line or checkpoint, and what was expected.
 pub fn load(system: &System) -> anyhow::Result<Checkpoints> {
@@ -151,8 +200,9 @@ pub fn load(system: &System) -> anyhow::Result<Checkpoints> {
             let Some(found) = available.iter().find(|f| f.stem() == reads.name) else {
                 let names: Vec<&str> = available.iter().map(SystemFile::stem).collect();
                 anyhow::bail!(
-                    "{}: checkpoint {} is scored by experiment `{}`, but {} has none (experiments: {})",
+                    "{}:{}: checkpoint {} is scored by experiment `{}`, but {} has none (experiments: {})",
                     file.origin,
+                    checkpoint.line,
                     checkpoint.id,
                     reads.name,
                     system.origin(Part::Chaos, &format!("{}.yaml", reads.name)),
@@ -165,7 +215,12 @@ pub fn load(system: &System) -> anyhow::Result<Checkpoints> {
             experiments.push((reads.name.clone(), found.origin.clone(), experiment));
         }
         if let Scored::Contract(contract) = &checkpoint.scored {
-            check_contract(system, contract).map_err(|err| anyhow::anyhow!("{}: checkpoint {}: {err}", file.origin, checkpoint.id))?;
+            check_contract(system, contract).map_err(|err| anyhow::anyhow!("{}:{}: checkpoint {}: {err}", file.origin, checkpoint.line, checkpoint.id))?;
+        }
+        for (service, variant) in checkpoint.broken.iter().flat_map(Broken::pairs) {
+            system.def.check_variant(&service, &variant).map_err(|err| {
+                anyhow::anyhow!("{}:{}: checkpoint {}: broken: {err}", file.origin, line_of(&file.text, checkpoint.line, "broken:"), checkpoint.id)
+            })?;
         }
     }
     Ok(Checkpoints { list, experiments })
@@ -174,18 +229,55 @@ pub fn load(system: &System) -> anyhow::Result<Checkpoints> {
 /// Parses a checkpoints file.
 pub fn parse(file: &SystemFile) -> anyhow::Result<Vec<Checkpoint>> {
     let parsed: CheckpointsFile = serde_saphyr::from_str(&file.text).map_err(|err| anyhow::anyhow!("{}: {err}", file.origin))?;
-    let mut seen = Vec::new();
-    for checkpoint in &parsed.checkpoints {
+    let list: Vec<Checkpoint> = parsed.checkpoints.into_iter().map(|s| Checkpoint { line: s.referenced.line(), ..s.value }).collect();
+    let ids: Vec<u8> = list.iter().map(|c| c.id).collect();
+    for (n, checkpoint) in list.iter().enumerate() {
+        let at = format!("{}:{}: checkpoint {}", file.origin, checkpoint.line, checkpoint.id);
         let needs_phases = matches!(checkpoint.scored, Scored::Experiment(_) | Scored::Contrast(_));
         match (needs_phases, checkpoint.phases.is_empty()) {
-            (true, true) => anyhow::bail!("{}: checkpoint {}: expected `phases` (before, during, after) to read its evidence from", file.origin, checkpoint.id),
-            (false, false) => anyhow::bail!("{}: checkpoint {}: `phases` goes with `experiment` or `contrast` only", file.origin, checkpoint.id),
+            (true, true) => anyhow::bail!("{at}: expected `phases` (before, during, after) to read its evidence from"),
+            (false, false) => anyhow::bail!("{at}: `phases` goes with `experiment` or `contrast` only"),
             _ => {}
         }
-        anyhow::ensure!(!seen.contains(&checkpoint.id), "{}: checkpoint {} is listed twice", file.origin, checkpoint.id);
-        seen.push(checkpoint.id);
+        anyhow::ensure!(!ids[..n].contains(&checkpoint.id), "{at} is listed twice");
+        if let Some(broken) = &checkpoint.broken {
+            check_broken(checkpoint, broken, &ids).map_err(|err| anyhow::anyhow!("{}:{}: checkpoint {}: broken: {err}", file.origin, line_of(&file.text, checkpoint.line, "broken:"), checkpoint.id))?;
+        }
     }
-    Ok(parsed.checkpoints)
+    Ok(list)
+}
+
+/// A `broken:` entry is well formed: `SERVICE=VARIANT` variants, a reason,
+/// `also` naming other checkpoints of the file, on a checkpoint that is scored.
+fn check_broken(checkpoint: &Checkpoint, broken: &Broken, ids: &[u8]) -> Result<(), String> {
+    if matches!(checkpoint.scored, Scored::NotYet(_) | Scored::NotApplicable(_)) {
+        return Err("the checkpoint is not scored, so there is nothing to prove".into());
+    }
+    if broken.variants.is_empty() {
+        return Err("expected at least one variant (SERVICE=VARIANT)".into());
+    }
+    for variant in &broken.variants {
+        match variant.split_once('=') {
+            Some((service, name)) if !service.trim().is_empty() && !name.trim().is_empty() => {}
+            _ => return Err(format!("variant `{variant}`: expected SERVICE=VARIANT")),
+        }
+    }
+    if broken.why.trim().is_empty() {
+        return Err("expected `why`: what the broken system lacks".into());
+    }
+    for id in &broken.also {
+        if *id == checkpoint.id || !ids.contains(id) {
+            return Err(format!("also: {id} is not another checkpoint of this file"));
+        }
+    }
+    Ok(())
+}
+
+/// The line of the first `key` at or after line `from` (1-based), for an
+/// error inside a checkpoint; `from` itself when there is none.
+fn line_of(text: &str, from: u64, key: &str) -> u64 {
+    let start = from.saturating_sub(1) as usize;
+    text.lines().enumerate().skip(start).find(|(_, line)| line.contains(key)).map(|(n, _)| n as u64 + 1).unwrap_or(from)
 }
 
 /// The provider is a service of the system, and its cases' variants exist.
@@ -232,6 +324,42 @@ mod tests {
         assert!(err.contains("one of experiment, contrast, contract, not_yet, not_applicable"), "{err}");
         let err = parse(&file("checkpoints:\n  - { id: 1, en: a, ko: b, experiment: saga }\n")).unwrap_err().to_string();
         assert!(err.contains("checkpoint 1: expected `phases`"), "{err}");
+    }
+
+    #[test]
+    fn a_broken_variant_is_parsed_and_a_malformed_one_names_file_and_line() {
+        let good = "checkpoints:\n  - { id: 1, en: a, ko: b, not_yet: x }\n  - id: 4\n    en: a\n    ko: b\n    experiment: hang\n    phases: [during]\n    broken: { variants: [order=no-breaker], why: no breaker, also: [1] }\n";
+        let list = parse(&file(good)).unwrap();
+        let broken = list[1].broken.as_ref().unwrap();
+        assert_eq!((broken.pairs(), broken.why.as_str(), broken.also.as_slice()), (vec![("order".to_string(), "no-breaker".to_string())], "no breaker", &[1u8][..]));
+        assert_eq!((list[0].line, list[1].line), (2, 3), "each checkpoint knows its line");
+        let bad = |from: &str, to: &str| parse(&file(&good.replace(from, to))).unwrap_err().to_string();
+        let err = bad("order=no-breaker", "order-no-breaker");
+        assert!(err.starts_with("my/checkpoints.yaml:8: checkpoint 4: broken: variant `order-no-breaker`: expected SERVICE=VARIANT"), "{err}");
+        assert!(bad("why: no breaker", "why: ' '").contains(":8: checkpoint 4: broken: expected `why`"), "a reason is required");
+        assert!(bad("also: [1]", "also: [4]").contains(":8: checkpoint 4: broken: also: 4 is not another checkpoint"));
+        assert!(bad("also: [1]", "also: [9]").contains("also: 9 is not another checkpoint"));
+        assert!(bad("[order=no-breaker]", "[]").contains("expected at least one variant"));
+        let err = bad(", also: [1] }", ", colour: red }");
+        assert!(err.contains("my/checkpoints.yaml:") && err.contains("unknown field `colour`"), "{err}");
+        let not_scored = "checkpoints:\n  - id: 3\n    en: a\n    ko: b\n    not_yet: x\n    broken: { variants: [a=b], why: c }\n";
+        assert!(parse(&file(not_scored)).unwrap_err().to_string().contains("my/checkpoints.yaml:6: checkpoint 3: broken: the checkpoint is not scored"));
+    }
+
+    #[test]
+    fn the_shops_broken_variants_exist_and_a_subset_reads_its_own_experiments() {
+        let shop = System::builtin("shop").unwrap();
+        let checkpoints = load(&shop).unwrap();
+        for (id, variants) in checkpoints.list.iter().filter_map(|c| Some((c.id, c.broken.as_ref()?.pairs()))) {
+            for (service, variant) in variants {
+                assert!(shop.def.check_variant(&service, &variant).is_ok(), "checkpoint {id}: {service}={variant}");
+            }
+        }
+        assert!(checkpoints.list.iter().filter(|c| matches!(c.scored, Scored::NotYet(_))).all(|c| c.broken.is_none()));
+        let only = checkpoints.only(&[1, 10]).unwrap();
+        assert_eq!(only.list.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 10]);
+        assert_eq!(only.experiments.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>(), ["saga", "rolling-update", "rolling-update-without-readiness"]);
+        assert!(checkpoints.only(&[14]).unwrap_err().to_string().contains("there is no checkpoint 14"));
     }
 
     #[test]

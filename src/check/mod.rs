@@ -11,9 +11,10 @@
 //! written as `scorecard.json` and `scorecard.md`.
 
 pub mod checkpoint;
+pub mod prove;
 mod run;
 mod score;
 
-pub use checkpoint::{Checkpoint, Checkpoints, Scored};
+pub use checkpoint::{Broken, Checkpoint, Checkpoints, Scored};
 pub use run::{CASES_DIR, CheckPlan, Event, Scorecard, Where, SCHEMA_VERSION, case_stem, run};
 pub use score::{Score, Verdict, score, score_contract};

@@ -42,6 +42,10 @@ pub struct CheckPlan {
     pub pacts: Option<PathBuf>,
     /// Checkpoint names in the course's Korean.
     pub korean: bool,
+    /// Services (or the gateway) to run as which variant: a broken system
+    /// for `--prove`. Local only; a contract checkpoint verifies its
+    /// provider as this variant where its case names none.
+    pub variants: Vec<(String, String)>,
 }
 
 /// The outcome of `check`, as `scorecard.json` carries it.
@@ -120,12 +124,30 @@ pub async fn run(plan: CheckPlan, progress: &(dyn Fn(Event) + Sync)) -> anyhow::
     let started = Instant::now();
     let started_at = crate::clock::now_rfc3339();
     let (target, started_here) = match plan.place {
-        Where::Deployed(target) => (target, None),
+        Where::Deployed(target) => {
+            anyhow::ensure!(plan.variants.is_empty(), "variants run on the local platform only");
+            (target, None)
+        }
         Where::Local(run_dir) => {
             let started_here = RunState::read_live(&run_dir).is_err();
+            // A system already up runs as it was started: variants need a fresh one.
+            anyhow::ensure!(started_here || plan.variants.is_empty(), "{} is already up in {}: a variant system needs a run directory of its own", plan.system.name(), run_dir.display());
             if started_here {
                 progress(Event::Starting { system: plan.system.name().to_string(), run_dir: run_dir.clone() });
-                crate::platform::local::start_detached(&plan.system.reference(), &run_dir, &crate::platform::local::QUICK_AUTOSCALER)?;
+                let mut extra: Vec<String> = crate::platform::local::QUICK_AUTOSCALER.iter().map(|s| s.to_string()).collect();
+                for (service, variant) in &plan.variants {
+                    extra.extend(["--variant".to_string(), format!("{service}={variant}")]);
+                }
+                let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+                crate::platform::local::start_detached(&plan.system.reference(), &run_dir, &extra)?;
+                if !plan.variants.is_empty() {
+                    // A broken variant may report ready while it still warms
+                    // up (ready-at-once): let every warm-up end first, so only
+                    // the checkpoint that reads readiness sees it, not whichever
+                    // experiment happens to run first.
+                    let warmup = plan.system.def.services.iter().map(|s| s.warmup).max().unwrap_or_default();
+                    tokio::time::sleep(warmup).await;
+                }
             }
             (Target::local(&plan.system.def, &run_dir)?, started_here.then_some(run_dir))
         }
@@ -144,7 +166,8 @@ pub async fn run(plan: CheckPlan, progress: &(dyn Fn(Event) + Sync)) -> anyhow::
     for checkpoint in &plan.checkpoints.list {
         scores.push(match &checkpoint.scored {
             Scored::Contract(contract) => {
-                let evidence = verify_contract(&plan.system, contract, plan.pacts.as_deref(), &plan.dir, progress).await;
+                let contract = as_deployed(&plan.system, contract, &plan.variants);
+                let evidence = verify_contract(&plan.system, &contract, plan.pacts.as_deref(), &plan.dir, progress).await;
                 score_contract(checkpoint, &evidence, plan.korean)
             }
             scored => {
@@ -170,6 +193,18 @@ pub async fn run(plan: CheckPlan, progress: &(dyn Fn(Event) + Sync)) -> anyhow::
     write(&plan.dir, &card)?;
     crate::report::write_scorecard_html(&plan.dir, &card, &plan.checkpoints, plan.korean)?;
     Ok(card)
+}
+
+/// `contract` as the system runs: a case of the provider as it is verifies
+/// the variant the provider runs as, if it runs as one.
+fn as_deployed(system: &System, contract: &super::checkpoint::ContractCheck, variants: &[(String, String)]) -> super::checkpoint::ContractCheck {
+    let service = contract.provider.strip_prefix(&format!("{}.", system.name())).unwrap_or(&contract.provider);
+    let runs_as = variants.iter().find(|(name, _)| name == service).map(|(_, variant)| variant.clone());
+    let mut contract = contract.clone();
+    for case in contract.cases.iter_mut().filter(|c| c.variant.is_none()) {
+        case.variant = runs_as.clone();
+    }
+    contract
 }
 
 /// Runs each experiment the checkpoints read, once, with its reports.

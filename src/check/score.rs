@@ -163,7 +163,7 @@ fn judge(journal: &Journal, phases: &[Phase]) -> (Verdict, String) {
         let verdict = if bad.status == Status::Deviated { Verdict::Fail } else { Verdict::Inconclusive };
         return (verdict, format!("{} ({}): {}", bad.name, bad.status, bad.evidence));
     }
-    if journal.status != chaos::Verdict::Passed {
+    if journal.status != chaos::Verdict::Passed && !failed_elsewhere(journal, phases) {
         let why = journal.deviated.clone().unwrap_or_else(|| format!("{:?}", journal.status));
         let verdict = if journal.status == chaos::Verdict::Inconclusive { Verdict::Inconclusive } else { Verdict::Fail };
         return (verdict, why);
@@ -178,6 +178,17 @@ fn judge(journal: &Journal, phases: &[Phase]) -> (Verdict, String) {
         evidence.push(format!("{} lag peak {}, caught up {}", catch_up.group, catch_up.peak, catch_up.caught_up_after.map(|t| format!("{t:.1} s after the fault")).unwrap_or_else(|| "?".into())));
     }
     (Verdict::Pass, shorten(&evidence.join("; "), 220))
+}
+
+/// The run failed only because a check of *another* phase deviated (and
+/// its rollback is not in doubt): two checkpoints reading one experiment —
+/// failure isolation during, replay after — are each judged on their own
+/// phases, so a system without replay does not fail isolation too. A run
+/// that was stopped, could not act or saw too little still counts.
+fn failed_elsewhere(journal: &Journal, phases: &[Phase]) -> bool {
+    journal.status == chaos::Verdict::Failed
+        && journal.rollback_verified != Some(false)
+        && journal.results().any(|(phase, r)| !phases.contains(&phase) && r.status == Status::Deviated)
 }
 
 fn shorten(text: &str, max: usize) -> String {
@@ -196,7 +207,7 @@ mod tests {
     use crate::contract::checkpoint::{Evidence, Outcome};
 
     fn checkpoint(id: u8, scored: Scored, phases: &[Phase]) -> Checkpoint {
-        Checkpoint { id, en: format!("checkpoint {id}"), ko: format!("체크포인트 {id}"), scored, phases: phases.to_vec() }
+        Checkpoint { id, en: format!("checkpoint {id}"), ko: format!("체크포인트 {id}"), scored, phases: phases.to_vec(), broken: None, line: 0 }
     }
 
     /// A journal of `during` checks; an availability check's route is the
@@ -245,6 +256,21 @@ mod tests {
         let none = score(&checkpoint(6, Scored::Experiment("x".into()), &[Phase::After]), &[Some(&j)], false, None);
         assert_eq!(none.verdict, Verdict::Fail, "no check of the phase ran: no evidence, no pass");
         assert_eq!(none.evidence, "`t` has no check in its after phase(s): nothing to score this checkpoint on");
+    }
+
+    #[test]
+    fn a_deviation_in_another_phase_does_not_fail_this_one() {
+        let (p, s, e) = available("100.00", Status::Held);
+        let mut j = journal(chaos::Verdict::Failed, &[(p, s, &e)]);
+        j.record(Phase::After, CheckResult { name: "replayed".into(), status: Status::Deviated, probe: ProbeKind::Consistency, evidence: "2 of 3 rows".into(), took_ms: 0, route: None });
+        let during = score(&checkpoint(6, Scored::Experiment("x".into()), &[Phase::During]), &[Some(&j)], false, None);
+        assert_eq!(during.verdict, Verdict::Pass, "isolation held during: {}", during.evidence);
+        let after = score(&checkpoint(7, Scored::Experiment("x".into()), &[Phase::After]), &[Some(&j)], false, None);
+        assert_eq!((after.verdict, after.evidence.as_str()), (Verdict::Fail, "replayed (deviated): 2 of 3 rows"));
+        j.rollback_verified = Some(false);
+        assert_eq!(score(&checkpoint(6, Scored::Experiment("x".into()), &[Phase::During]), &[Some(&j)], false, None).verdict, Verdict::Fail, "an unverified rollback fails every reader");
+        let stopped = journal(chaos::Verdict::Aborted, &[(p, s, &e)]);
+        assert_eq!(score(&checkpoint(6, Scored::Experiment("x".into()), &[Phase::During]), &[Some(&stopped)], false, None).verdict, Verdict::Fail, "an aborted run fails it");
     }
 
     #[test]

@@ -41,6 +41,14 @@ pub struct CheckArgs {
     /// is always in the run's `contract-verification/` files).
     #[arg(short, long)]
     verbose: bool,
+    /// Prove the scorecard instead: every checkpoint passes on the system
+    /// and fails on its broken variant (`broken:` in checkpoints.yaml),
+    /// and no other verdict changes; `--prove=1,5` proves those only.
+    #[arg(long, value_name = "IDS", num_args = 0..=1, require_equals = true, default_missing_value = "all")]
+    prove: Option<String>,
+    /// With --prove: broken systems run at a time (each on its own ports and folder).
+    #[arg(long, default_value_t = 1, requires = "prove", value_parser = clap::value_parser!(u16).range(1..=16))]
+    jobs: u16,
     #[command(flatten)]
     run: RunDirArgs,
     #[command(flatten)]
@@ -52,11 +60,20 @@ pub(super) async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
     // A malformed folder is an input error before anything starts.
     let checkpoints = check::checkpoint::load(&system)?;
     let dir = args.reports.join(crate::clock::stamp());
+    if let Some(ids) = &args.prove {
+        anyhow::ensure!(args.platform == PlatformKind::Local, "--prove starts each broken system itself: local platform only");
+        let checkpoints = match super::prove_cmds::ids(ids)? {
+            Some(ids) => checkpoints.only(&ids)?,
+            None => checkpoints,
+        };
+        let plan = check::prove::ProvePlan { system, checkpoints, dir, pacts: args.pacts, korean: args.lang == "ko", jobs: args.jobs as usize };
+        return super::prove_cmds::prove(plan, args.verbose);
+    }
     let place = match args.platform {
         PlatformKind::Local => Where::Local(args.run.run_dir),
         PlatformKind::Kube => Where::Deployed(Target::kube(&system.def, &args.kube.settings(), &dir, None, |line| println!("{line}")).await?),
     };
-    let plan = CheckPlan { system, checkpoints, place, dir: dir.clone(), pacts: args.pacts, korean: args.lang == "ko" };
+    let plan = CheckPlan { system, checkpoints, place, dir: dir.clone(), pacts: args.pacts, korean: args.lang == "ko", variants: vec![] };
     std::fs::create_dir_all(&dir)?;
     let verbose = args.verbose;
     let card = {
@@ -111,7 +128,7 @@ fn show(event: &Event, verbose: bool) {
     }
 }
 
-fn verdict_word(verdict: chaos::Verdict) -> &'static str {
+pub(super) fn verdict_word(verdict: chaos::Verdict) -> &'static str {
     match verdict {
         chaos::Verdict::Running => "running",
         chaos::Verdict::Passed => "passed",
@@ -125,12 +142,12 @@ fn verdict_word(verdict: chaos::Verdict) -> &'static str {
 /// verifier prints its whole report with `println!`, FAILED lines of the
 /// variants that are expected to break included; `check` keeps that text in
 /// its report files instead (see [`Event::CaseVerified`]).
-struct StdoutTo {
+pub(super) struct StdoutTo {
     saved: OwnedFd,
 }
 
 impl StdoutTo {
-    fn file(path: &Path) -> anyhow::Result<StdoutTo> {
+    pub(super) fn file(path: &Path) -> anyhow::Result<StdoutTo> {
         let file = File::create(path).map_err(|err| anyhow::anyhow!("cannot write {}: {err}", path.display()))?;
         std::io::stdout().flush()?;
         // SAFETY: dup and dup2 on descriptors this process owns; the copy

@@ -11,6 +11,10 @@ use serde::Deserialize;
 use super::command;
 use crate::systems::kit::{instance_name, parse_instance, serve_env};
 
+/// How `--variant` names the gateway (`gateway=let-anonymous`), unless a
+/// service of the system has that name.
+pub const GATEWAY: &str = "gateway";
+
 /// A whole system: a reference system, or a user's own.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,7 +146,7 @@ pub enum Runs {
 /// only what is different, in words; a service of the user's own also says
 /// how it runs differently — another command, or extra environment.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged, expecting = "a variant: what is different, in words, or { about: WORDS, command: [PROGRAM, ARGS...], env: { NAME: VALUE } }")]
+#[serde(untagged, expecting = "a variant: what is different, in words, or { about: WORDS, command: [PROGRAM, ARGS...], env: { NAME: VALUE }, max_replicas: N }")]
 pub enum VariantDef {
     /// What is different, in words (the handler knows the variant by name).
     About(String),
@@ -161,6 +165,9 @@ pub struct VariantRuns {
     /// Environment added to (or replacing) the service's.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Deployed with its autoscaler capped at this many replicas: a
+    /// variant of how it is deployed rather than of its code.
+    pub max_replicas: Option<u32>,
 }
 
 impl VariantDef {
@@ -479,9 +486,28 @@ impl SystemDef {
         self.services.iter().find(|s| s.name == name)
     }
 
+    /// The system as deployed with `variants` (service → variant): what a
+    /// variant changes in the deployment (its autoscaler's maximum) applied.
+    pub fn with_variants(&self, variants: &[(String, String)]) -> SystemDef {
+        let mut def = self.clone();
+        for service in &mut def.services {
+            let runs = variants.iter().find(|(name, _)| *name == service.name).and_then(|(_, v)| service.variants.get(v));
+            if let (Some(VariantDef::Runs(VariantRuns { max_replicas: Some(max), .. })), Some(hpa)) = (runs, service.autoscaling.as_mut()) {
+                hpa.max = (*max).max(1);
+                hpa.min = hpa.min.min(hpa.max);
+            }
+        }
+        def
+    }
+
     /// Checks that `service` exists and can run `variant`; the error lists
     /// the variants it has.
     pub fn check_variant(&self, service: &str, variant: &str) -> Result<(), String> {
+        // The built-in gateway is no service of the definition, and has variants of its own.
+        if service == GATEWAY && self.service(service).is_none() {
+            let known: Vec<&str> = crate::systems::kit::GATEWAY_VARIANTS.iter().map(|(name, _)| *name).collect();
+            return if known.contains(&variant) { Ok(()) } else { Err(format!("the gateway has no variant `{variant}` (variants: {})", known.join(", "))) };
+        }
         let def = self.service(service).ok_or_else(|| format!("{} has no service `{service}` (services: {})", self.system, self.service_names().join(", ")))?;
         if def.variants.contains_key(variant) {
             return Ok(());
@@ -569,7 +595,8 @@ mod tests {
         assert!(shop.check_variant("product", "item-rename").is_ok());
         let err = shop.check_variant("product", "item-renamed").unwrap_err();
         assert!(err.contains("no variant `item-renamed`") && err.contains("item-rename-compatible"), "{err}");
-        assert!(shop.check_variant("delivery", "x").unwrap_err().contains("variants: none"));
+        assert!(shop.check_variant("delivery", "x").unwrap_err().contains("variants: anonymous-group, live-always, publish-only"));
+        assert!(shop.check_variant("gateway", "let-anonymous").is_ok() && shop.check_variant("gateway", "x").unwrap_err().contains("variants: let-anonymous"));
         assert!(shop.check_variant("nobody", "x").unwrap_err().contains("services: product, order"));
         let yaml = "system: mine\ntopic: t\ngateway:\n  routes: []\nservices:\n  - { name: a, role: core, consumer: true, run: { builtin: shop.mypage } }\n";
         let mine = SystemDef::parse(yaml, "x.yaml").unwrap();

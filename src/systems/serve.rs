@@ -81,7 +81,7 @@ impl GatewayOptions {
     /// signing with `secret`.
     pub fn config(&self, def: &SystemDef, port: u16, secret: String) -> anyhow::Result<GatewayConfig> {
         let mut config = self.with_routes(routes(def), secret)?;
-        config.authenticate = def.gateway.auth == Auth::Jwt;
+        config.admission = if def.gateway.auth == Auth::Jwt { kit::Admission::Token } else { kit::Admission::Anyone };
         if self.admins.is_empty() {
             config.admins = def.gateway.admins.clone();
         }
@@ -110,7 +110,7 @@ impl GatewayOptions {
             admins: self.admins.clone(),
             origins: self.cors_origins.clone(),
             token_ttl: Duration::from_secs(3600),
-            authenticate: true,
+            admission: kit::Admission::Token,
         })
     }
 

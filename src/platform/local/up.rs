@@ -97,7 +97,8 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         autoscaling: plan.autoscaling,
         system_dir: plan.def.folder.clone(),
     };
-    let supervisor = Supervisor::new(&plan.def, launch);
+    let deployed = plan.def.with_variants(&plan.variants);
+    let supervisor = Supervisor::new(&deployed, launch);
     supervisor.start();
     let gateway = TcpListener::bind(("127.0.0.1", plan.port))
         .await
@@ -119,7 +120,14 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         ready: false,
     };
     let secret = super::secret::run_secret(&plan.run_dir, plan.gateway.jwt_secret.as_deref())?;
-    let gateway_config = plan.gateway.config(&plan.def, gateway.local_addr()?.port(), secret)?;
+    let mut gateway_config = plan.gateway.config(&plan.def, gateway.local_addr()?.port(), secret)?;
+    let gateway_variant = plan.variants.iter().find(|(name, _)| name == crate::systems::definition::GATEWAY && plan.def.service(name).is_none());
+    if let Some((_, variant)) = gateway_variant {
+        anyhow::ensure!(variant == crate::systems::kit::LET_ANONYMOUS, "the gateway has no variant `{variant}`");
+        if gateway_config.admission == crate::systems::kit::Admission::Token {
+            gateway_config.admission = crate::systems::kit::Admission::TokenOrNone;
+        }
+    }
     let shutdown = Arc::new(Notify::new());
     let upstreams: Arc<dyn Upstreams> = supervisor.clone();
     let mut servers = vec![

@@ -48,6 +48,10 @@ pub struct Kit {
     pub switches: Switches,
     /// Records events in the outbox.
     pub publisher: Publisher,
+    /// How truthfully its health endpoints answer (a broken variant's may lie).
+    pub probes: Probes,
+    /// Which consumer group its consumer joins (set before [`Kit::consume`]).
+    pub group: Group,
     stop: watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
     consumers: Vec<JoinHandle<()>>,
@@ -55,8 +59,45 @@ pub struct Kit {
     consumer_down: Arc<Mutex<Option<String>>>,
 }
 
+/// How truthfully a service's health endpoints answer. The real services'
+/// do; a broken variant's may not, and the checkpoint that relies on the
+/// probe must catch it (`check --prove`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Probes {
+    /// Liveness and readiness say what is so.
+    #[default]
+    Truthful,
+    /// Liveness answers OK whatever is wrong: the platform never restarts it.
+    AlwaysLive,
+    /// Readiness answers OK while the replica still warms up: it takes
+    /// traffic it cannot serve yet.
+    ReadyAtOnce,
+}
+
+/// Which consumer group a service's consumer joins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Group {
+    /// The service's own (`shop.delivery`): it resumes where it left off,
+    /// so what was published while it was away is read when it returns.
+    #[default]
+    Service,
+    /// A new group of its own at each start, from the topic's end (a
+    /// consumer without a group, as Spring Cloud Stream's anonymous
+    /// groups): what was published while it was away is never read. A
+    /// broken variant's, for the replay checkpoints to catch.
+    Anonymous,
+    /// No group shares the work: every replica reads every partition itself
+    /// (its progress still committed as the service's group) and applies
+    /// what it reads without the inbox's check, so two replicas apply every
+    /// event twice. A broken variant's, for the scale-out checkpoint.
+    Unshared,
+}
+
 #[derive(Clone)]
 struct Health {
+    probes: Probes,
+    /// Ready only once the consumer has its partitions.
+    needs_partitions: bool,
     started: Instant,
     warmup: Duration,
     draining: Arc<AtomicBool>,
@@ -100,7 +141,7 @@ impl Kit {
         ];
         let (stop, _) = watch::channel(false);
         let switches = Switches::default();
-        Ok(Kit { name, prefix, opts, store, kafka, metrics, switches, publisher, stop, background, consumers: Vec::new(), consumer_down: Arc::default() })
+        Ok(Kit { name, prefix, opts, store, kafka, metrics, switches, publisher, probes: Probes::Truthful, group: Group::Service, stop, background, consumers: Vec::new(), consumer_down: Arc::default() })
     }
 
     /// Starts consuming the system topic in this service's consumer group.
@@ -109,11 +150,17 @@ impl Kit {
     /// [`FROM_LATEST`] variant of any service starts a new group at the
     /// topic's end instead of its start.
     pub fn consume<H: Handler>(&mut self, handler: H) {
+        let group = match self.group {
+            Group::Service | Group::Unshared => self.name.clone(),
+            Group::Anonymous => format!("{}.anonymous.{}", self.name, uuid::Uuid::new_v4().simple()),
+        };
         let inbox = Inbox {
-            from_latest: self.opts.variant.as_deref() == Some(FROM_LATEST),
             store: self.store.clone(),
             kafka: self.kafka.clone(),
-            group: self.name.clone(),
+            group,
+            // The anonymous group and the FROM_LATEST variant start at the topic's end.
+            from_latest: self.group == Group::Anonymous || self.opts.variant.as_deref() == Some(FROM_LATEST),
+            unshared: self.group == Group::Unshared,
             client_id: format!("{}-{}", self.name, self.opts.replica_id),
             handler,
             metrics: self.metrics.clone(),
@@ -139,6 +186,11 @@ impl Kit {
     /// Serves `routes` plus the kit's endpoints until SIGTERM or SIGINT.
     pub async fn serve(self, routes: Router) -> anyhow::Result<()> {
         let health = Health {
+            probes: self.probes,
+            // An anonymous group starts at the topic's end when it joins: not
+            // ready before it has, so what it misses is what was published
+            // while it was away (the fault it shows), never a start-up race.
+            needs_partitions: self.group == Group::Anonymous && !self.consumers.is_empty(),
             started: Instant::now(),
             warmup: self.opts.warmup,
             draining: Arc::new(AtomicBool::new(false)),
@@ -201,10 +253,11 @@ fn kit_routes(health: Health) -> Router {
 }
 
 async fn live(State(health): State<Health>) -> Response {
-    if health.switches.get().unhealthy {
+    let truthful = health.probes != Probes::AlwaysLive;
+    if truthful && health.switches.get().unhealthy {
         return (StatusCode::SERVICE_UNAVAILABLE, "unhealthy (switch)").into_response();
     }
-    if let Some(reason) = health.consumer_down() {
+    if let Some(reason) = health.consumer_down().filter(|_| truthful) {
         return (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
     }
     axum::Json(serde_json::json!({"status": "live", "service": health.name, "version": health.version})).into_response()
@@ -213,10 +266,12 @@ async fn live(State(health): State<Health>) -> Response {
 async fn ready(State(health): State<Health>) -> Response {
     let reason = if health.draining.load(Ordering::SeqCst) {
         Some("draining")
-    } else if health.started.elapsed() < health.warmup {
+    } else if health.started.elapsed() < health.warmup && health.probes != Probes::ReadyAtOnce {
         Some("warming up")
     } else if health.switches.get().unready {
         Some("unready (switch)")
+    } else if health.needs_partitions && health.metrics.assignments() == 0 {
+        Some("waiting for its partitions")
     } else {
         None
     };

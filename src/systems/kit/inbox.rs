@@ -61,13 +61,16 @@ pub(crate) struct Inbox<H> {
     pub store: Store,
     pub kafka: KafkaSettings,
     pub group: String,
+    /// A group without committed offsets starts at the topic's end (else its start).
+    pub from_latest: bool,
+    /// Reads every partition itself and applies without the inbox's check
+    /// ([`super::app::Group::Unshared`]).
+    pub unshared: bool,
     pub client_id: String,
     pub handler: H,
     pub metrics: Metrics,
     pub publisher: Publisher,
     pub switches: Switches,
-    /// A new group starts at the topic's end ([`super::kafka::FROM_LATEST`]).
-    pub from_latest: bool,
 }
 
 /// Counts partition assignments: a member evicted and rejoining in a loop
@@ -104,7 +107,16 @@ impl<H: Handler> Inbox<H> {
             config.set("auto.offset.reset", "latest");
         }
         let consumer: StreamConsumer<Context> = config.create_with_context(context)?;
-        consumer.subscribe(&[self.kafka.topic.as_str()])?;
+        if self.unshared {
+            let mut all = rdkafka::TopicPartitionList::new();
+            for partition in 0..self.kafka.partitions {
+                all.add_partition_offset(&self.kafka.topic, partition, Offset::Stored)?;
+            }
+            consumer.assign(&all)?;
+            self.metrics.assigned();
+        } else {
+            consumer.subscribe(&[self.kafka.topic.as_str()])?;
+        }
         loop {
             // An experiment's way to kill the consumer task.
             assert!(!self.switches.consumer_crashed(), "consumer task killed through /_stormproof/crash-consumer");
@@ -157,7 +169,7 @@ impl<H: Handler> Inbox<H> {
         let mut pause = Duration::from_millis(50);
         let mut failures = 0;
         loop {
-            let attempt = AssertUnwindSafe(apply(&self.store, &self.handler, event, &self.metrics, LOCK_WAIT)).catch_unwind().await;
+            let attempt = AssertUnwindSafe(apply(&self.store, &self.handler, event, &self.metrics, LOCK_WAIT, !self.unshared)).catch_unwind().await;
             match attempt {
                 Err(panic) => return Step::Skip(Poison::Panicked(panic_text(&panic))),
                 Ok(Ok(Outcome::Skipped(poison))) => return Step::Skip(poison),
@@ -213,8 +225,13 @@ pub async fn apply_payload<H: Handler>(store: &Store, handler: &H, payload: &[u8
     Ok(outcome)
 }
 
-async fn apply<H: Handler>(store: &Store, handler: &H, event: &Incoming, metrics: &Metrics, wait: Duration) -> anyhow::Result<Outcome> {
+async fn apply<H: Handler>(store: &Store, handler: &H, event: &Incoming, metrics: &Metrics, wait: Duration, dedupe: bool) -> anyhow::Result<Outcome> {
     let tx = store.begin_within(wait).await?;
+    if !dedupe {
+        let outcome = handler.handle(&tx, event).await?;
+        tx.commit().await?;
+        return Ok(outcome);
+    }
     let fresh = tx
         .execute(
             "INSERT OR IGNORE INTO processed_events (event_id, event_type, processed_at) VALUES (?1, ?2, ?3)",

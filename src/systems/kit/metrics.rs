@@ -111,6 +111,11 @@ impl Metrics {
         self.assignments.inc();
     }
 
+    /// Partition assignments received so far.
+    pub fn assignments(&self) -> u64 {
+        self.assignments.get()
+    }
+
     /// Sets the outbox figures: rows waiting, rows held behind a dead
     /// letter, rows parked.
     pub fn set_outbox(&self, pending: i64, held: i64, dead_letters: i64) {

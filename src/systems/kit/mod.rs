@@ -23,11 +23,11 @@ pub mod token;
 mod upstream;
 mod verified;
 
-pub use app::{Kit, nodelay};
+pub use app::{Group, Kit, Probes, nodelay};
 pub use bounds::{MAX_BODY, MAX_EVENT_BYTES};
 pub use error::{ApiError, JsonBody, parse_id};
 pub use event::{Bounded, Event, Incoming, Poison, now_rfc3339};
-pub use gateway::{GatewayConfig, default_origins, gateway_app};
+pub use gateway::{Admission, GatewayConfig, LET_ANONYMOUS, VARIANTS as GATEWAY_VARIANTS, default_origins, gateway_app};
 pub use identity::Caller;
 pub use inbox::{Handler, Outcome as HandleOutcome, apply_payload};
 pub use kafka::{FROM_LATEST, KafkaSettings, ensure_topic};

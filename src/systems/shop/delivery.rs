@@ -66,12 +66,28 @@ struct Filter {
 struct App {
     store: Store,
     publisher: Publisher,
+    /// The `publish-only` variant: answers OrderPlaced with DeliveryStarted
+    /// but keeps no delivery — no state change in delivery, for the saga
+    /// checkpoint to catch.
+    publish_only: bool,
 }
 
 /// Runs the delivery service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
+    let variant = opts.variant.clone().unwrap_or_default();
+    if !matches!(variant.as_str(), "" | "publish-only" | "live-always" | "anonymous-group") {
+        anyhow::bail!("delivery has no variant `{variant}` (publish-only, live-always, anonymous-group)");
+    }
     let mut kit = Kit::start(super::SYSTEM, "delivery", opts, kafka, SCHEMA).await?;
-    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone() };
+    if variant == "anonymous-group" {
+        // Orders placed while it was away are never delivered.
+        kit.group = crate::systems::kit::Group::Anonymous;
+    }
+    if variant == "live-always" {
+        // Live whatever is wrong: the platform has no reason to restart it.
+        kit.probes = crate::systems::kit::Probes::AlwaysLive;
+    }
+    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), publish_only: variant == "publish-only" };
     kit.consume(app.clone());
     kit.serve(routes(app)).await
 }
@@ -81,7 +97,7 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
 /// messages through (`tests/contract_consumers.rs`).
 pub async fn apply_event(db: &std::path::Path, payload: &[u8]) -> anyhow::Result<HandleOutcome> {
     let store = Store::open(db, SCHEMA).await?;
-    let app = App { store: store.clone(), publisher: Publisher::detached(super::SYSTEM) };
+    let app = App { store: store.clone(), publisher: Publisher::detached(super::SYSTEM), publish_only: false };
     crate::systems::kit::apply_payload(&store, &app, payload).await
 }
 
@@ -132,6 +148,11 @@ impl App {
     }
 
     async fn start(&self, tx: &Tx, order: OrderPlaced) -> anyhow::Result<HandleOutcome> {
+        if self.publish_only {
+            // No delivery row to number it: the order's id stands in.
+            let id = order.order_id;
+            return self.started(tx, id, order).await;
+        }
         let inserted = tx
             .execute(
                 "INSERT OR IGNORE INTO deliveries (order_id, product_id, quantity, customer_id, customer_name, customer_addr, status, updated_at)
@@ -150,8 +171,13 @@ impl App {
         if inserted == 0 {
             return Ok(HandleOutcome::Ignored);
         }
+        self.started(tx, tx.last_insert_rowid(), order).await
+    }
+
+    /// Records DeliveryStarted for `order` (delivery `delivery_id`).
+    async fn started(&self, tx: &Tx, delivery_id: i64, order: OrderPlaced) -> anyhow::Result<HandleOutcome> {
         let started = DeliveryStarted {
-            delivery_id: tx.last_insert_rowid(),
+            delivery_id,
             order_id: order.order_id,
             product_id: order.product_id,
             quantity: order.quantity,

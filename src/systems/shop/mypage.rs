@@ -68,7 +68,19 @@ struct App {
 
 /// Runs the mypage service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
+    let variant = opts.variant.clone().unwrap_or_default();
+    if !matches!(variant.as_str(), "" | "anonymous-group" | "reads-every-partition") {
+        anyhow::bail!("mypage has no variant `{variant}` (anonymous-group, reads-every-partition)");
+    }
     let mut kit = Kit::start(super::SYSTEM, "mypage", opts, kafka, SCHEMA).await?;
+    if variant == "anonymous-group" {
+        // What was published while it was away never reaches the view.
+        kit.group = crate::systems::kit::Group::Anonymous;
+    }
+    if variant == "reads-every-partition" {
+        // Two replicas apply every event twice.
+        kit.group = crate::systems::kit::Group::Unshared;
+    }
     let app = App { store: kit.store.clone() };
     kit.consume(app.clone());
     kit.serve(routes(app)).await

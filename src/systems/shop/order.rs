@@ -126,12 +126,13 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
         .to_string();
     let variant = opts.variant.clone().unwrap_or_default();
     let delivery = match variant.as_str() {
-        "" | "no-breaker" | "random-key" => None,
+        // no-scale-out differs in how it is deployed (system.yaml), not here.
+        "" | "no-breaker" | "random-key" | "ready-at-once" | "no-scale-out" => None,
         "sync-delivery" => {
             let url = opts.upstream("delivery").ok_or_else(|| anyhow::anyhow!("the sync-delivery variant needs --upstream delivery=URL"))?;
             Some(Arc::new(Upstream::new("delivery", url, Duration::from_millis(1000))))
         }
-        other => anyhow::bail!("order has no variant `{other}` (sync-delivery, no-breaker, random-key)"),
+        other => anyhow::bail!("order has no variant `{other}` (sync-delivery, no-breaker, random-key, ready-at-once, no-scale-out)"),
     };
     // The `no-breaker` variant waits for product as long as it takes — the
     // coupling a circuit breaker exists to cut, for experiments to catch.
@@ -139,7 +140,11 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
         "no-breaker" => Upstream::without_breaker("product", &product_url, Duration::from_secs(30)),
         _ => Upstream::new("product", &product_url, Duration::from_millis(1000)),
     };
-    let kit = Kit::start(super::SYSTEM, "order", opts, kafka, SCHEMA).await?;
+    let mut kit = Kit::start(super::SYSTEM, "order", opts, kafka, SCHEMA).await?;
+    if variant == "ready-at-once" {
+        // Ready before it can serve: the readiness probe protects nothing.
+        kit.probes = crate::systems::kit::Probes::ReadyAtOnce;
+    }
     let app = App {
         store: kit.store.clone(),
         publisher: kit.publisher.clone(),
@@ -173,7 +178,8 @@ async fn place(State(app): State<App>, caller: Caller, JsonBody(order): JsonBody
     let product = app.product_info(order.product_id).await?;
     if let Some(delivery) = &app.delivery {
         delivery
-            .get_json::<serde_json::Value>("/deliveries")
+            // A cheap call: the coupling is the fault, not what delivery answers.
+            .get_json::<serde_json::Value>("/deliveries?orderId=0")
             .await
             .map_err(|err| ApiError::Unavailable(format!("delivery must answer first (sync-delivery variant): {err}")))?;
     }
