@@ -279,3 +279,30 @@ async fn hostile_input_on_every_endpoint_gets_a_4xx_with_a_reason() {
     assert_eq!(patch_status(&taxi, next, "Accepted").await.0, 200);
     taxi.down();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_taxi_passes_every_applicable_checkpoint_with_evidence() {
+    // A short autoscaler period and window, as for the shop's check.
+    let taxi = Shop::up_system("taxi", &["--hpa-sync-period", "2s", "--hpa-downscale-stabilization", "15s"]).await;
+    let reports = tempfile::tempdir().unwrap();
+    let pacts = concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/taxi");
+    let out = taxi.cli(&["check", "taxi", "--lang", "ko", "--pacts", pacts, "--reports", reports.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(stormproof::exit::PASSED), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("장애격리"), "Korean checkpoint names: {stdout}");
+    let run = std::fs::read_dir(reports.path()).unwrap().next().unwrap().unwrap().path();
+    let card: Value = serde_json::from_str(&std::fs::read_to_string(run.join("scorecard.json")).unwrap()).unwrap();
+    let checkpoint = |id: u64| card["checkpoints"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone();
+    for id in [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12] {
+        assert_eq!(checkpoint(id)["verdict"], "pass", "checkpoint {id}: {card:#}");
+    }
+    for id in [3, 13] {
+        assert_eq!(checkpoint(id)["verdict"], "not yet", "checkpoint {id} is not claimed before it is automated");
+    }
+    let breaker = checkpoint(4)["evidence"].as_str().unwrap().to_string();
+    assert!(breaker.contains("POST /calls → 503") && breaker.contains("GET /payments → 200 in 50"), "the hang and the refusals are seen: {breaker}");
+    assert!(checkpoint(6)["evidence"].as_str().unwrap().starts_with("POST /calls 100.00 %"), "{card:#}");
+    let contract = checkpoint(12)["evidence"].as_str().unwrap().to_string();
+    assert!(contract.contains("drop-call-id blocked"), "{contract}");
+    taxi.down();
+}
