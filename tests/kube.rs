@@ -913,3 +913,55 @@ async fn a_users_deployment_rolled_without_readiness_gets_its_own_probe_back() {
     assert_eq!(sent.json()["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"], "/ready");
     assert_eq!(container(&fake)["readinessProbe"]["periodSeconds"], 2);
 }
+
+/// The taxi (seed 001) renders like the shop: a Deployment and a Service per
+/// service and the gateway, call's autoscaler at the seed's 1–10, the
+/// synchronous dependency on payment wired, and kubernetes-validate accepts it.
+#[test]
+fn the_taxi_renders_and_passes_kubernetes_validate_strict() {
+    let objects = manifests::render(&SystemDef::builtin("taxi").unwrap(), &render_options()).unwrap();
+    let yaml = manifests::to_yaml(&objects).unwrap();
+    assert_eq!(manifests::parse(&yaml).unwrap(), objects);
+    let deployments: Vec<_> = objects
+        .iter()
+        .filter_map(|o| match o {
+            manifests::Object::Deployment(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut names: Vec<_> = deployments.iter().map(|d| d.metadata.name.clone().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["call", "calllist", "driver", "gateway", "payment"]);
+    assert_eq!(objects.iter().filter(|o| matches!(o, manifests::Object::Service(_))).count(), 5);
+    let hpas: Vec<_> = objects
+        .iter()
+        .filter_map(|o| match o {
+            manifests::Object::Hpa(h) => Some(h.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hpas.len(), 1, "only call autoscales");
+    let hpa = hpas[0].spec.as_ref().unwrap();
+    assert_eq!((hpa.scale_target_ref.name.as_str(), hpa.min_replicas, hpa.max_replicas), ("call", Some(1), 10), "the seed's --min=1 --max=10");
+    for (service, upstream) in [("call", Some("payment=http://payment:80")), ("driver", Some("payment=http://payment:80")), ("calllist", None)] {
+        let deployment = deployments.iter().find(|d| d.metadata.name.as_deref() == Some(service)).unwrap();
+        let container = &deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+        assert_eq!(container.args.as_ref().unwrap(), &["serve".to_string(), format!("taxi.{service}")]);
+        let env = container.env.as_ref().unwrap();
+        let upstreams = env.iter().find(|e| e.name == "STORMPROOF_UPSTREAMS").and_then(|e| e.value.as_deref());
+        assert_eq!(upstreams.filter(|u| !u.is_empty()), upstream, "{service}");
+        assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some(), "{service} is probed");
+    }
+    let Some(validate) = kubernetes_validate() else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "SKIPPED the kubernetes-validate half of the_taxi_renders_and_passes_kubernetes_validate_strict: kubernetes-validate is not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("taxi.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let out = std::process::Command::new(validate).args(["--strict", "--kubernetes-version", "1.33.0"]).arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.matches("INFO").count(), objects.len(), "{stdout}");
+}

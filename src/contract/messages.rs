@@ -75,21 +75,27 @@ impl MessageSource {
         let mut last = Value::Null;
         for step in steps {
             match step {
-                Step::Http { method, path, body } => {
+                Step::Http { method, path, body, within } => {
                     let path = match &last["id"] {
                         Value::Null => path.clone(),
                         id => path.replace("{id}", id.to_string().trim_matches('"')),
                     };
                     let method = reqwest::Method::from_bytes(method.as_bytes())?;
-                    let mut request = http.request(method.clone(), format!("{}{path}", self.base_url));
-                    if let Some(body) = body {
-                        request = request.json(body);
-                    }
-                    let response = request.send().await.with_context(|| format!("trigger {method} {path}"))?;
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    let text: String = text.chars().take(200).collect();
-                    anyhow::ensure!(status.is_success(), "trigger {method} {path} answered {status} {text}");
+                    let deadline = std::time::Instant::now() + within.unwrap_or_default();
+                    let text = loop {
+                        let mut request = http.request(method.clone(), format!("{}{path}", self.base_url));
+                        if let Some(body) = body {
+                            request = request.json(body);
+                        }
+                        let response = request.send().await.with_context(|| format!("trigger {method} {path}"))?;
+                        let status = response.status();
+                        let text: String = response.text().await.unwrap_or_default().chars().take(200).collect();
+                        if status.is_success() {
+                            break text;
+                        }
+                        anyhow::ensure!(std::time::Instant::now() < deadline, "trigger {method} {path} answered {status} {text}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    };
                     last = serde_json::from_str(&text).unwrap_or(Value::Null);
                 }
                 Step::Publish { publish, key } => publish_event(kafka, publish, key).await?,

@@ -41,6 +41,10 @@ pub enum Step {
         /// JSON body.
         #[serde(default)]
         body: Option<Value>,
+        /// Retry until it succeeds or this much time has passed: the step
+        /// needs what the provider has yet to consume (default: one try).
+        #[serde(default, with = "humantime_serde")]
+        within: Option<std::time::Duration>,
     },
     /// An event published to the system's topic (`id` and `timestamp` are
     /// filled in when absent); the Kafka key is its `key` field.

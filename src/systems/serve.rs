@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::definition::{Auth, SystemDef};
 use super::kit::{self, GatewayConfig, ServeOptions};
-use super::shop;
+use super::{shop, taxi};
 use crate::proxy::{Forwarder, Upstreams};
 
 /// Splits `shop.order` into `("shop", "order")`.
@@ -31,7 +31,8 @@ pub async fn serve(full: &str, opts: ServeOptions, gateway: GatewayOptions) -> a
 async fn handler(system: &str, service: &str, opts: ServeOptions) -> anyhow::Result<()> {
     match system {
         shop::SYSTEM => shop::serve(service, opts).await,
-        other => anyhow::bail!("no built-in service handlers for system `{other}` (handlers: {})", shop::SYSTEM),
+        taxi::SYSTEM => taxi::serve(service, opts).await,
+        other => anyhow::bail!("no built-in service handlers for system `{other}` (handlers: {}, {})", shop::SYSTEM, taxi::SYSTEM),
     }
 }
 

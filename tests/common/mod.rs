@@ -42,8 +42,14 @@ pub struct Shop {
 impl Shop {
     /// `stormproof up shop --detach --port 0` plus `extra` arguments.
     pub async fn up(extra: &[&str]) -> Shop {
+        Shop::up_system("shop", extra).await
+    }
+
+    /// `stormproof up SYSTEM --detach --port 0` plus `extra` arguments: any
+    /// system, driven through the same helpers.
+    pub async fn up_system(system: &str, extra: &[&str]) -> Shop {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut args = vec!["up", "shop", "--detach", "--port", "0", "--grace", "5s"];
+        let mut args = vec!["up", system, "--detach", "--port", "0", "--grace", "5s"];
         args.extend_from_slice(extra);
         let out = stormproof(dir.path(), &args);
         assert!(out.status.success(), "up failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -45,6 +45,41 @@ pub fn int(field: &str, value: i64, range: RangeInclusive<i64>) -> Result<(), St
     }
 }
 
+/// Deserializes an integer given as a JSON number or as a numeric string:
+/// httpie's `cost=500` sends `"500"`, and the course's Spring services
+/// coerce it. Fractions, overflow and anything else are an error naming
+/// what came.
+pub fn integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    deserializer.deserialize_any(Integer)
+}
+
+struct Integer;
+
+impl serde::de::Visitor<'_> for Integer {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an integer (a number or a numeric string)")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_err(|_| E::custom(format!("{v} is out of range")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+        Err(E::custom(format!("expected an integer, got {v}")))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<i64, E> {
+        let shown: String = v.chars().take(40).collect();
+        v.parse::<i64>().map_err(|err| E::custom(format!("expected an integer, got the string \"{shown}\" ({err})")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +92,23 @@ mod tests {
         assert!(text("imageUrl", "", 10, false).is_ok());
         assert!(int("quantity", 1, 1..=1000).is_ok());
         assert_eq!(int("quantity", i64::MAX, 1..=1000).unwrap_err(), format!("quantity must be within 1..=1000, got {}", i64::MAX));
+    }
+
+    #[test]
+    fn an_integer_is_a_number_or_a_numeric_string_and_nothing_else() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Cost {
+            #[serde(deserialize_with = "integer")]
+            cost: i64,
+        }
+        let cost = |json: &str| serde_json::from_str::<Cost>(json).map(|c| c.cost).map_err(|e| e.to_string());
+        assert_eq!(cost(r#"{"cost": 500}"#), Ok(500));
+        assert_eq!(cost(r#"{"cost": "500"}"#), Ok(500));
+        assert_eq!(cost(r#"{"cost": "-3"}"#), Ok(-3));
+        for bad in [r#"{"cost": 1.5}"#, r#"{"cost": "5x"}"#, r#"{"cost": ""}"#, r#"{"cost": true}"#, r#"{"cost": null}"#, r#"{"cost": 1e30}"#,
+                    r#"{"cost": 18446744073709551615}"#, r#"{"cost": "99999999999999999999"}"#] {
+            assert!(cost(bad).is_err(), "{bad} is refused");
+        }
+        assert!(cost(r#"{"cost": "5x"}"#).unwrap_err().contains("\"5x\""));
     }
 }

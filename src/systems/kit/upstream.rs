@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Why a call did not produce an answer.
@@ -25,6 +26,10 @@ pub enum CallError {
     /// The provider answered 404.
     #[error("not found")]
     NotFound,
+    /// The provider refused the request with another 4xx: an answer about
+    /// the request, not a failure of the provider (the breaker does not count it).
+    #[error("{0} refused the request with {1}: {2}")]
+    Rejected(String, u16, String),
     /// The provider answered something unreadable.
     #[error("{0} answered an unreadable body: {1}")]
     Unreadable(String, String),
@@ -70,19 +75,31 @@ impl Upstream {
 
     /// GETs `path` and decodes the JSON answer.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
+        self.guarded(self.client.get(self.url(path))).await
+    }
+
+    /// POSTs `body` as JSON to `path` and decodes the JSON answer.
+    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, CallError> {
+        self.guarded(self.client.post(self.url(path)).json(body)).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn guarded<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, CallError> {
         self.admit()?;
-        let result = self.call(path).await;
+        let result = self.call(request).await;
         match &result {
-            // A 404 is an answer, not a failure of the provider.
-            Ok(_) | Err(CallError::NotFound) => self.record(true),
+            // A 404 or another 4xx is an answer, not a failure of the provider.
+            Ok(_) | Err(CallError::NotFound | CallError::Rejected(..)) => self.record(true),
             Err(_) => self.record(false),
         }
         result
     }
 
-    async fn call<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
-        let url = format!("{}{path}", self.base);
-        let response = self.client.get(&url).timeout(self.timeout).send().await.map_err(|err| {
+    async fn call<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, CallError> {
+        let response = request.timeout(self.timeout).send().await.map_err(|err| {
             if err.is_timeout() {
                 CallError::Timeout(self.name.clone(), self.timeout)
             } else {
@@ -92,6 +109,10 @@ impl Upstream {
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(CallError::NotFound);
+        }
+        if status.is_client_error() {
+            let reason = response.text().await.unwrap_or_default().chars().take(200).collect();
+            return Err(CallError::Rejected(self.name.clone(), status.as_u16(), reason));
         }
         if !status.is_success() {
             return Err(CallError::ServerError(self.name.clone(), status.as_u16()));
