@@ -69,8 +69,9 @@ struct App {
 /// Runs the mypage service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
     let variant = opts.variant.clone().unwrap_or_default();
-    if !matches!(variant.as_str(), "" | "anonymous-group" | "reads-every-partition") {
-        anyhow::bail!("mypage has no variant `{variant}` (anonymous-group, reads-every-partition)");
+    // from-latest is the kit's own (any consumer can start at the topic's end).
+    if !matches!(variant.as_str(), "" | "anonymous-group" | "reads-every-partition" | crate::systems::kit::FROM_LATEST) {
+        anyhow::bail!("mypage has no variant `{variant}` (anonymous-group, reads-every-partition, {})", crate::systems::kit::FROM_LATEST);
     }
     let mut kit = Kit::start(super::SYSTEM, "mypage", opts, kafka, SCHEMA).await?;
     if variant == "anonymous-group" {
