@@ -30,6 +30,18 @@ pub struct KafkaSettings {
 }
 
 impl KafkaSettings {
+    /// The settings a built-in system's service runs with: the topic and
+    /// partitions of its definition unless the platform names others (a
+    /// folder may reuse these handlers).
+    pub fn for_system(system: &str, opts: &super::ServeOptions) -> anyhow::Result<Self> {
+        let def = crate::systems::definition::SystemDef::builtin(system)?;
+        let topic = opts.topic.clone().unwrap_or(def.topic);
+        let partitions = opts.partitions.unwrap_or(def.partitions);
+        Ok(KafkaSettings { bootstrap: opts.kafka.clone(), topic, partitions, idempotent: opts.kafka_idempotence })
+    }
+}
+
+impl KafkaSettings {
     /// Configuration for an idempotent producer that waits for all replicas;
     /// `client_id` names it to the broker (and to broker faults).
     pub fn producer_config(&self, client_id: &str) -> ClientConfig {

@@ -7,7 +7,6 @@ pub mod mypage;
 pub mod order;
 pub mod product;
 
-use crate::systems::definition::SystemDef;
 use crate::systems::kit::{KafkaSettings, ServeOptions};
 
 /// The system's name.
@@ -15,11 +14,7 @@ pub const SYSTEM: &str = "shop";
 
 /// Runs one shop service (`product`, `order`, `delivery`, `mypage`).
 pub async fn serve(service: &str, opts: ServeOptions) -> anyhow::Result<()> {
-    let def = SystemDef::builtin(SYSTEM)?;
-    // The platform names the topic of the system it runs (a folder may reuse these handlers).
-    let topic = opts.topic.clone().unwrap_or(def.topic);
-    let partitions = opts.partitions.unwrap_or(def.partitions);
-    let kafka = KafkaSettings { bootstrap: opts.kafka.clone(), topic, partitions, idempotent: opts.kafka_idempotence };
+    let kafka = KafkaSettings::for_system(SYSTEM, &opts)?;
     match service {
         "product" => product::serve(opts, kafka).await,
         "order" => order::serve(opts, kafka).await,

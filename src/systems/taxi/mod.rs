@@ -7,7 +7,6 @@ pub mod driver;
 pub mod events;
 pub mod payment;
 
-use crate::systems::definition::SystemDef;
 use crate::systems::kit::{ApiError, KafkaSettings, ServeOptions, parse_id};
 use events::Status;
 
@@ -16,10 +15,7 @@ pub const SYSTEM: &str = "taxi";
 
 /// Runs one taxi service (`call`, `payment`, `driver`, `calllist`).
 pub async fn serve(service: &str, opts: ServeOptions) -> anyhow::Result<()> {
-    let def = SystemDef::builtin(SYSTEM)?;
-    let topic = opts.topic.clone().unwrap_or(def.topic);
-    let partitions = opts.partitions.unwrap_or(def.partitions);
-    let kafka = KafkaSettings { bootstrap: opts.kafka.clone(), topic, partitions, idempotent: opts.kafka_idempotence };
+    let kafka = KafkaSettings::for_system(SYSTEM, &opts)?;
     match service {
         "call" => call::serve(opts, kafka).await,
         "payment" => payment::serve(opts, kafka).await,
