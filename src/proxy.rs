@@ -26,7 +26,7 @@ pub trait Upstreams: Send + Sync + 'static {
 
 /// The largest body passed on (larger: 413). Above a service's own limit,
 /// so a service still answers for itself what it takes.
-const MAX_BODY: usize = 1 << 20;
+pub const MAX_BODY: usize = 1 << 20;
 const ATTEMPTS: usize = 3;
 
 /// Forwards requests to a service's endpoints.

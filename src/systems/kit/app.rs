@@ -210,7 +210,7 @@ impl Kit {
             .layer(middleware::from_fn_with_state(health.clone(), misbehave))
             .merge(kit_routes(health.clone()))
             .layer(middleware::from_fn_with_state(health.clone(), count))
-            .layer(middleware::map_response(super::bounds::close_after_too_large));
+            .layer(middleware::from_fn_with_state(MAX_BODY, super::bounds::refuse_too_large));
         let listener = tokio::net::TcpListener::bind(self.opts.listen)
             .await
             .with_context(|| format!("cannot listen on {}", self.opts.listen))?;

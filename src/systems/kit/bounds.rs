@@ -4,6 +4,16 @@
 //! every string has a maximum length; a body has a maximum size.
 
 use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+
+use super::error::ApiError;
 
 /// The largest request body a service reads (larger: 413).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -12,16 +22,40 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// `message.max.bytes` (1 000 000), so every recorded event can be sent.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
-/// A 413 also says `Connection: close`: the unread rest of the body makes
-/// the server drop the connection after answering, and a client told so
-/// does not send its next request down that connection (where it would see
-/// it reset instead of an answer).
-pub async fn close_after_too_large(mut response: axum::response::Response) -> axum::response::Response {
-    use axum::http::{HeaderValue, StatusCode, header};
+/// Bodies declared larger than this are refused without being read: the
+/// client sees its connection reset. Nobody sends megabytes to these APIs
+/// but a client to be turned away.
+const DRAIN_MAX: u64 = 16 << 20;
+
+/// How long a refused body may take to arrive before the connection is cut.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Refuses a body declared larger than `limit` with a 413, after reading
+/// and discarding it. A server that answers without reading closes its
+/// connection with unread data; the kernel then resets it, and a client
+/// still writing its body sees a broken pipe instead of the answer. Every
+/// 413 (also one an extractor gives) says `Connection: close`, so the
+/// client does not send its next request down that connection.
+pub async fn refuse_too_large(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut response = match declared {
+        Some(length) if length > limit as u64 => {
+            if length <= DRAIN_MAX {
+                discard(request.into_body()).await;
+            }
+            ApiError::TooLarge(format!("the body is larger than {limit} bytes")).into_response()
+        }
+        _ => next.run(request).await,
+    };
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+async fn discard(mut body: Body) {
+    let read_all = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(DRAIN_TIME, read_all).await;
 }
 
 /// `value` is at most `max` characters long (and not blank when `required`).

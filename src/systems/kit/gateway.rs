@@ -12,12 +12,14 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use super::bounds::{MAX_BODY, refuse_too_large};
 use super::error::{ApiError, JsonBody};
 use super::identity::{ADMIN_ROLE, IDENTITY_PREFIX, ROLES_HEADER, SUBJECT_HEADER};
 use super::token::{Tokens, now_secs};
@@ -106,13 +108,13 @@ pub fn gateway_app(config: GatewayConfig, forwarder: Forwarder) -> Router {
     let tokens = Tokens::new(config.jwt_secret.as_bytes(), config.token_ttl);
     let gateway = Arc::new(Gateway { tokens, config, forwarder, verified: Verified::new(VERIFIED_TOKENS) });
     Router::new()
-        .route("/auth/token", post(issue_token).layer(DefaultBodyLimit::max(super::bounds::MAX_BODY)))
+        .route("/auth/token", post(issue_token).layer(DefaultBodyLimit::max(MAX_BODY)).layer(from_fn_with_state(MAX_BODY, refuse_too_large)))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(|| async { "ok" }))
         .fallback(route)
         .with_state(gateway)
         .layer(cors)
-        .layer(axum::middleware::map_response(super::bounds::close_after_too_large))
+        .layer(from_fn_with_state(crate::proxy::MAX_BODY, refuse_too_large))
 }
 
 /// A browser may call from `origins` only: a foreign origin's preflight
