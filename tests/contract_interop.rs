@@ -34,13 +34,15 @@ struct Served {
     child: Child,
     port: String,
     messages_port: String,
+    states_url: String,
 }
 
 impl Served {
     fn start(provider: &str, variant: Option<&str>) -> Served {
-        let triggers = concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/shop/triggers.yaml");
+        let system = provider.split('.').next().unwrap();
+        let triggers = format!("{}/contracts/{system}/triggers.yaml", env!("CARGO_MANIFEST_DIR"));
         let mut command = Command::new(common::BIN);
-        command.args(["contract", "serve", "--provider", provider, "--triggers", triggers]);
+        command.args(["contract", "serve", "--provider", provider, "--triggers", &triggers]);
         if let Some(variant) = variant {
             command.args(["--variant", variant]);
         }
@@ -54,7 +56,9 @@ impl Served {
         let port = url("STORMPROOF_PROVIDER_URL=");
         let messages_port = url("STORMPROOF_MESSAGES_URL=");
         url("STORMPROOF_KAFKA=");
-        Served { child, port, messages_port }
+        let line = lines.next().expect("serve printed its state-change URL").unwrap();
+        let states_url = line.strip_prefix("STORMPROOF_STATES_URL=").unwrap_or_else(|| panic!("expected STORMPROOF_STATES_URL=, got {line}")).to_string();
+        Served { child, port, messages_port, states_url }
     }
 }
 
@@ -74,18 +78,26 @@ impl Drop for Served {
     }
 }
 
-fn official_verify(cli: &PathBuf, served: &Served) -> (i32, String) {
-    let pact = concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/shop/shop.order-shop.product.json");
+/// The official verifier on `pacts` (files of `contracts/`) against `served`,
+/// its provider states set up at the state-change URL `contract serve` printed.
+fn official_verify_files(cli: &PathBuf, served: &Served, pacts: &[&str]) -> (i32, String) {
     let mut command = Command::new(cli);
     if cli.file_name().is_some_and(|n| n == "pact") {
         command.arg("verifier");
     }
+    for pact in pacts {
+        command.args(["--file", &format!("{}/contracts/{pact}", env!("CARGO_MANIFEST_DIR"))]);
+    }
     let transports = format!("message:{}", served.messages_port);
-    command.args(["--file", pact, "--hostname", "127.0.0.1", "--port", &served.port, "--transports", &transports, "--no-colour"]);
+    command.args(["--hostname", "127.0.0.1", "--port", &served.port, "--transports", &transports, "--state-change-url", &served.states_url, "--no-colour"]);
     let out = command.env("PACT_DO_NOT_TRACK", "true").output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{cli:?}\n{text}");
     (out.status.code().unwrap_or(-1), text)
+}
+
+fn official_verify(cli: &PathBuf, served: &Served) -> (i32, String) {
+    official_verify_files(cli, served, &["shop/shop.order-shop.product.json"])
 }
 
 #[test]
@@ -104,4 +116,19 @@ fn official_verifier_accepts_our_pacts() {
     let (code, out) = official_verify(&cli, &served);
     assert_eq!(code, FAILED, "{out}");
     assert!(out.contains("productName"), "{out}");
+}
+
+/// The taxi's HTTP pacts on payment: call's `POST /payments`, and driver's
+/// settlement, whose provider state ("call 2's fare is registered") is set
+/// up through payment's own API by the state-change URL, as
+/// `contracts/taxi/states.yaml` says.
+#[test]
+fn official_verifier_accepts_the_taxis_payment_pacts_with_their_provider_state() {
+    let Some(cli) = verifier_cli() else {
+        return common::skipped("no pact_verifier_cli (set PACT_VERIFIER_CLI or run ci/install-pact-verifier-cli.sh)");
+    };
+    let served = Served::start("taxi.payment", None);
+    let (code, out) = official_verify_files(&cli, &served, &["taxi/taxi.call-taxi.payment.json", "taxi/taxi.driver-taxi.payment.json"]);
+    assert_eq!(code, PASSED, "{out}");
+    assert!(out.contains("a fare registered for a new call") && out.contains("the settlement of call 2's fare"), "{out}");
 }
