@@ -158,16 +158,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_state_with_steps_is_set_up_through_the_running_provider_only() {
-        let taxi = crate::systems::System::builtin("taxi").unwrap();
-        let file = taxi.file(crate::systems::Part::Contracts, FILE).unwrap().unwrap();
-        let states = KnownStates::of("taxi.payment", &parse(&file).unwrap());
-        assert!(states.explain("call 2's fare is registered").unwrap().contains("POST /payments"));
-        assert!(states.set_up("").await.is_ok(), "an interaction given no state");
-        let err = states.set_up("call 2's fare is registered").await.unwrap_err().to_string();
+        let text = "sys.payment:\n  fare 2 is registered:\n    why: registered by POST /payments\n    steps:\n      - { method: POST, path: /payments, body: { id: 2 } }\n  ready: as started\n";
+        let file = SystemFile { name: FILE.into(), origin: "x/states.yaml".into(), text: text.into() };
+        let states = KnownStates::of("sys.payment", &parse(&file).unwrap());
+        assert_eq!(states.explain("fare 2 is registered"), Some("registered by POST /payments"));
+        assert!(states.set_up("").await.is_ok() && states.set_up("ready").await.is_ok(), "no state, or one that holds as started");
+        let err = states.set_up("fare 2 is registered").await.unwrap_err().to_string();
         assert!(err.contains("needs the running provider"), "{err}");
-        let err = states.set_up("call 3 exists").await.unwrap_err().to_string();
-        assert!(err.contains("`call 3 exists`") && err.contains("`call 2's fare is registered`"), "{err}");
-        let bad = SystemFile { name: FILE.into(), origin: "x/states.yaml".into(), text: "taxi.payment:\n  s: { why: w, step: [] }\n".into() };
+        let err = states.set_up("fare 3 exists").await.unwrap_err().to_string();
+        assert!(err.contains("`fare 3 exists`") && err.contains("`fare 2 is registered`"), "{err}");
+        // Nothing listens on port 9: the set-up's failure names the state.
+        let err = states.at("http://127.0.0.1:9", None).set_up("fare 2 is registered").await.unwrap_err().to_string();
+        assert!(err.contains("setting up provider state `fare 2 is registered` of sys.payment") && err.contains("POST /payments"), "{err}");
+        let bad = SystemFile { name: FILE.into(), origin: "x/states.yaml".into(), text: "sys.payment:\n  s: { why: w, step: [] }\n".into() };
         assert!(parse(&bad).unwrap_err().to_string().contains("x/states.yaml"), "a malformed state names its file");
     }
 }

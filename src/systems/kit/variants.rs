@@ -66,7 +66,8 @@ impl Picked {
 /// `variant` of `service` read against its own variants (`own`) and the
 /// kit's it takes (`kit`); anything else is an error listing them all.
 pub fn pick(service: &str, variant: Option<&str>, own: &[&str], kit: &[KitVariant]) -> anyhow::Result<Picked> {
-    let Some(variant) = variant else { return Ok(Picked::Real) };
+    // An empty variant (an empty STORMPROOF_VARIANT) is none.
+    let Some(variant) = variant.filter(|v| !v.is_empty()) else { return Ok(Picked::Real) };
     if own.contains(&variant) {
         return Ok(Picked::Own(variant.to_string()));
     }
@@ -87,6 +88,7 @@ mod tests {
     fn a_variant_is_the_services_own_or_a_kit_one_it_takes_and_anything_else_is_named() {
         let kit = [KitVariant::AnonymousGroup, KitVariant::FromLatest];
         assert_eq!(pick("calllist", None, &[], &kit).unwrap(), Picked::Real);
+        assert_eq!(pick("calllist", Some(""), &[], &kit).unwrap(), Picked::Real);
         assert_eq!(pick("calllist", Some("from-latest"), &[], &kit).unwrap(), Picked::Kit(KitVariant::FromLatest));
         assert!(pick("call", Some("random-key"), &["random-key"], &[]).unwrap().is("random-key"));
         let err = pick("calllist", Some("live-always"), &["x"], &kit).unwrap_err().to_string();
