@@ -132,3 +132,26 @@ fn official_verifier_accepts_the_taxis_payment_pacts_with_their_provider_state()
     assert_eq!(code, PASSED, "{out}");
     assert!(out.contains("a fare registered for a new call") && out.contains("the settlement of call 2's fare"), "{out}");
 }
+
+/// The same state-change URL with the Pact verifier stormproof embeds
+/// (`contract verify --base-url … --state-change-url …`): the verifier's
+/// own state-change protocol reaches `contract serve`, which sets the state
+/// up through payment's API. Runs without the official CLI.
+#[test]
+fn a_served_provider_sets_up_its_states_at_the_state_change_url_it_prints() {
+    let served = Served::start("taxi.payment", None);
+    let pacts = concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/taxi");
+    let base_url = format!("http://127.0.0.1:{}", served.port);
+    let args = ["contract", "verify", "--provider", "taxi.payment", "--pacts", pacts, "--base-url", &base_url, "--state-change-url", &served.states_url];
+    let out = Command::new(common::BIN).args(args).env("PACT_DO_NOT_TRACK", "true").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(PASSED), "{text}");
+    assert!(text.contains("ok   taxi.payment ← taxi.driver: the settlement of call 2's fare [GET /payments/settleCost] given call 2's fare is registered"), "{text}");
+    // An unknown state is refused at the URL, naming the known ones.
+    let (status, reason) = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let refused = reqwest::Client::new().post(&served.states_url).json(&serde_json::json!({"state": "call 9 exists", "action": "setup"})).send().await.unwrap();
+        (refused.status().as_u16(), refused.text().await.unwrap())
+    });
+    assert_eq!(status, 400, "{reason}");
+    assert!(reason.contains("unknown provider state `call 9 exists`") && reason.contains("`call 2's fare is registered`"), "{reason}");
+}
