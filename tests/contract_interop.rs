@@ -118,19 +118,32 @@ fn official_verifier_accepts_our_pacts() {
     assert!(out.contains("productName"), "{out}");
 }
 
-/// The taxi's HTTP pacts on payment: call's `POST /payments`, and driver's
-/// settlement, whose provider state ("call 2's fare is registered") is set
-/// up through payment's own API by the state-change URL, as
-/// `contracts/taxi/states.yaml` says.
+/// Every pact of the taxi: payment's HTTP pacts — call's `POST /payments`,
+/// and driver's settlement, whose provider state ("call 2's fare is
+/// registered") is set up through payment's own API by the state-change
+/// URL, as `contracts/taxi/states.yaml` says — and the message pacts of
+/// call and driver through the message endpoint.
 #[test]
-fn official_verifier_accepts_the_taxis_payment_pacts_with_their_provider_state() {
+fn official_verifier_accepts_the_taxis_pacts_with_their_provider_state() {
     let Some(cli) = verifier_cli() else {
         return common::skipped("no pact_verifier_cli (set PACT_VERIFIER_CLI or run ci/install-pact-verifier-cli.sh)");
     };
-    let served = Served::start("taxi.payment", None);
-    let (code, out) = official_verify_files(&cli, &served, &["taxi/taxi.call-taxi.payment.json", "taxi/taxi.driver-taxi.payment.json"]);
-    assert_eq!(code, PASSED, "{out}");
-    assert!(out.contains("a fare registered for a new call") && out.contains("the settlement of call 2's fare"), "{out}");
+    let providers = [
+        ("taxi.payment", ["taxi/taxi.call-taxi.payment.json", "taxi/taxi.driver-taxi.payment.json"], ["a fare registered for a new call", "the settlement of call 2's fare"]),
+        ("taxi.call", ["taxi/taxi.driver-taxi.call.json", "taxi/taxi.calllist-taxi.call.json"], ["a CalledTaxi event", "a CalledTaxi event"]),
+        ("taxi.driver", ["taxi/taxi.call-taxi.driver.json", "taxi/taxi.calllist-taxi.driver.json"], ["an UpdatedStatus event (Accepted)", "an UpdatedStatus event (Accepted) for the board"]),
+    ];
+    for (provider, pacts, descriptions) in providers {
+        let served = Served::start(provider, None);
+        let (code, out) = official_verify_files(&cli, &served, &pacts);
+        assert_eq!(code, PASSED, "{provider}: {out}");
+        assert!(descriptions.iter().all(|d| out.contains(d)), "{provider}: {out}");
+    }
+    // And it blocks driver's breaking variant.
+    let served = Served::start("taxi.driver", Some("drop-call-id"));
+    let (code, out) = official_verify_files(&cli, &served, &["taxi/taxi.call-taxi.driver.json"]);
+    assert_eq!(code, FAILED, "{out}");
+    assert!(out.contains("callId"), "{out}");
 }
 
 /// The same state-change URL with the Pact verifier stormproof embeds
