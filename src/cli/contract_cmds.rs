@@ -31,8 +31,9 @@ pub enum ContractCommand {
     Publish(PublishArgs),
     /// Ask a Pact Broker whether a version can be deployed (exit 0 yes, 1 no).
     CanIDeploy(CanIDeployArgs),
-    /// Run a reference provider and its message endpoint for another Pact
-    /// verifier (e.g. pact_verifier_cli --transports message:PORT), until Ctrl-C.
+    /// Run a reference provider, its message endpoint and its provider
+    /// states for another Pact verifier (e.g. pact_verifier_cli
+    /// --transports message:PORT --state-change-url URL), until Ctrl-C.
     Serve(ServeArgs),
 }
 
