@@ -2,7 +2,11 @@
 //! event handlers: every message a consumer's pact states is one its
 //! handler reads — and without the field the breaking variant drops
 //! (`callId` of UpdatedStatus) the handler refuses it as malformed, so the
-//! pact pins down what the consumer needs.
+//! pact pins down what the consumer needs. And payment, the provider of
+//! the HTTP pacts, verified by `stormproof contract verify` with its
+//! provider state set up as `contracts/taxi/states.yaml` says.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 
@@ -53,4 +57,27 @@ async fn every_pact_message_is_read_by_its_consumers_handler_and_needs_its_call_
         let outcome = apply(&consumer, dir.path().join("b.db"), without.to_string().as_bytes()).await;
         assert!(matches!(outcome, HandleOutcome::Skipped(Poison::Malformed(_))), "{consumer} without callId: {outcome:?}");
     }
+}
+
+fn verify_payment(pacts: &Path) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args(["contract", "verify", "--provider", "taxi.payment", "--pacts", pacts.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("PACT_DO_NOT_TRACK", "true")
+        .env_remove("STORMPROOF_VARIANT")
+        .output()
+        .unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn payment_honours_call_and_driver_with_its_provider_state_set_up_as_data() {
+    let pacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts/taxi");
+    let (code, out) = verify_payment(&pacts);
+    assert_eq!(code, Some(stormproof::exit::PASSED), "{out}");
+    assert!(out.contains("ok   taxi.payment ← taxi.call: a fare registered for a new call [POST /payments]"), "{out}");
+    assert!(out.contains("ok   taxi.payment ← taxi.driver: the settlement of call 2's fare [GET /payments/settleCost] given call 2's fare is registered"), "{out}");
+
+    // payment starts with no fares: only the set-up makes settling call 2 answer 500, not 404.
 }

@@ -916,7 +916,8 @@ async fn a_users_deployment_rolled_without_readiness_gets_its_own_probe_back() {
 
 /// The taxi (seed 001) renders like the shop: a Deployment and a Service per
 /// service and the gateway, call's autoscaler at the seed's 1–10, the
-/// synchronous dependency on payment wired, and kubernetes-validate accepts it.
+/// synchronous dependency on payment wired, every service probed with the
+/// course's values on `/actuator/health`, and kubernetes-validate accepts it.
 #[test]
 fn the_taxi_renders_and_passes_kubernetes_validate_strict() {
     let objects = manifests::render(&SystemDef::builtin("taxi").unwrap(), &render_options()).unwrap();
@@ -931,8 +932,8 @@ fn the_taxi_renders_and_passes_kubernetes_validate_strict() {
         .collect();
     let mut names: Vec<_> = deployments.iter().map(|d| d.metadata.name.clone().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["call", "calllist", "driver", "gateway", "payment"]);
-    assert_eq!(objects.iter().filter(|o| matches!(o, manifests::Object::Service(_))).count(), 5);
+    assert_eq!(names, ["call", "calllist", "calllist-late", "driver", "gateway", "payment"]);
+    assert_eq!(objects.iter().filter(|o| matches!(o, manifests::Object::Service(_))).count(), 6);
     let hpas: Vec<_> = objects
         .iter()
         .filter_map(|o| match o {
@@ -952,6 +953,23 @@ fn the_taxi_renders_and_passes_kubernetes_validate_strict() {
         assert_eq!(upstreams.filter(|u| !u.is_empty()), upstream, "{service}");
         assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some(), "{service} is probed");
     }
+    // The course's probes (SYSTEMS.md 0.3), not the scaled-down local ones.
+    for deployment in deployments.iter().filter(|d| d.metadata.name.as_deref() != Some("gateway")) {
+        let container = &deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+        let timing = |p: &k8s_openapi::api::core::v1::Probe| {
+            (p.http_get.as_ref().and_then(|g| g.path.clone()), p.initial_delay_seconds, p.timeout_seconds, p.period_seconds, p.failure_threshold)
+        };
+        let path = Some("/actuator/health".to_string());
+        assert_eq!(timing(container.readiness_probe.as_ref().unwrap()), (path.clone(), Some(10), Some(2), Some(5), Some(10)), "{:?}", deployment.metadata.name);
+        assert_eq!(timing(container.liveness_probe.as_ref().unwrap()), (path, Some(120), Some(2), Some(5), Some(5)), "{:?}", deployment.metadata.name);
+    }
+    let late = deployments.iter().find(|d| d.metadata.name.as_deref() == Some("calllist-late")).unwrap();
+    assert_eq!(late.spec.as_ref().unwrap().replicas, Some(0), "the late board waits for its experiment");
+    assert_eq!(
+        manifests::defined_readiness("taxi", "call").and_then(|p| p.initial_delay_seconds),
+        Some(10),
+        "a rollout with readiness puts the course's probe back"
+    );
     let Some(validate) = kubernetes_validate() else {
         use std::io::Write;
         let _ = writeln!(std::io::stdout(), "SKIPPED the kubernetes-validate half of the_taxi_renders_and_passes_kubernetes_validate_strict: kubernetes-validate is not installed");

@@ -1,8 +1,10 @@
 //! `stormproof check shop --prove=IDS`: the mutation matrix on the real
 //! local shop for two quick checkpoints (saga, gateway), each broken system
-//! started on its own ports in its own folder, two at a time; and a
-//! malformed `broken:` entry as an input error naming file and line. The
-//! full 13 × 2 matrix is `benches/prove.sh` (too long for a test).
+//! started on its own ports in its own folder, two at a time; the same
+//! engine on the taxi's correlation and late-read-model checkpoints (its
+//! checkpoints.yaml is the only thing that names them); and a malformed
+//! `broken:` entry as an input error naming file and line. The full 13 × 2
+//! matrix is `benches/prove.sh` (too long for a test).
 
 mod common;
 
@@ -48,6 +50,36 @@ fn the_saga_and_gateway_checkpoints_fail_on_their_broken_shops_and_only_there() 
     assert!(md.contains("| 1 | Saga / pub-sub | PASS | delivery=publish-only | FAIL | proven |") && md.contains("The proof holds."), "{md}");
     assert!(stdout.contains("delivery=publish-only") && stdout.contains("the proof holds"), "the matrix is printed: {stdout}");
     assert!(stderr.contains("[broken-5] the system with gateway=let-anonymous"), "{stderr}");
+}
+
+#[test]
+fn the_taxis_correlation_and_late_board_checkpoints_fail_on_their_broken_taxis_and_only_there() {
+    let root = tempfile::tempdir().unwrap();
+    let reports = root.path().join("reports");
+    let out = common::stormproof(&root.path().join("run"), &["check", "taxi", "--prove=3,13", "--jobs", "2", "--reports", reports.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(PASSED), "{stdout}\n{stderr}");
+    let run = std::fs::read_dir(&reports).unwrap().next().unwrap().unwrap().path();
+    let proof: Value = serde_json::from_str(&std::fs::read_to_string(run.join("prove.json")).unwrap()).unwrap();
+    assert_eq!((proof["system"].as_str(), proof["holds"].as_bool(), proof["rows"].as_array().unwrap().len()), (Some("taxi"), Some(true), 2), "{proof:#}");
+    for (id, variant) in [(3, "call=random-key"), (13, "calllist-late=from-latest")] {
+        let r = row(&proof, id);
+        assert_eq!((r["real"]["verdict"].as_str(), r["broken"]["verdict"].as_str(), r["variants"].as_str()), (Some("pass"), Some("fail"), Some(variant)), "{r:#}");
+        assert_eq!(r["conclusion"]["conclusion"], "proven", "{r:#}");
+        assert!(r["changes"].as_array().unwrap().is_empty(), "no other verdict changed: {r:#}");
+    }
+    // The reasons: CalledTaxi keyed at random; a late board with no rows.
+    let correlation = row(&proof, 3)["broken"]["evidence"].as_str().unwrap();
+    assert!(correlation.contains("CalledTaxi of flow") && correlation.contains("Kafka key"), "{correlation}");
+    let late = row(&proof, 13)["broken"]["evidence"].as_str().unwrap();
+    assert!(late.contains("calllist-late has a row for every call") && late.contains("missing 5"), "{late}");
+    let real = row(&proof, 3)["real"]["evidence"].as_str().unwrap();
+    assert!(real.contains(" events of 3 flows inspected on taxi"), "{real}");
+    for folder in ["real", "broken-3", "broken-13"] {
+        assert!(run.join(folder).join("correlation/journal.json").exists() && run.join(folder).join("late-read-model/journal.json").exists(), "{folder}");
+        assert!(!run.join(folder).join("run/state.json").exists(), "{folder} is down again");
+    }
 }
 
 /// A copy of the shop's folder with `checkpoints` as its checkpoints.yaml.

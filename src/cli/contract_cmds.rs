@@ -31,8 +31,9 @@ pub enum ContractCommand {
     Publish(PublishArgs),
     /// Ask a Pact Broker whether a version can be deployed (exit 0 yes, 1 no).
     CanIDeploy(CanIDeployArgs),
-    /// Run a reference provider and its message endpoint for another Pact
-    /// verifier (e.g. pact_verifier_cli --transports message:PORT), until Ctrl-C.
+    /// Run a reference provider, its message endpoint and its provider
+    /// states for another Pact verifier (e.g. pact_verifier_cli
+    /// --transports message:PORT --state-change-url URL), until Ctrl-C.
     Serve(ServeArgs),
 }
 
@@ -194,8 +195,8 @@ pub async fn run(args: ContractArgs) -> anyhow::Result<Outcome> {
             let running = serve_provider(&args.provider, &side, args.variant.as_deref(), args.triggers.as_deref()).await?;
             // One write, and a reader that stops listening must not kill us.
             let announce = format!(
-                "STORMPROOF_PROVIDER_URL={}\nSTORMPROOF_MESSAGES_URL={}\nSTORMPROOF_KAFKA={}\n",
-                running.base_url, running.messages_url, running.kafka
+                "STORMPROOF_PROVIDER_URL={}\nSTORMPROOF_MESSAGES_URL={}\nSTORMPROOF_KAFKA={}\nSTORMPROOF_STATES_URL={}\n",
+                running.base_url, running.messages_url, running.kafka, running.states_url
             );
             let mut stdout = std::io::stdout().lock();
             let _ = std::io::Write::write_all(&mut stdout, announce.as_bytes()).and_then(|()| std::io::Write::flush(&mut stdout));

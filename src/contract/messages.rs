@@ -20,6 +20,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
 
+use super::states::KnownStates;
 use super::triggers::{Step, Trigger};
 
 /// How long to wait for the triggered event to reach Kafka.
@@ -47,6 +48,8 @@ pub struct MessageSource {
     pub kafka: Option<Topic>,
     /// Why a trigger failed, by description (shown in the report).
     pub notes: Arc<Mutex<BTreeMap<String, String>>>,
+    /// The provider's states, set up at `/states` (the state-change URL).
+    pub states: KnownStates,
     /// One trigger at a time: a capture must not see another's event.
     busy: AsyncMutex<()>,
 }
@@ -54,7 +57,13 @@ pub struct MessageSource {
 impl MessageSource {
     /// A source for the provider at `base_url`.
     pub fn new(triggers: BTreeMap<String, Trigger>, base_url: String, kafka: Option<Topic>) -> MessageSource {
-        MessageSource { triggers, base_url, kafka, notes: Arc::default(), busy: AsyncMutex::new(()) }
+        MessageSource { triggers, base_url, kafka, notes: Arc::default(), states: KnownStates::default(), busy: AsyncMutex::new(()) }
+    }
+
+    /// With the provider's `states`, set up against it at `/states`.
+    pub fn with_states(mut self, states: KnownStates) -> MessageSource {
+        self.states = states.at(&self.base_url, self.kafka.clone());
+        self
     }
 
     /// Runs the trigger of `description` and returns the captured event.
@@ -66,50 +75,59 @@ impl MessageSource {
             .ok_or_else(|| anyhow::anyhow!("no trigger for message `{description}` in the trigger mapping"))?;
         let kafka = self.kafka.as_ref().ok_or_else(|| anyhow::anyhow!("no Kafka to capture `{description}` from (pass --kafka)"))?;
         let capture = Capture::arm(kafka).await?;
-        self.run_steps(&trigger.steps, kafka).await?;
+        run_steps(&trigger.steps, &self.base_url, Some(kafka)).await?;
         capture.next(&trigger.capture).await
     }
+}
 
-    async fn run_steps(&self, steps: &[Step], kafka: &Topic) -> anyhow::Result<()> {
-        let http = crate::http_client().timeout(Duration::from_secs(10)).build()?;
-        let mut last = Value::Null;
-        for step in steps {
-            match step {
-                Step::Http { method, path, body, within } => {
-                    let path = match &last["id"] {
-                        Value::Null => path.clone(),
-                        id => path.replace("{id}", id.to_string().trim_matches('"')),
-                    };
-                    let method = reqwest::Method::from_bytes(method.as_bytes())?;
-                    let deadline = std::time::Instant::now() + within.unwrap_or_default();
-                    let text = loop {
-                        let mut request = http.request(method.clone(), format!("{}{path}", self.base_url));
-                        if let Some(body) = body {
-                            request = request.json(body);
-                        }
-                        let response = request.send().await.with_context(|| format!("trigger {method} {path}"))?;
-                        let status = response.status();
-                        let text: String = response.text().await.unwrap_or_default().chars().take(200).collect();
-                        if status.is_success() {
-                            break text;
-                        }
-                        anyhow::ensure!(std::time::Instant::now() < deadline, "trigger {method} {path} answered {status} {text}");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    };
-                    last = serde_json::from_str(&text).unwrap_or(Value::Null);
-                }
-                Step::Publish { publish, key } => publish_event(kafka, publish, key).await?,
+/// Runs trigger `steps` against the provider at `base_url` (its events on
+/// `kafka`): a message's trigger, or a provider state's set-up.
+pub async fn run_steps(steps: &[Step], base_url: &str, kafka: Option<&Topic>) -> anyhow::Result<()> {
+    let http = crate::http_client().timeout(Duration::from_secs(10)).build()?;
+    let mut last = Value::Null;
+    for step in steps {
+        match step {
+            Step::Http { method, path, body, within } => {
+                let path = match &last["id"] {
+                    Value::Null => path.clone(),
+                    id => path.replace("{id}", id.to_string().trim_matches('"')),
+                };
+                let method = reqwest::Method::from_bytes(method.as_bytes())?;
+                let deadline = std::time::Instant::now() + within.unwrap_or_default();
+                let text = loop {
+                    let mut request = http.request(method.clone(), format!("{base_url}{path}"));
+                    if let Some(body) = body {
+                        request = request.json(body);
+                    }
+                    let response = request.send().await.with_context(|| format!("trigger {method} {path}"))?;
+                    let status = response.status();
+                    let text: String = response.text().await.unwrap_or_default().chars().take(200).collect();
+                    if status.is_success() {
+                        break text;
+                    }
+                    anyhow::ensure!(std::time::Instant::now() < deadline, "trigger {method} {path} answered {status} {text}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                };
+                last = serde_json::from_str(&text).unwrap_or(Value::Null);
+            }
+            Step::Publish { publish, key } => {
+                let kafka = kafka.ok_or_else(|| anyhow::anyhow!("no Kafka to publish the step's event to (pass --kafka)"))?;
+                publish_event(kafka, publish, key).await?
             }
         }
-        Ok(())
     }
+    Ok(())
 }
+
+/// Where the message endpoint serves provider states: a verifier's
+/// state-change URL (`--state-change-url http://ADDR/states`).
+pub const STATES_PATH: &str = "/states";
 
 /// Serves the message endpoint on a loopback port; returns its address.
 pub async fn serve(source: Arc<MessageSource>) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = axum::Router::new().route("/", post(message)).with_state(source);
+    let app = axum::Router::new().route("/", post(message)).route(STATES_PATH, post(state_change)).with_state(source);
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -127,6 +145,19 @@ async fn message(State(source): State<Arc<MessageSource>>, axum::Json(request): 
             }
             (StatusCode::INTERNAL_SERVER_ERROR, text).into_response()
         }
+    }
+}
+
+/// A verifier's state change, `{state, params, action}` in the Pact
+/// convention: `setup` makes the state hold; `teardown` has nothing to undo.
+async fn state_change(State(source): State<Arc<MessageSource>>, axum::Json(request): axum::Json<Value>) -> Response {
+    let state = request["state"].as_str().unwrap_or_default();
+    if request["action"].as_str().is_some_and(|a| a == "teardown") {
+        return axum::Json(serde_json::json!({})).into_response();
+    }
+    match source.states.set_up(state).await {
+        Ok(()) => axum::Json(serde_json::json!({})).into_response(),
+        Err(err) => (StatusCode::BAD_REQUEST, format!("{err:#}")).into_response(),
     }
 }
 

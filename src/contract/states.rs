@@ -1,9 +1,12 @@
 //! Provider states as data. A provider state is the precondition a
 //! consumer names (`given "product 1 exists"`). A system lists the states
-//! its providers satisfy as started, each with why it holds
-//! (`contracts/states.yaml`, by provider); verification accepts those and
-//! fails on any other, naming it and the known ones — never silently. A
-//! provider whose states need setting up serves a state-change URL instead.
+//! its providers satisfy (`contracts/states.yaml`, by provider), each with
+//! why it holds: as the provider starts, or after steps through the
+//! provider's own API (the trigger steps of `triggers.yaml`) run before
+//! the interaction. Verification accepts those and fails on any other,
+//! naming it and the known ones — never silently. The same states answer
+//! a verifier outside stormproof at the state-change URL `contract serve`
+//! prints.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -11,37 +14,85 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pact_models::provider_states::ProviderState;
 use pact_verifier::callback_executors::ProviderStateExecutor;
+use serde::Deserialize;
 use serde_json::Value;
 
+use super::messages::{Topic, run_steps};
+use super::triggers::Step;
 use crate::systems::SystemFile;
 
 /// The file a system's provider states are in (in its contracts folder).
 pub const FILE: &str = "states.yaml";
 
-/// Provider name → state → why it holds.
-pub type States = BTreeMap<String, BTreeMap<String, String>>;
+/// Provider name → state → how it holds.
+pub type States = BTreeMap<String, BTreeMap<String, StateDef>>;
+
+/// How one provider state holds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a provider state: why it holds, in words, or { why: WORDS, steps: [STEP...] } (steps as in triggers.yaml)")]
+pub enum StateDef {
+    /// As the provider starts; why, in words.
+    Holds(String),
+    /// After these steps against the provider.
+    SetUp(SetUp),
+}
+
+/// A state set up through the provider's own API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetUp {
+    /// Why the steps make it hold, in words.
+    pub why: String,
+    /// What to do, in order, before each interaction given the state.
+    pub steps: Vec<Step>,
+}
+
+impl StateDef {
+    /// Why it holds.
+    pub fn why(&self) -> &str {
+        match self {
+            StateDef::Holds(why) => why,
+            StateDef::SetUp(setup) => &setup.why,
+        }
+    }
+
+    fn steps(&self) -> &[Step] {
+        match self {
+            StateDef::Holds(_) => &[],
+            StateDef::SetUp(setup) => &setup.steps,
+        }
+    }
+}
 
 /// Parses a states file; errors name the file and line.
 pub fn parse(file: &SystemFile) -> anyhow::Result<States> {
     serde_saphyr::from_str(&file.text).map_err(|err| anyhow::anyhow!("{}: {err}", file.origin))
 }
 
-/// The states one provider satisfies without action.
+/// The states one provider satisfies, and where to set them up.
 #[derive(Debug, Clone, Default)]
 pub struct KnownStates {
     provider: String,
-    known: BTreeMap<String, String>,
+    known: BTreeMap<String, StateDef>,
+    /// The running provider's base URL and topic, once known.
+    at: Option<(String, Option<Topic>)>,
 }
 
 impl KnownStates {
     /// The states `states` lists for `provider`.
     pub fn of(provider: &str, states: &States) -> KnownStates {
-        KnownStates { provider: provider.to_string(), known: states.get(provider).cloned().unwrap_or_default() }
+        KnownStates { provider: provider.to_string(), known: states.get(provider).cloned().unwrap_or_default(), at: None }
+    }
+
+    /// These states, set up against the provider at `base_url` (its events on `kafka`).
+    pub fn at(mut self, base_url: &str, kafka: Option<Topic>) -> KnownStates {
+        self.at = Some((base_url.to_string(), kafka));
+        self
     }
 
     /// Why `state` holds, or `None` if the provider does not know it.
     pub fn explain(&self, state: &str) -> Option<&str> {
-        self.known.get(state).map(String::as_str)
+        self.known.get(state).map(StateDef::why)
     }
 
     /// The error for a state the provider does not know.
@@ -53,6 +104,20 @@ impl KnownStates {
             if known.is_empty() { "none".into() } else { known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ") }
         )
     }
+
+    /// Makes `state` hold (nothing to do for one that holds as started);
+    /// the empty state of an interaction that names none always holds.
+    pub async fn set_up(&self, state: &str) -> anyhow::Result<()> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        let def = self.known.get(state).ok_or_else(|| anyhow::anyhow!(self.unknown(state)))?;
+        if def.steps().is_empty() {
+            return Ok(());
+        }
+        let (base_url, kafka) = self.at.as_ref().ok_or_else(|| anyhow::anyhow!("provider state `{state}` needs the running provider, and none is known"))?;
+        run_steps(def.steps(), base_url, kafka.as_ref()).await.map_err(|err| anyhow::anyhow!("setting up provider state `{state}` of {}: {err:#}", self.provider))
+    }
 }
 
 #[async_trait]
@@ -61,14 +126,14 @@ impl ProviderStateExecutor for KnownStates {
         self: Arc<Self>,
         _interaction_id: Option<String>,
         provider_state: &ProviderState,
-        _setup: bool,
+        setup: bool,
         _client: Option<&reqwest::Client>,
     ) -> anyhow::Result<HashMap<String, Value>> {
         // The verifier calls with an empty state for interactions that name none.
-        if provider_state.name.is_empty() || self.explain(&provider_state.name).is_some() {
-            return Ok(HashMap::new());
+        if setup {
+            self.set_up(&provider_state.name).await?;
         }
-        anyhow::bail!(self.unknown(&provider_state.name))
+        Ok(HashMap::new())
     }
 
     fn teardown(&self) -> bool {
@@ -89,5 +154,23 @@ mod tests {
         let err = states.unknown("products exist");
         assert!(err.contains("`products exist`") && err.contains("`product 1 exists`"), "{err}");
         assert!(KnownStates::of("shop.nobody", &parse(&file).unwrap()).unknown("x").contains("knows none"));
+    }
+
+    #[tokio::test]
+    async fn a_state_with_steps_is_set_up_through_the_running_provider_only() {
+        let text = "sys.payment:\n  fare 2 is registered:\n    why: registered by POST /payments\n    steps:\n      - { method: POST, path: /payments, body: { id: 2 } }\n  ready: as started\n";
+        let file = SystemFile { name: FILE.into(), origin: "x/states.yaml".into(), text: text.into() };
+        let states = KnownStates::of("sys.payment", &parse(&file).unwrap());
+        assert_eq!(states.explain("fare 2 is registered"), Some("registered by POST /payments"));
+        assert!(states.set_up("").await.is_ok() && states.set_up("ready").await.is_ok(), "no state, or one that holds as started");
+        let err = states.set_up("fare 2 is registered").await.unwrap_err().to_string();
+        assert!(err.contains("needs the running provider"), "{err}");
+        let err = states.set_up("fare 3 exists").await.unwrap_err().to_string();
+        assert!(err.contains("`fare 3 exists`") && err.contains("`fare 2 is registered`"), "{err}");
+        // Nothing listens on port 9: the set-up's failure names the state.
+        let err = states.at("http://127.0.0.1:9", None).set_up("fare 2 is registered").await.unwrap_err().to_string();
+        assert!(err.contains("setting up provider state `fare 2 is registered` of sys.payment") && err.contains("POST /payments"), "{err}");
+        let bad = SystemFile { name: FILE.into(), origin: "x/states.yaml".into(), text: "sys.payment:\n  s: { why: w, step: [] }\n".into() };
+        assert!(parse(&bad).unwrap_err().to_string().contains("x/states.yaml"), "a malformed state names its file");
     }
 }

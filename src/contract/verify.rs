@@ -160,6 +160,7 @@ pub async fn verify(plan: &VerifyPlan) -> anyhow::Result<Verification> {
         (Some(bootstrap), Some(def)) => Some(Topic { bootstrap, topic: def.topic.clone(), partitions: def.partitions }),
         _ => None,
     };
+    let known = known.at(&base_url, kafka.clone());
     let result = run_verifier(plan, sources, &base_url, MessageSource::new(provider_triggers, base_url.clone(), kafka), &known).await;
     if let Some(local) = local {
         local.stop().await;
@@ -320,6 +321,8 @@ pub struct RunningProvider {
     pub base_url: String,
     /// URL of the message endpoint.
     pub messages_url: String,
+    /// Its state-change URL: the provider states of `contracts/states.yaml`.
+    pub states_url: String,
     /// Bootstrap address of the provider's broker.
     pub kafka: String,
     provider: LocalProvider,
@@ -346,8 +349,10 @@ pub async fn serve_provider(name: &str, side: &ProviderSide, variant: Option<&st
     let exe = std::env::current_exe()?;
     let provider = LocalProvider::start(&exe, &side.def, service, variant).await?;
     let kafka = Topic { bootstrap: provider.kafka.clone(), topic: side.def.topic.clone(), partitions: side.def.partitions };
-    let source = MessageSource::new(provider_triggers, provider.base_url.clone(), Some(kafka));
+    let states = KnownStates::of(name, &side.states);
+    let source = MessageSource::new(provider_triggers, provider.base_url.clone(), Some(kafka)).with_states(states);
     let (addr, endpoint) = serve(Arc::new(source)).await?;
     let (base_url, kafka) = (provider.base_url.clone(), provider.kafka.clone());
-    Ok(RunningProvider { base_url, messages_url: format!("http://{addr}"), kafka, provider, endpoint })
+    let states_url = format!("http://{addr}{}", super::messages::STATES_PATH);
+    Ok(RunningProvider { base_url, messages_url: format!("http://{addr}"), states_url, kafka, provider, endpoint })
 }

@@ -51,6 +51,19 @@ pub struct KubeSystemDef {
     pub namespace: Option<String>,
     /// The gateway's URL as the harness reaches it.
     pub gateway_url: Option<String>,
+    /// The probes every service is rendered with (`k8s render`) instead of
+    /// its own local ones: a course's manifests' values.
+    pub probes: Option<ClusterProbes>,
+}
+
+/// The readiness and liveness probes of every service on a cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterProbes {
+    /// Readiness probe.
+    pub readiness: ProbeDef,
+    /// Liveness probe.
+    pub liveness: ProbeDef,
 }
 
 /// Which Deployment of a cluster a service is: its name, namespace and

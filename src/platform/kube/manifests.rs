@@ -212,8 +212,8 @@ fn deployment(def: &SystemDef, service: &ServiceDef, options: &RenderOptions) ->
     // The service's own settings (`env:`), as the local platform gives them:
     // which instance of its handler it runs as, say.
     container.env.get_or_insert_default().extend(service.env.iter().map(|(name, value)| env(name, value)));
-    container.readiness_probe = service.readiness.as_ref().map(probe);
-    container.liveness_probe = service.liveness.as_ref().map(probe);
+    container.readiness_probe = cluster_readiness(def, service).map(probe);
+    container.liveness_probe = def.kube.probes.as_ref().map(|p| &p.liveness).or(service.liveness.as_ref()).map(probe);
     container.resources = Some(ResourceRequirements {
         requests: Some(BTreeMap::from([("cpu".to_string(), Quantity(format!("{}m", service.cpu_request)))])),
         ..ResourceRequirements::default()
@@ -343,7 +343,14 @@ fn seconds(d: Duration) -> i32 {
 /// The readiness probe the built-in definition of `system` gives `service`
 /// (what a rollout with readiness puts back after one without).
 pub fn defined_readiness(system: &str, service: &str) -> Option<Probe> {
-    SystemDef::builtin(system).ok()?.service(service)?.readiness.as_ref().map(probe)
+    let def = SystemDef::builtin(system).ok()?;
+    cluster_readiness(&def, def.service(service)?).map(probe)
+}
+
+/// The readiness probe of `service` on a cluster: the system's cluster
+/// probe if it has one (`kube: probes:`), else the service's own.
+fn cluster_readiness<'a>(def: &'a SystemDef, service: &'a ServiceDef) -> Option<&'a ProbeDef> {
+    def.kube.probes.as_ref().map(|p| &p.readiness).or(service.readiness.as_ref())
 }
 
 fn probe(def: &ProbeDef) -> Probe {

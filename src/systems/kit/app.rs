@@ -26,6 +26,7 @@ use super::outbox::{Publisher, Relay, report};
 use super::serve_options::{ServeOptions, instance_name};
 use super::store::Store;
 use super::switches::{SwitchState, Switches};
+use super::variants::KitVariant;
 use crate::process::{announce, terminated};
 
 /// A running service's shared parts.
@@ -144,6 +145,23 @@ impl Kit {
         Ok(Kit { name, prefix, opts, store, kafka, metrics, switches, publisher, probes: Probes::Truthful, group: Group::Service, stop, background, consumers: Vec::new(), consumer_down: Arc::default() })
     }
 
+    /// Runs as the kit's broken variant `variant`: its consumer group or its
+    /// probes changed (set before [`Kit::consume`] and [`Kit::serve`]).
+    pub fn run_as(&mut self, variant: KitVariant) {
+        match variant {
+            // What was published while it was away is never read.
+            KitVariant::AnonymousGroup => self.group = Group::Anonymous,
+            // Two replicas apply every event twice.
+            KitVariant::ReadsEveryPartition => self.group = Group::Unshared,
+            // Read by `consume` from the options' variant.
+            KitVariant::FromLatest => {}
+            // Ready before it can serve: the readiness probe protects nothing.
+            KitVariant::ReadyAtOnce => self.probes = Probes::ReadyAtOnce,
+            // Live whatever is wrong: the platform has no reason to restart it.
+            KitVariant::LiveAlways => self.probes = Probes::AlwaysLive,
+        }
+    }
+
     /// Starts consuming the system topic in this service's consumer group.
     /// If the consumer task ends (an error or a panic) while the service
     /// runs, the service reports itself neither ready nor live. The
@@ -254,14 +272,21 @@ fn kit_routes(health: Health) -> Router {
 }
 
 async fn live(State(health): State<Health>) -> Response {
-    let truthful = health.probes != Probes::AlwaysLive;
-    if truthful && health.switches.get().unhealthy {
-        return (StatusCode::SERVICE_UNAVAILABLE, "unhealthy (switch)").into_response();
+    match not_live(&health) {
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+        None => axum::Json(serde_json::json!({"status": "live", "service": health.name, "version": health.version})).into_response(),
     }
-    if let Some(reason) = health.consumer_down().filter(|_| truthful) {
-        return (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+}
+
+/// Why the service is not live, if it is not (a lying variant never says).
+fn not_live(health: &Health) -> Option<String> {
+    if health.probes == Probes::AlwaysLive {
+        return None;
     }
-    axum::Json(serde_json::json!({"status": "live", "service": health.name, "version": health.version})).into_response()
+    if health.switches.get().unhealthy {
+        return Some("unhealthy (switch)".into());
+    }
+    health.consumer_down()
 }
 
 async fn ready(State(health): State<Health>) -> Response {
@@ -271,10 +296,11 @@ async fn ready(State(health): State<Health>) -> Response {
     }
 }
 
-/// Spring Boot's health endpoint, which the course's manifests probe: the
-/// readiness answer in Actuator's words.
+/// Spring Boot's health endpoint, which the course's manifests probe for
+/// readiness and liveness alike: UP only when the service is both, as
+/// Actuator's aggregate of its health indicators.
 async fn actuator(State(health): State<Health>) -> Response {
-    match unready(&health) {
+    match not_live(&health).or_else(|| unready(&health)) {
         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "DOWN", "reason": reason}))).into_response(),
         None => axum::Json(serde_json::json!({"status": "UP"})).into_response(),
     }

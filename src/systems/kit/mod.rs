@@ -21,6 +21,7 @@ mod switches;
 mod table;
 pub mod token;
 mod upstream;
+mod variants;
 mod verified;
 
 pub use app::{Group, Kit, Probes, nodelay};
@@ -41,3 +42,4 @@ pub use store::{Conn, Reader, Store, StoreBusy, Tx, is_busy, is_store_failure};
 pub use switches::{SwitchState, Switches};
 pub use table::Table;
 pub use upstream::{CallError, Upstream};
+pub use variants::{KitVariant, Picked, pick as pick_variant};

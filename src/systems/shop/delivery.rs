@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::events::{DeliveryChanged, DeliveryStarted, EVENT_TYPES, OrderCancelled, OrderPlaced};
 use crate::systems::kit::{
-    ApiError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Poison, Publisher, ServeOptions, Store, Table, Tx,
-    now_rfc3339, parse_id,
+    ApiError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Poison, Publisher, ServeOptions, Store, Table,
+    Tx, now_rfc3339, parse_id, pick_variant,
 };
 
 const SCHEMA: &str = "
@@ -74,20 +74,13 @@ struct App {
 
 /// Runs the delivery service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
-    let variant = opts.variant.clone().unwrap_or_default();
-    if !matches!(variant.as_str(), "" | "publish-only" | "live-always" | "anonymous-group") {
-        anyhow::bail!("delivery has no variant `{variant}` (publish-only, live-always, anonymous-group)");
-    }
+    let variant = pick_variant("delivery", opts.variant.as_deref(), &["publish-only"], &[KitVariant::LiveAlways, KitVariant::AnonymousGroup])?;
     let mut kit = Kit::start(super::SYSTEM, "delivery", opts, kafka, SCHEMA).await?;
-    if variant == "anonymous-group" {
-        // Orders placed while it was away are never delivered.
-        kit.group = crate::systems::kit::Group::Anonymous;
+    if let Picked::Kit(kind) = variant {
+        // anonymous-group: orders placed while it was away are never delivered.
+        kit.run_as(kind);
     }
-    if variant == "live-always" {
-        // Live whatever is wrong: the platform has no reason to restart it.
-        kit.probes = crate::systems::kit::Probes::AlwaysLive;
-    }
-    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), publish_only: variant == "publish-only" };
+    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), publish_only: variant.is("publish-only") };
     kit.consume(app.clone());
     kit.serve(routes(app)).await
 }

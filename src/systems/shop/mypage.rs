@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::events::{DeliveryChanged, DeliveryStarted, EVENT_TYPES, OrderCancelled, OrderPlaced, limits};
 use crate::systems::kit::bounds::text;
-use crate::systems::kit::{ApiError, Caller, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id};
+use crate::systems::kit::{
+    ApiError, Caller, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, KitVariant, Picked, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id, pick_variant,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS mypages (
@@ -68,19 +70,11 @@ struct App {
 
 /// Runs the mypage service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
-    let variant = opts.variant.clone().unwrap_or_default();
-    // from-latest is the kit's own (any consumer can start at the topic's end).
-    if !matches!(variant.as_str(), "" | "anonymous-group" | "reads-every-partition" | crate::systems::kit::FROM_LATEST) {
-        anyhow::bail!("mypage has no variant `{variant}` (anonymous-group, reads-every-partition, {})", crate::systems::kit::FROM_LATEST);
-    }
+    // The kit's variants only (from-latest: any consumer can start at the topic's end).
+    let variant = pick_variant("mypage", opts.variant.as_deref(), &[], &[KitVariant::AnonymousGroup, KitVariant::ReadsEveryPartition, KitVariant::FromLatest])?;
     let mut kit = Kit::start(super::SYSTEM, "mypage", opts, kafka, SCHEMA).await?;
-    if variant == "anonymous-group" {
-        // What was published while it was away never reaches the view.
-        kit.group = crate::systems::kit::Group::Anonymous;
-    }
-    if variant == "reads-every-partition" {
-        // Two replicas apply every event twice.
-        kit.group = crate::systems::kit::Group::Unshared;
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
     }
     let app = App { store: kit.store.clone() };
     kit.consume(app.clone());

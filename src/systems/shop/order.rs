@@ -18,7 +18,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::events::{OrderCancelled, OrderPlaced, limits};
 use super::product::Product;
 use crate::systems::kit::bounds::{int, text};
-use crate::systems::kit::{ApiError, CallError, Caller, Conn, Event, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, Table, Upstream, parse_id};
+use crate::systems::kit::{
+    ApiError, CallError, Caller, Conn, Event, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Publisher, ServeOptions, Store, Table, Upstream, parse_id, pick_variant,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
@@ -124,26 +126,24 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
         .upstream("product")
         .ok_or_else(|| anyhow::anyhow!("order needs --upstream product=URL"))?
         .to_string();
-    let variant = opts.variant.clone().unwrap_or_default();
-    let delivery = match variant.as_str() {
-        // no-scale-out differs in how it is deployed (system.yaml), not here.
-        "" | "no-breaker" | "random-key" | "ready-at-once" | "no-scale-out" => None,
-        "sync-delivery" => {
-            let url = opts.upstream("delivery").ok_or_else(|| anyhow::anyhow!("the sync-delivery variant needs --upstream delivery=URL"))?;
-            Some(Arc::new(Upstream::new("delivery", url, Duration::from_millis(1000))))
-        }
-        other => anyhow::bail!("order has no variant `{other}` (sync-delivery, no-breaker, random-key, ready-at-once, no-scale-out)"),
+    // no-scale-out differs in how it is deployed (system.yaml), not here.
+    let variant = pick_variant("order", opts.variant.as_deref(), &["sync-delivery", "no-breaker", "random-key", "no-scale-out"], &[KitVariant::ReadyAtOnce])?;
+    let delivery = if variant.is("sync-delivery") {
+        let url = opts.upstream("delivery").ok_or_else(|| anyhow::anyhow!("the sync-delivery variant needs --upstream delivery=URL"))?;
+        Some(Arc::new(Upstream::new("delivery", url, Duration::from_millis(1000))))
+    } else {
+        None
     };
     // The `no-breaker` variant waits for product as long as it takes — the
     // coupling a circuit breaker exists to cut, for experiments to catch.
-    let product = match variant.as_str() {
-        "no-breaker" => Upstream::without_breaker("product", &product_url, Duration::from_secs(30)),
-        _ => Upstream::new("product", &product_url, Duration::from_millis(1000)),
+    let product = if variant.is("no-breaker") {
+        Upstream::without_breaker("product", &product_url, Duration::from_secs(30))
+    } else {
+        Upstream::new("product", &product_url, Duration::from_millis(1000))
     };
     let mut kit = Kit::start(super::SYSTEM, "order", opts, kafka, SCHEMA).await?;
-    if variant == "ready-at-once" {
-        // Ready before it can serve: the readiness probe protects nothing.
-        kit.probes = crate::systems::kit::Probes::ReadyAtOnce;
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
     }
     let app = App {
         store: kit.store.clone(),
@@ -151,7 +151,7 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
         product: Arc::new(product),
         known: Arc::default(),
         delivery,
-        random_key: variant == "random-key",
+        random_key: variant.is("random-key"),
     };
     kit.serve(routes(app)).await
 }

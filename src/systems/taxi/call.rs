@@ -19,8 +19,8 @@ use super::payment::{Payment, RegisterFare};
 use super::{customer_filter, status_of};
 use crate::systems::kit::bounds::{int, integer, text};
 use crate::systems::kit::{
-    ApiError, CallError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Poison, Publisher, ServeOptions, Store, Table, Tx,
-    now_rfc3339, parse_id,
+    ApiError, CallError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Poison, Publisher, ServeOptions, Store,
+    Table, Tx, Upstream, now_rfc3339, parse_id, pick_variant,
 };
 
 const SCHEMA: &str = "
@@ -82,22 +82,51 @@ struct Filter {
 struct App {
     store: Store,
     publisher: Publisher,
-    payment: Arc<crate::systems::kit::Upstream>,
+    payment: Arc<Upstream>,
+    /// The `sync-driver` variant: a call needs driver to answer first —
+    /// the coupling the seed's NFR 2 forbids, for experiments to catch.
+    driver: Option<Arc<Upstream>>,
+    /// The `random-key` variant: events keyed at random instead of by the
+    /// call id — a call's events scatter over partitions, out of order.
+    random_key: bool,
+    /// The `ignore-updates` variant: UpdatedStatus is consumed and dropped,
+    /// so a call never follows its driver.
+    ignore_updates: bool,
 }
+
+/// Its own broken variants (system.yaml says what each lacks); `no-scale-out`
+/// differs in how it is deployed, not here.
+const VARIANTS: &[&str] = &["no-breaker", "random-key", "sync-driver", "ignore-updates", "no-scale-out"];
 
 /// Runs the call service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
-    use crate::systems::kit::Upstream;
     let url = opts.upstream("payment").ok_or_else(|| anyhow::anyhow!("call needs --upstream payment=URL"))?.to_string();
+    let variant = pick_variant("call", opts.variant.as_deref(), VARIANTS, &[KitVariant::ReadyAtOnce])?;
     // The `no-breaker` variant waits for payment as long as it takes — the
     // coupling a circuit breaker exists to cut, for experiments to catch.
-    let payment = match opts.variant.as_deref() {
-        None => Upstream::new("payment", &url, Duration::from_millis(1000)),
-        Some("no-breaker") => Upstream::without_breaker("payment", &url, Duration::from_secs(30)),
-        Some(other) => anyhow::bail!("call has no variant `{other}` (no-breaker)"),
+    let payment = if variant.is("no-breaker") {
+        Upstream::without_breaker("payment", &url, Duration::from_secs(30))
+    } else {
+        Upstream::new("payment", &url, Duration::from_millis(1000))
+    };
+    let driver = if variant.is("sync-driver") {
+        let url = opts.upstream("driver").ok_or_else(|| anyhow::anyhow!("the sync-driver variant needs --upstream driver=URL"))?;
+        Some(Arc::new(Upstream::new("driver", url, Duration::from_millis(1000))))
+    } else {
+        None
     };
     let mut kit = Kit::start(super::SYSTEM, "call", opts, kafka, SCHEMA).await?;
-    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), payment: Arc::new(payment) };
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
+    }
+    let app = App {
+        store: kit.store.clone(),
+        publisher: kit.publisher.clone(),
+        payment: Arc::new(payment),
+        driver,
+        random_key: variant.is("random-key"),
+        ignore_updates: variant.is("ignore-updates"),
+    };
     kit.consume(app.clone());
     kit.serve(routes(app)).await
 }
@@ -107,8 +136,8 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
 /// messages through.
 pub async fn apply_event(db: &std::path::Path, payload: &[u8]) -> anyhow::Result<HandleOutcome> {
     let store = Store::open(db, SCHEMA).await?;
-    let payment = Arc::new(crate::systems::kit::Upstream::new("payment", "http://127.0.0.1:9", Duration::from_millis(10)));
-    let app = App { store: store.clone(), publisher: Publisher::detached(super::SYSTEM), payment };
+    let payment = Arc::new(Upstream::new("payment", "http://127.0.0.1:9", Duration::from_millis(10)));
+    let app = App { store: store.clone(), publisher: Publisher::detached(super::SYSTEM), payment, driver: None, random_key: false, ignore_updates: false };
     crate::systems::kit::apply_payload(&store, &app, payload).await
 }
 
@@ -118,6 +147,13 @@ fn routes(app: App) -> Router {
 
 async fn take(State(app): State<App>, JsonBody(call): JsonBody<NewCall>) -> Result<impl IntoResponse, ApiError> {
     call.check().map_err(ApiError::BadRequest)?;
+    if let Some(driver) = &app.driver {
+        driver
+            // A cheap call: the coupling is the fault, not what driver answers.
+            .get_json::<serde_json::Value>("/drivers?customerId=1")
+            .await
+            .map_err(|err| ApiError::Unavailable(format!("driver must answer first (sync-driver variant): {err}")))?;
+    }
     let id = app.allocate_id().await?;
     let fare = RegisterFare { call_id: id, cost: call.cost, destination: call.destination.clone() };
     // Never hold the store's write lock across the remote call.
@@ -133,7 +169,7 @@ async fn take(State(app): State<App>, JsonBody(call): JsonBody<NewCall>) -> Resu
     )
     .await?;
     let called = CalledTaxi { call_id: id, customer_id: call.customer_id, destination: call.destination, cost: call.cost, status: Status::Called };
-    app.publisher.record(&tx, &id.to_string(), &Event::new("CalledTaxi", called)).await?;
+    app.publisher.record(&tx, &app.key(id), &Event::new("CalledTaxi", called)).await?;
     let created = find(&tx, id).await?.ok_or_else(|| anyhow::anyhow!("call {id} vanished"))?;
     tx.commit().await?;
     app.publisher.wake();
@@ -141,6 +177,11 @@ async fn take(State(app): State<App>, JsonBody(call): JsonBody<NewCall>) -> Resu
 }
 
 impl App {
+    /// The Kafka key of call `id`'s events: the flow's correlation key.
+    fn key(&self, id: i64) -> String {
+        if self.random_key { uuid::Uuid::new_v4().to_string() } else { id.to_string() }
+    }
+
     /// A fresh call id, committed at once (every replica shares the store):
     /// a call payment refuses leaves a gap, never a row.
     async fn allocate_id(&self) -> anyhow::Result<i64> {
@@ -157,7 +198,7 @@ impl App {
             return Ok(HandleOutcome::Skipped(Poison::UnknownEntity(format!("{} {}: no call {call_id}", event.event_type, event.id))));
         };
         let current = status_of(&call.status)?;
-        if current == update.status || !current.may_become(update.status) {
+        if self.ignore_updates || current == update.status || !current.may_become(update.status) {
             return Ok(HandleOutcome::Ignored);
         }
         tx.execute("UPDATE calls SET status = ?1 WHERE id = ?2", libsql::params![update.status.name(), call_id]).await?;

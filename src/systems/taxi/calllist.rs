@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::customer_filter;
 use super::events::{CalledTaxi, EVENT_TYPES, Status, UpdatedStatus};
-use crate::systems::kit::{ApiError, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id};
+use crate::systems::kit::{ApiError, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, KitVariant, Picked, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id, pick_variant};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS call_lists (
@@ -62,10 +62,13 @@ struct App {
 
 /// Runs the calllist service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
-    if let Some(variant) = &opts.variant {
-        anyhow::bail!("calllist has no variant `{variant}`");
-    }
+    // The kit's variants only; `from-latest` is what a late calllist
+    // (another instance, `calllist-late`) lacks without its retained events.
+    let variant = pick_variant("calllist", opts.variant.as_deref(), &[], &[KitVariant::AnonymousGroup, KitVariant::ReadsEveryPartition, KitVariant::FromLatest])?;
     let mut kit = Kit::start(super::SYSTEM, "calllist", opts, kafka, SCHEMA).await?;
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
+    }
     let app = App { store: kit.store.clone() };
     kit.consume(app.clone());
     kit.serve(routes(app)).await

@@ -6,7 +6,8 @@
 //! call 2's, as in the seed's walkthrough.
 //!
 //! The `drop-call-id` variant publishes `UpdatedStatus` without `callId`
-//! (breaks the pacts of call and calllist).
+//! (breaks the pacts of call and calllist); the kit's `anonymous-group`
+//! and `live-always` break replay and self-healing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::events::{CalledTaxi, EVENT_TYPES, Status, UpdatedStatus};
 use super::{customer_filter, status_of};
 use crate::systems::kit::{
-    ApiError, CallError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, Table, Tx, Upstream,
-    now_rfc3339, parse_id,
+    ApiError, CallError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Publisher, ServeOptions, Store, Table,
+    Tx, Upstream, now_rfc3339, parse_id, pick_variant,
 };
 
 const SCHEMA: &str = "
@@ -76,12 +77,12 @@ struct App {
 /// Runs the driver service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
     let url = opts.upstream("payment").ok_or_else(|| anyhow::anyhow!("driver needs --upstream payment=URL"))?.to_string();
-    let drop_call_id = match opts.variant.as_deref() {
-        None => false,
-        Some("drop-call-id") => true,
-        Some(other) => anyhow::bail!("driver has no variant `{other}` (drop-call-id)"),
-    };
+    let variant = pick_variant("driver", opts.variant.as_deref(), &["drop-call-id"], &[KitVariant::AnonymousGroup, KitVariant::LiveAlways])?;
+    let drop_call_id = variant.is("drop-call-id");
     let mut kit = Kit::start(super::SYSTEM, "driver", opts, kafka, SCHEMA).await?;
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
+    }
     let payment = Arc::new(Upstream::new("payment", &url, Duration::from_millis(1000)));
     let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), payment, drop_call_id };
     kit.consume(app.clone());

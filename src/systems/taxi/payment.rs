@@ -74,9 +74,7 @@ struct App {
 
 /// Runs the payment service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
-    if let Some(variant) = &opts.variant {
-        anyhow::bail!("payment has no variant `{variant}`");
-    }
+    crate::systems::kit::pick_variant("payment", opts.variant.as_deref(), &[], &[])?;
     let kit = Kit::start(super::SYSTEM, "payment", opts, kafka, SCHEMA).await?;
     let app = App { store: kit.store.clone(), publisher: kit.publisher.clone() };
     kit.serve(routes(app)).await
