@@ -983,3 +983,74 @@ fn the_taxi_renders_and_passes_kubernetes_validate_strict() {
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.matches("INFO").count(), objects.len(), "{stdout}");
 }
+
+/// The library (seed 003) renders like the taxi: a Deployment and a Service
+/// per service and the gateway, books' autoscaler at the seed's maximum of
+/// 3 with its 200m CPU request, donate at the seed's 3 replicas, the late
+/// bookdetail at 0 as another instance, no synchronous upstreams; it applies
+/// to the (fake) API server and kubernetes-validate accepts it.
+#[tokio::test]
+async fn the_library_renders_applies_and_passes_kubernetes_validate_strict() {
+    let objects = manifests::render(&SystemDef::builtin("library").unwrap(), &render_options()).unwrap();
+    let yaml = manifests::to_yaml(&objects).unwrap();
+    assert_eq!(manifests::parse(&yaml).unwrap(), objects);
+    let deployments: Vec<_> = objects
+        .iter()
+        .filter_map(|o| match o {
+            manifests::Object::Deployment(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut names: Vec<_> = deployments.iter().map(|d| d.metadata.name.clone().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["bookdetail", "bookdetail-late", "books", "donate", "gateway", "request"]);
+    assert_eq!(objects.iter().filter(|o| matches!(o, manifests::Object::Service(_))).count(), 6);
+    let hpas: Vec<_> = objects
+        .iter()
+        .filter_map(|o| match o {
+            manifests::Object::Hpa(h) => Some(h.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hpas.len(), 1, "only books autoscales");
+    let hpa = hpas[0].spec.as_ref().unwrap();
+    assert_eq!((hpa.scale_target_ref.name.as_str(), hpa.min_replicas, hpa.max_replicas), ("books", Some(1), 3), "the seed's maxpods 3");
+    let spec_of = |name: &str| deployments.iter().find(|d| d.metadata.name.as_deref() == Some(name)).unwrap().spec.clone().unwrap();
+    assert_eq!(spec_of("donate").replicas, Some(3), "the seed's 3 donate replicas for the rolling update");
+    assert_eq!(spec_of("bookdetail-late").replicas, Some(0), "deployed late: at 0 until an experiment scales it");
+    for (service, handler) in [("donate", "donate"), ("request", "request"), ("books", "books"), ("bookdetail", "bookdetail"), ("bookdetail-late", "bookdetail")] {
+        let container = &spec_of(service).template.spec.unwrap().containers[0];
+        assert_eq!(container.args.as_ref().unwrap(), &["serve".to_string(), format!("library.{handler}")]);
+        let env = container.env.as_ref().unwrap();
+        let upstreams = env.iter().find(|e| e.name == "STORMPROOF_UPSTREAMS").and_then(|e| e.value.as_deref());
+        assert!(upstreams.is_none_or(str::is_empty), "{service} calls nobody synchronously: {upstreams:?}");
+        assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some(), "{service} is probed");
+        if service == "books" {
+            assert_eq!(container.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"].0, "200m", "the seed's requests.cpu");
+        }
+        if service == "bookdetail-late" {
+            assert!(env.iter().any(|e| e.name == "STORMPROOF_INSTANCE" && e.value.as_deref() == Some("late")), "its own group and routes");
+        }
+    }
+
+    let fake = FakeKube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let target = KubeTarget { context: CONTEXT.into(), namespace: NS.into(), kubeconfig: Some(fake.kubeconfig(dir.path())) };
+    let client = connect(&target).await.unwrap();
+    let applied = manifests::apply(&client, NS, &objects, manifests::ApplyMode::Apply).await.unwrap();
+    assert_eq!(applied.len(), objects.len());
+    assert_eq!(fake.get("deployments", NS, "donate").unwrap()["spec"]["replicas"], 3);
+    assert!(fake.get("horizontalpodautoscalers", NS, "books").is_some());
+
+    let Some(validate) = kubernetes_validate() else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "SKIPPED the kubernetes-validate half of the_library_renders_applies_and_passes_kubernetes_validate_strict: kubernetes-validate is not installed");
+        return;
+    };
+    let file = dir.path().join("library.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let out = std::process::Command::new(validate).args(["--strict", "--kubernetes-version", "1.33.0"]).arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.matches("INFO").count(), objects.len(), "{stdout}");
+}

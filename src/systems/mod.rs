@@ -2,13 +2,14 @@
 //! [`catalog`] of systems (built-in or a folder), their [`definition`], how a
 //! service of the user's own is started ([`command`]), the
 //! [`kit`] services are built from, the reference systems' own handlers
-//! (the [`shop`], the [`taxi`]) and [`serve`], what `stormproof serve SYSTEM.SERVICE` runs
+//! (the [`shop`], the [`taxi`], the [`library`]) and [`serve`], what `stormproof serve SYSTEM.SERVICE` runs
 //! — one replica, as the local platform starts it and a container runs it.
 
 pub mod catalog;
 pub mod command;
 pub mod definition;
 pub mod kit;
+pub mod library;
 pub mod serve;
 pub mod shop;
 pub mod taxi;
