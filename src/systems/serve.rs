@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::definition::{Auth, SystemDef};
 use super::kit::{self, GatewayConfig, ServeOptions};
-use super::{shop, taxi};
+use super::{shop, taxi, telecom};
 use crate::proxy::{Forwarder, Upstreams};
 
 /// Splits `shop.order` into `("shop", "order")`.
@@ -32,7 +32,8 @@ async fn handler(system: &str, service: &str, opts: ServeOptions) -> anyhow::Res
     match system {
         shop::SYSTEM => shop::serve(service, opts).await,
         taxi::SYSTEM => taxi::serve(service, opts).await,
-        other => anyhow::bail!("no built-in service handlers for system `{other}` (handlers: {}, {})", shop::SYSTEM, taxi::SYSTEM),
+        telecom::SYSTEM => telecom::serve(service, opts).await,
+        other => anyhow::bail!("no built-in service handlers for system `{other}` (handlers: {}, {}, {})", shop::SYSTEM, taxi::SYSTEM, telecom::SYSTEM),
     }
 }
 
