@@ -347,3 +347,27 @@ async fn hostile_input_on_every_endpoint_gets_a_4xx_with_a_reason() {
     until(&telecom, &format!("/myPages?orderId={next}"), "the new subscription's row", |h| h.as_array().is_some_and(|h| h.len() == 1)).await;
     telecom.down();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_telecom_passes_every_checkpoint_with_evidence() {
+    // A short autoscaler period and window, as for the shop's check.
+    let telecom = Shop::up_system("telecom", &["--hpa-sync-period", "2s", "--hpa-downscale-stabilization", "15s"]).await;
+    let reports = tempfile::tempdir().unwrap();
+    let pacts = concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/telecom");
+    let out = telecom.cli(&["check", "telecom", "--lang", "ko", "--pacts", pacts, "--reports", reports.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(stormproof::exit::PASSED), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("보상처리"), "Korean checkpoint names: {stdout}");
+    let run = std::fs::read_dir(reports.path()).unwrap().next().unwrap().unwrap().path();
+    let card: Value = serde_json::from_str(&std::fs::read_to_string(run.join("scorecard.json")).unwrap()).unwrap();
+    let checkpoint = |id: u64| card["checkpoints"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone();
+    for id in 1..=13 {
+        assert_eq!(checkpoint(id)["verdict"], "pass", "checkpoint {id}: {card:#}");
+    }
+    let breaker = checkpoint(4)["evidence"].as_str().unwrap().to_string();
+    assert!(breaker.contains("POST /pays → 201") && breaker.contains("POST /pays → 409"), "pay answers from its view, then refuses the paid bill: {breaker}");
+    let deploy = checkpoint(10)["evidence"].as_str().unwrap().to_string();
+    assert!(deploy.starts_with("with: GET /orders 100.00 %") && deploy.contains("without, as expected"), "{deploy}");
+    assert!(checkpoint(12)["evidence"].as_str().unwrap().contains("amount-as-string blocked"), "{card:#}");
+    telecom.down();
+}
