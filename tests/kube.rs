@@ -1054,3 +1054,59 @@ async fn the_library_renders_applies_and_passes_kubernetes_validate_strict() {
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.matches("INFO").count(), objects.len(), "{stdout}");
 }
+
+/// The telecom (seed 004) renders like the taxi: a Deployment and a Service
+/// per service and the gateway (mypage-late at 0 replicas), order's
+/// autoscaler at 1–3 on its 500m CPU request, pay's synchronous lookup of
+/// bill wired, and kubernetes-validate accepts it.
+#[test]
+fn the_telecom_renders_and_passes_kubernetes_validate_strict() {
+    let objects = manifests::render(&SystemDef::builtin("telecom").unwrap(), &render_options()).unwrap();
+    let yaml = manifests::to_yaml(&objects).unwrap();
+    assert_eq!(manifests::parse(&yaml).unwrap(), objects);
+    let deployments: Vec<_> = objects
+        .iter()
+        .filter_map(|o| match o {
+            manifests::Object::Deployment(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut names: Vec<_> = deployments.iter().map(|d| d.metadata.name.clone().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["bill", "gateway", "mypage", "mypage-late", "order", "pay"]);
+    let hpas: Vec<_> = objects
+        .iter()
+        .filter_map(|o| match o {
+            manifests::Object::Hpa(h) => Some(h.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hpas.len(), 1, "only order autoscales");
+    let hpa = hpas[0].spec.as_ref().unwrap();
+    assert_eq!((hpa.scale_target_ref.name.as_str(), hpa.min_replicas, hpa.max_replicas), ("order", Some(1), 3));
+    for (service, upstream) in [("pay", Some("bill=http://bill:80")), ("bill", None), ("order", None), ("mypage", None)] {
+        let deployment = deployments.iter().find(|d| d.metadata.name.as_deref() == Some(service)).unwrap();
+        let container = &deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+        assert_eq!(container.args.as_ref().unwrap(), &["serve".to_string(), format!("telecom.{service}")]);
+        let env = container.env.as_ref().unwrap();
+        let upstreams = env.iter().find(|e| e.name == "STORMPROOF_UPSTREAMS").and_then(|e| e.value.as_deref());
+        assert_eq!(upstreams.filter(|u| !u.is_empty()), upstream, "{service}");
+        assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some(), "{service} is probed");
+        if service == "order" {
+            let cpu = container.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"].0.clone();
+            assert_eq!(cpu, "500m", "the repository's cpu request");
+        }
+    }
+    let Some(validate) = kubernetes_validate() else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "SKIPPED the kubernetes-validate half of the_telecom_renders_and_passes_kubernetes_validate_strict: kubernetes-validate is not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("telecom.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let out = std::process::Command::new(validate).args(["--strict", "--kubernetes-version", "1.33.0"]).arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.matches("INFO").count(), objects.len(), "{stdout}");
+}

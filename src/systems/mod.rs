@@ -2,7 +2,7 @@
 //! [`catalog`] of systems (built-in or a folder), their [`definition`], how a
 //! service of the user's own is started ([`command`]), the
 //! [`kit`] services are built from, the reference systems' own handlers
-//! (the [`shop`], the [`taxi`], the [`library`]) and [`serve`], what `stormproof serve SYSTEM.SERVICE` runs
+//! (the [`shop`], the [`taxi`], the [`library`], the [`telecom`]) and [`serve`], what `stormproof serve SYSTEM.SERVICE` runs
 //! — one replica, as the local platform starts it and a container runs it.
 
 pub mod catalog;
@@ -13,6 +13,7 @@ pub mod library;
 pub mod serve;
 pub mod shop;
 pub mod taxi;
+pub mod telecom;
 
 pub use catalog::{Part, System, SystemFile, builtin_names};
 pub use serve::{GatewayOptions, serve, split_name};

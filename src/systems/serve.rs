@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::definition::{Auth, SystemDef};
 use super::kit::{self, GatewayConfig, ServeOptions};
-use super::{library, shop, taxi};
+use super::{library, shop, taxi, telecom};
 use crate::proxy::{Forwarder, Upstreams};
 
 /// Splits `shop.order` into `("shop", "order")`.
@@ -33,7 +33,8 @@ async fn handler(system: &str, service: &str, opts: ServeOptions) -> anyhow::Res
         shop::SYSTEM => shop::serve(service, opts).await,
         taxi::SYSTEM => taxi::serve(service, opts).await,
         library::SYSTEM => library::serve(service, opts).await,
-        other => anyhow::bail!("no built-in service handlers for system `{other}` (handlers: {}, {}, {})", shop::SYSTEM, taxi::SYSTEM, library::SYSTEM),
+        telecom::SYSTEM => telecom::serve(service, opts).await,
+        other => anyhow::bail!("no built-in service handlers for system `{other}` (handlers: {}, {}, {}, {})", shop::SYSTEM, taxi::SYSTEM, library::SYSTEM, telecom::SYSTEM),
     }
 }
 

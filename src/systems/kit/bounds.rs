@@ -87,6 +87,14 @@ pub fn integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64,
     deserializer.deserialize_any(Integer)
 }
 
+/// [`integer`] for an optional field: absent or `null` is `None`
+/// (pair it with `#[serde(default)]`).
+pub fn optional_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "integer")] i64);
+    <Option<Wrapped> as serde::Deserialize>::deserialize(deserializer).map(|w| w.map(|Wrapped(v)| v))
+}
+
 struct Integer;
 
 impl serde::de::Visitor<'_> for Integer {
