@@ -12,8 +12,7 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::events::{BookCheckedOut, BookRegistered, BookStatus, EVENT_TYPES};
-use super::{KitVariant, variant};
-use crate::systems::kit::{ApiError, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id};
+use crate::systems::kit::{ApiError, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, KitVariant, Picked, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id, pick_variant};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS bookdetails (
@@ -59,10 +58,10 @@ struct App {
 /// Runs the bookdetail service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
     let kit_variants = [KitVariant::AnonymousGroup, KitVariant::ReadsEveryPartition, KitVariant::FromLatest];
-    let (_, kit_variant) = variant(&opts, "bookdetail", &[], &kit_variants)?;
+    let variant = pick_variant("bookdetail", opts.variant.as_deref(), &[], &kit_variants)?;
     let mut kit = Kit::start(super::SYSTEM, "bookdetail", opts, kafka, SCHEMA).await?;
-    if let Some(v) = kit_variant {
-        v.configure(&mut kit);
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
     }
     let app = App { store: kit.store.clone() };
     kit.consume(app.clone());

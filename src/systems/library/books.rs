@@ -18,9 +18,9 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::events::{BookCheckedOut, BookDonated, BookRegistered, BookStatus, CheckoutRequested, EVENT_TYPES, Refusal};
-use super::{KitVariant, variant};
 use crate::systems::kit::{
-    ApiError, Conn, Event, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, Publisher, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id,
+    ApiError, Conn, Event, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, KitVariant, Picked, Publisher, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id,
+    pick_variant,
 };
 
 const SCHEMA: &str = "
@@ -66,12 +66,13 @@ struct App {
 
 /// Runs the books service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
-    let kit_variants = [KitVariant::AnonymousGroup, KitVariant::LiveAlways, KitVariant::NoScaleOut, KitVariant::FromLatest];
-    let (name, kit_variant) = variant(&opts, "books", &["drop-request-id", "never-compensates"], &kit_variants)?;
-    let (drop_request_id, never_compensates) = (name == "drop-request-id", name == "never-compensates");
+    // `no-scale-out` runs as is: the platform caps its autoscaler (system.yaml).
+    let own = ["drop-request-id", "never-compensates", "no-scale-out"];
+    let variant = pick_variant("books", opts.variant.as_deref(), &own, &[KitVariant::AnonymousGroup, KitVariant::LiveAlways, KitVariant::FromLatest])?;
+    let (drop_request_id, never_compensates) = (variant.is("drop-request-id"), variant.is("never-compensates"));
     let mut kit = Kit::start(super::SYSTEM, "books", opts, kafka, SCHEMA).await?;
-    if let Some(v) = kit_variant {
-        v.configure(&mut kit);
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
     }
     let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), drop_request_id, never_compensates };
     kit.consume(app.clone());

@@ -13,9 +13,9 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::events::{BookDonated, limits};
-use super::{KitVariant, book_filter, optional_integer, variant};
-use crate::systems::kit::bounds::{int, text};
-use crate::systems::kit::{ApiError, Conn, Event, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, Table, now_rfc3339, parse_id};
+use super::book_filter;
+use crate::systems::kit::bounds::{int, optional_integer, text};
+use crate::systems::kit::{ApiError, Conn, Event, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Publisher, ServeOptions, Store, Table, now_rfc3339, parse_id, pick_variant};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS donates (
@@ -73,10 +73,10 @@ struct App {
 
 /// Runs the donate service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
-    let (_, kit_variant) = variant(&opts, "donate", &[], &[KitVariant::ReadyAtOnce])?;
+    let variant = pick_variant("donate", opts.variant.as_deref(), &[], &[KitVariant::ReadyAtOnce])?;
     let mut kit = Kit::start(super::SYSTEM, "donate", opts, kafka, SCHEMA).await?;
-    if let Some(v) = kit_variant {
-        v.configure(&mut kit);
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
     }
     let app = App { store: kit.store.clone(), publisher: kit.publisher.clone() };
     kit.serve(routes(app)).await

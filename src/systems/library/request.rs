@@ -17,11 +17,11 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::events::{BookCheckedOut, CheckoutRequested, EVENT_TYPES, OrderStatus, Refusal, limits};
-use super::{KitVariant, book_filter, optional_integer, variant};
-use crate::systems::kit::bounds::{int, text};
+use super::book_filter;
+use crate::systems::kit::bounds::{int, optional_integer, text};
 use crate::systems::kit::{
-    ApiError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Poison, Publisher, ServeOptions, Store, Table, Tx, now_rfc3339,
-    parse_id,
+    ApiError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Poison, Publisher, ServeOptions, Store, Table, Tx,
+    now_rfc3339, parse_id, pick_variant,
 };
 
 const SCHEMA: &str = "
@@ -103,11 +103,11 @@ struct App {
 
 /// Runs the request service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
-    let (name, kit_variant) = variant(&opts, "request", &["random-key"], &[KitVariant::FromLatest])?;
-    let random_key = name == "random-key";
+    let variant = pick_variant("request", opts.variant.as_deref(), &["random-key"], &[KitVariant::FromLatest])?;
+    let random_key = variant.is("random-key");
     let mut kit = Kit::start(super::SYSTEM, "request", opts, kafka, SCHEMA).await?;
-    if let Some(v) = kit_variant {
-        v.configure(&mut kit);
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
     }
     let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), random_key };
     kit.consume(app.clone());

@@ -22,8 +22,8 @@ use super::events::{BillEvent, BillState, EVENT_TYPES, OrderPlaced, PayEvent, ch
 use super::{id_filter, text_filter};
 use crate::systems::kit::bounds::{int, optional_integer};
 use crate::systems::kit::{
-    ApiError, Conn, Event, Group, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Poison, Publisher, ServeOptions, Store, Table, Tx,
-    now_rfc3339, parse_id,
+    ApiError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Poison, Publisher, ServeOptions, Store, Table,
+    Tx, now_rfc3339, parse_id, pick_variant,
 };
 
 const SCHEMA: &str = "
@@ -130,12 +130,12 @@ struct App {
 
 /// Runs the bill service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
-    let variant = super::variant(&opts, "bill", &["ignores-cancel", "amount-as-string", "anonymous-group"], true)?;
+    let variant = pick_variant("bill", opts.variant.as_deref(), &["ignores-cancel", "amount-as-string"], &[KitVariant::AnonymousGroup, KitVariant::FromLatest])?;
     let mut kit = Kit::start(super::SYSTEM, "bill", opts, kafka, SCHEMA).await?;
-    if variant == "anonymous-group" {
-        kit.group = Group::Anonymous;
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
     }
-    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), ignores_cancel: variant == "ignores-cancel", amount_as_string: variant == "amount-as-string" };
+    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), ignores_cancel: variant.is("ignores-cancel"), amount_as_string: variant.is("amount-as-string") };
     kit.consume(app.clone());
     kit.serve(routes(app)).await
 }

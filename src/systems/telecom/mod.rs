@@ -10,7 +10,7 @@ pub mod mypage;
 pub mod order;
 pub mod pay;
 
-use crate::systems::kit::{ApiError, FROM_LATEST, KafkaSettings, ServeOptions, parse_id};
+use crate::systems::kit::{ApiError, KafkaSettings, ServeOptions, parse_id};
 
 /// The system's name.
 pub const SYSTEM: &str = "telecom";
@@ -25,18 +25,6 @@ pub async fn serve(service: &str, opts: ServeOptions) -> anyhow::Result<()> {
         "mypage" => mypage::serve(opts, kafka).await,
         other => anyhow::bail!("the telecom has no service `{other}` (order, bill, pay, mypage, gateway)"),
     }
-}
-
-/// The variant `opts` asks `service` to run: one of `own`, or — for a
-/// service that consumes — the kit's [`FROM_LATEST`]; `""` for none.
-fn variant(opts: &ServeOptions, service: &str, own: &[&str], consumes: bool) -> anyhow::Result<String> {
-    let asked = opts.variant.clone().unwrap_or_default();
-    let kit: &[&str] = if consumes { &[FROM_LATEST] } else { &[] };
-    if asked.is_empty() || own.contains(&asked.as_str()) || kit.contains(&asked.as_str()) {
-        return Ok(asked);
-    }
-    let known: Vec<&str> = own.iter().chain(kit).copied().collect();
-    anyhow::bail!("{service} has no variant `{asked}` ({})", if known.is_empty() { "it has none".to_string() } else { known.join(", ") })
 }
 
 /// An optional integer query filter (`?orderId=`), 400 when it is not one.

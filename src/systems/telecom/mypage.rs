@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::events::{BillEvent, EVENT_TYPES, OrderPlaced, limits};
 use super::{id_filter, text_filter};
-use crate::systems::kit::{ApiError, Group, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id};
+use crate::systems::kit::{ApiError, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, KitVariant, Picked, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id, pick_variant};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS my_pages (
@@ -126,13 +126,12 @@ struct App {
 
 /// Runs the mypage service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
-    let variant = super::variant(&opts, "mypage", &["anonymous-group", "reads-every-partition"], true)?;
+    let kit_variants = [KitVariant::AnonymousGroup, KitVariant::ReadsEveryPartition, KitVariant::FromLatest];
+    let variant = pick_variant("mypage", opts.variant.as_deref(), &[], &kit_variants)?;
     let mut kit = Kit::start(super::SYSTEM, "mypage", opts, kafka, SCHEMA).await?;
-    kit.group = match variant.as_str() {
-        "anonymous-group" => Group::Anonymous,
-        "reads-every-partition" => Group::Unshared,
-        _ => Group::Service,
-    };
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
+    }
     let app = App { store: kit.store.clone() };
     kit.consume(app.clone());
     kit.serve(routes(app)).await

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::events::{OrderPlaced, check_phone, limits};
 use super::text_filter;
 use crate::systems::kit::bounds::{int, optional_integer, text};
-use crate::systems::kit::{ApiError, Conn, Event, JsonBody, KafkaSettings, Kit, Probes, Publisher, ServeOptions, Store, Table, now_rfc3339, parse_id};
+use crate::systems::kit::{ApiError, Conn, Event, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Publisher, ServeOptions, Store, Table, now_rfc3339, parse_id, pick_variant};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
@@ -99,14 +99,13 @@ struct App {
 
 /// Runs the order service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
-    let variant = super::variant(&opts, "order", &["random-key", "ready-at-once", "live-always", "no-scale-out"], false)?;
+    // `no-scale-out` runs as is: the platform caps its autoscaler (system.yaml).
+    let variant = pick_variant("order", opts.variant.as_deref(), &["random-key", "no-scale-out"], &[KitVariant::ReadyAtOnce, KitVariant::LiveAlways])?;
     let mut kit = Kit::start(super::SYSTEM, "order", opts, kafka, SCHEMA).await?;
-    kit.probes = match variant.as_str() {
-        "ready-at-once" => Probes::ReadyAtOnce,
-        "live-always" => Probes::AlwaysLive,
-        _ => Probes::Truthful,
-    };
-    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), random_key: variant == "random-key" };
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
+    }
+    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), random_key: variant.is("random-key") };
     kit.serve(routes(app)).await
 }
 

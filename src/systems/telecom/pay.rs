@@ -24,8 +24,8 @@ use super::events::{BillEvent, BillState, EVENT_TYPES, PayEvent, WorkType, limit
 use super::{id_filter, text_filter};
 use crate::systems::kit::bounds::{int, integer, optional_integer};
 use crate::systems::kit::{
-    ApiError, CallError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, Publisher, ServeOptions, Store, Table, Tx, Upstream,
-    now_rfc3339, parse_id,
+    ApiError, CallError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Publisher, ServeOptions, Store, Table,
+    Tx, Upstream, now_rfc3339, parse_id, pick_variant,
 };
 
 const SCHEMA: &str = "
@@ -138,12 +138,12 @@ struct App {
 /// Runs the pay service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
     let url = opts.upstream("bill").ok_or_else(|| anyhow::anyhow!("pay needs --upstream bill=URL"))?.to_string();
-    let variant = super::variant(&opts, "pay", &["no-breaker"], true)?;
-    let bill = match variant.as_str() {
-        "no-breaker" => Upstream::without_breaker("bill", &url, Duration::from_secs(30)),
-        _ => Upstream::new("bill", &url, Duration::from_millis(1000)),
-    };
+    let variant = pick_variant("pay", opts.variant.as_deref(), &["no-breaker"], &[KitVariant::FromLatest])?;
+    let bill = if variant.is("no-breaker") { Upstream::without_breaker("bill", &url, Duration::from_secs(30)) } else { Upstream::new("bill", &url, Duration::from_millis(1000)) };
     let mut kit = Kit::start(super::SYSTEM, "pay", opts, kafka, SCHEMA).await?;
+    if let Picked::Kit(kind) = variant {
+        kit.run_as(kind);
+    }
     let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), bill: Arc::new(bill) };
     kit.consume(app.clone());
     kit.serve(routes(app)).await
