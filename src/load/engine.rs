@@ -129,6 +129,50 @@ struct Shared {
 
 /// Runs `plan` to its end (or until `hooks.cancel`) and summarises it.
 pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadError> {
+    Ok(run_recorded(plan, hooks, false).await?.into_summary())
+}
+
+/// A finished run before it is summarised: the merged recorder and what
+/// the summary needs besides. A distributed worker serializes it.
+pub(crate) struct RecordedRun {
+    pub rec: Recorder,
+    pub routes: Vec<String>,
+    pub model: Model,
+    pub users: u32,
+    pub threads: usize,
+    pub started_unix_ms: u64,
+    pub elapsed: Duration,
+    pub stopped_by: StopReason,
+    /// Per-second p50/p99 over all threads.
+    quantiles: Vec<(u64, u64)>,
+}
+
+impl RecordedRun {
+    #[cfg(test)]
+    pub(crate) fn for_test(rec: Recorder, routes: Vec<String>) -> RecordedRun {
+        RecordedRun {
+            rec,
+            routes,
+            model: Model::Closed,
+            users: 1,
+            threads: 1,
+            started_unix_ms: 0,
+            elapsed: Duration::from_secs(2),
+            stopped_by: StopReason::Completed,
+            quantiles: Vec::new(),
+        }
+    }
+
+    pub(crate) fn into_summary(self) -> LoadSummary {
+        let RecordedRun { rec, routes, model, users, threads, started_unix_ms, elapsed, stopped_by, quantiles } = self;
+        LoadSummary::build(rec, routes, model, users, threads, started_unix_ms, elapsed, stopped_by, Some(quantiles))
+    }
+}
+
+/// Runs `plan` and returns the merged recorder. With `keep_seconds`, each
+/// second's merged latencies stay in the timeline (sparse), so another
+/// process can merge them with its own.
+pub(crate) async fn run_recorded(plan: LoadPlan, hooks: RunHooks, keep_seconds: bool) -> Result<RecordedRun, LoadError> {
     let (route_labels, route_of) = plan.routes();
     let mut authorities: Vec<(String, u16)> = Vec::new();
     let mut targets = Vec::with_capacity(plan.targets.len());
@@ -210,10 +254,11 @@ pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadErr
     // Merge each second's latencies across workers as the seconds close,
     // keeping only p50/p99: memory stays flat however long the run.
     let mut seconds = SecondMerger::new(workers, route_labels.len(), hooks.seconds.clone());
+    seconds.keep_latency = keep_seconds;
     while let Some(closed) = second_rx.recv().await {
         seconds.add(closed);
     }
-    let quantiles = seconds.finish();
+    let (quantiles, sparse) = seconds.finish();
     let mut merged: Option<Recorder> = None;
     let mut stopped_by = StopReason::Completed;
     let mut end = start;
@@ -231,7 +276,10 @@ pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadErr
     let elapsed = end.duration_since(start);
     let mut rec = merged.expect("at least one worker");
     rec.finish(elapsed);
-    Ok(LoadSummary::build(rec, route_labels, model, users, workers, started_unix_ms, elapsed, stopped_by, Some(quantiles)))
+    for (slot, latency) in rec.timeline.iter_mut().zip(sparse) {
+        slot.latency = latency;
+    }
+    Ok(RecordedRun { rec, routes: route_labels, model, users, threads: workers, started_unix_ms, elapsed, stopped_by, quantiles })
 }
 
 fn request_headers(plan: &LoadPlan, t: &super::plan::Target) -> HeaderMap {
@@ -363,6 +411,9 @@ struct SecondMerger {
     /// One past the latest second any worker reported.
     seen: usize,
     done: Vec<(u64, u64)>,
+    /// With `keep_latency`: each finalized second's histogram, sparse.
+    sparse: Vec<Vec<(u64, u64)>>,
+    keep_latency: bool,
     routes: usize,
     live: Option<UnboundedSender<LiveSecond>>,
 }
@@ -385,7 +436,17 @@ pub struct LiveSecond {
 
 impl SecondMerger {
     fn new(workers: usize, routes: usize, live: Option<UnboundedSender<LiveSecond>>) -> SecondMerger {
-        SecondMerger { closed_before: vec![0; workers], open: BTreeMap::new(), next: 0, seen: 0, done: Vec::new(), routes, live }
+        SecondMerger {
+            closed_before: vec![0; workers],
+            open: BTreeMap::new(),
+            next: 0,
+            seen: 0,
+            done: Vec::new(),
+            sparse: Vec::new(),
+            keep_latency: false,
+            routes,
+            live,
+        }
     }
 
     fn add(&mut self, c: ClosedSecond) {
@@ -436,6 +497,14 @@ impl SecondMerger {
                 self.done.resize(sec + 1, (0, 0));
             }
             self.done[sec] = (p50, p99);
+            if self.keep_latency
+                && let Some(o) = &open
+            {
+                if self.sparse.len() <= sec {
+                    self.sparse.resize(sec + 1, Vec::new());
+                }
+                self.sparse[sec] = super::recorder::sparse(&o.latency);
+            }
             if let Some(tx) = &self.live {
                 let (counts, routes) = match open {
                     Some(o) => (o.counts, o.routes),
@@ -447,10 +516,10 @@ impl SecondMerger {
         }
     }
 
-    fn finish(mut self) -> Vec<(u64, u64)> {
+    fn finish(mut self) -> (Vec<(u64, u64)>, Vec<Vec<(u64, u64)>>) {
         let seen = self.seen;
         self.finalize_before(seen);
-        self.done
+        (self.done, self.sparse)
     }
 }
 
