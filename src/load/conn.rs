@@ -111,7 +111,7 @@ impl Conn {
 
     /// Whether an idle kept-alive connection is still open: a FIN (or
     /// anything unasked for) that arrived while it was idle means no.
-    pub fn is_alive(&mut self) -> bool {
+    pub fn is_alive(&self) -> bool {
         if self.start != self.end {
             return false;
         }
@@ -283,5 +283,94 @@ fn framing(resp: &httparse::Response, bodiless: bool) -> (Length, bool) {
     match length {
         Some(n) => (Length::Known(n), reusable),
         None => (Length::ToClose, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A server that answers each request it reads with the next of `answers`
+    /// (written in two halves, to split reads), then closes.
+    async fn scripted(answers: Vec<&'static [u8]>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            for a in answers {
+                let mut buf = [0u8; 4096];
+                if s.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let (x, y) = a.split_at(a.len() / 2);
+                s.write_all(x).await.unwrap();
+                s.flush().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                s.write_all(y).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[tokio::test]
+    async fn chunked_content_length_and_bodiless_responses_keep_the_connection() {
+        let addr = scripted(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nabc",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno",
+        ])
+        .await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        assert_eq!(c.exchange(GET, false).await, Ok(Response { status: 200, bytes: 11, reusable: true }));
+        assert_eq!(c.exchange(GET, false).await, Ok(Response { status: 201, bytes: 3, reusable: true }));
+        assert_eq!(c.exchange(GET, false).await, Ok(Response { status: 204, bytes: 0, reusable: true }));
+        assert_eq!(c.exchange(GET, false).await, Ok(Response { status: 503, bytes: 2, reusable: false }));
+    }
+
+    #[tokio::test]
+    async fn a_body_without_length_runs_to_the_close_and_http_1_0_closes() {
+        let addr = scripted(vec![b"HTTP/1.1 200 OK\r\n\r\nuntil the end"]).await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        assert_eq!(c.exchange(GET, false).await, Ok(Response { status: 200, bytes: 13, reusable: false }));
+        let addr = scripted(vec![b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"]).await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        assert_eq!(c.exchange(GET, false).await, Ok(Response { status: 200, bytes: 2, reusable: false }));
+    }
+
+    #[tokio::test]
+    async fn a_closed_kept_connection_is_stale_and_garbage_is_a_protocol_error() {
+        let addr = scripted(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]).await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        assert!(c.exchange(GET, false).await.unwrap().reusable);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!c.is_alive(), "the server's FIN shows while idle");
+        assert!(matches!(c.exchange(GET, false).await, Err(Failed::Stale(_))));
+        let addr = scripted(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]).await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        assert_eq!(c.exchange(GET, false).await, Err(Failed::Hard(TransportError::Protocol)));
+        let addr = scripted(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]).await;
+        let mut c = Conn::connect(addr).await.unwrap();
+        assert_eq!(c.exchange(GET, false).await, Err(Failed::Hard(TransportError::Closed)));
+    }
+
+    #[test]
+    fn request_bytes_are_what_siege_sends() {
+        let t = Target::new(Method::POST, "http://127.0.0.1:8080/orders?x=1", Some(bytes::Bytes::from_static(b"{\"a\":1}"))).unwrap();
+        let mut plan = LoadPlan::new(vec![t.clone()]);
+        plan.user_agent = "ua".into();
+        plan.headers.push((hyper::header::HeaderName::from_static("x-run"), hyper::header::HeaderValue::from_static("7")));
+        let text = String::from_utf8(request_bytes(&plan, &t)).unwrap();
+        assert_eq!(
+            text,
+            "POST /orders?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAccept: */*\r\nUser-Agent: ua\r\nContent-Type: application/json\r\nContent-Length: 7\r\nx-run: 7\r\n\r\n{\"a\":1}"
+        );
+        plan.keepalive = false;
+        let get = Target::get("http://h/").unwrap();
+        let text = String::from_utf8(request_bytes(&plan, &get)).unwrap();
+        assert_eq!(text, "GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nUser-Agent: ua\r\nConnection: close\r\nx-run: 7\r\n\r\n");
     }
 }

@@ -8,6 +8,7 @@
 //! arguments live in the CLI (`src/cli/siege_args.rs`) and become a plan there.
 
 pub mod distributed;
+mod conn;
 mod engine;
 mod plan;
 mod recorder;
