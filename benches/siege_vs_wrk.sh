@@ -150,3 +150,34 @@ if [ -z "${SKIP_RSS:-}" ]; then
     echo "stormproof peak RSS, ${secs} s run: ${RSS} KiB (${N} requests)"
   done
 fi
+
+# DISTRIBUTED=1: the overhead of distribution — the same run in-process,
+# as --distributed 1 (one worker process, the coordinator's HTTP endpoint,
+# the report and the merge) and as --distributed 2, interleaved, medians.
+if [ -n "${DISTRIBUTED:-}" ]; then
+  : > "$TMP/dist"
+  for round in $(seq "$ROUNDS"); do
+    for mode in in-process 1 2; do
+      args=()
+      [ "$mode" != in-process ] && args=(--distributed "$mode")
+      /usr/bin/time -f "%U %S" -o "$TMP/d.cpu" "$STORMPROOF_BIN" siege -b -q -j -c"$CONC" -t"${DURATION}S" "${args[@]}" "$URL" > "$TMP/d.json"
+      python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1])); u, s = map(float, open(sys.argv[2]).read().split()[-2:])
+print("%s %.2f %.3f %.3f %.2f" % (sys.argv[3], j["request_rate"], j["latency_us"]["p50_us"] / 1000, j["latency_us"]["p99_us"] / 1000, (u + s) * 1e6 / j["requests"]))' \
+        "$TMP/d.json" "$TMP/d.cpu" "$mode" | tee -a "$TMP/dist" | sed "s/^/round $round: /" >&2
+    done
+  done
+  python3 - "$TMP/dist" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    mode, *vals = line.split()
+    rows.setdefault(mode, []).append([float(v) for v in vals])
+med = lambda m, i: statistics.median(r[i] for r in rows[m])
+print("\n%-16s %12s %10s %10s %16s" % ("stormproof", "req/s", "p50 ms", "p99 ms", "CPU us/request"))
+for m in ("in-process", "1", "2"):
+    print("%-16s %12.0f %10.3f %10.3f %16.2f" % (m if m == "in-process" else "--distributed " + m, med(m, 0), med(m, 1), med(m, 2), med(m, 3)))
+print("\n--distributed 1 / in-process = %.3f" % (med("1", 0) / med("in-process", 0)))
+PY
+fi

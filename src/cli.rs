@@ -12,8 +12,10 @@ mod prove_cmds;
 mod rollout_cmds;
 mod siege;
 mod siege_args;
+mod siege_distributed;
+mod siege_kube;
 
-pub use siege_args::SiegeArgs;
+pub use siege_args::{SiegeArgs, SiegeCommand};
 
 use std::path::PathBuf;
 
@@ -59,7 +61,7 @@ pub enum Command {
     /// Score the course's checkpoints against a system (starts it if it is not up).
     Check(check_cmds::CheckArgs),
     /// Load a service as siege does (same flags), with real measurement and CI gates.
-    Siege(siege_args::SiegeArgs),
+    Siege(siege_args::SiegeCommand),
     /// Chaos experiments: fault, verdict, guaranteed rollback.
     Chaos(chaos_cmds::ChaosArgs),
     /// Kubernetes manifests of a system: render, apply (server-side apply).

@@ -8,19 +8,32 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::siege_args::SiegeArgs;
+use super::kube_args::PlatformKind;
+use super::siege_args::{SiegeArgs, SiegeCommand, SiegeRole};
 use crate::exit::Outcome;
 use crate::load::{Counting, LoadPlan, LoadSummary, Progress, RequestEvent, RunHooks, Stop, Target, evaluate_all, run};
 use crate::report;
 
-/// Runs `stormproof siege`.
-pub async fn run_siege(args: SiegeArgs) -> anyhow::Result<Outcome> {
+/// Runs `stormproof siege` (or its `worker`).
+pub async fn run_siege(cmd: SiegeCommand) -> anyhow::Result<Outcome> {
+    match cmd.role {
+        Some(SiegeRole::Worker(w)) => super::siege_distributed::worker(w).await,
+        None => siege(cmd.args).await,
+    }
+}
+
+async fn siege(args: SiegeArgs) -> anyhow::Result<Outcome> {
     let plan = args.to_plan()?;
+    let in_cluster = args.distributed.is_some() && args.platform == PlatformKind::Kube;
+    if in_cluster && args.kube.dry_run {
+        super::siege_kube::dry_run(&args).await?;
+        return Ok(Outcome::Passed);
+    }
     // A host that does not resolve at all is almost always a typo: say so
     // (exit 2) rather than report a run of failures.
     let mut hosts: Vec<(String, u16)> = plan.targets.iter().map(|t| (t.host.clone(), t.port)).collect();
     hosts.dedup();
-    for (host, port) in hosts {
+    for (host, port) in hosts.into_iter().filter(|_| !in_cluster) {
         let found = tokio::net::lookup_host((host.as_str(), port)).await.map(|mut a| a.next().is_some());
         if !matches!(found, Ok(true)) {
             bail!("cannot resolve host `{host}`: expected a resolvable host name or an IP address");
@@ -55,8 +68,19 @@ pub async fn run_siege(args: SiegeArgs) -> anyhow::Result<Outcome> {
     } else {
         None
     };
-    let bar = if interactive && !args.verbose { Some(spawn_progress_bar(&plan, progress)) } else { None };
-    let summary = run(plan.clone(), hooks).await?;
+    let bar = if interactive && !args.verbose && args.distributed.is_none() { Some(spawn_progress_bar(&plan, progress)) } else { None };
+    let summary = match args.distributed {
+        None => run(plan.clone(), hooks).await?,
+        Some(_) => {
+            let cancel = hooks.cancel.clone();
+            // Workers send no per-request events: let the -v printer end.
+            drop(hooks);
+            match super::siege_distributed::coordinate(&args, &plan, &cancel).await? {
+                Some(summary) => summary,
+                None => return Ok(Outcome::Failed),
+            }
+        }
+    };
     ctrl_c.abort();
     if let Some((handle, stop)) = bar {
         stop.cancel();

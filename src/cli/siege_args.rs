@@ -1,11 +1,14 @@
 //! `stormproof siege`'s arguments: siege's command line (plus stormproof's
 //! own options), turned into a validated [`LoadPlan`].
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
+
+use super::kube_args::{KubeArgs, PlatformKind};
 use hyper::header::{HeaderName, HeaderValue};
 
 use crate::load::{Counting, LoadPlan, Model, Stop, Threshold, parse_url_file, parse_url_line};
@@ -98,9 +101,81 @@ pub struct SiegeArgs {
     #[arg(long = "workers", value_name = "NUM", default_value_t = 0, env = "STORMPROOF_WORKERS", help_heading = "stormproof options")]
     pub workers: usize,
 
+    /// Split the load over N workers (-c, --rate split exactly), merge their HDR histograms
+    /// and judge --threshold on the whole run. Workers are processes on this host, or pods
+    /// of an Indexed Job with --platform kube.
+    #[arg(long = "distributed", value_name = "N", help_heading = "Distributed")]
+    pub distributed: Option<usize>,
+    /// Where the distributed workers run.
+    #[arg(long = "platform", value_enum, default_value_t = PlatformKind::Local, help_heading = "Distributed")]
+    pub platform: PlatformKind,
+    /// Address the coordinator listens on for its workers.
+    #[arg(long = "coordinator-listen", value_name = "ADDR", default_value = "127.0.0.1:0", help_heading = "Distributed")]
+    pub coordinator_listen: SocketAddr,
+    /// URL the workers reach the coordinator at (default: http:// and the listen address).
+    #[arg(long = "coordinator-url", value_name = "URL", env = "STORMPROOF_COORDINATOR_URL", help_heading = "Distributed")]
+    pub coordinator_url: Option<String>,
+    /// Where on a cluster the workers run (`--platform kube`).
+    #[command(flatten)]
+    pub kube: SiegeKubeArgs,
+
     /// URL to load, optionally followed by METHOD and BODY (or <FILE), as in a URL file line.
     #[arg(value_name = "URL [METHOD BODY]", num_args = 0..)]
     pub url: Vec<String>,
+}
+
+/// `stormproof siege`: a run, or the `worker` of a distributed one.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SiegeCommand {
+    /// A distributed run's worker, instead of a run.
+    #[command(subcommand)]
+    pub role: Option<SiegeRole>,
+    /// The run.
+    #[command(flatten)]
+    pub args: SiegeArgs,
+}
+
+/// What `stormproof siege` runs besides a load.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SiegeRole {
+    /// Run one worker of a `--distributed` siege: fetch its share from the coordinator, run it
+    /// at the agreed start, send the report (on this host, another one, or in a pod).
+    Worker(WorkerArgs),
+}
+
+/// `stormproof siege worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// The coordinator's URL, e.g. http://10.0.0.5:7070.
+    #[arg(long, env = "STORMPROOF_COORDINATOR")]
+    pub coordinator: String,
+    /// This worker's index, from 0 (an Indexed Job's pods get it as JOB_COMPLETION_INDEX).
+    #[arg(long, env = "JOB_COMPLETION_INDEX")]
+    pub index: usize,
+    /// How long to keep trying to reach the coordinator.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub patience: Duration,
+}
+
+/// `--platform kube` flags of a distributed siege.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Kubernetes (--distributed N --platform kube)")]
+pub struct SiegeKubeArgs {
+    #[command(flatten)]
+    pub target: KubeArgs,
+    /// Image of the worker pods (it must hold the stormproof binary).
+    #[arg(long = "image", value_name = "IMAGE", env = "STORMPROOF_IMAGE", default_value = "stormproof:latest")]
+    pub image: String,
+    /// CPU request and limit of each worker pod.
+    #[arg(long = "worker-cpu", value_name = "QUANTITY", default_value = "1")]
+    pub cpu: String,
+    /// Memory request and limit of each worker pod.
+    #[arg(long = "worker-memory", value_name = "QUANTITY", default_value = "256Mi")]
+    pub memory: String,
+    /// Print the Job as the request it would send, and send nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
 }
 
 fn parse_reps(s: &str) -> Result<Stop, String> {

@@ -2,10 +2,11 @@
 //!
 //! Like oha's fast path, it starts one OS thread per core, each with its own
 //! current-thread tokio runtime and `LocalSet`. Each thread runs its share of
-//! the virtual users; each user owns its HTTP/1.1 connections (hyper's
-//! low-level `client::conn`, keep-alive unless told otherwise), drives them
-//! inside its own task (no connection task: one writev and one read per
-//! request, no cross-task wake-ups) and records
+//! the virtual users; each user owns its HTTP/1.1 connections
+//! ([`super::conn`]: each target's request bytes built once, the response
+//! parsed with httparse, keep-alive unless told otherwise), drives them
+//! inside its own task (one write and one read per request, no cross-task
+//! wake-ups) and records
 //! into the thread's [`Recorder`] through a `RefCell` — no locks and no
 //! channels on the hot path. When the run ends each thread hands back its
 //! recorder and they are merged. The engine never prints: callers watch
@@ -13,26 +14,19 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::{Method, Request, Uri};
 use hdrhistogram::Histogram;
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::conn::{Conn, Failed, request_bytes};
 use super::plan::{LoadPlan, Model, Stop};
 use super::recorder::{ClosedSecond, Outcome, Recorder, SecondSink, TransportError};
 use super::recorder::TimelineCounts;
@@ -105,12 +99,11 @@ pub enum LoadError {
     WorkerPanicked,
 }
 
-/// A target made ready to send: the request parts built once.
+/// A target made ready to send: the request's bytes, built once.
 struct Prepared {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Vec<u8>,
+    /// A HEAD request: the response has no body.
+    head: bool,
     addr: usize,
     route: usize,
 }
@@ -129,6 +122,50 @@ struct Shared {
 
 /// Runs `plan` to its end (or until `hooks.cancel`) and summarises it.
 pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadError> {
+    Ok(run_recorded(plan, hooks, false).await?.into_summary())
+}
+
+/// A finished run before it is summarised: the merged recorder and what
+/// the summary needs besides. A distributed worker serializes it.
+pub(crate) struct RecordedRun {
+    pub rec: Recorder,
+    pub routes: Vec<String>,
+    pub model: Model,
+    pub users: u32,
+    pub threads: usize,
+    pub started_unix_ms: u64,
+    pub elapsed: Duration,
+    pub stopped_by: StopReason,
+    /// Per-second p50/p99 over all threads.
+    quantiles: Vec<(u64, u64)>,
+}
+
+impl RecordedRun {
+    #[cfg(test)]
+    pub(crate) fn for_test(rec: Recorder, routes: Vec<String>) -> RecordedRun {
+        RecordedRun {
+            rec,
+            routes,
+            model: Model::Closed,
+            users: 1,
+            threads: 1,
+            started_unix_ms: 0,
+            elapsed: Duration::from_secs(2),
+            stopped_by: StopReason::Completed,
+            quantiles: Vec::new(),
+        }
+    }
+
+    pub(crate) fn into_summary(self) -> LoadSummary {
+        let RecordedRun { rec, routes, model, users, threads, started_unix_ms, elapsed, stopped_by, quantiles } = self;
+        LoadSummary::build(rec, routes, model, users, threads, started_unix_ms, elapsed, stopped_by, Some(quantiles))
+    }
+}
+
+/// Runs `plan` and returns the merged recorder. With `keep_seconds`, each
+/// second's merged latencies stay in the timeline (sparse), so another
+/// process can merge them with its own.
+pub(crate) async fn run_recorded(plan: LoadPlan, hooks: RunHooks, keep_seconds: bool) -> Result<RecordedRun, LoadError> {
     let (route_labels, route_of) = plan.routes();
     let mut authorities: Vec<(String, u16)> = Vec::new();
     let mut targets = Vec::with_capacity(plan.targets.len());
@@ -141,14 +178,7 @@ pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadErr
                 authorities.len() - 1
             }
         };
-        targets.push(Prepared {
-            method: t.method.clone(),
-            uri: t.path_and_query.parse().unwrap_or_else(|_| Uri::from_static("/")),
-            headers: request_headers(&plan, t),
-            body: t.body.clone().unwrap_or_default(),
-            addr,
-            route: route_of[i],
-        });
+        targets.push(Prepared { request: request_bytes(&plan, t), head: t.method == Method::HEAD, addr, route: route_of[i] });
     }
     let mut addrs = Vec::with_capacity(authorities.len());
     for (host, port) in &authorities {
@@ -210,10 +240,11 @@ pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadErr
     // Merge each second's latencies across workers as the seconds close,
     // keeping only p50/p99: memory stays flat however long the run.
     let mut seconds = SecondMerger::new(workers, route_labels.len(), hooks.seconds.clone());
+    seconds.keep_latency = keep_seconds;
     while let Some(closed) = second_rx.recv().await {
         seconds.add(closed);
     }
-    let quantiles = seconds.finish();
+    let (quantiles, sparse) = seconds.finish();
     let mut merged: Option<Recorder> = None;
     let mut stopped_by = StopReason::Completed;
     let mut end = start;
@@ -231,32 +262,10 @@ pub async fn run(plan: LoadPlan, hooks: RunHooks) -> Result<LoadSummary, LoadErr
     let elapsed = end.duration_since(start);
     let mut rec = merged.expect("at least one worker");
     rec.finish(elapsed);
-    Ok(LoadSummary::build(rec, route_labels, model, users, workers, started_unix_ms, elapsed, stopped_by, Some(quantiles)))
-}
-
-fn request_headers(plan: &LoadPlan, t: &super::plan::Target) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    let host = if t.port == 80 { t.host.clone() } else { t.authority() };
-    if let Ok(v) = HeaderValue::from_str(&host) {
-        h.insert(header::HOST, v);
+    for (slot, latency) in rec.timeline.iter_mut().zip(sparse) {
+        slot.latency = latency;
     }
-    h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-    if let Ok(v) = HeaderValue::from_str(&plan.user_agent) {
-        h.insert(header::USER_AGENT, v);
-    }
-    if t.body.is_some() {
-        let ct = plan.content_type.as_deref().or(t.content_type.as_deref());
-        if let Some(v) = ct.and_then(|c| HeaderValue::from_str(c).ok()) {
-            h.insert(header::CONTENT_TYPE, v);
-        }
-    }
-    if !plan.keepalive {
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    for (name, value) in &plan.headers {
-        h.insert(name.clone(), value.clone());
-    }
-    h
+    Ok(RecordedRun { rec, routes: route_labels, model, users, threads: workers, started_unix_ms, elapsed, stopped_by, quantiles })
 }
 
 /// Per-thread state shared by the thread's users.
@@ -363,6 +372,9 @@ struct SecondMerger {
     /// One past the latest second any worker reported.
     seen: usize,
     done: Vec<(u64, u64)>,
+    /// With `keep_latency`: each finalized second's histogram, sparse.
+    sparse: Vec<Vec<(u64, u64)>>,
+    keep_latency: bool,
     routes: usize,
     live: Option<UnboundedSender<LiveSecond>>,
 }
@@ -385,7 +397,17 @@ pub struct LiveSecond {
 
 impl SecondMerger {
     fn new(workers: usize, routes: usize, live: Option<UnboundedSender<LiveSecond>>) -> SecondMerger {
-        SecondMerger { closed_before: vec![0; workers], open: BTreeMap::new(), next: 0, seen: 0, done: Vec::new(), routes, live }
+        SecondMerger {
+            closed_before: vec![0; workers],
+            open: BTreeMap::new(),
+            next: 0,
+            seen: 0,
+            done: Vec::new(),
+            sparse: Vec::new(),
+            keep_latency: false,
+            routes,
+            live,
+        }
     }
 
     fn add(&mut self, c: ClosedSecond) {
@@ -436,6 +458,14 @@ impl SecondMerger {
                 self.done.resize(sec + 1, (0, 0));
             }
             self.done[sec] = (p50, p99);
+            if self.keep_latency
+                && let Some(o) = &open
+            {
+                if self.sparse.len() <= sec {
+                    self.sparse.resize(sec + 1, Vec::new());
+                }
+                self.sparse[sec] = super::recorder::sparse(&o.latency);
+            }
             if let Some(tx) = &self.live {
                 let (counts, routes) = match open {
                     Some(o) => (o.counts, o.routes),
@@ -447,10 +477,10 @@ impl SecondMerger {
         }
     }
 
-    fn finish(mut self) -> Vec<(u64, u64)> {
+    fn finish(mut self) -> (Vec<(u64, u64)>, Vec<Vec<(u64, u64)>>) {
         let seen = self.seen;
         self.finalize_before(seen);
-        self.done
+        (self.done, self.sparse)
     }
 }
 
@@ -459,7 +489,7 @@ async fn user_loop(local: Rc<Local>, user: u32, slot: usize, per_user: u64) {
     let plan = &shared.plan;
     let n = shared.targets.len();
     let mut rng = fastrand::Rng::with_seed(0x5eed_u64 ^ ((user as u64) << 20) ^ shared.start.elapsed().as_nanos() as u64);
-    let mut conns: Vec<Option<Link>> = (0..shared.addrs.len()).map(|_| None).collect();
+    let mut conns: Vec<Option<Conn>> = (0..shared.addrs.len()).map(|_| None).collect();
     let open = matches!(plan.model, Model::Open { .. });
     let mut next = 0usize;
     let mut sent = 0u64;
@@ -526,176 +556,32 @@ async fn user_loop(local: Rc<Local>, user: u32, slot: usize, per_user: u64) {
     }
 }
 
-type Conn = hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>;
-
-/// A user's HTTP/1.1 connection. The user's own task drives it (no
-/// connection task, no cross-task wake-ups per request): see [`Drive`].
-pub(crate) struct Link {
-    sender: SendRequest<Full<Bytes>>,
-    conn: Option<Pin<Box<Conn>>>,
-}
-
-/// Polls `work` and, alongside it, the connection that serves it — what a
-/// spawned connection task would do, inside the user's task. When the
-/// connection ends, `work` sees it through hyper (an error, or the unsent
-/// request handed back).
-struct Drive<'a, F> {
-    work: Pin<&'a mut F>,
-    conn: &'a mut Option<Pin<Box<Conn>>>,
-}
-
-impl<F: Future> Future for Drive<'_, F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        if let Poll::Ready(out) = self.work.as_mut().poll(cx) {
-            return Poll::Ready(out);
-        }
-        let progressed = match self.conn.as_mut() {
-            Some(c) => {
-                if c.as_mut().poll(cx).is_ready() {
-                    *self.conn = None;
-                }
-                true
-            }
-            None => false,
-        };
-        if progressed {
-            // The connection may have completed what `work` waits for.
-            self.work.as_mut().poll(cx)
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
-async fn drive<F: Future>(work: F, conn: &mut Option<Pin<Box<Conn>>>) -> F::Output {
-    let mut work = std::pin::pin!(work);
-    Drive { work: work.as_mut(), conn }.await
-}
-
-async fn send(shared: &Shared, conns: &mut [Option<Link>], idx: usize) -> Result<(u16, u64), TransportError> {
+/// Sends target `idx` on the user's connection to its host (opening one
+/// when there is none, or the kept one was closed by the server).
+async fn send(shared: &Shared, conns: &mut [Option<Conn>], idx: usize) -> Result<(u16, u64), TransportError> {
     let t = &shared.targets[idx];
     let addr = shared.addrs[t.addr].ok_or(TransportError::Dns)?;
-    let kept = match conns[t.addr].take() {
-        Some(mut link) => is_alive(&mut link).await.then_some(link),
-        None => None,
+    let kept = conns[t.addr].take().filter(|c| c.is_alive());
+    let mut conn = match kept {
+        Some(c) => c,
+        None => Conn::connect(addr).await?,
     };
-    let (mut link, reused) = match kept {
-        Some(link) => (link, true),
-        None => (connect(addr).await?, false),
-    };
-    let mut req = Request::new(Full::new(t.body.clone()));
-    *req.method_mut() = t.method.clone();
-    *req.uri_mut() = t.uri.clone();
-    *req.headers_mut() = t.headers.clone();
-    let result = exchange(&mut link, req).await;
-    let result = match result {
-        // A kept-alive connection the server had closed: the request was
-        // never written, so sending it on a fresh connection is safe.
-        Err(Exchange::Unsent(req, _)) if reused => {
-            link = connect(addr).await?;
-            exchange(&mut link, *req).await
+    let result = match conn.exchange(&t.request, t.head).await {
+        // A kept-alive connection the server had closed: nothing of an
+        // answer came, so the request goes again on a fresh connection.
+        Err(Failed::Stale(_)) => {
+            conn = Conn::connect(addr).await?;
+            conn.exchange(&t.request, t.head).await
         }
         other => other,
     };
     match result {
         Ok(r) => {
-            if shared.plan.keepalive {
-                conns[t.addr] = Some(link);
+            if shared.plan.keepalive && r.reusable {
+                conns[t.addr] = Some(conn);
             }
-            Ok(r)
+            Ok((r.status, r.bytes))
         }
-        Err(Exchange::Unsent(_, e) | Exchange::Failed(e)) => Err(e),
-    }
-}
-
-/// Lets an idle connection read what arrived while nobody polled it (a
-/// FIN from a server that closed it, as a spawned connection task would
-/// have seen at once), and tells whether it is still usable.
-async fn is_alive(link: &mut Link) -> bool {
-    let ended = match link.conn.as_mut() {
-        Some(c) => std::future::poll_fn(|cx| Poll::Ready(c.as_mut().poll(cx).is_ready())).await,
-        None => true,
-    };
-    if ended {
-        link.conn = None;
-    }
-    !ended && !link.sender.is_closed()
-}
-
-enum Exchange {
-    Unsent(Box<Request<Full<Bytes>>>, TransportError),
-    Failed(TransportError),
-}
-
-async fn exchange(link: &mut Link, req: Request<Full<Bytes>>) -> Result<(u16, u64), Exchange> {
-    let Link { sender, conn } = link;
-    let work = async {
-        if std::future::poll_fn(|cx| sender.poll_ready(cx)).await.is_err() {
-            return Err(Exchange::Unsent(Box::new(req), TransportError::Closed));
-        }
-        let resp = match sender.try_send_request(req).await {
-            Ok(resp) => resp,
-            Err(mut e) => {
-                let err = hyper_error(e.error());
-                return Err(match e.take_message() {
-                    Some(req) => Exchange::Unsent(Box::new(req), err),
-                    None => Exchange::Failed(err),
-                });
-            }
-        };
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        let mut bytes = 0u64;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Exchange::Failed(hyper_error(&e)))?;
-            if let Some(data) = frame.data_ref() {
-                bytes += data.len() as u64;
-            }
-        }
-        Ok((status, bytes))
-    };
-    drive(work, conn).await
-}
-
-async fn connect(addr: SocketAddr) -> Result<Link, TransportError> {
-    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => TransportError::ConnectRefused,
-        std::io::ErrorKind::TimedOut => TransportError::Timeout,
-        _ => TransportError::ConnectFailed,
-    })?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| hyper_error(&e))?;
-    Ok(Link { sender, conn: Some(Box::pin(conn)) })
-}
-
-fn hyper_error(e: &hyper::Error) -> TransportError {
-    use std::error::Error as _;
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::ConnectionAborted
-                | std::io::ErrorKind::BrokenPipe => TransportError::Reset,
-                std::io::ErrorKind::TimedOut => TransportError::Timeout,
-                std::io::ErrorKind::UnexpectedEof => TransportError::Closed,
-                _ => TransportError::Other,
-            };
-        }
-        source = s.source();
-    }
-    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
-        TransportError::Closed
-    } else if e.is_parse() || e.is_parse_status() {
-        TransportError::Protocol
-    } else if e.is_timeout() {
-        TransportError::Timeout
-    } else {
-        TransportError::Other
+        Err(Failed::Stale(e) | Failed::Hard(e)) => Err(e),
     }
 }

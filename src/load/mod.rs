@@ -7,6 +7,8 @@
 //! ([`Threshold`]) judge a summary for CI. The `siege` subcommand's
 //! arguments live in the CLI (`src/cli/siege_args.rs`) and become a plan there.
 
+pub mod distributed;
+mod conn;
 mod engine;
 mod plan;
 mod recorder;

@@ -130,7 +130,8 @@ pub(crate) fn guess_content_type(body: &[u8]) -> &'static str {
 }
 
 /// When each virtual user stops.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Stop {
     /// `-r N`: every user sends exactly N requests.
     Reps(u64),
@@ -149,7 +150,8 @@ pub enum Stop {
 }
 
 /// How requests are paced.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Model {
     /// siege's model: each user sends its next request when the previous
     /// one answered (plus the optional delay).
@@ -164,7 +166,7 @@ pub enum Model {
 }
 
 /// How responses are counted into transactions, successes and failures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Counting {
     /// stormproof's default: a transaction is a response with status < 400;

@@ -181,7 +181,7 @@ impl Counters {
 }
 
 /// Counts of one second (or one route in one second).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TimelineCounts {
     /// Requests that ended in this second (responses + transport failures).
     pub requests: u64,
@@ -265,6 +265,12 @@ pub(crate) struct ClosedSecond {
     pub routes: Vec<TimelineCounts>,
 }
 
+/// A histogram as (value, count) pairs, each value its bucket's median
+/// equivalent: what a second's latencies shrink to.
+pub(crate) fn sparse(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded().map(|v| (h.median_equivalent(v.value_iterated_to()), v.count_since_last_iteration())).collect()
+}
+
 fn new_hist(sigfig: u8) -> Histogram<u64> {
     Histogram::new(sigfig).expect("valid histogram precision")
 }
@@ -339,11 +345,7 @@ impl Recorder {
     }
 
     fn flush_current(&mut self, closed_before: usize) {
-        let sparse: Vec<(u64, u64)> = self
-            .current_hist
-            .iter_recorded()
-            .map(|v| (self.current_hist.median_equivalent(v.value_iterated_to()), v.count_since_last_iteration()))
-            .collect();
+        let sparse = sparse(&self.current_hist);
         self.current_hist.reset();
         if let Some((worker, sink)) = self.sink_worker() {
             let (counts, routes) = match self.timeline.get(self.current) {

@@ -15,7 +15,7 @@ use super::recorder::{Counters, Recorder, TransportError, status_fails};
 pub use super::recorder::TimelineCounts;
 
 /// Why the run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StopReason {
     /// Every user sent its repetitions.

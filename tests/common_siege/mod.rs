@@ -29,6 +29,10 @@ pub enum Behavior {
     Hang,
     /// 500 for paths starting with /fail, 200 otherwise.
     FailPrefix,
+    /// Answers 200 at once, except on the first connection accepted, where
+    /// every `every`-th request (the first included) waits `delay`: a tail
+    /// that only one client of several sees.
+    SlowFirstConnection { every: usize, delay: Duration },
     /// Answers one request with a keep-alive response, then quietly closes
     /// the connection (as an idle timeout of a proxy does).
     CloseIdle,
@@ -74,8 +78,11 @@ pub async fn start(behavior: Behavior) -> TestServer {
                 Ok(s) => s,
                 Err(_) => continue,
             };
-            conn2.fetch_add(1, Ordering::SeqCst);
-            let behavior = behavior.clone();
+            let index = conn2.fetch_add(1, Ordering::SeqCst);
+            let behavior = match behavior.clone() {
+                Behavior::SlowFirstConnection { .. } if index > 0 => Behavior::Script(vec![]),
+                b => b,
+            };
             let requests = req2.clone();
             conns.spawn(async move { serve(stream, behavior, requests).await });
             while conns.try_join_next().is_some() {}
@@ -111,8 +118,10 @@ async fn serve(stream: tokio::net::TcpStream, behavior: Behavior, requests: Arc<
             std::future::pending::<()>().await;
         }
         behavior => {
+            let on_connection = Arc::new(AtomicUsize::new(0));
             let svc = service_fn(move |req: Request<Incoming>| {
                 let n = requests.fetch_add(1, Ordering::SeqCst);
+                let here = on_connection.fetch_add(1, Ordering::SeqCst);
                 let behavior = behavior.clone();
                 async move {
                     let status = match &behavior {
@@ -122,6 +131,12 @@ async fn serve(stream: tokio::net::TcpStream, behavior: Behavior, requests: Arc<
                             200
                         }
                         Behavior::FailPrefix if req.uri().path().starts_with("/fail") => 500,
+                        Behavior::SlowFirstConnection { every, delay } => {
+                            if here % every == 0 {
+                                tokio::time::sleep(*delay).await;
+                            }
+                            200
+                        }
                         _ => 200,
                     };
                     let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));

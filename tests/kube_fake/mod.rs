@@ -77,7 +77,23 @@ pub struct FakeKube {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Another way into the same fake cluster, for a task that watches it.
+#[derive(Clone)]
+pub struct FakeView {
+    cluster: Arc<Mutex<Cluster>>,
+}
+
+impl FakeView {
+    pub fn list(&self, plural: &str, namespace: &str) -> Vec<Value> {
+        self.cluster.lock().expect("not poisoned").list(plural, namespace)
+    }
+}
+
 impl FakeKube {
+    pub fn view(&self) -> FakeView {
+        FakeView { cluster: self.cluster.clone() }
+    }
+
     /// Starts on 127.0.0.1 and a free port, on its own thread.
     pub fn start() -> FakeKube {
         let cluster = Arc::new(Mutex::new(Cluster::default()));
@@ -227,6 +243,7 @@ fn kind_of(plural: &str) -> Option<(&'static str, &'static str)> {
         "deployments" => ("apps/v1", "Deployment"),
         "replicasets" => ("apps/v1", "ReplicaSet"),
         "horizontalpodautoscalers" => ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        "jobs" => ("batch/v1", "Job"),
         _ => return None,
     })
 }
@@ -390,6 +407,10 @@ fn handle(cluster: &Mutex<Cluster>, method: Method, uri: Uri, headers: HeaderMap
         },
         (&Method::PATCH, Some(name), None) => patch(&mut c, &target, name, &content_type, &query, &body),
         (&Method::PUT, Some(name), None) => replace(&mut c, &target, name, body),
+        (&Method::DELETE, Some(name), None) => match c.objects.remove(&key(target.plural, target.namespace, name)) {
+            Some(o) => ok(StatusCode::OK, &o),
+            None => not_found(target.plural, target.group, name),
+        },
         (_, Some(name), Some("scale")) if target.plural == "deployments" => scale(&mut c, &target, name, &method, &content_type, &body),
         (&Method::POST, Some(name), Some("eviction")) if target.plural == "pods" => evict(&mut c, &target, name, &body),
         _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here"), json!({})),

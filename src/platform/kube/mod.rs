@@ -9,6 +9,7 @@
 //! engine and refuses what an experiment may not touch, or, in dry-run
 //! mode, prints every change instead of sending it. [`manifests`] renders a
 //! reference system's objects and applies them with server-side apply.
+//! [`SiegeJobs`] runs a distributed siege's workers as an Indexed Job.
 
 mod connect;
 mod deployments;
@@ -16,10 +17,12 @@ mod hpa;
 pub mod manifests;
 mod rails;
 mod rollout;
+pub mod siege_job;
 
 pub use connect::{KubeTarget, connect, settle};
 pub use deployments::KubePlatform;
 pub use rails::{Allowed, PlannedChange, Rails};
+pub use siege_job::{SiegeJobSpec, SiegeJobs};
 
 /// The field manager stormproof's changes are recorded under.
 pub const FIELD_MANAGER: &str = "stormproof";
