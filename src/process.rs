@@ -79,8 +79,11 @@ pub fn watch_stdout(stdout: ChildStdout, log: Option<PathBuf>) -> oneshot::Recei
             {
                 let _ = tx.send(addr);
             }
+            // tokio's File hands writes to a blocking thread; the flush
+            // waits for it, so a line is in the log before the next is read.
             if let Some(file) = file.as_mut() {
                 let _ = file.write_all(format!("{line}\n").as_bytes()).await;
+                let _ = file.flush().await;
             }
         }
     });
