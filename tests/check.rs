@@ -185,7 +185,7 @@ fn an_unknown_system_lists_the_known_ones() {
     let out = common::stormproof(root.path(), &["check", "taxi-someday"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(ERROR), "{stderr}");
-    assert!(stderr.contains("unknown system `taxi-someday` (known: shop"), "{stderr}");
+    assert!(stderr.contains("unknown system `taxi-someday` (known: library, shop, taxi, telecom"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
