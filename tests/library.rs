@@ -274,6 +274,10 @@ async fn hostile_input_on_every_endpoint_gets_a_4xx_with_a_reason() {
         (Method::POST, "/books".into(), Some(r#"{"bookId": 9}"#.into()), 405),
         (Method::PATCH, "/requests/1".into(), Some(r#"{"orderStatus": "approved"}"#.into()), 405),
         (Method::DELETE, "/bookdetails/7".into(), None, 405),
+        // Paths no route serves, at the gateway and behind it.
+        (Method::GET, "/nowhere".into(), None, 404),
+        (Method::GET, "/books/7/pages".into(), None, 404),
+        (Method::GET, "/auth/token".into(), None, 405),
     ];
     for (method, path, body, expect) in &cases {
         let mut request = library.http.request(method.clone(), format!("{}{path}", library.gateway)).bearer_auth(library.token());
@@ -285,11 +289,12 @@ async fn hostile_input_on_every_endpoint_gets_a_4xx_with_a_reason() {
         let text = response.text().await.unwrap_or_default();
         let shown: String = body.as_deref().unwrap_or("").chars().take(80).collect();
         assert_eq!(status, *expect, "{method} {path} {shown} → {text}");
-        if *expect != 405 {
-            let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            assert!(answer["reason"].as_str().is_some_and(|r| !r.is_empty()), "{method} {path} {shown}: no reason in {text}");
-        }
+        let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert!(answer["reason"].as_str().is_some_and(|r| !r.is_empty()), "{method} {path} {shown}: no reason in {text}");
     }
+    // A 405 still says which methods the path takes.
+    let response = library.http.delete(format!("{}/bookdetails/7", library.gateway)).bearer_auth(library.token()).send().await.unwrap();
+    assert_eq!(response.headers().get("allow").and_then(|v| v.to_str().ok()), Some("GET,HEAD"), "{response:?}");
     // No content type at all.
     let response = library.http.post(format!("{}/donates", library.gateway)).bearer_auth(library.token()).body(r#"{"bookId": 1}"#).send().await.unwrap();
     assert_eq!(response.status(), 400);

@@ -227,6 +227,8 @@ impl Kit {
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .layer(middleware::from_fn_with_state(health.clone(), misbehave))
             .merge(kit_routes(health.clone()))
+            .fallback(super::unknown_route)
+            .method_not_allowed_fallback(super::wrong_method)
             .layer(middleware::from_fn_with_state(health.clone(), count))
             .layer(middleware::from_fn_with_state(MAX_BODY, super::bounds::refuse_too_large));
         let listener = tokio::net::TcpListener::bind(self.opts.listen)

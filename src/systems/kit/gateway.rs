@@ -112,6 +112,7 @@ pub fn gateway_app(config: GatewayConfig, forwarder: Forwarder) -> Router {
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(|| async { "ok" }))
         .fallback(route)
+        .method_not_allowed_fallback(super::wrong_method)
         .with_state(gateway)
         .layer(cors)
         .layer(from_fn_with_state(crate::proxy::MAX_BODY, refuse_too_large))

@@ -26,7 +26,7 @@ mod verified;
 
 pub use app::{Group, Kit, Probes, nodelay};
 pub use bounds::{MAX_BODY, MAX_EVENT_BYTES};
-pub use error::{ApiError, JsonBody, parse_id};
+pub use error::{ApiError, JsonBody, parse_id, unknown_route, wrong_method};
 pub use event::{Bounded, Event, Incoming, Poison, now_rfc3339};
 pub use gateway::{Admission, GatewayConfig, LET_ANONYMOUS, VARIANTS as GATEWAY_VARIANTS, default_origins, gateway_app};
 pub use identity::Caller;
