@@ -5,14 +5,18 @@
 //! state it shows, so it answers with all of them down (the seed's
 //! isolation evidence). Each row counts the events applied to it
 //! (`eventsApplied`), the evidence that no event was applied twice.
+//!
+//! The `asks-books` variant asks books before it answers a query — a read
+//! model that is not one of its own (CQRS, checkpoint 2's broken system).
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::events::{BookCheckedOut, BookRegistered, BookStatus, EVENT_TYPES};
-use crate::systems::kit::{ApiError, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, KitVariant, Picked, ServeOptions, Store, Table, Tx, now_rfc3339, parse_id, pick_variant};
+use crate::systems::kit::{ApiError, HandleOutcome, Handler, Incoming, KafkaSettings, Kit, KitVariant, Picked, ServeOptions, Store, Table, Tx, Upstream, now_rfc3339, parse_id, pick_variant};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS bookdetails (
@@ -53,17 +57,20 @@ struct Filter {
 #[derive(Clone)]
 struct App {
     store: Store,
+    /// The `asks-books` variant: books must answer before a query is.
+    books: Option<Arc<Upstream>>,
 }
 
 /// Runs the bookdetail service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
     let kit_variants = [KitVariant::AnonymousGroup, KitVariant::ReadsEveryPartition, KitVariant::FromLatest];
-    let variant = pick_variant("bookdetail", opts.variant.as_deref(), &[], &kit_variants)?;
+    let variant = pick_variant("bookdetail", opts.variant.as_deref(), &["asks-books"], &kit_variants)?;
+    let books = super::books_first(&opts, "asks-books", variant.is("asks-books"))?;
     let mut kit = Kit::start(super::SYSTEM, "bookdetail", opts, kafka, SCHEMA).await?;
     if let Picked::Kit(kind) = variant {
         kit.run_as(kind);
     }
-    let app = App { store: kit.store.clone() };
+    let app = App { store: kit.store.clone(), books };
     kit.consume(app.clone());
     kit.serve(routes(app)).await
 }
@@ -73,7 +80,7 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
 /// messages through.
 pub async fn apply_event(db: &std::path::Path, payload: &[u8]) -> anyhow::Result<HandleOutcome> {
     let store = Store::open(db, SCHEMA).await?;
-    crate::systems::kit::apply_payload(&store, &App { store: store.clone() }, payload).await
+    crate::systems::kit::apply_payload(&store, &App { store: store.clone(), books: None }, payload).await
 }
 
 fn routes(app: App) -> Router {
@@ -82,6 +89,7 @@ fn routes(app: App) -> Router {
 
 async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<axum::Json<Vec<BookDetail>>, ApiError> {
     let status = filter.book_status.as_deref().map(BookStatus::parse).transpose().map_err(ApiError::BadRequest)?;
+    super::ask_books(app.books.as_deref(), 0, "asks-books").await?;
     let conn = app.store.read().await?;
     let rows: Vec<BookDetail> = match (&filter.title, status) {
         (Some(title), _) => DETAILS.list(&conn, Some(("title", title.as_str().into()))).await?,
@@ -93,6 +101,7 @@ async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<ax
 
 async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<axum::Json<BookDetail>, ApiError> {
     let id = parse_id(&id, "book")?;
+    super::ask_books(app.books.as_deref(), id, "asks-books").await?;
     let conn = app.store.read().await?;
     DETAILS.find(&conn, id).await?.map(axum::Json).ok_or_else(|| ApiError::NotFound(format!("no bookdetail row for book {id} (yet)")))
 }

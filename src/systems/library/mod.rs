@@ -10,7 +10,10 @@ pub mod donate;
 pub mod events;
 pub mod request;
 
-use crate::systems::kit::{ApiError, KafkaSettings, ServeOptions, parse_id};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::systems::kit::{ApiError, CallError, KafkaSettings, ServeOptions, Upstream, parse_id};
 
 /// The system's name.
 pub const SYSTEM: &str = "library";
@@ -30,4 +33,25 @@ pub async fn serve(service: &str, opts: ServeOptions) -> anyhow::Result<()> {
 /// The `?bookId=` filter, an integer.
 fn book_filter(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     raw.map(|raw| parse_id(raw, "book")).transpose()
+}
+
+/// The coupling a broken variant adds on purpose: books, called before the
+/// service answers (the seed has no synchronous call; experiments must catch
+/// one). `None` unless `coupled`.
+fn books_first(opts: &ServeOptions, variant: &str, coupled: bool) -> anyhow::Result<Option<Arc<Upstream>>> {
+    if !coupled {
+        return Ok(None);
+    }
+    let url = opts.upstream("books").ok_or_else(|| anyhow::anyhow!("the {variant} variant needs --upstream books=URL"))?;
+    Ok(Some(Arc::new(Upstream::new("books", url, Duration::from_millis(1000)))))
+}
+
+/// Asks books about `book` first, when coupled: any answer will do (a 404
+/// too) — the fault is the call, not what books says; no answer is a 503.
+async fn ask_books(books: Option<&Upstream>, book: i64, variant: &str) -> Result<(), ApiError> {
+    let Some(books) = books else { return Ok(()) };
+    match books.get_json::<serde_json::Value>(&format!("/books/{book}")).await {
+        Ok(_) | Err(CallError::NotFound | CallError::Rejected(..)) => Ok(()),
+        Err(err) => Err(ApiError::Unavailable(format!("books must answer first ({variant} variant): {err}"))),
+    }
 }

@@ -7,7 +7,8 @@
 //! (`decisions`), the evidence that none was decided twice.
 //!
 //! The `random-key` variant keys its events at random instead of by bookId
-//! (no correlation key, for checkpoint 3's broken system).
+//! (no correlation key, for checkpoint 3's broken system); `sync-books`
+//! asks books before it takes a request (no failure isolation, checkpoint 6).
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -15,13 +16,14 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::events::{BookCheckedOut, CheckoutRequested, EVENT_TYPES, OrderStatus, Refusal, limits};
 use super::book_filter;
 use crate::systems::kit::bounds::{int, optional_integer, text};
 use crate::systems::kit::{
     ApiError, Conn, Event, HandleOutcome, Handler, Incoming, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Poison, Publisher, ServeOptions, Store, Table, Tx,
-    now_rfc3339, parse_id, pick_variant,
+    Upstream, now_rfc3339, parse_id, pick_variant,
 };
 
 const SCHEMA: &str = "
@@ -99,17 +101,20 @@ struct App {
     store: Store,
     publisher: Publisher,
     random_key: bool,
+    /// The `sync-books` variant: books must answer before a request is taken.
+    books: Option<Arc<Upstream>>,
 }
 
 /// Runs the request service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
-    let variant = pick_variant("request", opts.variant.as_deref(), &["random-key"], &[KitVariant::FromLatest])?;
+    let variant = pick_variant("request", opts.variant.as_deref(), &["random-key", "sync-books"], &[KitVariant::FromLatest])?;
     let random_key = variant.is("random-key");
+    let books = super::books_first(&opts, "sync-books", variant.is("sync-books"))?;
     let mut kit = Kit::start(super::SYSTEM, "request", opts, kafka, SCHEMA).await?;
     if let Picked::Kit(kind) = variant {
         kit.run_as(kind);
     }
-    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), random_key };
+    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), random_key, books };
     kit.consume(app.clone());
     kit.serve(routes(app)).await
 }
@@ -119,7 +124,7 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
 /// messages through.
 pub async fn apply_event(db: &std::path::Path, payload: &[u8]) -> anyhow::Result<HandleOutcome> {
     let store = Store::open(db, SCHEMA).await?;
-    let app = App { store: store.clone(), publisher: Publisher::detached(super::SYSTEM), random_key: false };
+    let app = App { store: store.clone(), publisher: Publisher::detached(super::SYSTEM), random_key: false, books: None };
     crate::systems::kit::apply_payload(&store, &app, payload).await
 }
 
@@ -149,6 +154,7 @@ async fn insert(tx: &Tx, book: i64) -> anyhow::Result<i64> {
 
 async fn take(State(app): State<App>, JsonBody(asked): JsonBody<NewRequest>) -> Result<impl IntoResponse, ApiError> {
     asked.check().map_err(ApiError::BadRequest)?;
+    super::ask_books(app.books.as_deref(), asked.book_id, "sync-books").await?;
     let tx = app.store.begin().await?;
     let id = insert(&tx, asked.book_id).await?;
     let key = if app.random_key { uuid::Uuid::new_v4().to_string() } else { asked.book_id.to_string() };
