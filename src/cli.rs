@@ -225,7 +225,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Contract(args) => contract_cmds::run(args).await,
         Command::Serve(args) => {
-            init_logs("info,rdkafka=warn");
+            let (_, service) = crate::systems::serve::split_name(&args.service)?;
+            let level = std::env::var(crate::systems::log_level::variable(service)).ok();
+            let rust_log = std::env::var("RUST_LOG").ok();
+            let filter = crate::systems::log_level::filter(service, level.as_deref(), rust_log.as_deref(), "info,rdkafka=warn").map_err(anyhow::Error::msg)?;
+            init_log_filter(tracing_subscriber::EnvFilter::try_new(&filter).map_err(|err| anyhow::anyhow!("log filter `{filter}`: {err}"))?);
             crate::systems::serve(&args.service, args.options, args.gateway).await?;
             Ok(Outcome::Passed)
         }
@@ -234,7 +238,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 
 /// Logs to stderr, filtered by RUST_LOG (default `default`).
 fn init_logs(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    init_log_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)));
+}
+
+fn init_log_filter(filter: tracing_subscriber::EnvFilter) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }

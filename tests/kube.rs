@@ -1058,7 +1058,8 @@ async fn the_library_renders_applies_and_passes_kubernetes_validate_strict() {
 /// The telecom (seed 004) renders like the taxi: a Deployment and a Service
 /// per service and the gateway (mypage-late at 0 replicas), order's
 /// autoscaler at 1–3 on its 500m CPU request, pay's synchronous lookup of
-/// bill wired, and kubernetes-validate accepts it.
+/// bill wired, the seed's ConfigMap `config-dev` (ORDER_LOG_LEVEL) read by
+/// every pod, and kubernetes-validate accepts it.
 #[test]
 fn the_telecom_renders_and_passes_kubernetes_validate_strict() {
     let objects = manifests::render(&SystemDef::builtin("telecom").unwrap(), &render_options()).unwrap();
@@ -1082,6 +1083,12 @@ fn the_telecom_renders_and_passes_kubernetes_validate_strict() {
         })
         .collect();
     assert_eq!(hpas.len(), 1, "only order autoscales");
+    let config = objects.iter().find_map(|o| match o {
+        manifests::Object::ConfigMap(c) if c.metadata.name.as_deref() == Some("config-dev") => Some(c.clone()),
+        _ => None,
+    });
+    let data = config.expect("the seed's ConfigMap config-dev").data.unwrap();
+    assert_eq!(data.get("ORDER_LOG_LEVEL").map(String::as_str), Some("INFO"));
     let hpa = hpas[0].spec.as_ref().unwrap();
     assert_eq!((hpa.scale_target_ref.name.as_str(), hpa.min_replicas, hpa.max_replicas), ("order", Some(1), 3));
     for (service, upstream) in [("pay", Some("bill=http://bill:80")), ("bill", None), ("order", None), ("mypage", None)] {
@@ -1092,6 +1099,8 @@ fn the_telecom_renders_and_passes_kubernetes_validate_strict() {
         let upstreams = env.iter().find(|e| e.name == "STORMPROOF_UPSTREAMS").and_then(|e| e.value.as_deref());
         assert_eq!(upstreams.filter(|u| !u.is_empty()), upstream, "{service}");
         assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some(), "{service} is probed");
+        let from: Vec<_> = container.env_from.iter().flatten().filter_map(|f| f.config_map_ref.as_ref().map(|c| c.name.as_str())).collect();
+        assert_eq!(from, ["telecom-kafka", "config-dev"], "{service} reads the seed's ConfigMap");
         if service == "order" {
             let cpu = container.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"].0.clone();
             assert_eq!(cpu, "500m", "the repository's cpu request");

@@ -371,3 +371,53 @@ async fn check_telecom_passes_every_checkpoint_with_evidence() {
     assert!(checkpoint(12)["evidence"].as_str().unwrap().contains("amount-as-string blocked"), "{card:#}");
     telecom.down();
 }
+
+/// Runs order alone (`stormproof serve telecom.order`, no broker: it takes
+/// subscriptions while Kafka is away) with `ORDER_LOG_LEVEL=level`, takes
+/// one subscription and stops it; returns what it logged.
+async fn order_log_at(level: &str) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("order.log")).unwrap();
+    let mut order = tokio::process::Command::new(common::BIN)
+        .args(["serve", "telecom.order"])
+        .env("STORMPROOF_LISTEN", "127.0.0.1:0")
+        .env("STORMPROOF_DATA", dir.path())
+        // Nothing listens on port 9 (discard): the broker is away.
+        .env("STORMPROOF_KAFKA", "127.0.0.1:9")
+        .env("ORDER_LOG_LEVEL", level)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(order.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.expect("order announced its address").unwrap().expect("a line");
+        if let Some(addr) = line.strip_prefix("STORMPROOF_LISTENING=") {
+            break addr.trim().to_string();
+        }
+    };
+    let answer = reqwest::Client::new().post(format!("http://{addr}/orders")).json(&json!({"userName": "config-dev", "phoneNumber": "010-0000-0001"})).send().await.unwrap();
+    assert_eq!(answer.status(), 201, "{level}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(order.id().unwrap() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), order.wait()).await.expect("order stopped on SIGTERM").unwrap();
+    std::fs::read_to_string(dir.path().join("order.log")).unwrap()
+}
+
+/// The seed's ConfigMap (`config-dev`, `ORDER_LOG_LEVEL`) sets order's log
+/// level by Spring's names: at DEBUG each subscription taken is logged, at
+/// INFO it is not (INFO lines still are), and a level that is none of them
+/// stops order at start naming the variable (exit 2).
+#[tokio::test(flavor = "multi_thread")]
+async fn order_logs_at_the_level_the_configmap_sets() {
+    let debug = order_log_at("DEBUG").await;
+    assert!(debug.contains("subscription 1 taken"), "at DEBUG: {debug}");
+    let info = order_log_at("INFO").await;
+    assert!(!info.contains("subscription 1 taken") && info.contains("listening on"), "at INFO: {info}");
+    let out = std::process::Command::new(common::BIN).args(["serve", "telecom.order"]).env("ORDER_LOG_LEVEL", "LOUD").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ORDER_LOG_LEVEL=loud") && stderr.contains("DEBUG"), "{stderr}");
+}

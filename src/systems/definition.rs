@@ -33,6 +33,11 @@ pub struct SystemDef {
     /// Where the system is deployed on a cluster (`--platform kube`).
     #[serde(default)]
     pub kube: KubeSystemDef,
+    /// Settings every service reads from its environment: one ConfigMap on
+    /// a cluster (seed 004's `config-dev`), each process's environment
+    /// locally. A service's own `env:` wins over it.
+    #[serde(default)]
+    pub config: Option<ConfigDef>,
     /// The folder it was read from, for a system given by path: where the
     /// commands of its own services run.
     #[serde(skip)]
@@ -54,6 +59,16 @@ pub struct KubeSystemDef {
     /// The probes every service is rendered with (`k8s render`) instead of
     /// its own local ones: a course's manifests' values.
     pub probes: Option<ClusterProbes>,
+}
+
+/// A ConfigMap: its name and its keys, each an environment variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigDef {
+    /// The ConfigMap's name (`config-dev`).
+    pub name: String,
+    /// Variable name → value (`ORDER_LOG_LEVEL: INFO`).
+    pub data: BTreeMap<String, String>,
 }
 
 /// The readiness and liveness probes of every service on a cluster.
@@ -360,6 +375,23 @@ impl ProbeDef {
     }
 }
 
+impl ConfigDef {
+    /// A Kubernetes object name, and keys a shell could export.
+    fn check(&self) -> Result<(), String> {
+        let dns = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if self.name.is_empty() || self.name.len() > 63 || !self.name.chars().all(dns) || self.name.starts_with('-') || self.name.ends_with('-') {
+            return Err(format!("name `{}`: expected lowercase letters, digits and `-` (a Kubernetes name, at most 63)", self.name));
+        }
+        for key in self.data.keys() {
+            let var = |(i, c): (usize, char)| c.is_ascii_uppercase() || c == '_' || (i > 0 && c.is_ascii_digit());
+            if key.is_empty() || !key.chars().enumerate().all(var) {
+                return Err(format!("data: key `{key}`: expected an environment variable name (A-Z, 0-9, _)"));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn check_command(argv: &[String]) -> Result<(), String> {
     match argv.first() {
         None => Err("expected the program and its arguments, e.g. [python, order.py]".into()),
@@ -387,6 +419,9 @@ impl SystemDef {
     }
 
     fn check(&self) -> Result<(), String> {
+        if let Some(config) = &self.config {
+            config.check().map_err(|err| format!("config: {err}"))?;
+        }
         for route in &self.gateway.routes {
             if self.service(&route.service).is_none() {
                 return Err(format!("gateway route {} names unknown service `{}`", route.prefix, route.service));
@@ -415,6 +450,14 @@ impl SystemDef {
 
     /// A command names a program and only known variables; its variants
     /// say how they run; only a built-in handler simulates a warm-up.
+    /// The environment `service` is given besides the platform's: the
+    /// system's `config:` data, then its own `env:` over it.
+    pub fn service_env(&self, service: &ServiceDef) -> BTreeMap<String, String> {
+        let mut env = self.config.as_ref().map(|c| c.data.clone()).unwrap_or_default();
+        env.extend(service.env.clone());
+        env
+    }
+
     fn check_runs(&self, service: &ServiceDef) -> Result<(), String> {
         let builtin = matches!(self.runs(service), Runs::Builtin(_));
         if let Runs::Command(argv) = self.runs(service) {
@@ -571,6 +614,7 @@ impl SystemDef {
             gateway: GatewayDef { port: default_gateway_port(), routes: vec![], auth: Auth::Jwt, admins: vec![], cors_origins: None },
             services: vec![],
             kube: KubeSystemDef::default(),
+            config: None,
             folder: None,
         }
     }

@@ -10,6 +10,7 @@ pub mod command;
 pub mod definition;
 pub mod kit;
 pub mod library;
+pub mod log_level;
 pub mod serve;
 pub mod shop;
 pub mod taxi;

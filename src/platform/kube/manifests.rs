@@ -92,6 +92,9 @@ pub fn render(def: &SystemDef, options: &RenderOptions) -> anyhow::Result<Vec<Ob
             ..ConfigMap::default()
         }),
     ];
+    if let Some(config) = &def.config {
+        objects.push(Object::ConfigMap(ConfigMap { metadata: meta(&config.name, labels(system, None)), data: Some(config.data.clone()), ..ConfigMap::default() }));
+    }
     for service in &def.services {
         objects.push(Object::Service(service_object(system, &service.name)));
         objects.push(Object::Deployment(deployment(def, service, options)));
@@ -291,7 +294,6 @@ fn pod_deployment(system: &str, name: &str, labels: BTreeMap<String, String>, re
 /// [`ServeOptions::to_env`], Kafka from the system's ConfigMap and the
 /// replica id from the pod's name.
 fn container(def: &SystemDef, name: &str, handler: &str, options: &RenderOptions, upstreams: &[String], warmup: Duration) -> Container {
-    let system = &def.system;
     let mut serve = ServeOptions::new("/data".into(), &options.kafka);
     serve.listen = std::net::SocketAddr::from(([0, 0, 0, 0], PORT as u16));
     serve.topic = Some(def.topic.clone());
@@ -319,12 +321,20 @@ fn container(def: &SystemDef, name: &str, handler: &str, options: &RenderOptions
         image_pull_policy: Some("IfNotPresent".into()),
         args: Some(vec!["serve".into(), handler.to_string()]),
         env: Some(env),
-        env_from: Some(vec![EnvFromSource { config_map_ref: Some(ConfigMapEnvSource { name: format!("{system}-kafka"), optional: None }), ..EnvFromSource::default() }]),
+        env_from: Some(env_from(def)),
         ports: Some(vec![ContainerPort { name: Some("http".into()), container_port: PORT, ..ContainerPort::default() }]),
         security_context: Some(SecurityContext { allow_privilege_escalation: Some(false), read_only_root_filesystem: Some(true), ..SecurityContext::default() }),
         volume_mounts: Some(vec![mount("data", "/data"), mount("tmp", "/tmp")]),
         ..Container::default()
     }
+}
+
+/// The ConfigMaps every container reads: Kafka's, and the system's own `config:`.
+fn env_from(def: &SystemDef) -> Vec<EnvFromSource> {
+    let from = |name: String| EnvFromSource { config_map_ref: Some(ConfigMapEnvSource { name, optional: None }), ..EnvFromSource::default() };
+    let mut sources = vec![from(format!("{}-kafka", def.system))];
+    sources.extend(def.config.as_ref().map(|config| from(config.name.clone())));
+    sources
 }
 
 fn env(name: &str, value: &str) -> EnvVar {

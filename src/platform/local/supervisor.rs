@@ -215,7 +215,7 @@ impl Supervisor {
                 variant: launch.variants.iter().find(|(n, _)| *n == service.name).map(|(_, v)| v.clone()),
                 env: BTreeMap::new(),
                 warmup: service.warmup,
-                service_env: service.env.clone(),
+                service_env: def.service_env(service),
                 variants: service.variants.clone(),
                 group: def.consumer_group(service).unwrap_or_else(|| format!("{}.{}", def.system, service.name)),
             };

@@ -7,7 +7,8 @@
 //! Variants: `random-key` keys its events at random instead of by orderId;
 //! `ready-at-once` reports ready while it still warms up; `live-always`
 //! reports live whatever is wrong; `no-scale-out` is deployed with its
-//! autoscaler capped at one replica (system.yaml).
+//! autoscaler capped at one replica (system.yaml); `sync-bill` asks bill
+//! before it takes a subscription (no failure isolation, checkpoint 6).
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -15,11 +16,16 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::events::{OrderPlaced, check_phone, limits};
 use super::text_filter;
 use crate::systems::kit::bounds::{int, optional_integer, text};
-use crate::systems::kit::{ApiError, Conn, Event, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Publisher, ServeOptions, Store, Table, now_rfc3339, parse_id, pick_variant};
+use crate::systems::kit::{
+    ApiError, CallError, Conn, Event, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Publisher, ServeOptions, Store, Table, Upstream, now_rfc3339, parse_id,
+    pick_variant,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
@@ -95,17 +101,25 @@ struct App {
     store: Store,
     publisher: Publisher,
     random_key: bool,
+    /// The `sync-bill` variant: bill must answer before a subscription is taken.
+    bill: Option<Arc<Upstream>>,
 }
 
 /// Runs the order service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
     // `no-scale-out` runs as is: the platform caps its autoscaler (system.yaml).
-    let variant = pick_variant("order", opts.variant.as_deref(), &["random-key", "no-scale-out"], &[KitVariant::ReadyAtOnce, KitVariant::LiveAlways])?;
+    let variant = pick_variant("order", opts.variant.as_deref(), &["random-key", "no-scale-out", "sync-bill"], &[KitVariant::ReadyAtOnce, KitVariant::LiveAlways])?;
+    let bill = if variant.is("sync-bill") {
+        let url = opts.upstream("bill").ok_or_else(|| anyhow::anyhow!("the sync-bill variant needs --upstream bill=URL"))?;
+        Some(Arc::new(Upstream::new("bill", url, Duration::from_millis(1000))))
+    } else {
+        None
+    };
     let mut kit = Kit::start(super::SYSTEM, "order", opts, kafka, SCHEMA).await?;
     if let Picked::Kit(kind) = variant {
         kit.run_as(kind);
     }
-    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), random_key: variant.is("random-key") };
+    let app = App { store: kit.store.clone(), publisher: kit.publisher.clone(), random_key: variant.is("random-key"), bill };
     kit.serve(routes(app)).await
 }
 
@@ -120,6 +134,13 @@ fn routes(app: App) -> Router {
 
 async fn place(State(app): State<App>, JsonBody(order): JsonBody<NewOrder>) -> Result<impl IntoResponse, ApiError> {
     order.check().map_err(ApiError::BadRequest)?;
+    if let Some(bill) = &app.bill {
+        // A cheap call: the coupling is the fault, not what bill answers.
+        match bill.get_json::<serde_json::Value>("/bills?orderId=0").await {
+            Ok(_) | Err(CallError::NotFound | CallError::Rejected(..)) => {}
+            Err(err) => return Err(ApiError::Unavailable(format!("bill must answer first (sync-bill variant): {err}"))),
+        }
+    }
     let plan = order.plan.unwrap_or_else(|| DEFAULT_PLAN.to_string());
     let monthly_fee = order.monthly_fee.unwrap_or(DEFAULT_MONTHLY_FEE);
     let tx = app.store.begin().await?;
@@ -135,6 +156,8 @@ async fn place(State(app): State<App>, JsonBody(order): JsonBody<NewOrder>) -> R
     let created = find(&tx, id).await?.ok_or_else(|| anyhow::anyhow!("order {id} vanished"))?;
     tx.commit().await?;
     app.publisher.wake();
+    // At DEBUG only: what the seed's ConfigMap (ORDER_LOG_LEVEL) shows or hides.
+    tracing::debug!(order = id, "subscription {id} taken, OrderPlaced recorded");
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/orders/{id}"))], axum::Json(created)))
 }
 
