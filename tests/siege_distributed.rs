@@ -155,3 +155,19 @@ async fn fewer_users_than_workers_is_an_input_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least as many users"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(server.requests(), 0);
 }
+
+/// `-v` with `--distributed`: each worker prints siege's line for every
+/// request it made, prefixed with its index, on the coordinator's stdout —
+/// as many lines as the merged run counts, split as the users were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_distributed_runs_print_every_request_of_every_worker() {
+    let server = start(Behavior::Script(vec![])).await;
+    let out = siege(strings(&["-c", "3", "-r", "4", "-v", "--distributed", "2", &server.url("/v")])).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(PASSED), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let per_worker = |i: usize| stdout.lines().filter(|l| l.starts_with(&format!("[worker {i}] HTTP/1.1 200")) && l.ends_with("GET    /v")).count();
+    // Three users over two workers: 2 and 1, four repetitions each.
+    assert_eq!((per_worker(0), per_worker(1)), (8, 4), "{stdout}");
+    assert_eq!(server.requests(), 12);
+    assert!(stdout.contains("Transactions:") && stdout.contains("12 hits"), "{stdout}");
+}

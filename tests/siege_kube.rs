@@ -28,6 +28,7 @@ fn spec() -> SiegeJobSpec {
         coordinator: "http://10.0.0.5:7070".into(),
         cpu: "500m".into(),
         memory: "128Mi".into(),
+        verbose: false,
     }
 }
 
@@ -55,6 +56,10 @@ fn the_worker_job_is_an_indexed_job_with_the_coordinator_in_its_env() {
     assert!(env.contains(&json!({"name": "STORMPROOF_COORDINATOR", "value": "http://10.0.0.5:7070"})), "{env:?}");
     let index = env.iter().find(|e| e["name"] == "JOB_COMPLETION_INDEX").unwrap();
     assert_eq!(index["valueFrom"]["fieldRef"]["fieldPath"], "metadata.annotations['batch.kubernetes.io/job-completion-index']");
+    assert!(!env.iter().any(|e| e["name"] == "STORMPROOF_VERBOSE"), "quiet pods unless -v: {env:?}");
+    let verbose = serde_json::to_value(render(&SiegeJobSpec { verbose: true, ..spec() })).unwrap();
+    let verbose_env = verbose["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().clone();
+    assert!(verbose_env.contains(&json!({"name": "STORMPROOF_VERBOSE", "value": "true"})), "-v reaches the pods: {verbose_env:?}");
     assert_eq!(c["resources"]["requests"], json!({"cpu": "500m", "memory": "128Mi"}));
     assert_eq!(c["resources"]["limits"], c["resources"]["requests"]);
     assert_eq!(s["template"]["metadata"]["labels"]["stormproof.io/harness"], "true", "experiments never touch the workers");

@@ -64,7 +64,9 @@ async fn siege(args: SiegeArgs) -> anyhow::Result<Outcome> {
     let printer = if args.verbose && !args.quiet {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         hooks.events = Some(tx);
-        Some(tokio::spawn(print_events(rx, plan.targets.clone(), args.json)))
+        let targets = plan.targets.clone();
+        let json = args.json;
+        Some(tokio::spawn(async move { print_events(rx, targets, json, "").await }))
     } else {
         None
     };
@@ -73,7 +75,8 @@ async fn siege(args: SiegeArgs) -> anyhow::Result<Outcome> {
         None => run(plan.clone(), hooks).await?,
         Some(_) => {
             let cancel = hooks.cancel.clone();
-            // Workers send no per-request events: let the -v printer end.
+            // Workers print their own -v lines (local ones on this stdout):
+            // let this process's printer end.
             drop(hooks);
             match super::siege_distributed::coordinate(&args, &plan, &cancel).await? {
                 Some(summary) => summary,
@@ -147,7 +150,9 @@ fn describe_targets(targets: &[Target]) -> String {
 }
 
 /// `-v` lines go to stdout, or to stderr when stdout carries `-j` JSON.
-async fn print_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<RequestEvent>, targets: Vec<Target>, json: bool) {
+/// Prints each request as siege -v does (on stderr when stdout carries
+/// JSON), each line after `prefix`.
+pub(super) async fn print_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<RequestEvent>, targets: Vec<Target>, json: bool, prefix: &str) {
     let mut out: Box<dyn Write + Send> = if json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
     while let Some(ev) = rx.recv().await {
         let t = &targets[ev.target];
@@ -167,7 +172,7 @@ async fn print_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<RequestEvent>
                 t.url
             ),
         };
-        if writeln!(out, "{line}").is_err() {
+        if writeln!(out, "{prefix}{line}").is_err() {
             break;
         }
     }

@@ -156,6 +156,10 @@ pub struct WorkerArgs {
     /// How long to keep trying to reach the coordinator.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub patience: Duration,
+    /// Print each request as siege -v does, prefixed `[worker I]` (the
+    /// coordinator passes it on from `siege -v --distributed N`).
+    #[arg(short = 'v', long, env = "STORMPROOF_VERBOSE")]
+    pub verbose: bool,
 }
 
 /// `--platform kube` flags of a distributed siege.

@@ -9,14 +9,31 @@ use tokio_util::sync::CancellationToken;
 use super::kube_args::PlatformKind;
 use super::siege_args::{SiegeArgs, WorkerArgs};
 use crate::exit::Outcome;
-use crate::load::distributed::{
+use crate::load::distributed::{RequestLines, 
     DistributedEvent, DistributedSettings, Launcher, LocalWorkers, WorkerReport, run_distributed, run_worker,
 };
 use crate::load::{LoadPlan, LoadSummary};
 
 /// `stormproof siege worker`.
 pub async fn worker(w: WorkerArgs) -> anyhow::Result<Outcome> {
-    run_worker(&w.coordinator, w.index, w.patience).await.with_context(|| format!("worker {}", w.index))?;
+    let (lines, printer) = if w.verbose {
+        let (targets, targets_rx) = tokio::sync::oneshot::channel();
+        let (events, rx) = tokio::sync::mpsc::unbounded_channel();
+        let prefix = format!("[worker {}] ", w.index);
+        let printer = tokio::spawn(async move {
+            if let Ok(targets) = targets_rx.await {
+                super::siege::print_events(rx, targets, false, &prefix).await;
+            }
+        });
+        (Some(RequestLines { targets, events }), Some(printer))
+    } else {
+        (None, None)
+    };
+    let done = run_worker(&w.coordinator, w.index, w.patience, lines).await;
+    if let Some(printer) = printer {
+        let _ = printer.await;
+    }
+    done.with_context(|| format!("worker {}", w.index))?;
     Ok(Outcome::Passed)
 }
 
@@ -27,7 +44,7 @@ pub async fn coordinate(args: &SiegeArgs, plan: &LoadPlan, cancel: &Cancellation
     settings.listen = args.coordinator_listen;
     settings.advertise = args.coordinator_url.clone();
     let mut launcher: Box<dyn Launcher> = match args.platform {
-        PlatformKind::Local => Box::new(LocalWorkers::new(std::env::current_exe().context("cannot find the stormproof binary")?)),
+        PlatformKind::Local => Box::new(LocalWorkers::new(std::env::current_exe().context("cannot find the stormproof binary")?, args.verbose && !args.quiet)),
         PlatformKind::Kube => super::siege_kube::launcher(args, &mut settings).await?,
     };
     let quiet = args.quiet;

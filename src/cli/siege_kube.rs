@@ -16,6 +16,7 @@ fn spec(args: &SiegeArgs, coordinator: String) -> SiegeJobSpec {
         coordinator,
         cpu: args.kube.cpu.clone(),
         memory: args.kube.memory.clone(),
+        verbose: args.verbose && !args.quiet,
     }
 }
 

@@ -13,14 +13,17 @@ use super::{DistributedError, Launched, Launcher, WorkerExit};
 /// Starts workers as child processes of `exe`.
 pub struct LocalWorkers {
     exe: PathBuf,
+    /// Workers print each request (`-v`) on this process's stdout.
+    verbose: bool,
     stop: CancellationToken,
     waiters: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl LocalWorkers {
-    /// Workers run `exe` (normally `std::env::current_exe()`).
-    pub fn new(exe: PathBuf) -> LocalWorkers {
-        LocalWorkers { exe, stop: CancellationToken::new(), waiters: Vec::new() }
+    /// Workers run `exe` (normally `std::env::current_exe()`); `verbose`
+    /// ones print each request on this process's stdout.
+    pub fn new(exe: PathBuf, verbose: bool) -> LocalWorkers {
+        LocalWorkers { exe, verbose, stop: CancellationToken::new(), waiters: Vec::new() }
     }
 }
 
@@ -33,8 +36,9 @@ impl Launcher for LocalWorkers {
             let mut command = tokio::process::Command::new(&self.exe);
             command
                 .args(["siege", "worker", "--coordinator", coordinator, "--index", &worker.to_string()])
+                .args(self.verbose.then_some("--verbose"))
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                .stdout(if self.verbose { Stdio::inherit() } else { Stdio::null() })
                 .stderr(Stdio::inherit())
                 .kill_on_drop(true);
             // SAFETY: set_pdeathsig is async-signal-safe (one prctl call).

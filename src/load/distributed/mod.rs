@@ -29,7 +29,7 @@ pub use local::LocalWorkers;
 pub use merge::merge;
 pub use report::{BadReport, REPORT_FORMAT, WireFigures, WorkerReport, decode as decode_histogram};
 pub use split::{SplitError, split, spread};
-pub use worker::{WorkerDone, WorkerError, run_worker};
+pub use worker::{RequestLines, WorkerDone, WorkerError, run_worker};
 
 use super::plan::LoadPlan;
 use super::summary::LoadSummary;

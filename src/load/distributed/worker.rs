@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 
-use super::super::engine::{Progress, RunHooks, run_recorded};
+use super::super::engine::{Progress, RequestEvent, RunHooks, run_recorded};
+use super::super::plan::Target;
 use super::PROTOCOL_VERSION;
 use super::assignment::Assignment;
 use super::coordinator::{ProgressUpdate, StartAt};
@@ -70,9 +71,20 @@ impl Link {
     }
 }
 
+/// Where a worker run with `-v` sends each request: the plan's targets
+/// first (once the assignment is known: events name a target by index),
+/// then one event per request.
+pub struct RequestLines {
+    /// Receives the targets of the assigned plan.
+    pub targets: tokio::sync::oneshot::Sender<Vec<Target>>,
+    /// Receives each request as it ends.
+    pub events: tokio::sync::mpsc::UnboundedSender<RequestEvent>,
+}
+
 /// Runs worker `worker`'s share of the run `coordinator` (`http://host:port`)
 /// coordinates. Retries reaching it for `patience` (a pod may start first).
-pub async fn run_worker(coordinator: &str, worker: usize, patience: Duration) -> Result<WorkerDone, WorkerError> {
+/// With `lines`, every request is also sent there (siege's `-v`).
+pub async fn run_worker(coordinator: &str, worker: usize, patience: Duration, lines: Option<RequestLines>) -> Result<WorkerDone, WorkerError> {
     let link = Link { client: reqwest::Client::new(), base: coordinator.trim_end_matches('/').to_string(), worker };
     let until = tokio::time::Instant::now() + patience;
     let assignment: Assignment = loop {
@@ -98,7 +110,11 @@ pub async fn run_worker(coordinator: &str, worker: usize, patience: Duration) ->
     tokio::time::sleep(Duration::from_millis(wait)).await;
 
     let progress = Progress::new();
-    let hooks = RunHooks { progress: Some(progress.clone()), ..RunHooks::default() };
+    let mut hooks = RunHooks { progress: Some(progress.clone()), ..RunHooks::default() };
+    if let Some(lines) = lines {
+        let _ = lines.targets.send(plan.targets.clone());
+        hooks.events = Some(lines.events);
+    }
     let news = tokio::spawn({
         let (client, url) = (link.client.clone(), link.url("progress"));
         async move {

@@ -47,6 +47,8 @@ pub struct SiegeJobSpec {
     pub cpu: String,
     /// Memory request and limit of each pod.
     pub memory: String,
+    /// Each pod logs every request (siege's `-v`): `kubectl logs`.
+    pub verbose: bool,
 }
 
 /// The Indexed Job of `spec`.
@@ -70,6 +72,10 @@ pub fn render(spec: &SiegeJobSpec) -> Job {
         }),
         ..EnvVar::default()
     };
+    let mut worker_env = vec![env("STORMPROOF_COORDINATOR", &spec.coordinator), index];
+    if spec.verbose {
+        worker_env.push(env("STORMPROOF_VERBOSE", "true"));
+    }
     let workers = spec.workers as i32;
     Job {
         metadata: ObjectMeta { name: Some(spec.name.clone()), labels: Some(labels.clone()), ..ObjectMeta::default() },
@@ -89,7 +95,7 @@ pub fn render(spec: &SiegeJobSpec) -> Job {
                         image: Some(spec.image.clone()),
                         command: Some(vec!["stormproof".into()]),
                         args: Some(vec!["siege".into(), "worker".into()]),
-                        env: Some(vec![env("STORMPROOF_COORDINATOR", &spec.coordinator), index]),
+                        env: Some(worker_env),
                         resources: Some(ResourceRequirements {
                             requests: Some(resources.clone()),
                             limits: Some(resources),
