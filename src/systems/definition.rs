@@ -711,6 +711,20 @@ mod tests {
     }
 
     #[test]
+    fn a_config_is_every_services_environment_under_its_own_env_and_is_checked() {
+        let with = |config: &str| SystemDef::parse(&format!("system: mine\ntopic: t\n{config}\ngateway:\n  routes: []\nservices:\n  - {{ name: a, role: core, run: {{ command: [a] }}, env: {{ B: own }} }}\n"), "mine/system.yaml");
+        let def = with("config: { name: config-dev, data: { A_LOG_LEVEL: DEBUG, B: shared } }").unwrap();
+        let env = def.service_env(&def.services[0]);
+        assert_eq!((env["A_LOG_LEVEL"].as_str(), env["B"].as_str()), ("DEBUG", "own"), "the service's env: wins");
+        let bad_name = with("config: { name: Config_Dev, data: {} }").unwrap_err().to_string();
+        assert!(bad_name.contains("mine/system.yaml: config: name `Config_Dev`") && bad_name.contains("Kubernetes name"), "{bad_name}");
+        let bad_key = with("config: { name: c, data: { order-level: x } }").unwrap_err().to_string();
+        assert!(bad_key.contains("key `order-level`") && bad_key.contains("environment variable name"), "{bad_key}");
+        let unknown = with("config: { name: c, data: {}, extra: 1 }").unwrap_err().to_string();
+        assert!(unknown.contains("mine/system.yaml") && unknown.contains("extra"), "{unknown}");
+    }
+
+    #[test]
     fn a_command_service_is_checked_for_what_it_cannot_mean() {
         let err = |service: &str| mine(service).unwrap_err().to_string();
         let unknown = err("{ name: a, role: core, run: { command: [python3, a.py, '${PROT}'] } }");
