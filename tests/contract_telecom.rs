@@ -11,7 +11,7 @@
 //! on the Pact mock server, mypage's handler — and must be the committed
 //! ones (`STORMPROOF_WRITE_PACTS=1` rewrites them). Then bill itself,
 //! verified against them: as it is it passes, `amount-as-string` is blocked
-//! (checkpoint 12).
+//! (checkpoint 12); and pay, against bill's pact on its payment events.
 
 mod common;
 
@@ -245,8 +245,17 @@ where
 }
 
 fn verify_bill(pacts: &Path, variant: Option<&str>) -> (Option<i32>, String) {
+    verify("telecom.bill", pacts, variant)
+}
+
+/// One verification at a time: each starts a broker and services, and the
+/// machine is shared.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn verify(provider: &str, pacts: &Path, variant: Option<&str>) -> (Option<i32>, String) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let mut args = vec!["contract", "verify", "--provider", "telecom.bill", "--pacts", pacts.to_str().unwrap()];
+    let mut args = vec!["contract", "verify", "--provider", provider, "--pacts", pacts.to_str().unwrap()];
     args.extend(variant.map(|v| ["--variant", v]).into_iter().flatten());
     let out = std::process::Command::new(common::BIN).args(&args).current_dir(dir.path()).env("PACT_DO_NOT_TRACK", "true").env_remove("STORMPROOF_VARIANT").output().unwrap();
     (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
@@ -280,4 +289,14 @@ fn bill_honours_pay_and_mypage_and_amount_as_string_is_blocked() {
     std::fs::write(dir.path().join("telecom.pay-telecom.bill.json"), pact).unwrap();
     let (code, out) = verify_bill(dir.path(), None);
     assert_eq!(code, Some(PASSED), "{out}");
+}
+
+/// pay against bill's pact on its payment events: the triggers wait for
+/// the bill in pay's view (bill, started as pay's upstream, issues it on an
+/// OrderPlaced), pay it by the id captured, and cancel by the payment's.
+#[test]
+fn pay_honours_bill() {
+    let (code, out) = verify("telecom.pay", &pacts(), None);
+    assert_eq!(code, Some(PASSED), "{out}");
+    assert!(out.contains("ok   telecom.pay ← telecom.bill: a BillPayed event [message]") && out.contains("ok   telecom.pay ← telecom.bill: a PayCanceled event [message]"), "{out}");
 }
