@@ -300,3 +300,30 @@ fn pay_honours_bill() {
     assert_eq!(code, Some(PASSED), "{out}");
     assert!(out.contains("ok   telecom.pay ← telecom.bill: a BillPayed event [message]") && out.contains("ok   telecom.pay ← telecom.bill: a PayCanceled event [message]"), "{out}");
 }
+
+/// Checkpoint 12 as `stormproof check telecom` scores it: its cases from
+/// the telecom's checkpoints.yaml, against the pacts compiled into the
+/// binary (the new ones included).
+// The guard only serializes this file's heavy tests, each on its own thread;
+// no task of this runtime waits for it.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_12_holds_with_every_pact_on_bill() {
+    // SAFETY: set before the verifier reads it.
+    unsafe { std::env::set_var("PACT_DO_NOT_TRACK", "true") };
+    stormproof::install_crypto_provider();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let telecom = stormproof::systems::System::builtin("telecom").unwrap();
+    let checkpoints = stormproof::check::checkpoint::load(&telecom).unwrap();
+    let twelve = checkpoints.list.iter().find(|c| c.id == 12).unwrap();
+    let stormproof::check::Scored::Contract(contract) = &twelve.scored else { panic!("checkpoint 12 is a contract checkpoint") };
+    let scratch = tempfile::tempdir().unwrap();
+    let pacts = telecom.contracts_dir(scratch.path()).unwrap();
+    let side = stormproof::contract::ProviderSide::of(&telecom).unwrap();
+    let evidence = stormproof::contract::checkpoint::verify_cases(contract, &pacts, &side, Some(Path::new(common::BIN))).await;
+    let score = stormproof::check::score_contract(twelve, &evidence, false);
+    assert_eq!(score.verdict, stormproof::check::Verdict::Pass, "{evidence:#?}");
+    let evidence = evidence.unwrap();
+    let interactions = |e: &stormproof::contract::checkpoint::Evidence| e.verification.as_ref().map_or(0, |v| v.interactions.len());
+    assert!(evidence.iter().all(|e| interactions(e) == 4), "pay's lookup and BillCreated, mypage's BillCompleted and BillCanceled: {evidence:#?}");
+}
