@@ -90,7 +90,8 @@ pub async fn run_steps(steps: &[Step], base_url: &str, kafka: Option<&Topic>) ->
     for step in steps {
         match step {
             Step::Http { method, path, body, within, capture } => {
-                let path = fill_text(&with_last_id(path, &last), &values)?;
+                // `${NAME}` first: `{id}` would otherwise match inside `${id}`.
+                let path = with_last_id(&fill_text(path, &values)?, &last);
                 let body = body.as_ref().map(|body| fill_value(body, &values)).transpose()?;
                 let call = HttpCall { method: reqwest::Method::from_bytes(method.as_bytes())?, url: format!("{base_url}{path}"), path, body };
                 last = call.until_captured(&http, within.unwrap_or_default(), capture, &mut values).await?;
@@ -140,7 +141,7 @@ impl HttpCall {
         }
     }
 
-    /// One call: its status and (the start of) its answer.
+    /// One call: its status and its answer.
     async fn once(&self, http: &reqwest::Client) -> anyhow::Result<(reqwest::StatusCode, String)> {
         let mut request = http.request(self.method.clone(), &self.url);
         if let Some(body) = &self.body {
