@@ -146,6 +146,25 @@ fn official_verifier_accepts_the_taxis_pacts_with_their_provider_state() {
     assert!(out.contains("callId"), "{out}");
 }
 
+/// The telecom's bill with its consumers' pacts: pay's lookup, whose
+/// provider state ("an Unpaid bill of 50000 won exists") the state-change
+/// URL sets up through bill's own input (an OrderPlaced) and answers with
+/// the id bill gave the bill — the verifier asks for `/bills/${billId}`,
+/// filled in from it — and pay's and mypage's bill events through the
+/// message endpoint, triggered with the bill id captured.
+#[test]
+fn official_verifier_accepts_the_telecoms_pacts_on_bill_with_the_states_bill_id() {
+    let Some(cli) = verifier_cli() else {
+        return common::skipped("no pact_verifier_cli (set PACT_VERIFIER_CLI or run ci/install-pact-verifier-cli.sh)");
+    };
+    let served = Served::start("telecom.bill", None);
+    let (code, out) = official_verify_files(&cli, &served, &["telecom/telecom.pay-telecom.bill.json", "telecom/telecom.mypage-telecom.bill.json"]);
+    assert_eq!(code, PASSED, "{out}");
+    for description in ["a request for an unpaid bill", "a BillCreated event", "a BillCompleted event", "a BillCanceled event"] {
+        assert!(out.contains(description), "{description}: {out}");
+    }
+}
+
 /// The same state-change URL with the Pact verifier stormproof embeds
 /// (`contract verify --base-url … --state-change-url …`): the verifier's
 /// own state-change protocol reaches `contract serve`, which sets the state

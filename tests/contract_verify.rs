@@ -134,6 +134,31 @@ fn an_unknown_provider_state_is_named_with_the_known_ones() {
     assert!(stdout.contains("`product 1 exists`, `product 2 exists`"), "the known ones: {stdout}");
 }
 
+/// A malformed provider state (here a set-up step capturing with something
+/// that is not a JSON pointer) is an input error naming the file, its line
+/// and the form expected, before anything starts.
+#[test]
+fn a_malformed_provider_state_names_file_line_and_form() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = tempfile::tempdir().unwrap();
+    let folder = root.path().join("my-shop");
+    std::fs::create_dir_all(folder.join("contracts")).unwrap();
+    for (from, to) in [("scenarios/shop", ""), ("contracts/shop", "contracts")] {
+        for entry in std::fs::read_dir(repo.join(from)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, folder.join(to).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let states = "shop.product:\n  product 1 exists: seeded\n  product 9 exists:\n    why: made by POST /products\n    steps:\n      - { method: POST, path: /products, body: { name: X }, capture: { id: id } }\n";
+    std::fs::write(folder.join("contracts/states.yaml"), states).unwrap();
+    let out = contract(&["verify", "--provider", "shop.product", "--system", folder.to_str().unwrap(), "--pacts", pacts().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(ERROR), "{stderr}");
+    let file = folder.join("contracts/states.yaml");
+    assert!(stderr.contains(&format!("{}: ", file.display())) && stderr.contains("line 4"), "file and line: {stderr}");
+    assert!(stderr.contains("{ why: WORDS, steps: [STEP...] }"), "the form expected: {stderr}");
+}
+
 /// A variant the system does not list is refused before anything starts.
 #[test]
 fn an_unknown_variant_lists_the_known_ones() {

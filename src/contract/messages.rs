@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::states::KnownStates;
-use super::triggers::{Step, Trigger};
+use super::triggers::{Captured, Pointer, Step, Trigger, fill_text, fill_value};
 
 /// How long to wait for the triggered event to reach Kafka.
 const CAPTURE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -81,42 +81,78 @@ impl MessageSource {
 }
 
 /// Runs trigger `steps` against the provider at `base_url` (its events on
-/// `kafka`): a message's trigger, or a provider state's set-up.
-pub async fn run_steps(steps: &[Step], base_url: &str, kafka: Option<&Topic>) -> anyhow::Result<()> {
+/// `kafka`): a message's trigger, or a provider state's set-up. Returns
+/// what the steps captured (a state's values, for the verifier).
+pub async fn run_steps(steps: &[Step], base_url: &str, kafka: Option<&Topic>) -> anyhow::Result<Captured> {
     let http = crate::http_client().timeout(Duration::from_secs(10)).build()?;
     let mut last = Value::Null;
+    let mut values = Captured::new();
     for step in steps {
         match step {
-            Step::Http { method, path, body, within } => {
-                let path = match &last["id"] {
-                    Value::Null => path.clone(),
-                    id => path.replace("{id}", id.to_string().trim_matches('"')),
-                };
-                let method = reqwest::Method::from_bytes(method.as_bytes())?;
-                let deadline = std::time::Instant::now() + within.unwrap_or_default();
-                let text = loop {
-                    let mut request = http.request(method.clone(), format!("{base_url}{path}"));
-                    if let Some(body) = body {
-                        request = request.json(body);
-                    }
-                    let response = request.send().await.with_context(|| format!("trigger {method} {path}"))?;
-                    let status = response.status();
-                    let text: String = response.text().await.unwrap_or_default().chars().take(200).collect();
-                    if status.is_success() {
-                        break text;
-                    }
-                    anyhow::ensure!(std::time::Instant::now() < deadline, "trigger {method} {path} answered {status} {text}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                };
-                last = serde_json::from_str(&text).unwrap_or(Value::Null);
+            Step::Http { method, path, body, within, capture } => {
+                // `${NAME}` first: `{id}` would otherwise match inside `${id}`.
+                let path = with_last_id(&fill_text(path, &values)?, &last);
+                let body = body.as_ref().map(|body| fill_value(body, &values)).transpose()?;
+                let call = HttpCall { method: reqwest::Method::from_bytes(method.as_bytes())?, url: format!("{base_url}{path}"), path, body };
+                last = call.until_captured(&http, within.unwrap_or_default(), capture, &mut values).await?;
             }
             Step::Publish { publish, key } => {
                 let kafka = kafka.ok_or_else(|| anyhow::anyhow!("no Kafka to publish the step's event to (pass --kafka)"))?;
-                publish_event(kafka, publish, key).await?
+                publish_event(kafka, &fill_value(publish, &values)?, key).await?
             }
         }
     }
-    Ok(())
+    Ok(values)
+}
+
+/// `path` with `{id}` as the `id` of the previous step's JSON answer.
+fn with_last_id(path: &str, last: &Value) -> String {
+    match &last["id"] {
+        Value::Null => path.to_string(),
+        id => path.replace("{id}", id.to_string().trim_matches('"')),
+    }
+}
+
+/// One HTTP step, its path and body filled in.
+struct HttpCall {
+    method: reqwest::Method,
+    url: String,
+    path: String,
+    body: Option<Value>,
+}
+
+impl HttpCall {
+    /// Calls until the answer is a success with every value of `capture`
+    /// in it, retrying for `within`; keeps the values and returns the answer.
+    async fn until_captured(&self, http: &reqwest::Client, within: Duration, capture: &BTreeMap<String, Pointer>, values: &mut Captured) -> anyhow::Result<Value> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let (status, text) = self.once(http).await?;
+            let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let missing = if status.is_success() { super::triggers::capture(capture, &answer, values) } else { vec![] };
+            let shown: String = text.chars().take(200).collect();
+            let why = match (status.is_success(), missing.is_empty()) {
+                (true, true) => return Ok(answer),
+                (true, false) => format!("answered {status} without {}: {shown}", missing.join(", ")),
+                (false, _) => format!("answered {status} {shown}"),
+            };
+            anyhow::ensure!(std::time::Instant::now() < deadline, "trigger {} {} {why}", self.method, self.path);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// One call: its status and its answer.
+    async fn once(&self, http: &reqwest::Client) -> anyhow::Result<(reqwest::StatusCode, String)> {
+        let mut request = http.request(self.method.clone(), &self.url);
+        if let Some(body) = &self.body {
+            request = request.json(body);
+        }
+        let response = request.send().await.with_context(|| format!("trigger {} {}", self.method, self.path))?;
+        let status = response.status();
+        // The whole answer: a capture may point past its first lines.
+        let text = response.text().await.unwrap_or_default();
+        Ok((status, text))
+    }
 }
 
 /// Where the message endpoint serves provider states: a verifier's
@@ -149,14 +185,16 @@ async fn message(State(source): State<Arc<MessageSource>>, axum::Json(request): 
 }
 
 /// A verifier's state change, `{state, params, action}` in the Pact
-/// convention: `setup` makes the state hold; `teardown` has nothing to undo.
+/// convention: `setup` makes the state hold and answers its values;
+/// `teardown` has nothing to undo.
 async fn state_change(State(source): State<Arc<MessageSource>>, axum::Json(request): axum::Json<Value>) -> Response {
     let state = request["state"].as_str().unwrap_or_default();
     if request["action"].as_str().is_some_and(|a| a == "teardown") {
         return axum::Json(serde_json::json!({})).into_response();
     }
+    // The values its steps captured: the verifier fills them into the interaction.
     match source.states.set_up(state).await {
-        Ok(()) => axum::Json(serde_json::json!({})).into_response(),
+        Ok(values) => axum::Json(values).into_response(),
         Err(err) => (StatusCode::BAD_REQUEST, format!("{err:#}")).into_response(),
     }
 }

@@ -7,6 +7,11 @@
 //! naming it and the known ones — never silently. The same states answer
 //! a verifier outside stormproof at the state-change URL `contract serve`
 //! prints.
+//!
+//! What a state's steps capture (`capture:` of an HTTP step, e.g. the id
+//! the provider gave the bill a step made) goes back to the verifier as the
+//! state's values: an interaction built with `path_from_provider_state`
+//! asks for `/bills/${billId}`, the bill the set-up made, not a guessed id.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::messages::{Topic, run_steps};
-use super::triggers::Step;
+use super::triggers::{Captured, Step};
 use crate::systems::SystemFile;
 
 /// The file a system's provider states are in (in its contracts folder).
@@ -107,13 +112,14 @@ impl KnownStates {
 
     /// Makes `state` hold (nothing to do for one that holds as started);
     /// the empty state of an interaction that names none always holds.
-    pub async fn set_up(&self, state: &str) -> anyhow::Result<()> {
+    /// Returns the values its steps captured.
+    pub async fn set_up(&self, state: &str) -> anyhow::Result<Captured> {
         if state.is_empty() {
-            return Ok(());
+            return Ok(Captured::new());
         }
         let def = self.known.get(state).ok_or_else(|| anyhow::anyhow!(self.unknown(state)))?;
         if def.steps().is_empty() {
-            return Ok(());
+            return Ok(Captured::new());
         }
         let (base_url, kafka) = self.at.as_ref().ok_or_else(|| anyhow::anyhow!("provider state `{state}` needs the running provider, and none is known"))?;
         run_steps(def.steps(), base_url, kafka.as_ref()).await.map_err(|err| anyhow::anyhow!("setting up provider state `{state}` of {}: {err:#}", self.provider))
@@ -130,10 +136,10 @@ impl ProviderStateExecutor for KnownStates {
         _client: Option<&reqwest::Client>,
     ) -> anyhow::Result<HashMap<String, Value>> {
         // The verifier calls with an empty state for interactions that name none.
-        if setup {
-            self.set_up(&provider_state.name).await?;
+        if !setup {
+            return Ok(HashMap::new());
         }
-        Ok(HashMap::new())
+        Ok(self.set_up(&provider_state.name).await?.into_iter().collect())
     }
 
     fn teardown(&self) -> bool {
@@ -172,5 +178,16 @@ mod tests {
         assert!(err.contains("setting up provider state `fare 2 is registered` of sys.payment") && err.contains("POST /payments"), "{err}");
         let bad = SystemFile { name: FILE.into(), origin: "x/states.yaml".into(), text: "sys.payment:\n  s: { why: w, step: [] }\n".into() };
         assert!(parse(&bad).unwrap_err().to_string().contains("x/states.yaml"), "a malformed state names its file");
+    }
+
+    #[test]
+    fn a_state_whose_steps_capture_parses_and_a_malformed_one_names_file_line_and_form() {
+        let text = "sys.bill:\n  a bill exists:\n    why: bill issues one for an OrderPlaced\n    steps:\n      - publish: { eventType: OrderPlaced, orderId: 1 }\n      - { method: GET, path: /bills?orderId=1, within: 30s, capture: { billId: /0/billId } }\n";
+        let file = SystemFile { name: FILE.into(), origin: "x/states.yaml".into(), text: text.into() };
+        let states = parse(&file).unwrap();
+        assert!(matches!(&states["sys.bill"]["a bill exists"].steps()[1], Step::Http { capture, .. } if capture.contains_key("billId")));
+        let bad = SystemFile { name: FILE.into(), origin: "x/states.yaml".into(), text: text.replace("/0/billId", "0/billId") };
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("x/states.yaml: ") && err.contains("line 3") && err.contains("{ why: WORDS, steps: [STEP...] }"), "{err}");
     }
 }

@@ -3,6 +3,11 @@
 //! event for a provider only reached through events — and which event type
 //! to capture from Kafka. Kept in a system's contracts folder as
 //! `triggers.yaml`, keyed by provider, then by interaction description.
+//!
+//! A step may need what only the provider knows, such as the id it gave
+//! what an earlier step made: an HTTP step `capture`s values from its JSON
+//! answer (`capture: { billId: /0/billId }`, a JSON pointer) and later steps
+//! name them as `${billId}` in their path, body or event.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,7 +37,8 @@ pub struct Trigger {
 #[serde(untagged)]
 pub enum Step {
     /// An HTTP call to the provider. `{id}` in the path is replaced by the
-    /// `id` of the previous step's JSON answer.
+    /// `id` of the previous step's JSON answer; `${NAME}` by a value an
+    /// earlier step captured.
     Http {
         /// HTTP method.
         method: String,
@@ -45,6 +51,11 @@ pub enum Step {
         /// needs what the provider has yet to consume (default: one try).
         #[serde(default, with = "humantime_serde")]
         within: Option<std::time::Duration>,
+        /// Values to keep from the JSON answer, by name; with `within`, the
+        /// step is retried until every one is there (the provider may
+        /// answer an empty list before it has consumed what it lists).
+        #[serde(default)]
+        capture: BTreeMap<String, Pointer>,
     },
     /// An event published to the system's topic (`id` and `timestamp` are
     /// filled in when absent); the Kafka key is its `key` field.
@@ -59,6 +70,81 @@ pub enum Step {
 
 fn default_key() -> String {
     "orderId".into()
+}
+
+/// A JSON pointer (RFC 6901) into a step's answer: `/0/billId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pointer(String);
+
+impl<'de> Deserialize<'de> for Pointer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Pointer, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if !text.starts_with('/') {
+            return Err(serde::de::Error::custom(format!("`{text}` is not a JSON pointer: expected one starting with `/`, such as /0/billId")));
+        }
+        Ok(Pointer(text))
+    }
+}
+
+impl Pointer {
+    /// What it points at in `answer`, if anything (null counts as nothing).
+    pub fn find<'a>(&self, answer: &'a Value) -> Option<&'a Value> {
+        answer.pointer(&self.0).filter(|value| !value.is_null())
+    }
+}
+
+/// Values captured by earlier steps, by name.
+pub type Captured = BTreeMap<String, Value>;
+
+/// Keeps `captures` of `answer` in `values`; the names of those not found.
+pub fn capture(captures: &BTreeMap<String, Pointer>, answer: &Value, values: &mut Captured) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (name, pointer) in captures {
+        match pointer.find(answer) {
+            Some(value) => {
+                values.insert(name.clone(), value.clone());
+            }
+            None => missing.push(format!("{name} ({})", pointer.0)),
+        }
+    }
+    missing
+}
+
+/// `text` with every `${NAME}` replaced by its captured value (a string
+/// without its quotes); an error names a value no step captured.
+pub fn fill_text(text: &str, values: &Captured) -> anyhow::Result<String> {
+    let mut filled = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..].find('}').map(|end| start + end).ok_or_else(|| anyhow::anyhow!("`{text}`: `${{` without a closing `}}`"))?;
+        let name = &rest[start + 2..end];
+        let value = values.get(name).ok_or_else(|| unknown_value(name, values))?;
+        filled.push_str(&rest[..start]);
+        filled.push_str(value.as_str().map_or_else(|| value.to_string(), str::to_string).as_str());
+        rest = &rest[end + 1..];
+    }
+    filled.push_str(rest);
+    Ok(filled)
+}
+
+/// `doc` with captured values filled in: a string that is just `${NAME}`
+/// becomes the value itself (a captured number stays a number, as an event
+/// field must), others as [`fill_text`].
+pub fn fill_value(doc: &Value, values: &Captured) -> anyhow::Result<Value> {
+    Ok(match doc {
+        Value::String(text) => match text.strip_prefix("${").and_then(|t| t.strip_suffix('}')).filter(|name| !name.contains('}')) {
+            Some(name) => values.get(name).cloned().ok_or_else(|| unknown_value(name, values))?,
+            None => Value::String(fill_text(text, values)?),
+        },
+        Value::Array(items) => Value::Array(items.iter().map(|item| fill_value(item, values)).collect::<anyhow::Result<_>>()?),
+        Value::Object(fields) => Value::Object(fields.iter().map(|(k, v)| Ok((k.clone(), fill_value(v, values)?))).collect::<anyhow::Result<_>>()?),
+        other => other.clone(),
+    })
+}
+
+fn unknown_value(name: &str, values: &Captured) -> anyhow::Error {
+    let known: Vec<&str> = values.keys().map(String::as_str).collect();
+    anyhow::anyhow!("`${{{name}}}` names no value an earlier step captured (captured: {})", if known.is_empty() { "none".into() } else { known.join(", ") })
 }
 
 /// Reads a trigger mapping.
@@ -91,5 +177,25 @@ mod tests {
         assert_eq!(product.capture, "ProductChanged");
         assert!(matches!(product.steps[0], Step::Http { .. }));
         assert!(matches!(triggers["shop.delivery"]["a DeliveryStarted event"].steps[0], Step::Publish { .. }));
+    }
+
+    #[test]
+    fn captured_values_fill_paths_and_documents_keeping_their_type() {
+        let mut values = Captured::new();
+        let captures: BTreeMap<String, Pointer> = serde_saphyr::from_str("{ billId: /0/billId, state: /0/billState, pay: /0/payId }").unwrap();
+        let answer = serde_json::json!([{ "billId": 3, "billState": "Unpaid", "payId": null }]);
+        assert_eq!(capture(&captures, &answer, &mut values), ["pay (/0/payId)"], "null is not captured");
+        assert_eq!(fill_text("/bills/${billId}?state=${state}", &values).unwrap(), "/bills/3?state=Unpaid");
+        let doc = serde_json::json!({ "billId": "${billId}", "note": "bill ${billId}", "items": [{ "state": "${state}" }], "n": 1 });
+        assert_eq!(fill_value(&doc, &values).unwrap(), serde_json::json!({ "billId": 3, "note": "bill 3", "items": [{ "state": "Unpaid" }], "n": 1 }));
+        let err = fill_text("/pays/${payId}", &values).unwrap_err().to_string();
+        assert!(err.contains("`${payId}` names no value") && err.contains("billId, state"), "{err}");
+    }
+
+    #[test]
+    fn a_capture_that_is_not_a_json_pointer_names_the_line() {
+        let text = "sys.bill:\n  a BillCompleted event:\n    steps:\n      - method: GET\n        path: /bills\n        capture: { billId: 0/billId }\n    capture: BillCompleted\n";
+        let err = parse(text, "x/triggers.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("x/triggers.yaml: not a trigger mapping") && err.contains("line"), "{err}");
     }
 }

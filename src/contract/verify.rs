@@ -243,8 +243,12 @@ fn request_lines(consumer: &str, pact: &Value) -> HashMap<(String, String), Stri
     let mut lines = HashMap::new();
     for interaction in pact["interactions"].as_array().into_iter().flatten().chain(pact["messages"].as_array().into_iter().flatten()) {
         let description = interaction["description"].as_str().unwrap_or_default().to_string();
-        let line = match interaction["request"]["path"].as_str() {
-            Some(path) => format!("{} {path}", interaction["request"]["method"].as_str().unwrap_or("GET")),
+        let request = &interaction["request"];
+        // A path the provider state gives is shown as its expression: the
+        // example path is not the one asked for.
+        let path = request["generators"]["path"]["expression"].as_str().or_else(|| request["path"].as_str());
+        let line = match path {
+            Some(path) => format!("{} {path}", request["method"].as_str().unwrap_or("GET")),
             None => "message".to_string(),
         };
         lines.insert((consumer.to_string(), description), line);
