@@ -232,7 +232,7 @@ async fn method(ctx: &Context, experiment: &Experiment, journal: &mut Journal, p
                 surges.push(surge);
                 format!("{} users on {} routes", def.users, def.routes.len())
             }),
-            _ => action::apply(ctx.platform.as_ref(), journal, action).await,
+            _ => action::apply(ctx.platform.as_ref(), journal, action, experiment.method[i..].iter().map(|a| a.hold).sum()).await,
         };
         let entry = journal.run.last_mut().expect("just pushed");
         match applied {
