@@ -15,7 +15,7 @@ use serde_json::Value;
 /// The faults in force in the shop's broker, read from its control
 /// endpoint (from sync code inside the test's runtime).
 fn broker_faults(shop: &Shop) -> Vec<Value> {
-    let base = shop.state["broker_faults"].as_str().expect("the embedded broker's fault endpoint");
+    let base = shop.state["brokerFaults"].as_str().expect("the embedded broker's fault endpoint");
     let client = stormproof::broker::FaultClient::new(base);
     let faults = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(client.list())).expect("the broker's faults");
     faults.iter().map(|f| serde_json::to_value(f).unwrap()).collect()
