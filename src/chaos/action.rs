@@ -109,18 +109,19 @@ fn describe_target(target: &BrokerTarget) -> String {
     }
 }
 
-/// Clears the fault by its id, and every fault in force equal to it (its id
-/// is unknown if the run died before it was saved); says what it had done.
-/// A fault already gone (expired, or the broker restarted) is no failure.
+/// Whether `active` is the journaled fault: the one with its id, or (the
+/// run died before the id was saved) any equal one. The fault must match
+/// too, since a restarted broker numbers its faults from 1 again.
+fn is_ours(active: &ActiveFault, fault: &BrokerFault, id: Option<u64>) -> bool {
+    active.fault == *fault && id.is_none_or(|id| active.id == id)
+}
+
+/// Clears the journaled fault; says what it had done. A fault already gone
+/// (expired, or the broker restarted) is no failure.
 async fn clear_broker_fault(platform: &dyn Platform, fault: &BrokerFault, id: Option<u64>) -> anyhow::Result<String> {
     let mut cleared: Vec<ActiveFault> = Vec::new();
-    if let Some(id) = id
-        && let Ok(active) = platform.clear_broker_fault(id).await
-    {
-        cleared.push(active);
-    }
     for active in platform.broker_faults().await? {
-        if active.fault == *fault {
+        if is_ours(&active, fault, id) {
             cleared.push(platform.clear_broker_fault(active.id).await?);
         }
     }
@@ -128,13 +129,13 @@ async fn clear_broker_fault(platform: &dyn Platform, fault: &BrokerFault, id: Op
         return Ok("already gone (expired, or the broker restarted)".into());
     }
     let each: Vec<String> = cleared.iter().map(|a| format!("fault {}: {} hits", a.id, a.hits)).collect();
-    Ok(format!("cleared {}", each.join(", ")))
+    Ok(each.join(", "))
 }
 
-/// Whether neither the fault's id nor an equal fault is in force.
+/// Whether the journaled fault is no longer in force.
 async fn broker_fault_gone(platform: &dyn Platform, fault: &BrokerFault, id: Option<u64>) -> bool {
     match platform.broker_faults().await {
-        Ok(active) => !active.iter().any(|a| Some(a.id) == id || a.fault == *fault),
+        Ok(active) => !active.iter().any(|a| is_ours(a, fault, id)),
         Err(_) => false,
     }
 }
