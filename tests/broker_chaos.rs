@@ -70,6 +70,15 @@ fn a_malformed_broker_action_exits_2_naming_file_line_and_what_was_expected() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("bad-broker.yaml") && err.contains("NOT_A_CODE") && err.contains("NOT_LEADER_OR_FOLLOWER"), "the known names are listed: {err}");
+    // Well formed, but for nothing the system has: it would hit no request.
+    let unknown = [("{ service: ordr, rebalance: true }", "shop has no service `ordr` (services: product, order"), ("{ group: mypage, rebalance: true }", "no consumer group `mypage` (groups: shop.product, shop.delivery, shop.mypage")];
+    for (action, expected) in unknown {
+        std::fs::write(&path, format!("title: t\nsystem: shop\nmethod:\n  - broker: {action}\n")).unwrap();
+        let out = common::stormproof(dir.path(), &["chaos", "run", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{action}: {err}");
+        assert!(err.contains("bad-broker.yaml: method[0].broker: ") && err.contains(expected), "{action}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -721,9 +721,11 @@ impl Experiment {
         for (service, variant) in self.variants() {
             def.check_variant(service, variant)?;
         }
-        for action in &self.method {
-            if let Fault::Rollout(r) = &action.fault {
-                def.check_rollout_env(&r.service, r.env.keys())?;
+        for (i, action) in self.method.iter().enumerate() {
+            match &action.fault {
+                Fault::Rollout(r) => def.check_rollout_env(&r.service, r.env.keys())?,
+                Fault::Broker(b) => check_broker_whose(def, &b.whose).map_err(|e| format!("method[{i}].broker: {e}"))?,
+                _ => {}
             }
         }
         Ok(())
@@ -736,6 +738,21 @@ impl Experiment {
             Fault::Rollout(r) => r.variant.as_deref().map(|v| (r.service.as_str(), v)),
             _ => None,
         })
+    }
+}
+
+/// A broker fault for a service or group the system does not have would
+/// hit nothing: refused, with the names it has.
+fn check_broker_whose(def: &crate::systems::definition::SystemDef, whose: &BrokerWhose) -> Result<(), String> {
+    match whose {
+        BrokerWhose::Service(service) if def.service(service).is_none() => {
+            Err(format!("{} has no service `{service}` (services: {})", def.system, def.service_names().join(", ")))
+        }
+        BrokerWhose::Group(group) => {
+            let groups: Vec<String> = def.consumer_groups().into_iter().map(|(_, group)| group).collect();
+            if groups.contains(group) { Ok(()) } else { Err(format!("{} has no consumer group `{group}` (groups: {})", def.system, groups.join(", "))) }
+        }
+        BrokerWhose::Service(_) => Ok(()),
     }
 }
 
