@@ -5,34 +5,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Shop};
+use common::Shop;
+use common::chaos::{check_result, experiment, journal, start_chaos, wait_for};
 use serde_json::Value;
-
-fn experiment(name: &str) -> String {
-    format!("{}/chaos/shop/{name}.yaml", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The only journal under `reports`.
-fn journal(reports: &Path) -> (PathBuf, Value) {
-    let dir = std::fs::read_dir(reports).unwrap().next().expect("a run folder").unwrap().path();
-    let path = dir.join("journal.json");
-    let journal = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    (path, journal)
-}
 
 fn delivery(shop: &Shop) -> Value {
     shop.services().as_array().unwrap().iter().find(|s| s["name"] == "delivery").unwrap().clone()
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} did not happen within 60s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -108,16 +88,6 @@ fn long_outage(dir: &Path) -> PathBuf {
     let path = dir.join("long-outage.yaml");
     std::fs::write(&path, yaml).unwrap();
     path
-}
-
-fn start_chaos(shop: &Shop, file: &Path, reports: &Path) -> std::process::Child {
-    Command::new(BIN)
-        .args(["chaos", "run", file.to_str().unwrap(), "--reports", reports.to_str().unwrap()])
-        .env("STORMPROOF_RUN_DIR", shop.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,13 +225,6 @@ async fn self_healing_counts_only_the_restarts_of_its_own_run() {
     }
     assert_eq!(delivery(&shop)["replicas"][0]["restarts"], 2, "two restarts in total");
     shop.down();
-}
-
-/// The evidence of check `name` in `phase` of `journal`, with its status.
-fn check_result(journal: &Value, phase: &str, name: &str) -> (String, String) {
-    let checks = journal["steady_states"][phase].as_array().unwrap();
-    let found = checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check `{name}` in {phase}: {checks:#?}"));
-    (found["status"].as_str().unwrap().to_string(), found["evidence"].as_str().unwrap().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1119,3 +1119,22 @@ fn the_telecom_renders_and_passes_kubernetes_validate_strict() {
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.matches("INFO").count(), objects.len(), "{stdout}");
 }
+
+/// A `broker` action needs the embedded broker, which a cluster does not
+/// have: the run is refused (usage error, 2) before any request, the
+/// gateway's token included, and no journal is started.
+#[test]
+fn a_broker_action_on_kube_is_refused_before_anything_changes() {
+    let (fake, dir, gateway) = settled_shop();
+    let file = dir.path().join("broker-not-leader.yaml");
+    let yaml = "title: t\nsystem: shop\nhypothesis:\n  - name: delivery is up\n    replicas: { service: delivery, ready: 1 }\nmethod:\n  - scale: { service: delivery, replicas: 0 }\n    hold: 0s\n  - broker: { service: order, api: produce, error: NOT_LEADER_OR_FOLLOWER }\n    hold: 5s\n";
+    std::fs::write(&file, yaml).unwrap();
+    let out = chaos_run(&fake, dir.path(), &gateway, &file, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(stormproof::exit::ERROR), "{stderr}");
+    assert!(stderr.contains("broker-not-leader.yaml: method[1]: a `broker` action") && stderr.contains("--platform kube has no embedded broker"), "{stderr}");
+    assert!(fake.requests().is_empty(), "{:#?}", fake.requests());
+    assert_eq!(gateway.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "no token asked for");
+    assert!(!dir.path().join("reports").exists(), "no run was started");
+    assert_eq!(fake.get("deployments", NS, "delivery").unwrap()["spec"]["replicas"], 1, "the scale before it did not happen either");
+}

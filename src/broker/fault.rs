@@ -21,20 +21,27 @@ pub enum Target {
     Group(String),
 }
 
-/// The Kafka APIs a fault can answer for.
+/// The Kafka APIs a fault can answer for, by their protocol names (an
+/// experiment may write them in snake_case: `offset_commit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Api {
     /// Produce (API key 0).
+    #[serde(alias = "produce")]
     Produce,
     /// Fetch (1).
+    #[serde(alias = "fetch")]
     Fetch,
     /// OffsetCommit (8).
+    #[serde(alias = "offset_commit")]
     OffsetCommit,
     /// JoinGroup (11).
+    #[serde(alias = "join_group")]
     JoinGroup,
     /// Heartbeat (12).
+    #[serde(alias = "heartbeat")]
     Heartbeat,
     /// SyncGroup (14).
+    #[serde(alias = "sync_group")]
     SyncGroup,
 }
 

@@ -3,13 +3,19 @@
 
 use std::time::{Duration, Instant};
 
-use super::experiment::{Action, Fault, RolloutAction, Switches};
+use super::experiment::{Action, BrokerAction, BrokerWhose, Fault, RolloutAction, Switches};
 use super::journal::{Change, Journal, Rollback, RollbackStatus};
+use crate::broker::{ActiveFault, BrokerFault, Fault as BrokerFaultKind, Target as BrokerTarget};
 use crate::platform::{Platform, PlatformError, RolloutState, Template};
 use crate::systems::kit::SwitchState;
 
 /// The name the local platform gives its embedded broker.
 const BROKER: &str = "broker";
+
+/// How long a broker fault outlives the holds it was set for before the
+/// broker clears it by itself: a harness SIGKILLed while holding it (and
+/// never rolled back) leaves it behind for no longer.
+const BROKER_FAULT_SLACK: Duration = Duration::from_secs(60);
 
 /// Describes `action` in words.
 pub fn describe(action: &Action) -> String {
@@ -24,14 +30,37 @@ pub fn describe(action: &Action) -> String {
         }
         Fault::Surge(s) => format!("traffic surge: {} more users", s.users),
         Fault::StopBroker(_) => "stop the broker".to_string(),
+        Fault::Broker(b) => describe_broker(b),
     };
     format!("{what}{hold}")
 }
 
-/// Applies one platform fault, journaling each change before making it
-/// (a surge is load, started by the run itself).
-pub async fn apply(platform: &dyn Platform, journal: &mut Journal, action: &Action) -> anyhow::Result<String> {
+fn describe_broker(action: &BrokerAction) -> String {
+    let whose = match &action.whose {
+        BrokerWhose::Service(service) => format!("{service}'s"),
+        BrokerWhose::Group(group) => format!("group {group}'s"),
+    };
     match &action.fault {
+        BrokerFaultKind::Error { api, error } => format!("broker answers {whose} {} with {}", wire_name(api), wire_name(error)),
+        BrokerFaultKind::StallFetch { delay } => format!("broker holds each of {whose} Fetch for {}", humantime::format_duration(*delay)),
+        BrokerFaultKind::Rebalance => format!("broker forces a rebalance on {whose} members"),
+    }
+}
+
+/// A value's name as the experiment and the Kafka protocol spell it.
+fn wire_name(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => "?".into(),
+    }
+}
+
+/// Applies one platform fault, journaling each change before making it
+/// (a surge is load, started by the run itself). `holds` is how long the
+/// fault is meant to last: this action's hold and every later one's.
+pub async fn apply(platform: &dyn Platform, journal: &mut Journal, action: &Action, holds: Duration) -> anyhow::Result<String> {
+    match &action.fault {
+        Fault::Broker(broker) => set_broker_fault(platform, journal, broker, holds).await,
         Fault::Scale(scale) => set_replicas(platform, journal, &scale.service, scale.replicas).await,
         Fault::StopBroker(_) => set_replicas(platform, journal, BROKER, 0).await,
         Fault::Kill(kill) => {
@@ -43,6 +72,71 @@ pub async fn apply(platform: &dyn Platform, journal: &mut Journal, action: &Acti
         Fault::Rollout(rollout) => roll_out(platform, journal, rollout).await,
         Fault::Switches(switches) => flip(platform, journal, switches).await,
         Fault::Surge(_) => anyhow::bail!("a surge is load, not a platform change"),
+    }
+}
+
+/// The broker fault of `action` in the journal's system: a service's
+/// clients are named `SYSTEM.SERVICE…` by every replica.
+fn broker_fault(system: &str, action: &BrokerAction, holds: Duration) -> BrokerFault {
+    let target = match &action.whose {
+        BrokerWhose::Service(service) => BrokerTarget::ClientPrefix(format!("{system}.{service}")),
+        BrokerWhose::Group(group) => BrokerTarget::Group(group.clone()),
+    };
+    BrokerFault { target, fault: action.fault.clone(), expires_after: Some(holds + BROKER_FAULT_SLACK) }
+}
+
+/// Journals the fault without its id before setting it (a run killed in
+/// between is rolled back by what it matches), then with the id.
+async fn set_broker_fault(platform: &dyn Platform, journal: &mut Journal, action: &BrokerAction, holds: Duration) -> anyhow::Result<String> {
+    let fault = broker_fault(&journal.system, action, holds);
+    journal.changes.push(Change::BrokerFault { fault: fault.clone(), id: None });
+    let at = journal.changes.len() - 1;
+    journal.save()?;
+    let active = platform.set_broker_fault(&fault).await?;
+    if let Some(Change::BrokerFault { id, .. }) = journal.changes.get_mut(at) {
+        *id = Some(active.id);
+    }
+    journal.save()?;
+    let expires = fault.expires_after.map(humantime::format_duration).map(|d| format!(", expires by itself after {d}")).unwrap_or_default();
+    Ok(format!("broker fault {} set on {}{expires}", active.id, describe_target(&fault.target)))
+}
+
+fn describe_target(target: &BrokerTarget) -> String {
+    match target {
+        BrokerTarget::Client(id) => format!("client {id}"),
+        BrokerTarget::ClientPrefix(prefix) => format!("clients {prefix}*"),
+        BrokerTarget::Group(group) => format!("group {group}"),
+    }
+}
+
+/// Whether `active` is the journaled fault: the one with its id, or (the
+/// run died before the id was saved) any equal one. The fault must match
+/// too, since a restarted broker numbers its faults from 1 again.
+fn is_ours(active: &ActiveFault, fault: &BrokerFault, id: Option<u64>) -> bool {
+    active.fault == *fault && id.is_none_or(|id| active.id == id)
+}
+
+/// Clears the journaled fault; says what it had done. A fault already gone
+/// (expired, or the broker restarted) is no failure.
+async fn clear_broker_fault(platform: &dyn Platform, fault: &BrokerFault, id: Option<u64>) -> anyhow::Result<String> {
+    let mut cleared: Vec<ActiveFault> = Vec::new();
+    for active in platform.broker_faults().await? {
+        if is_ours(&active, fault, id) {
+            cleared.push(platform.clear_broker_fault(active.id).await?);
+        }
+    }
+    if cleared.is_empty() {
+        return Ok("already gone (expired, or the broker restarted)".into());
+    }
+    let each: Vec<String> = cleared.iter().map(|a| format!("fault {}: {} hits", a.id, a.hits)).collect();
+    Ok(each.join(", "))
+}
+
+/// Whether the journaled fault is no longer in force.
+async fn broker_fault_gone(platform: &dyn Platform, fault: &BrokerFault, id: Option<u64>) -> bool {
+    match platform.broker_faults().await {
+        Ok(active) => !active.iter().any(|a| is_ours(a, fault, id)),
+        Err(_) => false,
     }
 }
 
@@ -87,24 +181,9 @@ pub async fn rollback(platform: &dyn Platform, journal: &mut Journal, patience: 
     let done = journal.rollbacks.len();
     let pending: Vec<Change> = journal.changes.iter().rev().skip(done).cloned().collect();
     for change in pending {
-        let (what, result) = match &change {
-            Change::Replicas { service, prior, .. } => (format!("{service} back to {prior} replicas"), platform.scale(service, *prior).await.map_err(anyhow::Error::from)),
-            Change::Rollout { service, prior } => {
-                let result = platform.rollout(service, prior).await.map(|_| ()).map_err(anyhow::Error::from);
-                (format!("{service} rolled back to {}", prior.version), result)
-            }
-            Change::Switches { service, replica, prior } => {
-                let result = match platform.set_switches(service, replica, prior).await {
-                    // A replica that ended or restarted has its switches off.
-                    Ok(()) | Err(PlatformError::UnknownReplica(_)) => Ok(()),
-                    Err(err) => Err(err.into()),
-                };
-                (format!("switches of {replica} restored"), result)
-            }
-            Change::Killed { service, replica } => (format!("{replica} replaced by the platform ({service})"), Ok(())),
-        };
+        let (what, result) = restore(platform, &change).await;
         let (status, detail) = match result {
-            Ok(()) => (RollbackStatus::Restored, String::new()),
+            Ok(detail) => (RollbackStatus::Restored, detail),
             Err(err) => (RollbackStatus::Failed, format!("{err:#}")),
         };
         journal.rollbacks.push(Rollback { change: what, status, detail });
@@ -116,11 +195,33 @@ pub async fn rollback(platform: &dyn Platform, journal: &mut Journal, patience: 
     verified
 }
 
+/// Puts back what `change` replaced: what was restored, and its detail.
+async fn restore(platform: &dyn Platform, change: &Change) -> (String, anyhow::Result<String>) {
+    let done = |result: Result<(), PlatformError>| result.map(|()| String::new()).map_err(anyhow::Error::from);
+    match change {
+        Change::Replicas { service, prior, .. } => (format!("{service} back to {prior} replicas"), done(platform.scale(service, *prior).await)),
+        Change::Rollout { service, prior } => (format!("{service} rolled back to {}", prior.version), done(platform.rollout(service, prior).await.map(|_| ()))),
+        Change::Switches { service, replica, prior } => {
+            let result = match platform.set_switches(service, replica, prior).await {
+                // A replica that ended or restarted has its switches off.
+                Err(PlatformError::UnknownReplica(_)) => Ok(()),
+                other => other,
+            };
+            (format!("switches of {replica} restored"), done(result))
+        }
+        Change::Killed { service, replica } => (format!("{replica} replaced by the platform ({service})"), Ok(String::new())),
+        Change::BrokerFault { fault, id } => {
+            let which = id.map(|id| format!("broker fault {id}")).unwrap_or_else(|| "broker fault (id not journaled)".into());
+            (format!("{which} on {} cleared", describe_target(&fault.target)), clear_broker_fault(platform, fault, *id).await)
+        }
+    }
+}
+
 /// Every service the journal touched is ready at its desired replicas, a
 /// rolled-out one is back on its first template with the rollout complete,
 /// and an autoscaler that was active is active again.
 async fn verify(platform: &dyn Platform, journal: &Journal, patience: Duration) -> bool {
-    let mut services: Vec<&str> = journal.changes.iter().map(Change::service).collect();
+    let mut services: Vec<&str> = journal.changes.iter().filter_map(Change::service).collect();
     services.sort();
     services.dedup();
     let deadline = Instant::now() + patience;
@@ -163,6 +264,7 @@ async fn restored(platform: &dyn Platform, change: &Change) -> bool {
         Change::Replicas { service, autoscaler_enabled: Some(true), .. } => {
             matches!(platform.autoscaler(service).await, Ok(Some(a)) if a.scaling_active())
         }
+        Change::BrokerFault { fault, id } => broker_fault_gone(platform, fault, *id).await,
         _ => true,
     }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::broker::{Api, Fault as BrokerFaultKind, KafkaError};
+
 /// A whole experiment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -206,7 +208,7 @@ pub struct Action {
 /// A fault: exactly one of these keys in an action.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 // serde names the enum in its error for an action without a fault.
-#[serde(rename_all = "kebab-case", rename = "fault: one of scale, kill, switches, stop-broker, rollout, surge")]
+#[serde(rename_all = "kebab-case", rename = "fault: one of scale, kill, switches, stop-broker, rollout, surge, broker")]
 pub enum Fault {
     /// Set a service's replicas (0 included).
     Scale(Scale),
@@ -221,6 +223,90 @@ pub enum Fault {
     /// Extra load on top of the experiment's (a traffic spike) while the
     /// action holds; it ends before the rollback.
     Surge(LoadDef),
+    /// A fault inside the embedded broker, for one service's clients or
+    /// one consumer group.
+    Broker(BrokerAction),
+}
+
+/// `broker`: what the embedded broker does wrong, and to whose requests —
+/// `{service: order, api: produce, error: NOT_LEADER_OR_FOLLOWER}`,
+/// `{group: shop.mypage, stall_fetch: 3s}`, `{group: shop.mypage, rebalance: true}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Written flat in YAML; read through its fields so that a wrong mix is
+// refused with what was expected.
+#[serde(try_from = "BrokerFields", into = "BrokerFields")]
+pub struct BrokerAction {
+    /// Whose requests.
+    pub whose: BrokerWhose,
+    /// What the broker does to them (the broker's own fault kinds).
+    pub fault: BrokerFaultKind,
+}
+
+/// Whose requests a broker action faults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerWhose {
+    /// Every replica of a service of the experiment's system.
+    Service(String),
+    /// A consumer group, by its name: its group requests, and the Fetch and
+    /// Produce of the members that joined it.
+    Group(String),
+}
+
+/// `broker:` as written: whose (one of `service`, `group`) and one fault
+/// (`api` with `error`, `stall_fetch`, or `rebalance: true`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BrokerFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    api: Option<Api>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<KafkaError>,
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    stall_fetch: Option<Duration>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    rebalance: bool,
+}
+
+impl TryFrom<BrokerFields> for BrokerAction {
+    type Error = String;
+
+    fn try_from(fields: BrokerFields) -> Result<BrokerAction, String> {
+        let whose = match (fields.service, fields.group) {
+            (Some(service), None) => BrokerWhose::Service(service),
+            (None, Some(group)) => BrokerWhose::Group(group),
+            _ => return Err("broker: expected exactly one of `service: NAME` or `group: NAME`".into()),
+        };
+        let fault = match (fields.api, fields.error, fields.stall_fetch, fields.rebalance) {
+            (Some(api), Some(error), None, false) => BrokerFaultKind::Error { api, error },
+            (None, None, Some(delay), false) if !delay.is_zero() => BrokerFaultKind::StallFetch { delay },
+            (None, None, None, true) => BrokerFaultKind::Rebalance,
+            (Some(_), None, None, false) => return Err("broker: `api` needs an `error`, a Kafka error name such as NOT_LEADER_OR_FOLLOWER".into()),
+            (None, Some(_), None, false) => return Err("broker: `error` needs an `api`: produce, fetch, offset_commit, join_group, heartbeat or sync_group".into()),
+            (None, None, Some(_), false) => return Err("broker: `stall_fetch` must be longer than 0".into()),
+            _ => return Err("broker: expected exactly one fault: `api` with `error`, `stall_fetch: DURATION`, or `rebalance: true`".into()),
+        };
+        Ok(BrokerAction { whose, fault })
+    }
+}
+
+impl From<BrokerAction> for BrokerFields {
+    fn from(action: BrokerAction) -> BrokerFields {
+        let mut fields = BrokerFields::default();
+        match action.whose {
+            BrokerWhose::Service(service) => fields.service = Some(service),
+            BrokerWhose::Group(group) => fields.group = Some(group),
+        }
+        match action.fault {
+            BrokerFaultKind::Error { api, error } => (fields.api, fields.error) = (Some(api), Some(error)),
+            BrokerFaultKind::StallFetch { delay } => fields.stall_fetch = Some(delay),
+            BrokerFaultKind::Rebalance => fields.rebalance = true,
+        }
+        fields
+    }
 }
 
 /// Placeholder for actions without parameters (`stop-broker: {}`).
@@ -570,7 +656,7 @@ pub fn parse(yaml: &str, origin: &str) -> anyhow::Result<Experiment> {
 impl Experiment {
     fn check(&self) -> Result<(), String> {
         if self.method.is_empty() && !(self.during.is_empty() && self.after.is_empty()) {
-            return Err("method: `during` and `after` checks need at least one action (scale, kill, switches, stop-broker, rollout, surge)".into());
+            return Err("method: `during` and `after` checks need at least one action (scale, kill, switches, stop-broker, rollout, surge, broker)".into());
         }
         for (i, action) in self.method.iter().enumerate() {
             if let Fault::Surge(surge) = &action.fault {
@@ -606,6 +692,12 @@ impl Experiment {
         Ok(())
     }
 
+    /// The first action that needs the embedded broker's fault seam
+    /// (`method[i]`), which only the local platform has.
+    pub fn broker_action(&self) -> Option<usize> {
+        self.method.iter().position(|action| matches!(action.fault, Fault::Broker(_)))
+    }
+
     /// Whether a check or guard reads the system's topic.
     pub fn inspects_events(&self) -> bool {
         let guards = self.guardrails.abort_when.iter().map(|g| &g.probe);
@@ -629,9 +721,11 @@ impl Experiment {
         for (service, variant) in self.variants() {
             def.check_variant(service, variant)?;
         }
-        for action in &self.method {
-            if let Fault::Rollout(r) = &action.fault {
-                def.check_rollout_env(&r.service, r.env.keys())?;
+        for (i, action) in self.method.iter().enumerate() {
+            match &action.fault {
+                Fault::Rollout(r) => def.check_rollout_env(&r.service, r.env.keys())?,
+                Fault::Broker(b) => check_broker_whose(def, &b.whose).map_err(|e| format!("method[{i}].broker: {e}"))?,
+                _ => {}
             }
         }
         Ok(())
@@ -644,6 +738,21 @@ impl Experiment {
             Fault::Rollout(r) => r.variant.as_deref().map(|v| (r.service.as_str(), v)),
             _ => None,
         })
+    }
+}
+
+/// A broker fault for a service or group the system does not have would
+/// hit nothing: refused, with the names it has.
+fn check_broker_whose(def: &crate::systems::definition::SystemDef, whose: &BrokerWhose) -> Result<(), String> {
+    match whose {
+        BrokerWhose::Service(service) if def.service(service).is_none() => {
+            Err(format!("{} has no service `{service}` (services: {})", def.system, def.service_names().join(", ")))
+        }
+        BrokerWhose::Group(group) => {
+            let groups: Vec<String> = def.consumer_groups().into_iter().map(|(_, group)| group).collect();
+            if groups.contains(group) { Ok(()) } else { Err(format!("{} has no consumer group `{group}` (groups: {})", def.system, groups.join(", "))) }
+        }
+        BrokerWhose::Service(_) => Ok(()),
     }
 }
 

@@ -155,13 +155,24 @@ pub enum Change {
         /// Replica killed.
         replica: String,
     },
+    /// A fault was set inside the broker; journaled before it is set, so
+    /// `id` is unknown if the run died in between (the rollback then clears
+    /// every fault in force equal to it).
+    BrokerFault {
+        /// The fault as set.
+        fault: crate::broker::BrokerFault,
+        /// The broker's id for it, once set.
+        id: Option<u64>,
+    },
 }
 
 impl Change {
-    /// The service the change touched.
-    pub fn service(&self) -> &str {
+    /// The service whose replicas the change touched (a broker fault
+    /// touches the broker's answers, not a service's replicas).
+    pub fn service(&self) -> Option<&str> {
         match self {
-            Change::Replicas { service, .. } | Change::Switches { service, .. } | Change::Killed { service, .. } | Change::Rollout { service, .. } => service,
+            Change::Replicas { service, .. } | Change::Switches { service, .. } | Change::Killed { service, .. } | Change::Rollout { service, .. } => Some(service),
+            Change::BrokerFault { .. } => None,
         }
     }
 }

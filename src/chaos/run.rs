@@ -167,7 +167,13 @@ async fn phases(ctx: &Context, experiment: &Experiment, journal: &mut Journal, m
 
     progress("rollback");
     marks.fault_end = Some(t0.elapsed().as_secs_f64());
+    let steps_before = journal.rollbacks.len();
     let verified = action::rollback(ctx.platform.as_ref(), journal, ROLLBACK_PATIENCE).await;
+    // What a step says beyond "restored" is evidence (a broker fault's hits)
+    // or the reason it failed.
+    for step in journal.rollbacks.iter().skip(steps_before).filter(|s| !s.detail.is_empty()) {
+        progress(&format!("  {} ({}): {}", step.change, step.status, step.detail));
+    }
     marks.recovered = Some(t0.elapsed().as_secs_f64());
     progress(if verified { "rollback verified: every touched service ready again" } else { "rollback NOT verified" });
     if let Some((verdict, reason)) = stopped {
@@ -232,7 +238,7 @@ async fn method(ctx: &Context, experiment: &Experiment, journal: &mut Journal, p
                 surges.push(surge);
                 format!("{} users on {} routes", def.users, def.routes.len())
             }),
-            _ => action::apply(ctx.platform.as_ref(), journal, action).await,
+            _ => action::apply(ctx.platform.as_ref(), journal, action, experiment.method[i..].iter().map(|a| a.hold).sum()).await,
         };
         let entry = journal.run.last_mut().expect("just pushed");
         match applied {

@@ -94,6 +94,14 @@ async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let run_dir = args.run.run_dir;
     let kube = args.platform == PlatformKind::Kube;
     anyhow::ensure!(kube || !args.kube.dry_run, "--dry-run needs --platform kube");
+    // Refused before the cluster is even asked: nothing may change for an
+    // experiment that cannot run whole.
+    if kube && let Some(i) = experiment.broker_action() {
+        anyhow::bail!(
+            "{}: method[{i}]: a `broker` action sets its fault inside the local platform's embedded broker; --platform kube has no embedded broker, so it cannot run there",
+            args.file.display()
+        );
+    }
     let started_here = !kube && match RunState::read_live(&run_dir) {
         Ok(state) if state.system == experiment.system => false,
         Ok(state) => anyhow::bail!("{} runs in {}, but the experiment is for {}", state.system, run_dir.display(), experiment.system),

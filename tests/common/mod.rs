@@ -2,6 +2,8 @@
 //! broker, loopback HTTP) in a temp run dir, and helpers to drive it.
 #![allow(dead_code)]
 
+pub mod chaos;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
