@@ -34,6 +34,35 @@ pub fn announce(addr: SocketAddr) {
     let _ = stdout.flush();
 }
 
+/// Set once SIGINT or SIGTERM reached this process while a
+/// [`watch_stop`] listened. Once tokio handles a signal, the process no
+/// longer dies of it: a long command (a scorecard of many experiments) reads
+/// this to stop starting new work when its user asked it to stop.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Listens on the current runtime until SIGINT or SIGTERM, then sets the
+/// stop flag; stops listening when dropped.
+pub fn watch_stop() -> StopWatch {
+    StopWatch(tokio::spawn(async {
+        terminated().await;
+        STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+    }))
+}
+
+/// A [`watch_stop`] listener.
+pub struct StopWatch(tokio::task::JoinHandle<()>);
+
+impl Drop for StopWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Whether SIGINT or SIGTERM asked this process to stop (see [`watch_stop`]).
+pub fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Resolves on the first SIGTERM or SIGINT (the child's side).
 pub async fn terminated() {
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");

@@ -14,7 +14,7 @@ pub enum Target {
     /// Requests whose client id is exactly this.
     Client(String),
     /// Requests whose client id starts with this: every replica of a
-    /// service, whose clients are named `SYSTEM.SERVICE-…` / `SYSTEM.SERVICE/…`.
+    /// service, whose clients are named `SYSTEM.SERVICE/REPLICA` (the relay) and `…/consumer` (so `SYSTEM.SERVICE/`).
     ClientPrefix(String),
     /// A consumer group: its group requests by group id, and the Fetch and
     /// Produce requests of the clients that joined it.

@@ -79,7 +79,7 @@ pub async fn apply(platform: &dyn Platform, journal: &mut Journal, action: &Acti
 /// clients are named `SYSTEM.SERVICE…` by every replica.
 fn broker_fault(system: &str, action: &BrokerAction, holds: Duration) -> BrokerFault {
     let target = match &action.whose {
-        BrokerWhose::Service(service) => BrokerTarget::ClientPrefix(format!("{system}.{service}")),
+        BrokerWhose::Service(service) => BrokerTarget::ClientPrefix(format!("{system}.{service}/")),
         BrokerWhose::Group(group) => BrokerTarget::Group(group.clone()),
     };
     BrokerFault { target, fault: action.fault.clone(), expires_after: Some(holds + BROKER_FAULT_SLACK) }

@@ -210,7 +210,8 @@ fn in_parallel(plan: &ProvePlan, broken: &[(u8, Broken)], progress: &(dyn Fn(Pro
     std::thread::scope(|scope| {
         for _ in 0..plan.jobs.max(1).min(broken.len().max(1)) {
             scope.spawn(|| {
-                while let Some((id, entry)) = next() {
+                // Interrupted: no new broken system (the running ones stop too).
+                while let Some((id, entry)) = next().filter(|_| !crate::process::stop_requested()) {
                     let outcome = scorecard(plan, &Column::Broken(*id), &entry.pairs(), progress);
                     done.lock().unwrap_or_else(|e| e.into_inner()).push((*id, outcome));
                 }

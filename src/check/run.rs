@@ -211,7 +211,13 @@ fn as_deployed(system: &System, contract: &super::checkpoint::ContractCheck, var
 async fn experiments(checkpoints: &Checkpoints, target: &Target, dir: &Path, progress: &(dyn Fn(Event) + Sync)) -> anyhow::Result<Vec<(String, Journal)>> {
     let must_fail: Vec<String> = checkpoints.list.iter().flat_map(|c| c.scored.experiments()).filter(|r| !r.passes).map(|r| r.name).collect();
     let mut journals = Vec::new();
+    // The running experiment hears a signal itself (it aborts and rolls
+    // back); this makes the check stop there instead of starting the next.
+    let _watch = crate::process::watch_stop();
     for (name, origin, experiment) in &checkpoints.experiments {
+        if crate::process::stop_requested() {
+            anyhow::bail!("interrupted: {} of {} experiments not run", checkpoints.experiments.len() - journals.len(), checkpoints.experiments.len());
+        }
         progress(Event::ExperimentStarted { name: name.clone(), title: experiment.title.clone() });
         let started = Instant::now();
         let journal = chaos::run_experiment(experiment, origin, target, dir.join(name).join("journal.json"), &|_| {}).await;

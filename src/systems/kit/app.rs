@@ -179,7 +179,11 @@ impl Kit {
             // The anonymous group and the FROM_LATEST variant start at the topic's end.
             from_latest: self.group == Group::Anonymous || self.opts.variant.as_deref() == Some(FROM_LATEST),
             unshared: self.group == Group::Unshared,
-            client_id: format!("{}-{}", self.name, self.opts.replica_id),
+            // Under `NAME/`, as the relay's `NAME/REPLICA`: a broker fault
+            // aimed at a service (`NAME/`) cannot catch another whose name
+            // extends it (mypage and mypage-late); its own id, so a fault
+            // on the group's members leaves the relay alone.
+            client_id: format!("{}/{}/consumer", self.name, self.opts.replica_id),
             handler,
             metrics: self.metrics.clone(),
             publisher: self.publisher.clone(),

@@ -122,17 +122,23 @@ struct Filter {
 #[derive(Clone)]
 struct App {
     store: Store,
+    /// The `reads-every-partition` variant: each replica keeps its own copy
+    /// of every event's row (the event id tagged with the replica), so two
+    /// replicas that both read an event show it twice — a history without
+    /// the shared group or the idempotent inbox that keep it once.
+    copy_of: Option<String>,
 }
 
 /// Runs the mypage service.
 pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<()> {
     let kit_variants = [KitVariant::AnonymousGroup, KitVariant::ReadsEveryPartition, KitVariant::FromLatest];
     let variant = pick_variant("mypage", opts.variant.as_deref(), &[], &kit_variants)?;
+    let copy_of = (variant == Picked::Kit(KitVariant::ReadsEveryPartition)).then(|| opts.replica_id.clone());
     let mut kit = Kit::start(super::SYSTEM, "mypage", opts, kafka, SCHEMA).await?;
     if let Picked::Kit(kind) = variant {
         kit.run_as(kind);
     }
-    let app = App { store: kit.store.clone() };
+    let app = App { store: kit.store.clone(), copy_of };
     kit.consume(app.clone());
     kit.serve(routes(app)).await
 }
@@ -142,7 +148,7 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
 /// messages through.
 pub async fn apply_event(db: &std::path::Path, payload: &[u8]) -> anyhow::Result<HandleOutcome> {
     let store = Store::open(db, SCHEMA).await?;
-    crate::systems::kit::apply_payload(&store, &App { store: store.clone() }, payload).await
+    crate::systems::kit::apply_payload(&store, &App { store: store.clone(), copy_of: None }, payload).await
 }
 
 fn routes(app: App) -> Router {
@@ -183,16 +189,20 @@ struct Row<'a> {
 }
 
 impl App {
-    /// Adds `row` for `event` — once: a second copy of the event (the
-    /// `reads-every-partition` variant skips the inbox's check) adds nothing.
+    /// Adds `row` for `event` — once: a second copy of the event adds
+    /// nothing (unless each replica keeps its own copy, see [`App::copy_of`]).
     async fn add(&self, tx: &Tx, event: &Incoming, row: Row<'_>) -> anyhow::Result<HandleOutcome> {
+        let event_id = match &self.copy_of {
+            Some(replica) => format!("{}@{replica}", event.id),
+            None => event.id.clone(),
+        };
         let occurred = event.body.get("timestamp").and_then(|t| t.as_str()).unwrap_or_default();
         let inserted = tx
             .execute(
                 "INSERT OR IGNORE INTO my_pages (event_id, order_id, work_type, description, user_name, phone_number, bill_id, pay_id, use_ym, amount, occurred_at, applied_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 libsql::params![
-                    event.id.as_str(),
+                    event_id.as_str(),
                     row.order_id,
                     row.history.name(),
                     row.history.description(),
