@@ -205,3 +205,48 @@ async fn checkpoint_13_fails_when_the_late_read_model_starts_from_the_latest_off
     assert!(why.contains("mypage-late has a row for every order, each event applied once (deviated): 5 in /orders?customerId=chaos-late, 0 rows") && why.contains("missing 5"), "the rows it lacks are named: {why}");
     shop.down();
 }
+
+/// Ctrl-C during `check`: the running experiment aborts and rolls back, no
+/// further experiment starts, the system the check started is stopped, and
+/// the check exits 2 saying how many experiments did not run.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_check_rolls_back_starts_nothing_more_and_stops_the_system() {
+    use tokio::io::AsyncBufReadExt;
+    let checkpoints = "checkpoints:
+  - { id: 1, en: Saga / pub-sub, ko: Saga (Pub/Sub), experiment: saga, phases: [before] }
+  - { id: 4, en: Request-response, ko: Req/Resp, experiment: product-hang, phases: [during] }
+  - { id: 6, en: Failure isolation, ko: 장애격리, experiment: delivery-outage, phases: [during] }
+";
+    let root = tempfile::tempdir().unwrap();
+    let folder = shop_folder(root.path(), checkpoints, "");
+    let reports = root.path().join("reports");
+    let mut check = tokio::process::Command::new(common::BIN)
+        .args(["check", folder.to_str().unwrap(), "--reports", reports.to_str().unwrap()])
+        .env("STORMPROOF_RUN_DIR", root.path().join("run"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(check.stdout.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(120), lines.next_line()).await.expect("the check went on").unwrap().expect("a line");
+        if line.contains("▸ product-hang") {
+            break;
+        }
+    }
+    // Into product-hang's method (its hypothesis takes a moment).
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(check.id().unwrap() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), check.wait_with_output()).await.expect("the check stopped").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(ERROR), "{stderr}");
+    assert!(stderr.contains("interrupted: 1 of 3 experiments not run"), "{stderr}");
+    let run = std::fs::read_dir(&reports).unwrap().next().unwrap().unwrap().path();
+    let journal: Value = serde_json::from_slice(&std::fs::read(run.join("product-hang/journal.json")).unwrap()).unwrap();
+    assert_eq!(journal["status"], "aborted", "{journal:#}");
+    assert!(journal["rollbacks"].as_array().is_some_and(|r| !r.is_empty() && r.iter().all(|s| s["status"] == "restored")), "{journal:#}");
+    assert_eq!(journal["rollback_verified"], true, "{journal:#}");
+    assert!(!run.join("delivery-outage").exists(), "no experiment started after the interrupt");
+    assert!(!root.path().join("run/state.json").exists(), "the system the check started is down again");
+}
