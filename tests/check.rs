@@ -223,14 +223,18 @@ async fn an_interrupted_check_rolls_back_starts_nothing_more_and_stops_the_syste
     let mut check = tokio::process::Command::new(common::BIN)
         .args(["check", folder.to_str().unwrap(), "--reports", reports.to_str().unwrap()])
         .env("STORMPROOF_RUN_DIR", root.path().join("run"))
-        .stdout(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(check.stdout.take().unwrap()).lines();
+    // The console's progress lines are on stderr.
+    let mut lines = tokio::io::BufReader::new(check.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
     loop {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(120), lines.next_line()).await.expect("the check went on").unwrap().expect("a line");
+        let line = tokio::time::timeout(std::time::Duration::from_secs(120), lines.next_line()).await.expect("the check went on").unwrap();
+        let line = line.unwrap_or_else(|| panic!("the check ended early: {seen:?}"));
+        seen.push(line.clone());
         if line.contains("▸ product-hang") {
             break;
         }
@@ -238,9 +242,12 @@ async fn an_interrupted_check_rolls_back_starts_nothing_more_and_stops_the_syste
     // Into product-hang's method (its hypothesis takes a moment).
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(check.id().unwrap() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), check.wait_with_output()).await.expect("the check stopped").unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(ERROR), "{stderr}");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), check.wait()).await.expect("the check stopped").unwrap();
+    while let Ok(Some(line)) = lines.next_line().await {
+        seen.push(line);
+    }
+    let stderr = seen.join("\n");
+    assert_eq!(status.code(), Some(ERROR), "{stderr}");
     assert!(stderr.contains("interrupted: 1 of 3 experiments not run"), "{stderr}");
     let run = std::fs::read_dir(&reports).unwrap().next().unwrap().unwrap().path();
     let journal: Value = serde_json::from_slice(&std::fs::read(run.join("product-hang/journal.json")).unwrap()).unwrap();
