@@ -87,7 +87,7 @@ async fn the_shipped_broker_experiments_pass_against_the_shop() {
 
     let journal = run(&shop, "broker-not-leader");
     let change = &journal["changes"][0];
-    assert_eq!((change["kind"].as_str(), change["fault"]["target"]["client_prefix"].as_str()), (Some("broker-fault"), Some("shop.order")), "{change}");
+    assert_eq!((change["kind"].as_str(), change["fault"]["target"]["client_prefix"].as_str()), (Some("broker-fault"), Some("shop.order/")), "every replica of order, not a service whose name extends it: {change}");
     assert_eq!(change["fault"]["fault"]["error"]["error"], "NOT_LEADER_OR_FOLLOWER", "{change}");
     assert_eq!(change["fault"]["expires_after"], "1m 5s", "its 5 s hold plus the slack: {change}");
     assert!(change["id"].as_u64().is_some(), "re-saved with its id: {change}");
