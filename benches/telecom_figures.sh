@@ -27,7 +27,7 @@ echo "order rolled to v2 (5 s into the seed's siege line)"
 wait "$siege_pid" || true
 grep -E "^(Transactions|Availability|Failed transactions)" "$siege_out"
 echo "non-2xx lines: $(grep -c -v '^HTTP/1.1 2' <(grep -E '^(HTTP|\[error\])' "$siege_out") || true)"
-grep -q "^Availability: *100.00 %" "$siege_out"
+grep -qE "^Availability:[[:space:]]+100.00 %" "$siege_out"
 
 "$bin" siege -c 32 -r "$reps" -b -H "$auth" \
   "$gateway/orders POST {\"userName\": \"backlog\", \"phoneNumber\": \"010-0000-0099\", \"monthlyFee\": 50000}" \
