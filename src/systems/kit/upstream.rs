@@ -78,6 +78,16 @@ impl Upstream {
         self.guarded(self.client.get(self.url(path))).await
     }
 
+    /// GETs `path` for its answer's sake only: any answer will do, a 404 or
+    /// another 4xx too; no answer (timeout, refused, 5xx, breaker open) or
+    /// an unreadable one is an error. What a broken variant's coupling needs.
+    pub async fn answers(&self, path: &str) -> Result<(), CallError> {
+        match self.get_json::<serde_json::Value>(path).await {
+            Ok(_) | Err(CallError::NotFound | CallError::Rejected(..)) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
     /// POSTs `body` as JSON to `path` and decodes the JSON answer.
     pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, CallError> {
         self.guarded(self.client.post(self.url(path)).json(body)).await

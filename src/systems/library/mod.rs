@@ -13,7 +13,7 @@ pub mod request;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::systems::kit::{ApiError, CallError, KafkaSettings, ServeOptions, Upstream, parse_id};
+use crate::systems::kit::{ApiError, KafkaSettings, ServeOptions, Upstream, parse_id};
 
 /// The system's name.
 pub const SYSTEM: &str = "library";
@@ -50,8 +50,5 @@ fn books_first(opts: &ServeOptions, variant: &str, coupled: bool) -> anyhow::Res
 /// too) — the fault is the call, not what books says; no answer is a 503.
 async fn ask_books(books: Option<&Upstream>, book: i64, variant: &str) -> Result<(), ApiError> {
     let Some(books) = books else { return Ok(()) };
-    match books.get_json::<serde_json::Value>(&format!("/books/{book}")).await {
-        Ok(_) | Err(CallError::NotFound | CallError::Rejected(..)) => Ok(()),
-        Err(err) => Err(ApiError::Unavailable(format!("books must answer first ({variant} variant): {err}"))),
-    }
+    books.answers(&format!("/books/{book}")).await.map_err(|err| ApiError::Unavailable(format!("books must answer first ({variant} variant): {err}")))
 }

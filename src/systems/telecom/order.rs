@@ -23,7 +23,7 @@ use super::events::{OrderPlaced, check_phone, limits};
 use super::text_filter;
 use crate::systems::kit::bounds::{int, optional_integer, text};
 use crate::systems::kit::{
-    ApiError, CallError, Conn, Event, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Publisher, ServeOptions, Store, Table, Upstream, now_rfc3339, parse_id,
+    ApiError, Conn, Event, JsonBody, KafkaSettings, Kit, KitVariant, Picked, Publisher, ServeOptions, Store, Table, Upstream, now_rfc3339, parse_id,
     pick_variant,
 };
 
@@ -136,10 +136,7 @@ async fn place(State(app): State<App>, JsonBody(order): JsonBody<NewOrder>) -> R
     order.check().map_err(ApiError::BadRequest)?;
     if let Some(bill) = &app.bill {
         // A cheap call: the coupling is the fault, not what bill answers.
-        match bill.get_json::<serde_json::Value>("/bills?orderId=0").await {
-            Ok(_) | Err(CallError::NotFound | CallError::Rejected(..)) => {}
-            Err(err) => return Err(ApiError::Unavailable(format!("bill must answer first (sync-bill variant): {err}"))),
-        }
+        bill.answers("/bills?orderId=0").await.map_err(|err| ApiError::Unavailable(format!("bill must answer first (sync-bill variant): {err}")))?;
     }
     let plan = order.plan.unwrap_or_else(|| DEFAULT_PLAN.to_string());
     let monthly_fee = order.monthly_fee.unwrap_or(DEFAULT_MONTHLY_FEE);
