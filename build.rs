@@ -23,8 +23,11 @@ fn main() {
     }
     files.sort();
     let mut out = String::from("/// Every file of the built-in systems, as (path from the repository root, text).\npub static FILES: &[(&str, &str)] = &[\n");
-    for (relative, path) in &files {
-        let _ = writeln!(out, "    ({relative:?}, include_str!({:?})),", path.display().to_string());
+    for (relative, _) in &files {
+        // Relative to the crate being compiled, not to where this script
+        // last ran: a target dir shared by clones at other paths (CI's
+        // cache) must never embed another checkout's files.
+        let _ = writeln!(out, "    ({relative:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/\", {relative:?}))),");
     }
     out.push_str("];\n");
     let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("builtin_files.rs");
