@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::network::{ActiveNetworkFault, NetworkFault};
 use crate::broker::{ActiveFault, BrokerFault, FaultError};
 use crate::systems::definition::Role;
 use crate::systems::kit::SwitchState;
@@ -266,6 +267,10 @@ pub enum PlatformError {
     Invalid(String),
 }
 
+fn no_network_faults() -> PlatformError {
+    PlatformError::Refused("this platform cannot set network faults".into())
+}
+
 fn no_broker_faults() -> PlatformError {
     PlatformError::Refused("this platform's broker cannot inject faults (only the embedded broker of the local platform can)".into())
 }
@@ -340,6 +345,27 @@ pub trait Platform: Send + Sync {
     /// The broker faults in force, with their hits.
     async fn broker_faults(&self) -> Result<Vec<ActiveFault>, PlatformError> {
         Err(no_broker_faults())
+    }
+
+    /// Sets a fault on every wired link `fault.links` names; returns it
+    /// with its id and the links it is on. No such link: `Invalid`.
+    async fn set_network_fault(&self, _fault: &NetworkFault) -> Result<ActiveNetworkFault, PlatformError> {
+        Err(no_network_faults())
+    }
+
+    /// Clears network fault `id`; returns it with its hits.
+    async fn clear_network_fault(&self, _id: u64) -> Result<ActiveNetworkFault, PlatformError> {
+        Err(no_network_faults())
+    }
+
+    /// Clears every network fault; returns what was set.
+    async fn clear_network_faults(&self) -> Result<Vec<ActiveNetworkFault>, PlatformError> {
+        Err(no_network_faults())
+    }
+
+    /// The network faults in force, with their hits.
+    async fn network_faults(&self) -> Result<Vec<ActiveNetworkFault>, PlatformError> {
+        Err(no_network_faults())
     }
 
     /// One service's status.

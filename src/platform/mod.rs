@@ -6,6 +6,7 @@
 mod api;
 pub mod kube;
 pub mod local;
+pub mod network;
 mod switches;
 
 pub use api::{
