@@ -10,10 +10,11 @@
 //! - [`chaos`]: experiments with verdicts and guaranteed rollback;
 //! - [`check`]: the course's checkpoints scored from experiments;
 //! - [`cli`]: arguments and dispatch; the only part that prints for users;
-//! - [`clock`], [`process`], [`proxy`]: plumbing several parts share.
+//! - [`capture`], [`clock`], [`process`], [`proxy`]: plumbing several parts share.
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod capture;
 pub mod chaos;
 pub mod check;
 pub mod cli;

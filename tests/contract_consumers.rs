@@ -7,6 +7,8 @@
 //! real event handler (`apply_event` of the consumer module), which must
 //! apply it — a payload the handler would skip as malformed fails the test.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -16,6 +18,8 @@ use pact_consumer::prelude::*;
 use serde_json::Value;
 use stormproof::systems::kit::{HandleOutcome, Upstream};
 use stormproof::systems::shop::{delivery, mypage, order, product};
+
+use common::pact::{event, feed};
 
 /// `contracts/shop/`, with the pact files of earlier runs removed once per
 /// run (pact files are merged on write, so stale interactions would linger).
@@ -44,19 +48,6 @@ fn pact(consumer: &str, provider: &str) -> PactBuilder {
     builder
 }
 
-/// The envelope every shop event carries, as a pattern.
-fn event(event_type: &str, fields: JsonPattern) -> JsonPattern {
-    let mut pattern = json_pattern!({
-        "eventType": event_type,
-        "id": like!("5b0f3c52-3d0e-4b6a-9a57-0c5d1d0b6c11"),
-        "timestamp": like!("2026-01-01T00:00:00Z")
-    });
-    if let (JsonPattern::Object(all), JsonPattern::Object(more)) = (&mut pattern, fields) {
-        all.extend(more);
-    }
-    pattern
-}
-
 fn order_placed() -> JsonPattern {
     event(
         "OrderPlaced",
@@ -69,27 +60,6 @@ fn order_placed() -> JsonPattern {
 
 fn order_cancelled() -> JsonPattern {
     event("OrderCancelled", json_pattern!({"orderId": like!(1), "productId": like!(1), "quantity": like!(1), "customerId": like!("user1")}))
-}
-
-/// Feeds every message of `builder` to `apply` (the consumer's handler) and
-/// requires it to be applied; the pact file is written when the messages are
-/// consumed.
-async fn feed<F, Fut>(builder: &PactBuilder, apply: F)
-where
-    F: Fn(PathBuf, Vec<u8>) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<HandleOutcome>>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let mut count = 0;
-    for (i, message) in builder.messages().enumerate() {
-        let payload = message.contents.contents.value().expect("message has a body").to_vec();
-        let db = dir.path().join(format!("{i}.db"));
-        let outcome = apply(db, payload.clone()).await;
-        let text = String::from_utf8_lossy(&payload);
-        assert_eq!(outcome.expect("handler failed"), HandleOutcome::Applied, "{} was not applied: {text}", message.description);
-        count += 1;
-    }
-    assert!(count > 0, "no messages");
 }
 
 /// order → product over HTTP (the course's `/products/{id}`), and the

@@ -15,6 +15,8 @@
 
 mod common;
 
+use common::pact::{event, feed};
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -110,19 +112,6 @@ async fn bill_completes_a_paid_bill_and_rolls_back_only_its_current_payment() {
     assert_eq!(apply("telecom.bill", db.clone(), event(pay("PayCanceled", 1)).as_bytes()).await, HandleOutcome::Applied, "rolled back");
     assert_eq!(apply("telecom.bill", db.clone(), event(pay("PayCanceled", 1)).as_bytes()).await, HandleOutcome::Ignored, "rolled back once");
     assert_eq!(apply("telecom.bill", db.clone(), event(pay("BillPayed", 3)).as_bytes()).await, HandleOutcome::Applied, "paid again");
-}
-
-/// The envelope every telecom event carries, as a pattern.
-fn event(event_type: &str, fields: JsonPattern) -> JsonPattern {
-    let mut pattern = json_pattern!({
-        "eventType": event_type,
-        "id": like!("5b0f3c52-3d0e-4b6a-9a57-0c5d1d0b6c11"),
-        "timestamp": like!("2026-01-01T00:00:00Z")
-    });
-    if let (JsonPattern::Object(all), JsonPattern::Object(more)) = (&mut pattern, fields) {
-        all.extend(more);
-    }
-    pattern
 }
 
 /// A bill's fields as bill sends them; `billState` is one of the two its
@@ -223,25 +212,6 @@ async fn mypage_reads_bill_completed_and_bill_canceled() {
         });
     feed(&builder, |db, payload| async move { mypage::apply_event(&db, &payload).await }).await;
     is_committed(dir.path(), "telecom.mypage-telecom.bill.json");
-}
-
-/// Feeds every message of `builder` to `apply` (the consumer's handler),
-/// each to a fresh store, and requires it applied; the pact file is
-/// written once they are consumed.
-async fn feed<F, Fut>(builder: &PactBuilder, apply: F)
-where
-    F: Fn(PathBuf, Vec<u8>) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<HandleOutcome>>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let mut count = 0;
-    for (i, message) in builder.messages().enumerate() {
-        let payload = message.contents.contents.value().expect("message has a body").to_vec();
-        let outcome = apply(dir.path().join(format!("{i}.db")), payload.clone()).await;
-        assert_eq!(outcome.expect("handler failed"), HandleOutcome::Applied, "{} was not applied: {}", message.description, String::from_utf8_lossy(&payload));
-        count += 1;
-    }
-    assert!(count > 0, "no messages");
 }
 
 fn verify_bill(pacts: &Path, variant: Option<&str>) -> (Option<i32>, String) {

@@ -17,6 +17,7 @@ use super::journal::{CheckResult, Status};
 use super::under_load::PhaseFigures;
 use super::lag::{LagReader, Position};
 use super::untouched::{self, AtMethod};
+use crate::capture::{fill_text, fill_value};
 use crate::platform::{Platform, RolloutState};
 
 /// What a probe found.
@@ -73,13 +74,13 @@ pub struct Context {
     pub dry_run: bool,
     /// Values the experiment's steps captured, by name: the flows an
     /// events check follows.
-    pub captured: Captured,
+    pub captured: EveryCapture,
     /// The topic over the experiment's window, or why it cannot be read.
     pub events: Result<Arc<super::events::Window>, String>,
 }
 
 /// Values captured by any step of the experiment, by capture name.
-pub type Captured = Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>;
+pub type EveryCapture = Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>;
 
 /// Runs `check`, retrying until it holds or its `within` deadline passes
 /// (an inconclusive look is retried too: the evidence may still come).
@@ -142,7 +143,7 @@ fn business_requests(probe: &Probe) -> Option<String> {
 }
 
 async fn flow(ctx: &Context, steps: &[Step]) -> Found {
-    let mut vars = BTreeMap::new();
+    let mut vars = crate::capture::Captured::new();
     let mut evidence = Vec::new();
     for step in steps {
         let deadline = Instant::now() + step.eventually;
@@ -160,11 +161,10 @@ async fn flow(ctx: &Context, steps: &[Step]) -> Found {
         for (name, pointer) in &step.capture {
             match body.pointer(pointer) {
                 Some(value) => {
-                    let value = super::events::as_text(value);
                     if let Ok(mut captured) = ctx.captured.lock() {
-                        captured.entry(name.clone()).or_default().insert(value.clone());
+                        captured.entry(name.clone()).or_default().insert(super::events::as_text(value));
                     }
-                    vars.insert(name.clone(), value);
+                    vars.insert(name.clone(), value.clone());
                 }
                 None => return Found::Errored(format!("{line}: no `{pointer}` to capture as {name} in {body}")),
             }
@@ -175,9 +175,9 @@ async fn flow(ctx: &Context, steps: &[Step]) -> Found {
 }
 
 /// One request of a flow: `Ok((evidence, body))` if it matched.
-async fn request(ctx: &Context, step: &Step, vars: &BTreeMap<String, String>) -> Result<(String, Value), Found> {
+async fn request(ctx: &Context, step: &Step, vars: &crate::capture::Captured) -> Result<(String, Value), Found> {
     let (method, path) = step.request.parts();
-    let path = interpolate(path, vars).map_err(Found::Errored)?;
+    let path = fill_text(path, vars).map_err(Found::Errored)?;
     let line = format!("{method} {path}");
     let mut request = ctx.http.request(method, format!("{}{path}", ctx.gateway));
     match step.auth {
@@ -189,7 +189,7 @@ async fn request(ctx: &Context, step: &Step, vars: &BTreeMap<String, String>) ->
         }
     }
     if let Some(body) = &step.body {
-        let body = interpolate_json(body, vars).map_err(Found::Errored)?;
+        let body = fill_value(body, vars).map_err(Found::Errored)?;
         request = request.json(&body);
     }
     let started = Instant::now();
@@ -200,7 +200,7 @@ async fn request(ctx: &Context, step: &Step, vars: &BTreeMap<String, String>) ->
     let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     let mut expect = step.expect.clone();
     for want in expect.json.values_mut() {
-        *want = interpolate_json(want, vars).map_err(Found::Errored)?;
+        *want = fill_value(want, vars).map_err(Found::Errored)?;
     }
     matches(&expect, status, &body).map_err(|why| Found::Deviated(format!("{line} → {status}: {why}")))?;
     latency(&step.expect, took).map_err(|why| Found::Deviated(format!("{line} → {status} {why}")))?;
@@ -254,35 +254,6 @@ fn shorten(body: &Value) -> String {
 }
 
 /// Replaces `${name}` with captured values.
-fn interpolate(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        let end = rest[start..].find('}').ok_or_else(|| format!("unclosed ${{ in `{text}`"))? + start;
-        let name = &rest[start + 2..end];
-        let value = vars.get(name).ok_or_else(|| format!("`{name}` was not captured by an earlier step"))?;
-        out.push_str(&rest[..start]);
-        out.push_str(value);
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn interpolate_json(value: &Value, vars: &BTreeMap<String, String>) -> Result<Value, String> {
-    Ok(match value {
-        // A string that is exactly one variable keeps the captured JSON type.
-        Value::String(s) if s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1 => {
-            let text = interpolate(s, vars)?;
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        }
-        Value::String(s) => Value::String(interpolate(s, vars)?),
-        Value::Array(items) => Value::Array(items.iter().map(|v| interpolate_json(v, vars)).collect::<Result<_, _>>()?),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| Ok((k.clone(), interpolate_json(v, vars)?))).collect::<Result<_, String>>()?),
-        other => other.clone(),
-    })
-}
-
 async fn replicas(ctx: &Context, probe: &ReplicasProbe) -> Found {
     match ctx.platform.service(&probe.service).await {
         Ok(status) => {
@@ -511,15 +482,6 @@ async fn rollout(ctx: &Context, probe: &RolloutProbe) -> Found {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn interpolation_uses_captured_values_and_keeps_json_types() {
-        let vars = BTreeMap::from([("orderId".to_string(), "42".to_string())]);
-        assert_eq!(interpolate("/mypages/${orderId}", &vars).unwrap(), "/mypages/42");
-        let body = interpolate_json(&serde_json::json!({"id": "${orderId}", "note": "order ${orderId}"}), &vars).unwrap();
-        assert_eq!(body, serde_json::json!({"id": 42, "note": "order 42"}));
-        assert!(interpolate("/x/${nope}", &vars).unwrap_err().contains("nope"));
-    }
 
     #[test]
     fn expectations_compare_status_and_json_pointers() {

@@ -19,7 +19,7 @@ use super::lag::{LagReader, Position};
 use super::untouched::{self, AtMethod};
 use super::journal::{Activity, ActivityStatus, CheckResult, Journal, Phase, Status, Verdict};
 use super::events::Window;
-use super::probe::{Captured, Context, run_check};
+use super::probe::{Context, EveryCapture, run_check};
 use super::target::Target;
 use super::under_load::{self, Marks, Sampler};
 use crate::clock::now_rfc3339;
@@ -72,7 +72,7 @@ pub async fn run_experiment(experiment: &Experiment, file: &str, target: &Target
         positions_at_start: Arc::new(positions_at_start(experiment, target.lag.clone()).await),
         method_began: Arc::new(OnceLock::new()),
         dry_run: target.dry_run,
-        captured: Captured::default(),
+        captured: EveryCapture::default(),
         events: events_window(target, experiment).await,
     };
     let load = match experiment.load.as_ref().filter(|_| !target.dry_run).map(|def| under_load::start(def, &target.gateway, &token)).transpose() {

@@ -21,7 +21,8 @@ use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::states::KnownStates;
-use super::triggers::{Captured, Pointer, Step, Trigger, fill_text, fill_value};
+use super::triggers::{Captured, Pointer, Step, Trigger};
+use crate::capture::{fill_text, fill_value};
 
 /// How long to wait for the triggered event to reach Kafka.
 const CAPTURE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -91,14 +92,14 @@ pub async fn run_steps(steps: &[Step], base_url: &str, kafka: Option<&Topic>) ->
         match step {
             Step::Http { method, path, body, within, capture } => {
                 // `${NAME}` first: `{id}` would otherwise match inside `${id}`.
-                let path = with_last_id(&fill_text(path, &values)?, &last);
-                let body = body.as_ref().map(|body| fill_value(body, &values)).transpose()?;
+                let path = with_last_id(&fill_text(path, &values).map_err(anyhow::Error::msg)?, &last);
+                let body = body.as_ref().map(|body| fill_value(body, &values)).transpose().map_err(anyhow::Error::msg)?;
                 let call = HttpCall { method: reqwest::Method::from_bytes(method.as_bytes())?, url: format!("{base_url}{path}"), path, body };
                 last = call.until_captured(&http, within.unwrap_or_default(), capture, &mut values).await?;
             }
             Step::Publish { publish, key } => {
                 let kafka = kafka.ok_or_else(|| anyhow::anyhow!("no Kafka to publish the step's event to (pass --kafka)"))?;
-                publish_event(kafka, &fill_value(publish, &values)?, key).await?
+                publish_event(kafka, &fill_value(publish, &values).map_err(anyhow::Error::msg)?, key).await?
             }
         }
     }

@@ -93,8 +93,7 @@ impl Pointer {
     }
 }
 
-/// Values captured by earlier steps, by name.
-pub type Captured = BTreeMap<String, Value>;
+pub use crate::capture::Captured;
 
 /// Keeps `captures` of `answer` in `values`; the names of those not found.
 pub fn capture(captures: &BTreeMap<String, Pointer>, answer: &Value, values: &mut Captured) -> Vec<String> {
@@ -108,43 +107,6 @@ pub fn capture(captures: &BTreeMap<String, Pointer>, answer: &Value, values: &mu
         }
     }
     missing
-}
-
-/// `text` with every `${NAME}` replaced by its captured value (a string
-/// without its quotes); an error names a value no step captured.
-pub fn fill_text(text: &str, values: &Captured) -> anyhow::Result<String> {
-    let mut filled = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        let end = rest[start..].find('}').map(|end| start + end).ok_or_else(|| anyhow::anyhow!("`{text}`: `${{` without a closing `}}`"))?;
-        let name = &rest[start + 2..end];
-        let value = values.get(name).ok_or_else(|| unknown_value(name, values))?;
-        filled.push_str(&rest[..start]);
-        filled.push_str(value.as_str().map_or_else(|| value.to_string(), str::to_string).as_str());
-        rest = &rest[end + 1..];
-    }
-    filled.push_str(rest);
-    Ok(filled)
-}
-
-/// `doc` with captured values filled in: a string that is just `${NAME}`
-/// becomes the value itself (a captured number stays a number, as an event
-/// field must), others as [`fill_text`].
-pub fn fill_value(doc: &Value, values: &Captured) -> anyhow::Result<Value> {
-    Ok(match doc {
-        Value::String(text) => match text.strip_prefix("${").and_then(|t| t.strip_suffix('}')).filter(|name| !name.contains('}')) {
-            Some(name) => values.get(name).cloned().ok_or_else(|| unknown_value(name, values))?,
-            None => Value::String(fill_text(text, values)?),
-        },
-        Value::Array(items) => Value::Array(items.iter().map(|item| fill_value(item, values)).collect::<anyhow::Result<_>>()?),
-        Value::Object(fields) => Value::Object(fields.iter().map(|(k, v)| Ok((k.clone(), fill_value(v, values)?))).collect::<anyhow::Result<_>>()?),
-        other => other.clone(),
-    })
-}
-
-fn unknown_value(name: &str, values: &Captured) -> anyhow::Error {
-    let known: Vec<&str> = values.keys().map(String::as_str).collect();
-    anyhow::anyhow!("`${{{name}}}` names no value an earlier step captured (captured: {})", if known.is_empty() { "none".into() } else { known.join(", ") })
 }
 
 /// Reads a trigger mapping.
@@ -168,6 +130,7 @@ pub fn beside(pacts: &Path) -> Option<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::{fill_text, fill_value};
 
     #[test]
     fn the_shop_triggers_parse() {

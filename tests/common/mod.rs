@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chaos;
+pub mod pact;
 
 use std::path::Path;
 use std::process::{Command, Output};
