@@ -64,7 +64,8 @@ async fn exchange(stream: &mut TcpStream, data: &[u8], within: Duration) -> (Vec
             Ok(Err(err)) => return (got, Some(Err(err))),
         }
     }
-    (got, Some(Ok(got.len())))
+    let n = got.len();
+    (got, Some(Ok(n)))
 }
 
 fn reset(end: &Option<std::io::Result<usize>>) -> bool {
