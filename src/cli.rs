@@ -121,10 +121,25 @@ pub struct UpArgs {
     /// Scale-down stabilisation window of the autoscaler (Kubernetes: 300s).
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     pub hpa_downscale_stabilization: std::time::Duration,
+    /// `on`: every link (gateway → service, a `calls:` entry, service →
+    /// embedded broker) goes through a userspace link proxy, where network
+    /// faults are set. `off`: every part connects directly — no network
+    /// faults; for measuring what the proxies cost (benches/link_overhead.sh).
+    #[arg(long, value_enum, default_value_t = LinksSwitch::On, env = "STORMPROOF_LINKS")]
+    pub links: LinksSwitch,
     #[command(flatten)]
     gateway: GatewayOptions,
     #[command(flatten)]
     run: RunDirArgs,
+}
+
+/// Whether `up` puts link proxies on the links it wires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LinksSwitch {
+    /// Through link proxies (network faults possible).
+    On,
+    /// Direct connections.
+    Off,
 }
 
 /// `stormproof status`.
@@ -172,6 +187,11 @@ pub struct BrokerArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub listen: std::net::SocketAddr,
+    /// Also listen on LISTEN and advertise ADVERTISED to the clients that
+    /// connect there (a client's link proxy), so its reconnections to the
+    /// advertised broker keep going through the proxy (repeatable).
+    #[arg(long = "link", value_name = "LISTEN=ADVERTISED", value_parser = parse_link)]
+    pub links: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
     /// Directory for the broker's SQLite storage.
     #[arg(long, default_value = ".stormproof/broker")]
     pub data: PathBuf,
@@ -203,6 +223,12 @@ fn parse_replicas(s: &str) -> Result<(String, u32), String> {
     Ok((name, count))
 }
 
+fn parse_link(s: &str) -> Result<(std::net::SocketAddr, std::net::SocketAddr), String> {
+    let (listen, advertised) = s.split_once('=').ok_or_else(|| format!("expected LISTEN=ADVERTISED (two HOST:PORT), got `{s}`"))?;
+    let addr = |a: &str| a.parse().map_err(|_| format!("`{a}` is not HOST:PORT"));
+    Ok((addr(listen)?, addr(advertised)?))
+}
+
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     crate::install_crypto_provider();
@@ -220,7 +246,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::K8s(args) => k8s_cmds::k8s(args).await,
         Command::Broker(args) => {
             init_logs("warn");
-            crate::broker::run(crate::broker::BrokerConfig { listen: args.listen, data: args.data, faults: args.faults }).await?;
+            crate::broker::run(crate::broker::BrokerConfig { listen: args.listen, data: args.data, faults: args.faults, links: args.links }).await?;
             Ok(Outcome::Passed)
         }
         Command::Contract(args) => contract_cmds::run(args).await,

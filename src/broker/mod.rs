@@ -8,6 +8,7 @@
 //! ([`BrokerFault`]) are set and cleared at runtime through the process's
 //! fault control endpoint ([`FaultClient`]).
 
+mod advertise;
 mod answer;
 mod book;
 mod control;

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::advertise::AdvertiseService;
 use super::book::FaultBook;
 use super::inject::FaultService;
 
@@ -38,6 +39,9 @@ pub struct BrokerConfig {
     pub data: std::path::PathBuf,
     /// Where to serve the fault control endpoint, if anywhere.
     pub faults: Option<SocketAddr>,
+    /// Per-link listeners: where to listen → the address advertised to
+    /// the clients that connect there (their link proxy).
+    pub links: Vec<(SocketAddr, SocketAddr)>,
 }
 
 /// Runs the broker until SIGTERM or SIGINT.
@@ -48,6 +52,13 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {} for the broker", config.listen))?;
     let book = FaultBook::default();
     let mut tasks = JoinSet::new();
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(64);
+    tasks.spawn(accept(listener, None, accepted_tx.clone(), cancel.clone()));
+    for (listen, advertised) in &config.links {
+        let link = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen} for the broker link advertised as {advertised}"))?;
+        tasks.spawn(accept(link, Some(*advertised), accepted_tx.clone(), cancel.clone()));
+    }
+    drop(accepted_tx);
     if let Some(addr) = config.faults {
         let control = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for broker faults"))?;
         tasks.spawn(super::control::serve(control, book.clone(), cancel.clone()));
@@ -59,28 +70,44 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let (storage, coordinator, book) = (storage.clone(), coordinator.clone(), book.clone());
-                    tasks.spawn(async move { connection(stream, storage, coordinator, book).await });
-                }
-                // Out of descriptors, say: back off rather than spin.
-                Err(err) => {
-                    tracing::warn!("broker accept failed: {err}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+            Some((stream, advertised)) = accepted.recv() => {
+                let (storage, coordinator, book) = (storage.clone(), coordinator.clone(), book.clone());
+                tasks.spawn(async move { connection(stream, advertised, storage, coordinator, book).await });
+            }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
     }
-    drop(listener);
     cancel.cancel();
+    drop(accepted);
     let _ = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
     tasks.abort_all();
     Ok(())
+}
+
+/// Accepts on `listener` until cancelled, handing each connection (with
+/// the address to advertise on it) to the broker's loop.
+async fn accept(listener: TcpListener, advertised: Option<SocketAddr>, to: tokio::sync::mpsc::Sender<(tokio::net::TcpStream, Option<SocketAddr>)>, cancel: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                if to.send((stream, advertised)).await.is_err() {
+                    return;
+                }
+            }
+            // Out of descriptors, say: back off rather than spin.
+            Err(err) => {
+                tracing::warn!("broker accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 /// nisshi's SQLite engine on `DATA/broker.db`, registered as this broker.
@@ -123,7 +150,7 @@ fn group_config() -> GroupCoordinatorConfig {
 
 /// One client connection: nisshi's stack with the fault layer before its
 /// routes, built per connection as nisshi builds it.
-async fn connection(stream: tokio::net::TcpStream, storage: ArcDynStorage, coordinator: Controller<ArcDynStorage>, book: FaultBook) {
+async fn connection(stream: tokio::net::TcpStream, advertised: Option<SocketAddr>, storage: ArcDynStorage, coordinator: Controller<ArcDynStorage>, book: FaultBook) {
     let routes = storage::services(FrameRouteService::<nisshi_broker::Error>::builder(), storage)
         .and_then(|builder| coordinator::services(builder, coordinator))
         .and_then(nisshi_broker::service::auth::services)
@@ -133,7 +160,7 @@ async fn connection(stream: tokio::net::TcpStream, storage: ArcDynStorage, coord
         Err(err) => return tracing::error!("broker routes: {err:?}"),
     };
     let service = (TcpContextLayer::new(TcpContext::default().cluster_id(Some(CLUSTER_ID.into()))), TcpBytesLayer, BytesFrameLayer::default())
-        .into_layer(FaultService::new(routes, book));
+        .into_layer(AdvertiseService::new(FaultService::new(routes, book), advertised));
     if let Err(err) = service.serve(TcpStream::from_tokio_tcp_stream(stream, Extensions::default())).await {
         // A client that hangs up ends its connection with an I/O error: routine.
         tracing::debug!("broker connection ended: {err:?}");

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::{KillArgs, ScaleArgs, UpArgs};
 use crate::exit::Outcome;
-use crate::platform::local::{AutoscalerSettings, ControlClient, RunState, Stopped, UpPlan};
+use crate::platform::local::{AutoscalerSettings, ControlClient, RunState, Stopped, UpPlan, Wiring};
 use crate::platform::{Platform, ServiceStatus};
 use crate::systems::System;
 
@@ -40,6 +40,10 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<Outcome> {
         ready_timeout: args.ready_timeout,
         progress_deadline: args.progress_deadline,
         autoscaling: AutoscalerSettings { sync_period: args.hpa_sync_period, downscale_stabilization: args.hpa_downscale_stabilization },
+        wiring: match args.links {
+            super::LinksSwitch::On => Wiring::Links,
+            super::LinksSwitch::Off => Wiring::Direct,
+        },
     };
     let started = Instant::now();
     crate::platform::local::up(plan, |state, services| {

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use super::runstate::RunState;
 use crate::broker::{ActiveFault, BrokerFault, FaultClient};
 use super::supervisor::Supervisor;
+use crate::platform::network::{ActiveNetworkFault, NetworkFault};
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, RolloutStatus, ServiceStatus, Template};
 use crate::systems::kit::{JsonBody, SwitchState};
 
@@ -50,6 +51,8 @@ pub(super) fn app(supervisor: Arc<Supervisor>, state: RunState, shutdown: Arc<No
         .route("/v1/services/{name}/kill", post(kill))
         .route("/v1/services/{name}/rollout", get(rollout_status).post(rollout))
         .route("/v1/services/{name}/rollout/undo", post(undo))
+        .route("/v1/network-faults", get(network_faults).post(set_network_fault).delete(clear_network_faults))
+        .route("/v1/network-faults/{id}", axum::routing::delete(clear_network_fault))
         .route("/v1/autoscalers", get(|State(c): State<Control>| async move { axum::Json(c.supervisor.autoscaler.statuses()) }))
         .route("/v1/shutdown", post(|State(c): State<Control>| async move {
             c.shutdown.notify_one();
@@ -107,9 +110,25 @@ async fn undo(State(c): State<Control>, Path(name): Path<String>) -> Response {
     answer(c.supervisor.undo(&name))
 }
 
-fn answer(result: Result<RolloutStatus, PlatformError>) -> Response {
+async fn set_network_fault(State(c): State<Control>, JsonBody(fault): JsonBody<NetworkFault>) -> Response {
+    answer(c.supervisor.set_network_fault(&fault).await)
+}
+
+async fn clear_network_fault(State(c): State<Control>, Path(id): Path<u64>) -> Response {
+    answer(c.supervisor.clear_network_fault(id).await)
+}
+
+async fn clear_network_faults(State(c): State<Control>) -> Response {
+    answer(c.supervisor.clear_network_faults().await)
+}
+
+async fn network_faults(State(c): State<Control>) -> Response {
+    answer(c.supervisor.network_faults().await)
+}
+
+fn answer<T: Serialize>(result: Result<T, PlatformError>) -> Response {
     match result {
-        Ok(status) => axum::Json(status).into_response(),
+        Ok(value) => axum::Json(value).into_response(),
         Err(err) => error(err),
     }
 }
@@ -244,6 +263,26 @@ impl Platform for ControlClient {
 
     async fn broker_faults(&self) -> Result<Vec<ActiveFault>, PlatformError> {
         Ok(self.faults()?.list().await?)
+    }
+
+    async fn set_network_fault(&self, fault: &NetworkFault) -> Result<ActiveNetworkFault, PlatformError> {
+        let response = self.call(reqwest::Method::POST, "/v1/network-faults").json(fault).send().await.map_err(unreachable)?;
+        Self::check(response).await?.json().await.map_err(unreachable)
+    }
+
+    async fn clear_network_fault(&self, id: u64) -> Result<ActiveNetworkFault, PlatformError> {
+        let response = self.call(reqwest::Method::DELETE, &format!("/v1/network-faults/{id}")).send().await.map_err(unreachable)?;
+        Self::check(response).await?.json().await.map_err(unreachable)
+    }
+
+    async fn clear_network_faults(&self) -> Result<Vec<ActiveNetworkFault>, PlatformError> {
+        let response = self.call(reqwest::Method::DELETE, "/v1/network-faults").send().await.map_err(unreachable)?;
+        Self::check(response).await?.json().await.map_err(unreachable)
+    }
+
+    async fn network_faults(&self) -> Result<Vec<ActiveNetworkFault>, PlatformError> {
+        let response = self.call(reqwest::Method::GET, "/v1/network-faults").send().await.map_err(unreachable)?;
+        Self::check(response).await?.json().await.map_err(unreachable)
     }
 }
 

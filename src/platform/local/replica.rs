@@ -249,6 +249,9 @@ fn spawn(sup: &Supervisor, service: &str, id: &str, spec: &Spec) -> anyhow::Resu
             if let Some(faults) = launch.broker_faults {
                 command.arg("--faults").arg(faults.to_string());
             }
+            for (listen, advertised) in &launch.addresses.broker_links {
+                command.arg("--link").arg(format!("{listen}={advertised}"));
+            }
             (command, None)
         }
         (_, _, Some((argv, env))) => {
@@ -257,7 +260,7 @@ fn spawn(sup: &Supervisor, service: &str, id: &str, spec: &Spec) -> anyhow::Resu
             std::fs::create_dir_all(&data_dir)?;
             let vars = Vars {
                 port: addr.port(),
-                kafka_bootstrap: launch.kafka.clone(),
+                kafka_bootstrap: launch.kafka_of(service).to_string(),
                 topic: launch.topic.clone(),
                 replica: id.to_string(),
                 data_dir,
@@ -275,10 +278,10 @@ fn spawn(sup: &Supervisor, service: &str, id: &str, spec: &Spec) -> anyhow::Resu
         }
         (_, _, None) => {
             let Runs::Builtin(handler) = &spec.runs else { anyhow::bail!("{service} runs neither a handler nor a command") };
-            let mut options = ServeOptions::new(launch.data_dir.clone(), &launch.kafka);
+            let mut options = ServeOptions::new(launch.data_dir.clone(), launch.kafka_of(service));
             options.topic = Some(launch.topic.clone());
             options.partitions = Some(launch.partitions);
-            options.upstreams = launch.service_urls.iter().map(|(name, url)| (name.clone(), url.clone())).collect();
+            options.upstreams = launch.upstreams_of(service);
             options.replica_id = id.to_string();
             options.version = spec.version.clone();
             options.warmup = spec.warmup;

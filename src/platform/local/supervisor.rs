@@ -13,10 +13,13 @@ use tokio::sync::{Notify, watch};
 
 use super::autoscaler::{Autoscaler, AutoscalerSettings};
 use super::deployment::Deployment;
+use super::link::LinkTable;
+use super::wiring::Addresses;
 use super::probe::Probe;
 use super::replica::{self, Command};
 use super::rolling::{self, Counts};
 use crate::broker::{ActiveFault, BrokerFault, FaultClient};
+use crate::platform::network::{ActiveNetworkFault, NetworkFault};
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, ReplicaStatus, RolloutStatus, ServiceStatus, Template};
 use crate::systems::definition::{Role, RolloutDef, Runs, SystemDef, VariantDef};
 use crate::proxy::Upstreams;
@@ -46,6 +49,10 @@ pub struct Launch {
     pub broker_faults: Option<SocketAddr>,
     /// Service name → its stable address (`http://127.0.0.1:PORT`).
     pub service_urls: BTreeMap<String, String>,
+    /// What each service is given for its links (proxies, or the far ends).
+    pub addresses: Addresses,
+    /// The wired links and the network faults on them.
+    pub links: Arc<LinkTable>,
     /// Grace period between SIGTERM and SIGKILL.
     pub grace: Duration,
     /// Service → variant to run instead of the normal service.
@@ -57,6 +64,22 @@ pub struct Launch {
     /// The system's folder, where commands of the user's own run (a
     /// built-in system has none: they run in the data folder).
     pub system_dir: Option<PathBuf>,
+}
+
+impl Launch {
+    /// The Kafka bootstrap address `service` is given (its broker link's proxy).
+    pub fn kafka_of(&self, service: &str) -> &str {
+        self.addresses.kafka.get(service).map_or(self.kafka.as_str(), String::as_str)
+    }
+
+    /// The services `service` is given, each by its address for it (its
+    /// link's proxy for a service it `calls:`, else the stable address).
+    pub fn upstreams_of(&self, service: &str) -> Vec<(String, String)> {
+        match self.addresses.upstreams.get(service) {
+            Some(upstreams) => upstreams.clone(),
+            None => self.service_urls.iter().map(|(name, url)| (name.clone(), url.clone())).collect(),
+        }
+    }
 }
 
 // What a replica is doing: the platform's own phases.
@@ -596,6 +619,22 @@ impl Platform for Supervisor {
 
     async fn broker_faults(&self) -> Result<Vec<ActiveFault>, PlatformError> {
         Ok(self.fault_client()?.list().await?)
+    }
+
+    async fn set_network_fault(&self, fault: &NetworkFault) -> Result<ActiveNetworkFault, PlatformError> {
+        self.launch.links.set(fault)
+    }
+
+    async fn clear_network_fault(&self, id: u64) -> Result<ActiveNetworkFault, PlatformError> {
+        self.launch.links.clear(id)
+    }
+
+    async fn clear_network_faults(&self) -> Result<Vec<ActiveNetworkFault>, PlatformError> {
+        Ok(self.launch.links.clear_all())
+    }
+
+    async fn network_faults(&self) -> Result<Vec<ActiveNetworkFault>, PlatformError> {
+        Ok(self.launch.links.list())
     }
 }
 

@@ -2,7 +2,7 @@
 //! broker, every replica, the gateway, one stable address per service (like
 //! a Kubernetes Service) and the control API — then stops all of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use super::control;
+use super::link::{LinkTable, LinkedUpstreams};
+use super::wiring::{self, Wiring, fresh_port};
 use super::runstate::RunState;
 use super::supervisor::{Launch, Supervisor};
 use crate::platform::ServiceStatus;
@@ -52,6 +54,8 @@ pub struct UpPlan {
     pub progress_deadline: Option<Duration>,
     /// The autoscaler's sync period and scale-down window.
     pub autoscaling: super::AutoscalerSettings,
+    /// Link proxies on every link, or none (to measure their cost).
+    pub wiring: Wiring,
 }
 
 /// Runs `plan` until SIGINT, SIGTERM or `POST /v1/shutdown`; calls
@@ -63,24 +67,25 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         anyhow::bail!("{} is already up in {} (pid {}); stop it with `stormproof down`", state.system, plan.run_dir.display(), state.pid);
     }
     let (data_dir, log_dir) = prepare_dirs(&plan)?;
+    let mut taken = BTreeSet::new();
     let (kafka, broker, broker_faults) = match &plan.kafka {
         Some(kafka) => (kafka.clone(), None, None),
         None => {
-            let addr = crate::process::free_port()?;
-            let mut faults = crate::process::free_port()?;
-            while faults == addr {
-                faults = crate::process::free_port()?;
-            }
+            let addr = fresh_port(&mut taken)?;
+            let faults = fresh_port(&mut taken)?;
             (addr.to_string(), Some(addr), Some(faults))
         }
     };
     let mut service_listeners = Vec::new();
-    let mut service_urls = BTreeMap::new();
+    let mut stable = BTreeMap::new();
     for service in &plan.def.services {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        service_urls.insert(service.name.clone(), format!("http://{}", listener.local_addr()?));
+        stable.insert(service.name.clone(), listener.local_addr()?);
         service_listeners.push((service.name.clone(), listener));
     }
+    let service_urls: BTreeMap<String, String> = stable.iter().map(|(name, addr)| (name.clone(), format!("http://{addr}"))).collect();
+    let links = LinkTable::new();
+    let addresses = wiring::wire(&plan.def, &links, &stable, &kafka, broker, plan.wiring, &mut taken)?;
     let launch = Launch {
         exe: std::env::current_exe().context("cannot find the stormproof binary")?,
         data_dir,
@@ -91,6 +96,8 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         broker,
         broker_faults,
         service_urls: service_urls.clone(),
+        addresses,
+        links: links.clone(),
         grace: plan.grace,
         variants: plan.variants.clone(),
         progress_deadline: plan.progress_deadline,
@@ -130,8 +137,12 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
     }
     let shutdown = Arc::new(Notify::new());
     let upstreams: Arc<dyn Upstreams> = supervisor.clone();
+    let gateway_upstreams: Arc<dyn Upstreams> = match plan.wiring {
+        Wiring::Links => Arc::new(LinkedUpstreams { inner: upstreams.clone(), table: links.clone() }),
+        Wiring::Direct => upstreams.clone(),
+    };
     let mut servers = vec![
-        serve(gateway, gateway_app(gateway_config, Forwarder::new(upstreams.clone()))),
+        serve(gateway, gateway_app(gateway_config, Forwarder::new(gateway_upstreams))),
         serve(control_listener, control::app(supervisor.clone(), state.clone(), shutdown.clone())),
     ];
     for (name, listener) in service_listeners {

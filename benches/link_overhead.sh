@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Benchmark: what the link proxies cost with no fault set (issue 18, "at
+# most 5 % of order throughput through the gateway"). In one run it starts
+# the shop twice — `up shop` (every link through its proxy: gateway →
+# order, order → product, each service → the broker) and `up shop --links
+# off` (direct) — and alternates the same load on each, ROUNDS times:
+# `stormproof siege -b` POST /orders through the gateway at CONC clients
+# for DURATION seconds. Prints req/s and p99 of every run, the medians,
+# and on / off. Exits 1 when the proxies cost more than 5 %.
+#
+# Usage: benches/link_overhead.sh            (DURATION=20 CONC=16 ROUNDS=2)
+#        STORMPROOF_BIN=target/release/stormproof DURATION=30 benches/link_overhead.sh
+# Uses the debug build in $CARGO_TARGET_DIR (or target/) unless
+# STORMPROOF_BIN is set. Loopback only; both shops are stopped on exit.
+set -euo pipefail
+
+DURATION=${DURATION:-20}
+CONC=${CONC:-16}
+ROUNDS=${ROUNDS:-2}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+STORMPROOF_BIN=$(realpath "${STORMPROOF_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/stormproof}")
+
+ON=$(mktemp -d)
+OFF=$(mktemp -d)
+cleanup() {
+  for dir in "$ON" "$OFF"; do
+    STORMPROOF_RUN_DIR="$dir" "$STORMPROOF_BIN" down >/dev/null 2>&1 || true
+    rm -rf "$dir"
+  done
+}
+trap cleanup EXIT INT TERM
+
+# up DIR [flags…] → the gateway URL
+up() {
+  local dir=$1; shift
+  STORMPROOF_RUN_DIR="$dir" "$STORMPROOF_BIN" up shop --detach --port 0 "$@" >/dev/null
+  jq -r .gateway "$dir/state.json"
+}
+token() {
+  curl -sf -X POST "$1/auth/token" -H 'content-type: application/json' -d '{"username":"user1","password":"stormproof"}' | jq -r .access_token
+}
+
+ON_GATEWAY=$(up "$ON")
+OFF_GATEWAY=$(up "$OFF" --links off)
+ON_TOKEN=$(token "$ON_GATEWAY")
+OFF_TOKEN=$(token "$OFF_GATEWAY")
+ORDER='{"productId": 1, "quantity": 1, "customerId": "user1", "customerName": "Kim", "customerAddr": "Seoul"}'
+
+# load GATEWAY TOKEN SECONDS → "req/s p99_ms failed"
+load() {
+  "$STORMPROOF_BIN" siege -b -q -j -c"$CONC" -t"$3S" -H "Authorization: Bearer $2" -T application/json "$1/orders" POST "$ORDER" |
+    jq -r '"\(.request_rate) \(.latency_us.p99_us / 1000) \(.failed_transactions)"'
+}
+
+# Warm both (connections, prepared statements, the breaker closed).
+load "$ON_GATEWAY" "$ON_TOKEN" 3 >/dev/null
+load "$OFF_GATEWAY" "$OFF_TOKEN" 3 >/dev/null
+
+echo "link overhead — $(basename "$(dirname "$(dirname "$STORMPROOF_BIN")")")/$(basename "$(dirname "$STORMPROOF_BIN")") build, stormproof siege -b -c$CONC -t${DURATION}S POST /orders through the gateway, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
+printf '  %-6s %-6s %10s %9s %7s\n' round links "req/s" "p99 ms" failed
+results=()
+for round in $(seq 1 "$ROUNDS"); do
+  # Alternate which goes first, so a drift of the machine hits both alike.
+  if [ $((round % 2)) -eq 1 ]; then order="on off"; else order="off on"; fi
+  for which in $order; do
+    if [ "$which" = on ]; then figures=$(load "$ON_GATEWAY" "$ON_TOKEN" "$DURATION"); else figures=$(load "$OFF_GATEWAY" "$OFF_TOKEN" "$DURATION"); fi
+    read -r rps p99 failed <<<"$figures"
+    printf '  %-6s %-6s %10.1f %9.2f %7s\n' "$round" "$which" "$rps" "$p99" "$failed"
+    results+=("$which $rps $p99 $failed")
+  done
+done
+printf '%s\n' "${results[@]}" | python3 -c '
+import statistics, sys
+runs = [line.split() for line in sys.stdin if line.strip()]
+def med(which, i):
+    return statistics.median(float(r[i]) for r in runs if r[0] == which)
+on, off = med("on", 1), med("off", 1)
+p99_on, p99_off = med("on", 2), med("off", 2)
+failed = sum(int(float(r[3])) for r in runs)
+print("  median: links on %.1f req/s (p99 %.2f ms), links off %.1f req/s (p99 %.2f ms)" % (on, p99_on, off, p99_off))
+print("  on / off = %.3f throughput, %.2f p99; failed transactions: %d" % (on / off, p99_on / p99_off, failed))
+ok = on >= 0.95 * off and failed == 0
+print("  goal %s: links cost at most 5 %% of order throughput (%.1f %%)" % ("met" if ok else "MISSED", 100 * (1 - on / off)))
+sys.exit(0 if ok else 1)'

@@ -1,0 +1,143 @@
+//! The link table: every link the platform wired, its proxies, and the
+//! network faults set on them (with their ids, hits and expiry).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::sync::watch;
+
+use super::effects::{Faults, SetFault};
+use crate::platform::PlatformError;
+use crate::platform::network::{ActiveNetworkFault, Link, NetworkFault, Peer};
+use crate::proxy::Upstreams;
+
+/// The wired links and the faults on them. A link has one proxy (a
+/// service's call, its broker connection) or one per endpoint (the
+/// gateway's, which picks a replica itself); they share the link's faults.
+#[derive(Default)]
+pub struct LinkTable {
+    links: Mutex<BTreeMap<Link, watch::Sender<Faults>>>,
+    /// Proxies by link and target, so a target gets one proxy per link.
+    proxies: Mutex<HashMap<(Link, SocketAddr), SocketAddr>>,
+    faults: Mutex<BTreeMap<u64, Arc<SetFault>>>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for LinkTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkTable").field("links", &self.links()).finish()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl LinkTable {
+    /// A table with no link.
+    pub fn new() -> Arc<LinkTable> {
+        Arc::new(LinkTable::default())
+    }
+
+    /// Wires `link` (a fault may name it from now on) without a proxy yet.
+    pub fn register(&self, link: Link) {
+        lock(&self.links).entry(link).or_insert_with(|| watch::channel(Vec::new()).0);
+    }
+
+    /// The address of `link`'s proxy to `target`, started on first use
+    /// (inside a Tokio runtime). The link is wired if it was not.
+    pub fn proxy(&self, link: &Link, target: SocketAddr) -> std::io::Result<SocketAddr> {
+        let mut proxies = lock(&self.proxies);
+        if let Some(addr) = proxies.get(&(link.clone(), target)) {
+            return Ok(*addr);
+        }
+        self.register(link.clone());
+        let faults = lock(&self.links)[link].clone();
+        let addr = super::proxy::start(target, faults)?;
+        proxies.insert((link.clone(), target), addr);
+        Ok(addr)
+    }
+
+    /// Every wired link.
+    pub fn links(&self) -> Vec<Link> {
+        lock(&self.links).keys().cloned().collect()
+    }
+
+    /// Sets `fault` on every wired link it names; `Invalid` if it is
+    /// malformed or names none. It clears itself after `expires_after`.
+    pub fn set(self: &Arc<Self>, fault: &NetworkFault) -> Result<ActiveNetworkFault, PlatformError> {
+        if let Some(problem) = fault.problem() {
+            return Err(PlatformError::Invalid(problem));
+        }
+        let links = lock(&self.links);
+        let on: Vec<Link> = links.keys().filter(|link| fault.links.matches(link)).cloned().collect();
+        if on.is_empty() {
+            let wired: Vec<String> = links.keys().map(Link::to_string).collect();
+            let wired = if wired.is_empty() { "none (is it up with `--links off`?)".to_string() } else { wired.join(", ") };
+            return Err(PlatformError::Invalid(format!("no wired link is {}; the wired links: {wired}", fault.links)));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let set = Arc::new(SetFault { id, fault: fault.clone(), on: on.clone(), hits: AtomicU64::new(0) });
+        lock(&self.faults).insert(id, set.clone());
+        for link in &on {
+            links[link].send_modify(|faults| faults.push(set.clone()));
+        }
+        drop(links);
+        if let Some(after) = fault.expires_after {
+            let table: Weak<LinkTable> = Arc::downgrade(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                if let Some(table) = table.upgrade() {
+                    let _ = table.clear(id);
+                }
+            });
+        }
+        Ok(set.active())
+    }
+
+    /// Clears fault `id`; it with its hits. `Invalid` if no such fault is set.
+    pub fn clear(&self, id: u64) -> Result<ActiveNetworkFault, PlatformError> {
+        let set = lock(&self.faults).remove(&id).ok_or_else(|| PlatformError::Invalid(format!("no network fault {id} is set")))?;
+        let links = lock(&self.links);
+        for link in &set.on {
+            if let Some(faults) = links.get(link) {
+                faults.send_modify(|faults| faults.retain(|f| f.id != id));
+            }
+        }
+        Ok(set.active())
+    }
+
+    /// Clears every fault; what was set.
+    pub fn clear_all(&self) -> Vec<ActiveNetworkFault> {
+        let ids: Vec<u64> = lock(&self.faults).keys().copied().collect();
+        ids.into_iter().filter_map(|id| self.clear(id).ok()).collect()
+    }
+
+    /// The faults set now, with their hits.
+    pub fn list(&self) -> Vec<ActiveNetworkFault> {
+        lock(&self.faults).values().map(|f| f.active()).collect()
+    }
+}
+
+/// The gateway's view of the endpoints: each ready replica of a service
+/// behind its own `gateway → service` proxy, so the gateway still picks
+/// the replica (round-robin, ready ones only) and the link carries faults.
+pub struct LinkedUpstreams {
+    /// Where the replicas really are.
+    pub inner: Arc<dyn Upstreams>,
+    /// The links.
+    pub table: Arc<LinkTable>,
+}
+
+impl Upstreams for LinkedUpstreams {
+    fn endpoints(&self, service: &str) -> Vec<String> {
+        let link = Link { from: Peer::Gateway, to: Peer::Service(service.to_string()) };
+        let via = |endpoint: String| {
+            let proxied = endpoint.parse().ok().and_then(|target| self.table.proxy(&link, target).ok());
+            proxied.map_or(endpoint, |addr| addr.to_string())
+        };
+        self.inner.endpoints(service).into_iter().map(via).collect()
+    }
+}
