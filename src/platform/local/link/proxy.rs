@@ -3,29 +3,34 @@
 //! set on its link and cut it (reset, close, swallow) when one says so.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
 use super::effects::{Cut, Effects, Faults, Picks, Side};
 use super::pump::pump;
 
-/// Starts a proxy on 127.0.0.1 (any free port) to `target`; its address.
-/// The accept loop runs as long as the runtime.
-pub(super) fn start(target: SocketAddr, faults: watch::Sender<Faults>) -> std::io::Result<SocketAddr> {
+/// The targets of one link's proxies (the replicas behind the gateway's
+/// link to a service): where a connection goes when its own target refuses.
+pub(super) type Targets = Arc<Mutex<Vec<SocketAddr>>>;
+
+/// Starts a proxy on 127.0.0.1 (any free port) to `target`; its address,
+/// and the handle that stops its accept loop (and closes its port).
+pub(super) fn start(target: SocketAddr, faults: watch::Sender<Faults>, siblings: Targets) -> std::io::Result<(SocketAddr, AbortHandle)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
     let faults = Arc::new(faults);
-    tokio::spawn(async move {
+    let accepting = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((client, _)) => {
-                    tokio::spawn(connection(client, target, Picks::new(faults.subscribe())));
+                    tokio::spawn(connection(client, target, siblings.clone(), Picks::new(faults.subscribe())));
                 }
                 // Out of descriptors, say: back off rather than spin.
                 Err(err) => {
@@ -35,10 +40,10 @@ pub(super) fn start(target: SocketAddr, faults: watch::Sender<Faults>) -> std::i
             }
         }
     });
-    Ok(addr)
+    Ok((addr, accepting.abort_handle()))
 }
 
-async fn connection(client: TcpStream, target: SocketAddr, mut picks: Picks) {
+async fn connection(client: TcpStream, target: SocketAddr, siblings: Targets, mut picks: Picks) {
     let _ = client.set_nodelay(true);
     let effects = picks.effects();
     match effects.cut {
@@ -48,13 +53,29 @@ async fn connection(client: TcpStream, target: SocketAddr, mut picks: Picks) {
         Some(Cut::Blackhole) => return swallow(client, None, picks).await,
         None => {}
     }
-    let upstream = match TcpStream::connect(target).await {
-        Ok(upstream) => upstream,
-        // The target is gone: the caller sees its connection fail.
-        Err(_) => return reset(client),
+    let Some(upstream) = connect(target, &siblings).await else {
+        // Every target is gone: the caller sees its connection fail.
+        return reset(client);
     };
     let _ = upstream.set_nodelay(true);
     forward(client, upstream, picks, effects).await;
+}
+
+/// Connects to `target`, or when it refuses (a replica killed or scaled
+/// away before the caller saw it go) to another target of the same link:
+/// nothing was sent yet, so this is what the caller's own retry on a
+/// refused connect would have done.
+async fn connect(target: SocketAddr, siblings: &Targets) -> Option<TcpStream> {
+    if let Ok(upstream) = TcpStream::connect(target).await {
+        return Some(upstream);
+    }
+    let others: Vec<SocketAddr> = siblings.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().filter(|t| *t != target).collect();
+    for other in others {
+        if let Ok(upstream) = TcpStream::connect(other).await {
+            return Some(upstream);
+        }
+    }
+    None
 }
 
 /// Passes data both ways until both sides are done, or a fault cuts it.

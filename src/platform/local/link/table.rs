@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
 use super::effects::{Faults, SetFault};
+use super::proxy::Targets;
 use crate::platform::PlatformError;
 use crate::platform::network::{ActiveNetworkFault, Link, NetworkFault, Peer};
 use crate::proxy::Upstreams;
@@ -20,7 +22,7 @@ use crate::proxy::Upstreams;
 pub struct LinkTable {
     links: Mutex<BTreeMap<Link, watch::Sender<Faults>>>,
     /// Proxies by link and target, so a target gets one proxy per link.
-    proxies: Mutex<HashMap<(Link, SocketAddr), SocketAddr>>,
+    proxies: Mutex<HashMap<Link, Proxies>>,
     faults: Mutex<BTreeMap<u64, Arc<SetFault>>>,
     next_id: AtomicU64,
 }
@@ -29,6 +31,14 @@ impl std::fmt::Debug for LinkTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LinkTable").field("links", &self.links()).finish()
     }
+}
+
+/// A link's proxies: one per target, and the targets they share, so a
+/// proxy whose target refuses passes the connection to another one.
+#[derive(Default)]
+struct Proxies {
+    targets: Targets,
+    by_target: HashMap<SocketAddr, (SocketAddr, AbortHandle)>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -50,14 +60,31 @@ impl LinkTable {
     /// (inside a Tokio runtime). The link is wired if it was not.
     pub fn proxy(&self, link: &Link, target: SocketAddr) -> std::io::Result<SocketAddr> {
         let mut proxies = lock(&self.proxies);
-        if let Some(addr) = proxies.get(&(link.clone(), target)) {
+        let proxies = proxies.entry(link.clone()).or_default();
+        if let Some((addr, _)) = proxies.by_target.get(&target) {
             return Ok(*addr);
         }
         self.register(link.clone());
         let faults = lock(&self.links)[link].clone();
-        let addr = super::proxy::start(target, faults)?;
-        proxies.insert((link.clone(), target), addr);
+        let (addr, accepting) = super::proxy::start(target, faults, proxies.targets.clone())?;
+        proxies.by_target.insert(target, (addr, accepting));
+        lock(&proxies.targets).push(target);
         Ok(addr)
+    }
+
+    /// Stops `link`'s proxies to targets not in `now` (a replica scaled
+    /// away or gone), so its port refuses and no proxy outlives its target.
+    pub fn follow(&self, link: &Link, now: &[SocketAddr]) {
+        let mut proxies = lock(&self.proxies);
+        let Some(proxies) = proxies.get_mut(link) else { return };
+        proxies.by_target.retain(|target, (_, accepting)| {
+            let kept = now.contains(target);
+            if !kept {
+                accepting.abort();
+            }
+            kept
+        });
+        lock(&proxies.targets).retain(|target| now.contains(target));
     }
 
     /// Every wired link.
@@ -134,10 +161,47 @@ pub struct LinkedUpstreams {
 impl Upstreams for LinkedUpstreams {
     fn endpoints(&self, service: &str) -> Vec<String> {
         let link = Link { from: Peer::Gateway, to: Peer::Service(service.to_string()) };
+        let endpoints = self.inner.endpoints(service);
+        let targets: Vec<SocketAddr> = endpoints.iter().filter_map(|endpoint| endpoint.parse().ok()).collect();
+        self.table.follow(&link, &targets);
         let via = |endpoint: String| {
             let proxied = endpoint.parse().ok().and_then(|target| self.table.proxy(&link, target).ok());
             proxied.map_or(endpoint, |addr| addr.to_string())
         };
-        self.inner.endpoints(service).into_iter().map(via).collect()
+        endpoints.into_iter().map(via).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_replica_passes_to_another_and_a_gone_one_loses_its_proxy() {
+        let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_at = live.local_addr().unwrap();
+        // Bound then dropped: a replica that was killed, its port refuses.
+        let gone_at = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let (table, link) = (LinkTable::new(), Link { from: Peer::Gateway, to: Peer::Service("order".into()) });
+        let via_live = table.proxy(&link, live_at).unwrap();
+        let via_gone = table.proxy(&link, gone_at).unwrap();
+
+        let mut caller = TcpStream::connect(via_gone).await.unwrap();
+        caller.write_all(b"POST").await.unwrap();
+        let (mut replica, _) = live.accept().await.unwrap();
+        let mut got = [0u8; 4];
+        replica.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"POST", "the live replica took the connection the gone one refused");
+
+        table.follow(&link, &[live_at]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let refused = TcpStream::connect(via_gone).await.unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "the gone replica's proxy is stopped");
+        assert_eq!(table.proxy(&link, live_at).unwrap(), via_live, "the live replica keeps its proxy");
     }
 }
