@@ -841,6 +841,7 @@ mod tests {
         let experiment = parse(yaml, "chaos/x.yaml").unwrap();
         let Fault::Network(action) = &experiment.method[0].fault else { panic!("a network fault") };
         assert_eq!(action.fault.to_string(), "800ms ± 100ms latency on order → product");
+        assert_eq!(experiment.method[0].hold, Duration::from_secs(10), "the hold is the action's, as for every fault");
         let def = crate::systems::definition::SystemDef::builtin("shop").unwrap();
         assert_eq!(experiment.check_against(&def), Ok(()));
         let err = parse(&yaml.replace("latency: 800ms, jitter: 100ms", "latency: 800ms, reset: true"), "chaos/x.yaml").unwrap_err().to_string();
