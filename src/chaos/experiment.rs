@@ -799,7 +799,8 @@ mod tests {
         for name in crate::systems::builtin_names() {
             let system = crate::systems::System::builtin(name).unwrap();
             for file in system.files(crate::systems::Part::Chaos, "yaml").unwrap() {
-                parse(&file.text, &file.origin).unwrap_or_else(|e| panic!("{e:#}"));
+                let experiment = parse(&file.text, &file.origin).unwrap_or_else(|e| panic!("{e:#}"));
+                experiment.check_against(&system.def).unwrap_or_else(|e| panic!("{}: {e}", file.origin));
             }
         }
     }
