@@ -119,6 +119,42 @@ async fn the_shipped_broker_experiments_pass_against_the_shop() {
     shop.down();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_not_leader_fails_when_order_publishes_outside_its_outbox() {
+    let shop = Shop::up(&["--variant", "order=publish-outside-outbox"]).await;
+    let reports = tempfile::tempdir().unwrap();
+    let out = shop.cli(&["chaos", "run", &experiment("broker-not-leader"), "--reports", reports.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    let (_, journal) = journal(reports.path());
+    assert_eq!(journal["status"], "failed");
+    let why = journal["deviated"].as_str().unwrap();
+    // The dropped OrderPlaced events: orders without their mypage row or events.
+    assert!(why.contains("the held events were published") || why.contains("one mypage row per order"), "{why}");
+    assert_eq!(journal["rollback_verified"], true, "rolled back even though it failed");
+    assert!(broker_faults(&shop).is_empty(), "no fault is left behind");
+    shop.down();
+}
+
+#[test]
+fn a_malformed_network_action_exits_2_naming_file_line_and_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad-network.yaml");
+    let cases = [
+        ("{ from: order, to: product }", "expected one toxic"),
+        ("{ from: order, reset: true, partition: true }", "expected exactly one toxic, got 2"),
+        ("{ between: [mypage], partition: true }", "names two peers"),
+        ("{ from: order, reset: true, probability: 3 }", "from 0 to 1"),
+        ("{ from: order, latency: 10ms, jitter: 20ms }", "jitter is larger"),
+    ];
+    for (action, expected) in cases {
+        std::fs::write(&path, format!("title: t\nsystem: shop\nmethod:\n  - network: {action}\n    hold: 3s\n")).unwrap();
+        let out = common::stormproof(dir.path(), &["chaos", "run", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{action}: {err}");
+        assert!(err.contains("bad-network.yaml") && err.contains("line 4") && err.contains(expected), "{action}: {err}");
+    }
+}
+
 /// broker-not-leader holding its fault for a minute, to interrupt.
 fn long_not_leader(dir: &Path) -> PathBuf {
     let yaml = std::fs::read_to_string(experiment("broker-not-leader")).unwrap().replace("hold: 5s", "hold: 60s");

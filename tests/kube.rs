@@ -79,7 +79,7 @@ async fn scale_patches_the_scale_subresource_under_stormproofs_field_manager() {
     kube.scale("delivery", 0).await.unwrap();
     let sent = only_mutation(&fake);
     assert_eq!((sent.method.as_str(), sent.path.as_str()), ("PATCH", "/apis/apps/v1/namespaces/shop/deployments/delivery/scale"));
-    assert_eq!(sent.query, "&fieldManager=stormproof");
+    assert!(sent.query.contains("fieldManager=stormproof"), "{}", sent.query);
     assert_eq!(sent.content_type, "application/merge-patch+json");
     assert_eq!(sent.json()["spec"], json!({"replicas": 0}));
     let read = fake.requests().into_iter().find(|r| r.method == "GET" && r.path.ends_with("/deployments/delivery")).is_some();
@@ -1137,4 +1137,130 @@ fn a_broker_action_on_kube_is_refused_before_anything_changes() {
     assert_eq!(gateway.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "no token asked for");
     assert!(!dir.path().join("reports").exists(), "no run was started");
     assert_eq!(fake.get("deployments", NS, "delivery").unwrap()["spec"]["replicas"], 1, "the scale before it did not happen either");
+}
+
+// Network faults: Chaos Mesh's NetworkChaos for what tc does, a
+// NetworkPolicy for a partition, each through the rails.
+
+fn network_fault(yaml: &str) -> stormproof::platform::network::NetworkFault {
+    let mut fault = serde_saphyr::from_str::<stormproof::chaos::NetworkAction>(yaml).unwrap().fault;
+    fault.expires_after = Some(std::time::Duration::from_secs(70));
+    fault
+}
+
+fn pod_labels(fake: &FakeKube, deployment: &str) -> serde_json::Value {
+    fake.get("deployments", NS, deployment).unwrap()["spec"]["selector"]["matchLabels"].clone()
+}
+
+#[tokio::test]
+async fn a_latency_fault_is_a_network_chaos_created_only_when_chaos_mesh_is_installed_and_deleted_on_clear() {
+    let (fake, _dir, kube) = shop().await;
+    let rails = Rails::new(kube, &allowed()).unwrap().with_own_pod(None);
+    let slow = network_fault("{ from: order, to: product, latency: 800ms, jitter: 100ms, direction: upstream }");
+    let err = rails.set_network_fault(&slow).await.unwrap_err();
+    assert!(matches!(&err, PlatformError::Refused(m) if m.contains("install Chaos Mesh") && m.contains("networkchaos.chaos-mesh.org")), "{err}");
+    assert!(fake.mutating_requests().is_empty(), "no CRD, no write: {:#?}", fake.mutating_requests());
+    assert!(fake.requests().iter().any(|r| r.path == "/apis/chaos-mesh.org/v1alpha1"), "found out by API discovery");
+    fake.install_chaos_mesh();
+    fake.clear_log();
+    let active = rails.set_network_fault(&slow).await.unwrap();
+    assert_eq!((active.id, active.on.len(), &active.fault), (1, 1, &slow));
+    let sent = only_mutation(&fake);
+    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/apis/chaos-mesh.org/v1alpha1/namespaces/shop/networkchaos"));
+    assert!(sent.query.contains("fieldManager=stormproof"), "{}", sent.query);
+    let body = sent.json();
+    assert_eq!((body["kind"].as_str(), body["metadata"]["name"].as_str()), (Some("NetworkChaos"), Some("stormproof-network-1")));
+    assert_eq!(body["metadata"]["labels"]["stormproof.io/network-fault"], "1");
+    let spec = &body["spec"];
+    assert_eq!((spec["action"].as_str(), spec["mode"].as_str(), spec["direction"].as_str(), spec["duration"].as_str()), (Some("delay"), Some("all"), Some("to"), Some("70s")));
+    assert_eq!(spec["delay"], json!({"latency": "800ms", "jitter": "100ms", "correlation": "0"}));
+    assert_eq!(spec["selector"], json!({"namespaces": ["shop"], "labelSelectors": pod_labels(&fake, "order")}));
+    assert_eq!(spec["target"], json!({"mode": "all", "selector": {"namespaces": ["shop"], "labelSelectors": pod_labels(&fake, "product")}}));
+    assert_eq!(rails.network_faults().await.unwrap(), [active.clone()], "read back from the object");
+    // A blackhole is a 100 % loss; a bandwidth is tc's bytes per second.
+    rails.set_network_fault(&network_fault("{ from: order, to: broker, blackhole: true }")).await.unwrap();
+    rails.set_network_fault(&network_fault("{ from: delivery, to: broker, bandwidth: 10KiB/s }")).await.unwrap();
+    let chaos = fake.list("networkchaos", NS);
+    assert_eq!(chaos[1]["spec"]["loss"], json!({"loss": "100", "correlation": "0"}));
+    assert_eq!(chaos[1]["spec"]["target"]["selector"]["labelSelectors"], json!({"strimzi.io/broker-role": "true"}), "Strimzi's brokers");
+    assert_eq!((chaos[2]["spec"]["action"].as_str(), chaos[2]["spec"]["bandwidth"]["rate"].as_str()), (Some("bandwidth"), Some("10240bps")));
+    fake.clear_log();
+    let cleared = rails.clear_network_fault(1).await.unwrap();
+    assert_eq!(cleared.fault, slow);
+    let sent = only_mutation(&fake);
+    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("DELETE", "/apis/chaos-mesh.org/v1alpha1/namespaces/shop/networkchaos/stormproof-network-1"));
+    assert!(fake.get("networkchaos", NS, "stormproof-network-1").is_none());
+    assert!(matches!(rails.clear_network_fault(1).await, Err(PlatformError::Invalid(_))), "cleared once");
+}
+
+#[tokio::test]
+async fn a_partition_is_a_network_policy_and_clearing_every_fault_deletes_every_object_of_ours() {
+    let (fake, _dir, kube) = shop().await;
+    let rails = Rails::new(kube, &allowed()).unwrap().with_own_pod(None);
+    let cut = network_fault("{ between: [mypage, broker], partition: true }");
+    let active = rails.set_network_fault(&cut).await.unwrap();
+    assert_eq!(active.on.len(), 2, "both ways of connecting: {:?}", active.on);
+    let sent = only_mutation(&fake);
+    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies"), "no Chaos Mesh needed");
+    let spec = &sent.json()["spec"];
+    let others = json!([{"namespaceSelector": {}, "podSelector": {"matchExpressions": [{"key": "strimzi.io/broker-role", "operator": "NotIn", "values": ["true"]}]}}]);
+    assert_eq!(spec["podSelector"]["matchLabels"], pod_labels(&fake, "mypage"));
+    assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!((&spec["egress"][0]["to"], &spec["ingress"][0]["from"]), (&others, &others), "every pod but the broker's, both ways");
+    // One-way: only the connecting side's egress.
+    fake.install_chaos_mesh();
+    rails.set_network_fault(&network_fault("{ from: order, to: product, partition: true }")).await.unwrap();
+    let policy = fake.get("networkpolicies", NS, "stormproof-network-2").unwrap();
+    assert_eq!((policy["spec"]["policyTypes"].clone(), policy["spec"]["ingress"].is_null()), (json!(["Egress"]), true));
+    let product = pod_labels(&fake, "product");
+    assert_eq!(policy["spec"]["egress"][0]["to"].as_array().unwrap().len(), product.as_object().unwrap().len(), "a peer per label of product's pods");
+    rails.set_network_fault(&network_fault("{ from: order, to: product, latency: 1s }")).await.unwrap();
+    // Someone else's policy is not ours to clear.
+    fake.create_yaml(NS, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: deny-all\nspec:\n  podSelector: {}\n");
+    fake.clear_log();
+    let cleared = rails.clear_network_faults().await.unwrap();
+    assert_eq!(cleared.iter().map(|a| a.id).collect::<Vec<_>>(), [1, 2, 3]);
+    let deleted: Vec<String> = fake.mutating_requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert_eq!(
+        deleted,
+        [
+            "DELETE /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/stormproof-network-1",
+            "DELETE /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/stormproof-network-2",
+            "DELETE /apis/chaos-mesh.org/v1alpha1/namespaces/shop/networkchaos/stormproof-network-3",
+        ]
+    );
+    assert_eq!(fake.list("networkpolicies", NS).len(), 1, "deny-all stays");
+    assert!(rails.network_faults().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_rails_refuse_a_network_fault_on_what_did_not_opt_in_and_what_chaos_mesh_cannot_do() {
+    let (fake, _dir, kube) = shop().await;
+    fake.install_chaos_mesh();
+    let rails = Rails::new(kube.clone(), &allowed()).unwrap().with_own_pod(None);
+    let err = rails.set_network_fault(&network_fault("{ from: gateway, to: order, latency: 1s }")).await.unwrap_err();
+    assert!(matches!(&err, PlatformError::Refused(m) if m.contains("deployment/gateway") && m.contains("stormproof.io/chaos=enabled")), "{err}");
+    fake.relabel(NS, "product", "stormproof.io/chaos", None);
+    let err = rails.set_network_fault(&network_fault("{ between: [order, product], partition: true }")).await.unwrap_err();
+    assert!(matches!(&err, PlatformError::Refused(m) if m.contains("deployment/product") && m.contains("has not opted in")), "{err}");
+    assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
+    fake.clear_log();
+    for (yaml, expected) in [
+        ("{ from: delivery, to: broker, reset: true }", "cannot reset connections"),
+        ("{ from: delivery, to: broker, slow_close: 2s }", "no slow close"),
+        ("{ from: delivery, to: broker, limit_data: 1000 }", "no data limit"),
+        ("{ from: delivery, to: broker, latency: 1s, probability: 0.3 }", "not connections"),
+        ("{ from: delivery, latency: 1s }", "needs both ends"),
+    ] {
+        let err = rails.set_network_fault(&network_fault(yaml)).await.unwrap_err();
+        assert!(matches!(&err, PlatformError::Refused(m) if m.contains(expected) && m.contains("--platform local")), "{yaml}: {err}");
+    }
+    assert!(fake.requests().is_empty(), "refused before any request: {:#?}", fake.requests());
+    // A dry run prints the object and sends nothing.
+    let dry = Rails::new(kube, &allowed()).unwrap().with_own_pod(None).dry_run(|_| {});
+    dry.set_network_fault(&network_fault("{ from: order, to: broker, latency: 1s }")).await.unwrap();
+    let planned = dry.planned();
+    assert_eq!((planned[0].method.as_str(), planned[0].path.as_str()), ("POST", "/apis/chaos-mesh.org/v1alpha1/namespaces/shop/networkchaos"));
+    assert_eq!(planned[0].body["spec"]["delay"]["latency"], "1000ms");
+    assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::experiment::{Action, BrokerAction, BrokerWhose, Fault, RolloutAction, Switches};
 use super::journal::{Change, Journal, Rollback, RollbackStatus};
+use super::network_change;
 use crate::broker::{ActiveFault, BrokerFault, Fault as BrokerFaultKind, Target as BrokerTarget};
 use crate::platform::{Platform, PlatformError, RolloutState, Template};
 use crate::systems::kit::SwitchState;
@@ -31,6 +32,7 @@ pub fn describe(action: &Action) -> String {
         Fault::Surge(s) => format!("traffic surge: {} more users", s.users),
         Fault::StopBroker(_) => "stop the broker".to_string(),
         Fault::Broker(b) => describe_broker(b),
+        Fault::Network(n) => format!("network: {}", n.fault),
     };
     format!("{what}{hold}")
 }
@@ -61,6 +63,7 @@ fn wire_name(value: &impl serde::Serialize) -> String {
 pub async fn apply(platform: &dyn Platform, journal: &mut Journal, action: &Action, holds: Duration) -> anyhow::Result<String> {
     match &action.fault {
         Fault::Broker(broker) => set_broker_fault(platform, journal, broker, holds).await,
+        Fault::Network(network) => network_change::set(platform, journal, network, holds).await,
         Fault::Scale(scale) => set_replicas(platform, journal, &scale.service, scale.replicas).await,
         Fault::StopBroker(_) => set_replicas(platform, journal, BROKER, 0).await,
         Fault::Kill(kill) => {
@@ -214,6 +217,10 @@ async fn restore(platform: &dyn Platform, change: &Change) -> (String, anyhow::R
             let which = id.map(|id| format!("broker fault {id}")).unwrap_or_else(|| "broker fault (id not journaled)".into());
             (format!("{which} on {} cleared", describe_target(&fault.target)), clear_broker_fault(platform, fault, *id).await)
         }
+        Change::NetworkFault { fault, id } => {
+            let which = id.map(|id| format!("network fault {id}")).unwrap_or_else(|| "network fault (id not journaled)".into());
+            (format!("{which} ({fault}) cleared"), network_change::clear(platform, fault, *id).await)
+        }
     }
 }
 
@@ -265,6 +272,7 @@ async fn restored(platform: &dyn Platform, change: &Change) -> bool {
             matches!(platform.autoscaler(service).await, Ok(Some(a)) if a.scaling_active())
         }
         Change::BrokerFault { fault, id } => broker_fault_gone(platform, fault, *id).await,
+        Change::NetworkFault { fault, id } => network_change::gone(platform, fault, *id).await,
         _ => true,
     }
 }

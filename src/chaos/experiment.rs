@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::network_action::NetworkAction;
 use crate::broker::{Api, Fault as BrokerFaultKind, KafkaError};
+use crate::platform::network::{Links, Peer};
 
 /// A whole experiment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -208,7 +210,7 @@ pub struct Action {
 /// A fault: exactly one of these keys in an action.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 // serde names the enum in its error for an action without a fault.
-#[serde(rename_all = "kebab-case", rename = "fault: one of scale, kill, switches, stop-broker, rollout, surge, broker")]
+#[serde(rename_all = "kebab-case", rename = "fault: one of scale, kill, switches, stop-broker, rollout, surge, broker, network")]
 pub enum Fault {
     /// Set a service's replicas (0 included).
     Scale(Scale),
@@ -226,6 +228,10 @@ pub enum Fault {
     /// A fault inside the embedded broker, for one service's clients or
     /// one consumer group.
     Broker(BrokerAction),
+    /// A fault on network links between the system's parts (a slow link,
+    /// resets, a partition), on the platform's link proxies or, on a
+    /// cluster, as Chaos Mesh or a NetworkPolicy does it.
+    Network(NetworkAction),
 }
 
 /// `broker`: what the embedded broker does wrong, and to whose requests —
@@ -656,7 +662,7 @@ pub fn parse(yaml: &str, origin: &str) -> anyhow::Result<Experiment> {
 impl Experiment {
     fn check(&self) -> Result<(), String> {
         if self.method.is_empty() && !(self.during.is_empty() && self.after.is_empty()) {
-            return Err("method: `during` and `after` checks need at least one action (scale, kill, switches, stop-broker, rollout, surge, broker)".into());
+            return Err("method: `during` and `after` checks need at least one action (scale, kill, switches, stop-broker, rollout, surge, broker, network)".into());
         }
         for (i, action) in self.method.iter().enumerate() {
             if let Fault::Surge(surge) = &action.fault {
@@ -725,6 +731,7 @@ impl Experiment {
             match &action.fault {
                 Fault::Rollout(r) => def.check_rollout_env(&r.service, r.env.keys())?,
                 Fault::Broker(b) => check_broker_whose(def, &b.whose).map_err(|e| format!("method[{i}].broker: {e}"))?,
+                Fault::Network(n) => check_network_links(def, &n.fault.links).map_err(|e| format!("method[{i}].network: {e}"))?,
                 _ => {}
             }
         }
@@ -756,6 +763,23 @@ fn check_broker_whose(def: &crate::systems::definition::SystemDef, whose: &Broke
     }
 }
 
+/// A network fault names the system's own parts: a service, `gateway` or
+/// `broker`; any other name would match no link.
+fn check_network_links(def: &crate::systems::definition::SystemDef, links: &Links) -> Result<(), String> {
+    let peers: Vec<&Peer> = match links {
+        Links::Between { between } => between.iter().collect(),
+        Links::Ends { from, to } => from.iter().chain(to).collect(),
+    };
+    for peer in peers {
+        if let Peer::Service(service) = peer
+            && def.service(service).is_none()
+        {
+            return Err(format!("{} has no service `{service}` (a link end is `gateway`, `broker` or one of: {})", def.system, def.service_names().join(", ")));
+        }
+    }
+    Ok(())
+}
+
 fn check_load(load: &LoadDef) -> Result<(), String> {
     if load.routes.is_empty() || load.users == 0 {
         return Err("expected at least one route and one user".into());
@@ -775,7 +799,8 @@ mod tests {
         for name in crate::systems::builtin_names() {
             let system = crate::systems::System::builtin(name).unwrap();
             for file in system.files(crate::systems::Part::Chaos, "yaml").unwrap() {
-                parse(&file.text, &file.origin).unwrap_or_else(|e| panic!("{e:#}"));
+                let experiment = parse(&file.text, &file.origin).unwrap_or_else(|e| panic!("{e:#}"));
+                experiment.check_against(&system.def).unwrap_or_else(|e| panic!("{}: {e}", file.origin));
             }
         }
     }
@@ -809,6 +834,23 @@ mod tests {
         assert!(err.contains("line 4") && err.contains("fault: one of scale, kill"), "{err}");
         let two = "title: t\nsystem: shop\nmethod:\n  - scale: { service: delivery, replicas: 0 }\n    kill: { service: order }\n";
         assert!(parse(two, "x.yaml").unwrap_err().to_string().contains("kill"), "a second fault is refused");
+    }
+
+    #[test]
+    fn a_network_action_is_read_into_a_fault_and_a_wrong_one_names_file_and_line() {
+        let yaml = "title: t\nsystem: shop\nmethod:\n  - network: { from: order, to: product, latency: 800ms, jitter: 100ms }\n    hold: 10s\n";
+        let experiment = parse(yaml, "chaos/x.yaml").unwrap();
+        let Fault::Network(action) = &experiment.method[0].fault else { panic!("a network fault") };
+        assert_eq!(action.fault.to_string(), "800ms ± 100ms latency on order → product");
+        assert_eq!(experiment.method[0].hold, Duration::from_secs(10), "the hold is the action's, as for every fault");
+        let def = crate::systems::definition::SystemDef::builtin("shop").unwrap();
+        assert_eq!(experiment.check_against(&def), Ok(()));
+        let err = parse(&yaml.replace("latency: 800ms, jitter: 100ms", "latency: 800ms, reset: true"), "chaos/x.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("chaos/x.yaml:") && err.contains("line 4") && err.contains("expected exactly one toxic"), "{err}");
+        let err = parse(&yaml.replace("jitter: 100ms", "jitter: 900ms"), "chaos/x.yaml").unwrap_err().to_string();
+        assert!(err.contains("line 4") && err.contains("jitter is larger"), "problem() is checked at parse time: {err}");
+        let typo = parse(&yaml.replace("to: product", "to: prodcut"), "chaos/x.yaml").unwrap();
+        assert!(typo.check_against(&def).unwrap_err().contains("method[0].network: shop has no service `prodcut`"));
     }
 
     #[test]

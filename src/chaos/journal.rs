@@ -164,15 +164,24 @@ pub enum Change {
         /// The broker's id for it, once set.
         id: Option<u64>,
     },
+    /// A fault was set on network links; journaled before it is set, so
+    /// `id` is unknown if the run died in between (the rollback then clears
+    /// every fault in force equal to it).
+    NetworkFault {
+        /// The fault as set (its expiry included).
+        fault: crate::platform::network::NetworkFault,
+        /// The platform's id for it, once set.
+        id: Option<u64>,
+    },
 }
 
 impl Change {
-    /// The service whose replicas the change touched (a broker fault
-    /// touches the broker's answers, not a service's replicas).
+    /// The service whose replicas the change touched (a broker or network
+    /// fault touches answers and links, not a service's replicas).
     pub fn service(&self) -> Option<&str> {
         match self {
             Change::Replicas { service, .. } | Change::Switches { service, .. } | Change::Killed { service, .. } | Change::Rollout { service, .. } => Some(service),
-            Change::BrokerFault { .. } => None,
+            Change::BrokerFault { .. } | Change::NetworkFault { .. } => None,
         }
     }
 }

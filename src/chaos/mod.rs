@@ -15,6 +15,8 @@ mod experiment;
 mod journal;
 mod kill_switch;
 mod lag;
+mod network_action;
+mod network_change;
 mod probe;
 mod run;
 mod target;
@@ -22,7 +24,7 @@ mod under_load;
 mod untouched;
 
 pub use attack::{Credential, TokenAttack};
-pub use experiment::{Action, Check, Experiment, Fault, KubeScope, Probe, ProbeKind, load_experiment, parse as parse_experiment};
+pub use experiment::{Action, Check, Experiment, Fault, KubeScope, NetworkAction, Probe, ProbeKind, load_experiment, parse as parse_experiment};
 pub use journal::{ActivityStatus, CheckResult, Journal, Phase, RollbackStatus, Status, Verdict};
 pub use kill_switch::{PidFile, abort};
 pub use lag::LagReader;

@@ -2,7 +2,8 @@
 //! fake the project accepts. It serves the real paths kube-rs uses
 //! (Deployments and their `scale` subresource, ReplicaSets, pods and the
 //! eviction subresource, autoscaling/v2 HPAs, Services, Secrets,
-//! ConfigMaps) over loopback HTTP with Kubernetes' behaviour: merge,
+//! ConfigMaps, NetworkPolicies, and Chaos Mesh's NetworkChaos with its API
+//! discovery once the test installs it) over loopback HTTP with Kubernetes' behaviour: merge,
 //! strategic-merge and server-side-apply patches, generation bumps on spec
 //! changes, `Status` objects for errors, and controllers that only act when
 //! the test calls `tick` (see controller.rs). Every request is logged.
@@ -67,6 +68,8 @@ pub struct Cluster {
     /// A label change another writer makes just before the next change to
     /// a Deployment arrives: (namespace, deployment, label, new value).
     concurrent: Option<(String, String, String, Option<String>)>,
+    /// Whether Chaos Mesh's CRDs are installed (its API group is served).
+    chaos_mesh: bool,
 }
 
 /// The running fake.
@@ -198,6 +201,11 @@ impl FakeKube {
         self.with(|c| c.relabel(namespace, deployment, label, value));
     }
 
+    /// Installs Chaos Mesh: its API group is discovered and NetworkChaos objects are stored.
+    pub fn install_chaos_mesh(&self) {
+        self.with(|c| c.chaos_mesh = true);
+    }
+
     pub fn clear_log(&self) {
         self.with(|c| c.log.clear());
     }
@@ -229,6 +237,8 @@ impl Drop for FakeKube {
 fn plural_of(kind: &str) -> String {
     match kind {
         "HorizontalPodAutoscaler" => "horizontalpodautoscalers".into(),
+        "NetworkChaos" => "networkchaos".into(),
+        "NetworkPolicy" => "networkpolicies".into(),
         other => format!("{}s", other.to_lowercase()),
     }
 }
@@ -244,6 +254,8 @@ fn kind_of(plural: &str) -> Option<(&'static str, &'static str)> {
         "replicasets" => ("apps/v1", "ReplicaSet"),
         "horizontalpodautoscalers" => ("autoscaling/v2", "HorizontalPodAutoscaler"),
         "jobs" => ("batch/v1", "Job"),
+        "networkpolicies" => ("networking.k8s.io/v1", "NetworkPolicy"),
+        "networkchaos" => (CHAOS_MESH, "NetworkChaos"),
         _ => return None,
     })
 }
@@ -332,6 +344,16 @@ fn default_deployment(object: &mut Value) {
     }
 }
 
+const CHAOS_MESH: &str = "chaos-mesh.org/v1alpha1";
+
+/// Chaos Mesh's group as API discovery lists it (the resources stormproof
+/// looks for, and one it does not use).
+fn chaos_mesh_resources() -> Value {
+    let resource = |name: &str, kind: &str| json!({"name": name, "singularName": name, "namespaced": true, "kind": kind, "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]});
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": CHAOS_MESH,
+        "resources": [resource("podchaos", "PodChaos"), resource("networkchaos", "NetworkChaos")]})
+}
+
 /// A `Status` in Kubernetes' JSON shape.
 fn status(code: StatusCode, reason: &str, message: String, details: Value) -> Response {
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": if code.is_success() { "Success" } else { "Failure" },
@@ -392,15 +414,19 @@ fn handle(cluster: &Mutex<Cluster>, method: Method, uri: Uri, headers: HeaderMap
     if let Some(response) = proxy(&mut c, &method, uri.path(), &body) {
         return response;
     }
+    if uri.path().trim_matches('/') == format!("apis/{CHAOS_MESH}") {
+        return if c.chaos_mesh { ok(StatusCode::OK, &chaos_mesh_resources()) } else { not_found_path() };
+    }
     let Some(target) = parse_path(uri.path()) else {
         return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".into(), json!({}));
     };
-    if kind_of(target.plural).is_none() {
-        return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".into(), json!({}));
+    if kind_of(target.plural).is_none() || (target.plural == "networkchaos" && !c.chaos_mesh) {
+        return not_found_path();
     }
     let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
     let response = match (&method, target.name, target.sub) {
         (&Method::GET, None, None) => list(&c, &target, &query),
+        (&Method::POST, None, None) => create_posted(&mut c, &target, body),
         (&Method::GET, Some(name), None) => match c.objects.get(&key(target.plural, target.namespace, name)) {
             Some(o) => ok(StatusCode::OK, o),
             None => not_found(target.plural, target.group, name),
@@ -517,6 +543,22 @@ fn patch(c: &mut Cluster, target: &Target, name: &str, content_type: &str, query
         }
         (other, Some(_)) => status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other})"), json!({})),
     }
+}
+
+/// A POST to a collection: created as sent, or 409 if the name is taken.
+fn create_posted(c: &mut Cluster, target: &Target, body: Value) -> Response {
+    let Some(name) = body["metadata"]["name"].as_str().map(str::to_string) else {
+        return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "metadata.name: Required value".into(), json!({}));
+    };
+    if c.objects.contains_key(&key(target.plural, target.namespace, &name)) {
+        return status(StatusCode::CONFLICT, "AlreadyExists", format!("{}.{} \"{name}\" already exists", target.plural, target.group), json!({"name": name}));
+    }
+    let created = c.create(target.plural, target.namespace, &name, body);
+    ok(StatusCode::CREATED, &created)
+}
+
+fn not_found_path() -> Response {
+    status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".into(), json!({}))
 }
 
 fn replace(c: &mut Cluster, target: &Target, name: &str, body: Value) -> Response {

@@ -10,6 +10,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::{FIELD_MANAGER, NAME, PART_OF, ROLE, VERSION};
+use crate::platform::network::{ActiveNetworkFault, NetworkFault};
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, ReplicaPhase, ReplicaStatus, RolloutStatus, ServiceStatus, Template};
 use crate::systems::kit::SwitchState;
 use crate::systems::definition::{Role, SystemDef};
@@ -410,5 +411,21 @@ impl Platform for KubePlatform {
 
     async fn set_switches(&self, service: &str, replica: &str, state: &SwitchState) -> Result<(), PlatformError> {
         self.set_pod_switches(&self.pod_of(service, replica).await?, state).await
+    }
+
+    async fn set_network_fault(&self, fault: &NetworkFault) -> Result<ActiveNetworkFault, PlatformError> {
+        self.set_network_fault_at(fault).await
+    }
+
+    async fn clear_network_fault(&self, id: u64) -> Result<ActiveNetworkFault, PlatformError> {
+        super::network::the_one(id, self.clear_network_faults_where(|a| a.id == id).await?)
+    }
+
+    async fn clear_network_faults(&self) -> Result<Vec<ActiveNetworkFault>, PlatformError> {
+        self.clear_network_faults_where(|_| true).await
+    }
+
+    async fn network_faults(&self) -> Result<Vec<ActiveNetworkFault>, PlatformError> {
+        Ok(self.fault_objects().await?.into_iter().map(|(_, _, active)| active).collect())
     }
 }

@@ -15,6 +15,7 @@ mod connect;
 mod deployments;
 mod hpa;
 pub mod manifests;
+pub mod network;
 mod rails;
 mod rollout;
 pub mod siege_job;

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 
 use super::deployments::{KubePlatform, eviction, scale_patch};
 use super::rollout::{status_of, template_patch};
+use super::network;
 use super::{FIELD_MANAGER, HARNESS_LABEL, OPT_IN_LABEL, OPT_IN_VALUE};
+use crate::platform::network::{ActiveNetworkFault, NetworkFault, Peer};
 use crate::platform::{AutoscalerStatus, Platform, PlatformError, RolloutStatus, ServiceStatus, Template};
 use crate::systems::kit::SwitchState;
 
@@ -221,5 +223,57 @@ impl Platform for Rails {
             return Ok(());
         }
         self.kube.set_pod_switches(&pod, state).await
+    }
+
+    async fn set_network_fault(&self, fault: &NetworkFault) -> Result<ActiveNetworkFault, PlatformError> {
+        // Only reads until every end is checked: a fault the cluster
+        // cannot set, or that has no Chaos Mesh to set it, sends nothing.
+        let planned = self.kube.plan_network_fault(fault).await?;
+        for peer in network::peers(&fault.links) {
+            match peer {
+                Peer::Service(service) => drop(self.guard(service).await?),
+                Peer::Gateway => drop(self.guard("gateway").await?),
+                // Not a Deployment of the system: its pods are only the target.
+                Peer::Broker => {}
+            }
+        }
+        let what = format!("set {fault} as {}/{}", planned.body["kind"].as_str().unwrap_or_default(), planned.name);
+        if self.planned_only(what, "POST", planned.kind.path(self.kube.scope().1), "application/json", planned.body.clone()) {
+            return Ok(planned.active(fault));
+        }
+        self.kube.create_fault(&planned, fault).await
+    }
+
+    /// Deleting a fault of ours is a restore: no opt-in is asked for, so a
+    /// Deployment relabelled meanwhile cannot keep its fault.
+    async fn clear_network_fault(&self, id: u64) -> Result<ActiveNetworkFault, PlatformError> {
+        if self.dry_run.is_some() {
+            return network::the_one(id, self.planned_deletes(|a| a.id == id).await?);
+        }
+        network::the_one(id, self.kube.clear_network_faults_where(|a| a.id == id).await?)
+    }
+
+    async fn clear_network_faults(&self) -> Result<Vec<ActiveNetworkFault>, PlatformError> {
+        if self.dry_run.is_some() {
+            return self.planned_deletes(|_| true).await;
+        }
+        self.kube.clear_network_faults_where(|_| true).await
+    }
+
+    async fn network_faults(&self) -> Result<Vec<ActiveNetworkFault>, PlatformError> {
+        self.kube.network_faults().await
+    }
+}
+
+impl Rails {
+    /// In a dry run: prints the deletes of the faults `which` picks.
+    async fn planned_deletes(&self, which: impl Fn(&ActiveNetworkFault) -> bool) -> Result<Vec<ActiveNetworkFault>, PlatformError> {
+        let mut cleared = Vec::new();
+        for (kind, name, active) in self.kube.fault_objects().await?.into_iter().filter(|(_, _, a)| which(a)) {
+            let path = format!("{}/{name}", kind.path(self.kube.scope().1));
+            self.planned_only(format!("clear network fault {} ({name})", active.id), "DELETE", path, "application/json", Value::Null);
+            cleared.push(active);
+        }
+        Ok(cleared)
     }
 }

@@ -3,6 +3,10 @@
 //! product is the fallback) and records `OrderPlaced` through the outbox.
 //! Cancelling records `OrderCancelled`. Out-of-stock products can still be
 //! ordered (the course's user story 4).
+//!
+//! Variant: `publish-outside-outbox` sends `OrderPlaced` straight to Kafka
+//! after the order commits, and drops the event when that send fails — the
+//! dual write an outbox exists to avoid (`broker-not-leader` catches it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +17,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::events::{OrderCancelled, OrderPlaced, limits};
@@ -106,6 +113,35 @@ struct App {
     /// The `random-key` variant: events keyed at random instead of by the
     /// order id — a flow's events scatter over partitions, out of order.
     random_key: bool,
+    /// The `publish-outside-outbox` variant's own producer.
+    direct: Option<Arc<DirectPublish>>,
+}
+
+/// `publish-outside-outbox`: OrderPlaced sent once, after the commit, with
+/// nothing kept to send it again.
+struct DirectPublish {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl DirectPublish {
+    fn new(kit: &Kit) -> anyhow::Result<DirectPublish> {
+        // Named like the relay (`shop.order/REPLICA…`), so a broker fault
+        // for order's clients reaches it; a short timeout, so a refused
+        // send fails (and the event is lost) within the request.
+        let mut config = kit.kafka.producer_config(&format!("{}/{}/direct", kit.name, kit.opts.replica_id));
+        config.set("message.timeout.ms", "1000");
+        Ok(DirectPublish { producer: config.create()?, topic: kit.kafka.topic.clone() })
+    }
+
+    async fn publish<T: Serialize>(&self, key: &str, event: &Event<T>) {
+        let Ok(payload) = serde_json::to_string(event) else { return };
+        let headers = OwnedHeaders::new().insert(Header { key: "type", value: Some(event.event_type.as_str()) });
+        let record = FutureRecord::to(&self.topic).key(key).payload(&payload).headers(headers);
+        if let Err((err, _)) = self.producer.send(record, Timeout::After(Duration::from_secs(1))).await {
+            tracing::warn!("{} for key {key} dropped: {err} (publish-outside-outbox variant)", event.event_type);
+        }
+    }
 }
 
 /// Reads a `ProductChanged` event into order's copy of the product — the
@@ -127,7 +163,7 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
         .ok_or_else(|| anyhow::anyhow!("order needs --upstream product=URL"))?
         .to_string();
     // no-scale-out differs in how it is deployed (system.yaml), not here.
-    let variant = pick_variant("order", opts.variant.as_deref(), &["sync-delivery", "no-breaker", "random-key", "no-scale-out"], &[KitVariant::ReadyAtOnce])?;
+    let variant = pick_variant("order", opts.variant.as_deref(), &["sync-delivery", "no-breaker", "random-key", "no-scale-out", "publish-outside-outbox"], &[KitVariant::ReadyAtOnce])?;
     let delivery = if variant.is("sync-delivery") {
         let url = opts.upstream("delivery").ok_or_else(|| anyhow::anyhow!("the sync-delivery variant needs --upstream delivery=URL"))?;
         Some(Arc::new(Upstream::new("delivery", url, Duration::from_millis(1000))))
@@ -145,6 +181,7 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
     if let Picked::Kit(kind) = variant {
         kit.run_as(kind);
     }
+    let direct = if variant.is("publish-outside-outbox") { Some(Arc::new(DirectPublish::new(&kit)?)) } else { None };
     let app = App {
         store: kit.store.clone(),
         publisher: kit.publisher.clone(),
@@ -152,6 +189,7 @@ pub async fn serve(opts: ServeOptions, kafka: KafkaSettings) -> anyhow::Result<(
         known: Arc::default(),
         delivery,
         random_key: variant.is("random-key"),
+        direct,
     };
     kit.serve(routes(app)).await
 }
@@ -210,10 +248,16 @@ async fn place(State(app): State<App>, caller: Caller, JsonBody(order): JsonBody
         customer_name: order.customer_name.clone(),
         customer_addr: order.customer_addr.clone(),
     };
-    app.publisher.record(&tx, &app.key(id), &Event::new("OrderPlaced", placed)).await?;
+    let event = Event::new("OrderPlaced", placed);
+    if app.direct.is_none() {
+        app.publisher.record(&tx, &app.key(id), &event).await?;
+    }
     let created = find(&tx, id).await?.ok_or_else(|| anyhow::anyhow!("order {id} vanished"))?;
     tx.commit().await?;
-    app.publisher.wake();
+    match &app.direct {
+        Some(direct) => direct.publish(&app.key(id), &event).await,
+        None => app.publisher.wake(),
+    }
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/orders/{id}"))], axum::Json(created)))
 }
 
