@@ -439,7 +439,7 @@ fn rendered_manifests_parse_back_into_k8s_openapi_types() {
 #[test]
 fn render_gives_the_services_a_postgres_statefulset_and_their_url_from_a_secret() {
     let objects = manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options()).unwrap();
-    let find = |name: &str| objects.iter().filter(move |o| object_name(o) == name);
+    let find = |name: &'static str| objects.iter().filter(move |o| object_name(o) == name);
     let Some(manifests::Object::StatefulSet(server)) = find("shop-postgres").find(|o| matches!(o, manifests::Object::StatefulSet(_))).cloned() else {
         panic!("no StatefulSet shop-postgres")
     };

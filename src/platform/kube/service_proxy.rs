@@ -62,7 +62,7 @@ async fn forward(client: &Client, base: &str, request: Request) -> Result<Respon
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let body = body.collect().await.map_err(|err| format!("reading the request: {err}"))?.to_bytes();
     let mut outgoing = axum::http::Request::builder().method(parts.method).uri(format!("{base}{path_and_query}"));
-    for (name, value) in parts.headers.iter().filter(|(name, _)| !DROPPED.contains(name)) {
+    for (name, value) in parts.headers.iter().filter(|(name, _)| !DROPPED.contains(*name)) {
         let name = if *name == header::AUTHORIZATION { HeaderName::from_static(FORWARDED_AUTHORIZATION) } else { name.clone() };
         outgoing = outgoing.header(name, value);
     }
@@ -70,8 +70,8 @@ async fn forward(client: &Client, base: &str, request: Request) -> Result<Respon
     let answer = client.send(outgoing).await.map_err(|err| format!("the API server's service proxy: {err}"))?;
     let (parts, body) = answer.into_parts();
     let bytes = body.collect_bytes().await.map_err(|err| format!("reading the answer: {err}"))?;
-    let mut response = Response::builder().status(parts.status);
-    for (name, value) in parts.headers.iter().filter(|(name, _)| !DROPPED.contains(name)) {
+    let mut response = axum::http::Response::builder().status(parts.status);
+    for (name, value) in parts.headers.iter().filter(|(name, _)| !DROPPED.contains(*name)) {
         response = response.header(name, value);
     }
     response.body(Body::from(bytes)).map_err(|err| format!("building the answer: {err}"))
