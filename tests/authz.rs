@@ -61,6 +61,17 @@ async fn a_customer_acts_only_for_themselves_and_attacks_get_401_or_403() {
     assert_eq!(status, 200);
     let (_, own) = call(&shop, &user1, Method::GET, "/orders", None, &[]).await;
     assert!(ids(&own).contains(&id), "{own}");
+    // Through the Kubernetes API server's service proxy the token travels as
+    // X-Forwarded-Authorization (issue 19): verified the same way, and it
+    // never outranks an Authorization header.
+    let forwarded = format!("Bearer {user1}");
+    let (status, body) = call(&shop, "", Method::GET, &format!("/orders/{id}"), None, &[("x-forwarded-authorization", forwarded.as_str())]).await;
+    assert_eq!(status, 200, "{body}");
+    let forged = sign(Algorithm::HS256, "not-the-secret", &json!({"sub": "user1", "exp": now() + 600}));
+    let (status, body) = call(&shop, "", Method::GET, &format!("/orders/{id}"), None, &[("x-forwarded-authorization", format!("Bearer {forged}").as_str())]).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = call(&shop, &user2, Method::GET, &format!("/orders/{id}"), None, &[("x-forwarded-authorization", forwarded.as_str())]).await;
+    assert_eq!(status, 403, "Authorization (user2) is the caller: {body}");
 
     // A second customer: no reading, cancelling or listing user1's order.
     let (status, body) = call(&shop, &user2, Method::GET, &format!("/orders/{id}"), None, &[]).await;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use kube_fake::FakeKube;
 use serde_json::json;
+use stormproof::platform::kube::database::Database;
 use stormproof::platform::kube::manifests::{self, RenderOptions};
 use stormproof::platform::kube::{Allowed, KubePlatform, KubeTarget, Rails, connect};
 use stormproof::platform::{Platform, PlatformError, RolloutState, Template};
@@ -25,6 +26,7 @@ fn render_options() -> RenderOptions {
         kafka: "shop-kafka-kafka-bootstrap:9092".into(),
         jwt_secret: "test-secret".into(),
         users: "user1:stormproof".into(),
+        database: Database::with_password("test-db-password".into()),
     }
 }
 
@@ -389,11 +391,13 @@ fn rendered_manifests_parse_back_into_k8s_openapi_types() {
             manifests::Object::Service(_) => "Service",
             manifests::Object::Deployment(_) => "Deployment",
             manifests::Object::Hpa(_) => "HPA",
+            manifests::Object::StatefulSet(_) => "StatefulSet",
         })
         .collect();
     assert_eq!(kinds.iter().filter(|k| **k == "Deployment").count(), 6, "five services (mypage-late among them) and the gateway");
-    assert_eq!(kinds.iter().filter(|k| **k == "Service").count(), 6);
+    assert_eq!(kinds.iter().filter(|k| **k == "Service").count(), 7, "one per Deployment, and the database's headless one");
     assert_eq!(kinds.iter().filter(|k| **k == "HPA").count(), 1, "only order autoscales");
+    assert_eq!(kinds.iter().filter(|k| **k == "StatefulSet").count(), 1, "the services' PostgreSQL");
     let order = parsed
         .iter()
         .find_map(|o| match o {
@@ -427,6 +431,129 @@ fn rendered_manifests_parse_back_into_k8s_openapi_types() {
     assert!(container.env.as_ref().unwrap().iter().any(|e| e.name == "STORMPROOF_INSTANCE" && e.value.as_deref() == Some("late")), "its own group and routes");
 }
 
+/// Issue 19: service data lives in PostgreSQL, not in the pods. The shop
+/// renders one StatefulSet (official image, one replica, a claim template
+/// for its data, readiness by pg_isready, its password from the Secret),
+/// a headless Service, and every service pod reads its URL from that
+/// Secret; no pod keeps service data in an emptyDir.
+#[test]
+fn render_gives_the_services_a_postgres_statefulset_and_their_url_from_a_secret() {
+    let objects = manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options()).unwrap();
+    let find = |name: &'static str| objects.iter().filter(move |o| object_name(o) == name);
+    let Some(manifests::Object::StatefulSet(server)) = find("shop-postgres").find(|o| matches!(o, manifests::Object::StatefulSet(_))).cloned() else {
+        panic!("no StatefulSet shop-postgres")
+    };
+    let spec = server.spec.unwrap();
+    assert_eq!((spec.replicas, spec.service_name.as_deref()), (Some(1), Some("shop-postgres")));
+    let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+    assert_eq!(claim.metadata.name.as_deref(), Some("data"));
+    let claim_spec = claim.spec.as_ref().unwrap();
+    assert_eq!(claim_spec.access_modes.as_ref().unwrap(), &["ReadWriteOnce"]);
+    assert_eq!(claim_spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0, "1Gi");
+    let pod = spec.template.spec.unwrap();
+    assert!(pod.volumes.is_none(), "its data is the claim's, nothing else");
+    let container = &pod.containers[0];
+    assert!(container.image.as_deref().unwrap().starts_with("postgres:"), "the official image");
+    assert_eq!(container.volume_mounts.as_ref().unwrap()[0].name, "data", "mounted from the claim");
+    let ready = container.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap().command.clone().unwrap();
+    assert_eq!(ready[0], "pg_isready");
+    let password = container.env.as_ref().unwrap().iter().find(|e| e.name == "POSTGRES_PASSWORD").unwrap();
+    assert!(password.value.is_none(), "never a literal");
+    let from = password.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+    assert_eq!((from.name.as_str(), from.key.as_str()), ("shop-database", "POSTGRES_PASSWORD"));
+    let Some(manifests::Object::Service(headless)) = find("shop-postgres").find(|o| matches!(o, manifests::Object::Service(_))).cloned() else { panic!("no Service") };
+    assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"), "headless");
+    let Some(manifests::Object::Secret(secret)) = find("shop-database").next().cloned() else { panic!("no Secret shop-database") };
+    let data = secret.string_data.unwrap();
+    assert_eq!(data["POSTGRES_PASSWORD"], "test-db-password");
+    assert_eq!(data["STORMPROOF_DATABASE_URL"], "postgres://stormproof:test-db-password@shop-postgres:5432/stormproof");
+    for deployment in objects.iter().filter_map(|o| if let manifests::Object::Deployment(d) = o { Some(d) } else { None }) {
+        let name = deployment.metadata.name.clone().unwrap();
+        let pod = deployment.spec.clone().unwrap().template.spec.unwrap();
+        for volume in pod.volumes.iter().flatten() {
+            assert_eq!(volume.name, "tmp", "{name}: only scratch space in the pod");
+        }
+        let env = pod.containers[0].env.clone().unwrap();
+        let data_dir = env.iter().find(|e| e.name == "STORMPROOF_DATA").and_then(|e| e.value.clone()).unwrap();
+        assert!(data_dir.starts_with("/tmp/"), "{name}: the kit's data dir is scratch: {data_dir}");
+        let url = env.iter().find(|e| e.name == "STORMPROOF_DATABASE_URL");
+        if name == "gateway" {
+            assert!(url.is_none(), "the gateway keeps no data");
+            continue;
+        }
+        let from = url.unwrap_or_else(|| panic!("{name} has no STORMPROOF_DATABASE_URL")).value_from.as_ref().unwrap().secret_key_ref.clone().unwrap();
+        assert_eq!((from.name.as_str(), from.key.as_str()), ("shop-database", "STORMPROOF_DATABASE_URL"), "{name}");
+    }
+    let yaml = manifests::to_yaml(&objects).unwrap();
+    assert!(yaml.contains("volumeClaimTemplates:") && yaml.contains("secretKeyRef:"), "{yaml}");
+    assert_eq!(yaml.matches("test-db-password").count(), 2, "the password is in the Secret only (itself and the URL)");
+}
+
+fn object_name(object: &manifests::Object) -> &str {
+    let meta = match object {
+        manifests::Object::Secret(o) => &o.metadata,
+        manifests::Object::ConfigMap(o) => &o.metadata,
+        manifests::Object::Service(o) => &o.metadata,
+        manifests::Object::Deployment(o) => &o.metadata,
+        manifests::Object::Hpa(o) => &o.metadata,
+        manifests::Object::StatefulSet(o) => &o.metadata,
+    };
+    meta.name.as_deref().unwrap_or_default()
+}
+
+fn k8s_render(extra: &[&str]) -> Vec<manifests::Object> {
+    let out = std::process::Command::new(BIN).args(["k8s", "render", "shop"]).args(extra).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    manifests::parse(&String::from_utf8_lossy(&out.stdout)).unwrap()
+}
+
+/// `k8s render` makes a new password each time (as the JWT key); with
+/// `--database-secret` it renders no database and every service reads
+/// its URL from the Secret named.
+#[test]
+fn k8s_render_generates_the_database_password_or_takes_the_url_from_database_secret() {
+    let password = |objects: &[manifests::Object]| {
+        objects.iter().find_map(|o| match o {
+            manifests::Object::Secret(s) if s.metadata.name.as_deref() == Some("shop-database") => s.string_data.clone().map(|d| d["POSTGRES_PASSWORD"].clone()),
+            _ => None,
+        })
+    };
+    let (first, second) = (password(&k8s_render(&[])).unwrap(), password(&k8s_render(&[])).unwrap());
+    assert!(first.len() >= 32 && first != second, "generated at render time: {first} then {second}");
+
+    let objects = k8s_render(&["--database-secret", "orders-db"]);
+    assert!(!objects.iter().any(|o| matches!(o, manifests::Object::StatefulSet(_))), "no StatefulSet for an existing database");
+    assert!(!objects.iter().any(|o| ["shop-database", "shop-postgres"].contains(&object_name(o))), "nor its Secret or Service");
+    let order = objects.iter().find_map(|o| match o {
+        manifests::Object::Deployment(d) if d.metadata.name.as_deref() == Some("order") => Some(d.clone()),
+        _ => None,
+    });
+    let env = order.unwrap().spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+    let from = env.iter().find(|e| e.name == "STORMPROOF_DATABASE_URL").unwrap().value_from.clone().unwrap().secret_key_ref.unwrap();
+    assert_eq!((from.name.as_str(), from.key.as_str()), ("orders-db", "STORMPROOF_DATABASE_URL"));
+}
+
+/// A second `k8s apply` keeps the database's password: the server's data
+/// directory was initialised with the first one.
+#[test]
+fn a_second_k8s_apply_keeps_the_database_password() {
+    let fake = FakeKube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path());
+    let apply = || {
+        let out = std::process::Command::new(BIN)
+            .args(["k8s", "apply", "shop", "--context", CONTEXT, "--namespace", NS, "--kubeconfig"])
+            .arg(&kubeconfig)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        fake.get("secrets", NS, "shop-database").unwrap()["data"]["POSTGRES_PASSWORD"].clone()
+    };
+    let first = apply();
+    assert!(first.as_str().is_some_and(|p| !p.is_empty()), "{first}");
+    assert_eq!(apply(), first);
+}
+
 /// `kubernetes-validate` (pip) checks against the bundled OpenAPI schemas
 /// offline; `.ci/run` installs it into ~/.cache/stormproof/venv.
 fn kubernetes_validate() -> Option<std::path::PathBuf> {
@@ -453,7 +580,7 @@ fn rendered_manifests_pass_kubernetes_validate_strict() {
     let out = std::process::Command::new(validate).args(["--strict", "--kubernetes-version", "1.33.0"]).arg(&file).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.matches("INFO").count(), 15, "{stdout}");
+    assert_eq!(stdout.matches("INFO").count(), 18, "{stdout}");
 }
 
 #[tokio::test]
@@ -464,10 +591,11 @@ async fn apply_uses_server_side_apply_with_stormproofs_field_manager() {
     let client = connect(&target).await.unwrap();
     let objects = manifests::render(&SystemDef::builtin("shop").unwrap(), &render_options()).unwrap();
     let applied = manifests::apply(&client, NS, &objects, manifests::ApplyMode::Apply).await.unwrap();
-    assert_eq!(applied.len(), 15);
+    assert_eq!(applied.len(), 18);
     assert_eq!(applied[0], "secret/shop-gateway");
+    assert!(applied.contains(&"statefulset/shop-postgres".to_string()), "{applied:?}");
     let sent = fake.mutating_requests();
-    assert_eq!(sent.len(), 15);
+    assert_eq!(sent.len(), 18);
     for request in &sent {
         assert_eq!(request.method, "PATCH");
         assert_eq!(request.content_type, "application/apply-patch+yaml");
@@ -659,7 +787,7 @@ fn k8s_apply_keeps_to_the_allowlist_and_dry_runs_on_the_server() {
     assert!(out.status.success(), "{said}");
     assert!(said.contains("deployment/order serverside-applied (server dry run)"), "{said}");
     let sent = fake.mutating_requests();
-    assert_eq!(sent.len(), 15, "{sent:#?}");
+    assert_eq!(sent.len(), 18, "{sent:#?}");
     assert!(sent.iter().all(|r| r.dry_run()), "every object went to the server's dry run: {sent:#?}");
     assert!(fake.list("deployments", NS).is_empty() && fake.list("secrets", NS).is_empty(), "nothing was stored");
     // A folder that says where it is deployed: another namespace is refused.
@@ -933,7 +1061,7 @@ fn the_taxi_renders_and_passes_kubernetes_validate_strict() {
     let mut names: Vec<_> = deployments.iter().map(|d| d.metadata.name.clone().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["call", "calllist", "calllist-late", "driver", "gateway", "payment"]);
-    assert_eq!(objects.iter().filter(|o| matches!(o, manifests::Object::Service(_))).count(), 6);
+    assert_eq!(objects.iter().filter(|o| matches!(o, manifests::Object::Service(_))).count(), 7, "and the database's");
     let hpas: Vec<_> = objects
         .iter()
         .filter_map(|o| match o {
@@ -1004,7 +1132,7 @@ async fn the_library_renders_applies_and_passes_kubernetes_validate_strict() {
     let mut names: Vec<_> = deployments.iter().map(|d| d.metadata.name.clone().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["bookdetail", "bookdetail-late", "books", "donate", "gateway", "request"]);
-    assert_eq!(objects.iter().filter(|o| matches!(o, manifests::Object::Service(_))).count(), 6);
+    assert_eq!(objects.iter().filter(|o| matches!(o, manifests::Object::Service(_))).count(), 7, "and the database's");
     let hpas: Vec<_> = objects
         .iter()
         .filter_map(|o| match o {
@@ -1262,5 +1390,104 @@ async fn the_rails_refuse_a_network_fault_on_what_did_not_opt_in_and_what_chaos_
     let planned = dry.planned();
     assert_eq!((planned[0].method.as_str(), planned[0].path.as_str()), ("POST", "/apis/chaos-mesh.org/v1alpha1/namespaces/shop/networkchaos"));
     assert_eq!(planned[0].body["spec"]["delay"]["latency"], "1000ms");
+    assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
+}
+
+// ---- reaching the cluster from outside: only through the API server ----
+
+/// A stand-in for the gateway's pods behind the fake's Service proxy: it
+/// answers with the credentials it was given.
+async fn gateway_stand_in() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let echo = |headers: axum::http::HeaderMap, uri: axum::http::Uri| async move {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        axum::Json(json!({"path": uri.to_string(), "authorization": header("authorization"), "forwarded": header("x-forwarded-authorization")}))
+    };
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(echo)).await.unwrap() });
+    url
+}
+
+/// Where each group in a lag Job's args stands, as `stormproof k8s lag` prints it.
+fn lag_answer(job: &serde_json::Value) -> (String, bool) {
+    let args: Vec<String> = serde_json::from_value(job["spec"]["template"]["spec"]["containers"][0]["args"].clone()).unwrap();
+    assert_eq!(args[..6], ["k8s", "lag", "--bootstrap", "shop-kafka-kafka-bootstrap:9092", "--topic", "shop"], "the in-cluster bootstrap: {args:?}");
+    let groups = args.windows(2).filter(|w| w[0] == "--group").map(|w| (w[1].clone(), json!({"behind": 3, "read": 7})));
+    (format!("some log line\n{}\n", serde_json::Value::Object(groups.collect())), true)
+}
+
+fn kube_settings(fake: &FakeKube, dir: &std::path::Path, dry_run: bool) -> stormproof::chaos::KubeSettings {
+    stormproof::chaos::KubeSettings {
+        context: Some(CONTEXT.into()),
+        namespace: Some(NS.into()),
+        kubeconfig: Some(fake.kubeconfig(dir)),
+        gateway_url: None,
+        kafka: None,
+        harness_image: "stormproof:v1".into(),
+        dry_run,
+    }
+}
+
+/// Issue 19: without --gateway-url and --kube-kafka, the harness reaches
+/// the gateway through the API server's Service proxy (its token moved to
+/// X-Forwarded-Authorization, since the API server drops Authorization)
+/// and reads consumer lag with a probe Job in the cluster, read back from
+/// the pod's log and deleted; never a pod IP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_outside_the_gateway_and_lag_are_reached_through_the_api_server() {
+    let fake = FakeKube::start();
+    fake.create_yaml(NS, &shop_yaml());
+    fake.converge();
+    fake.auto_converge(true);
+    fake.serve_service("gateway", &gateway_stand_in().await);
+    fake.run_jobs(lag_answer);
+    let dir = tempfile::tempdir().unwrap();
+    let def = SystemDef::builtin("shop").unwrap();
+    let target = stormproof::chaos::Target::kube(&def, &kube_settings(&fake, dir.path(), false), &dir.path().join("run"), None, |_| {}).await.unwrap();
+    fake.clear_log();
+
+    let answer: serde_json::Value = reqwest::Client::new().get(format!("{}/orders?mine=1", target.gateway)).bearer_auth("tok").send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["path"], "/orders?mine=1");
+    assert_eq!((&answer["authorization"], &answer["forwarded"]), (&json!(null), &json!("Bearer tok")), "{answer}");
+    let sent = fake.requests();
+    assert_eq!((sent[0].method.as_str(), sent[0].path.as_str(), sent[0].query.as_str()), ("GET", "/api/v1/namespaces/shop/services/gateway:80/proxy/orders", "mine=1"));
+
+    fake.clear_log();
+    let reader = target.lag.clone().expect("lag through a probe Job");
+    assert!(reader.is_remote());
+    let positions = tokio::task::spawn_blocking(move || reader.positions()).await.unwrap().unwrap();
+    let groups: Vec<String> = def.consumer_groups().into_iter().map(|(_, g)| g).collect();
+    assert!(!groups.is_empty());
+    for group in &groups {
+        assert_eq!((positions[group].behind, positions[group].read), (3, Some(7)), "{group}");
+    }
+    let sent = fake.requests();
+    let job = sent.iter().find(|r| r.method == "PATCH").expect("the Job applied");
+    assert!(job.path.starts_with("/apis/batch/v1/namespaces/shop/jobs/stormproof-lag-"), "{}", job.path);
+    assert_eq!(job.json()["metadata"]["labels"]["stormproof.io/harness"], "true", "experiments never touch it");
+    assert!(sent.iter().any(|r| r.method == "GET" && r.path.starts_with("/api/v1/namespaces/shop/pods/stormproof-lag-") && r.path.ends_with("/log")), "{sent:#?}");
+    assert!(sent.iter().any(|r| r.method == "DELETE" && r.path == job.path), "deleted after: {sent:#?}");
+    assert!(fake.list("jobs", NS).is_empty() && !fake.list("pods", NS).iter().any(|p| p["metadata"]["name"].as_str().unwrap().starts_with("stormproof-lag-")));
+    assert!(sent.iter().all(|r| r.path.starts_with("/api") && !r.path.contains("10.244.")), "only the API server, never a pod IP: {sent:#?}");
+
+    // A Job that fails is a failed read, and is deleted all the same.
+    fake.run_jobs(|_| ("broker unreachable".into(), false));
+    let reader = target.lag.clone().unwrap();
+    let err = tokio::task::spawn_blocking(move || reader.positions()).await.unwrap().unwrap_err().to_string();
+    assert!(err.contains("failed: broker unreachable"), "{err}");
+    assert!(fake.list("jobs", NS).is_empty());
+}
+
+/// A dry run creates nothing, a probe Job neither: it has no lag reader.
+#[tokio::test]
+async fn a_dry_run_on_kube_creates_no_probe_job() {
+    let fake = FakeKube::start();
+    fake.create_yaml(NS, &shop_yaml());
+    fake.converge();
+    fake.clear_log();
+    let dir = tempfile::tempdir().unwrap();
+    let def = SystemDef::builtin("shop").unwrap();
+    let target = stormproof::chaos::Target::kube(&def, &kube_settings(&fake, dir.path(), true), &dir.path().join("run"), None, |_| {}).await.unwrap();
+    assert!(target.lag.is_none());
     assert!(fake.mutating_requests().is_empty(), "{:#?}", fake.mutating_requests());
 }

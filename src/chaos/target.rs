@@ -11,6 +11,7 @@ use super::experiment::KubeScope;
 use super::events::EventSource;
 use super::lag::LagReader;
 use crate::platform::Platform;
+use crate::platform::kube::service_proxy::{self, ServiceProxy};
 use crate::platform::kube::{self, Allowed, KubePlatform, KubeTarget, Rails};
 use crate::platform::local::{ControlClient, RunState};
 use crate::systems::definition::SystemDef;
@@ -32,6 +33,9 @@ pub struct Target {
     /// A dry run: the platform prints its changes instead of making them,
     /// and no traffic goes through the gateway.
     pub dry_run: bool,
+    /// The forwarder `gateway` points at when the gateway is reached
+    /// through the API server's service proxy (kept alive with the target).
+    pub gateway_proxy: Option<Arc<ServiceProxy>>,
 }
 
 /// How to reach a system on a cluster (`--platform kube`).
@@ -45,8 +49,11 @@ pub struct KubeSettings {
     pub kubeconfig: Option<PathBuf>,
     /// The gateway's URL as the harness reaches it.
     pub gateway_url: Option<String>,
-    /// Kafka reachable from the harness, for lag and events checks.
+    /// Kafka reachable from the harness, for lag and events checks; without
+    /// it lag is read by a probe Job inside the cluster.
     pub kafka: Option<String>,
+    /// The stormproof image a probe Job runs.
+    pub harness_image: String,
     /// Print every change instead of sending it.
     pub dry_run: bool,
 }
@@ -66,7 +73,7 @@ impl Target {
         let state = RunState::read_live(run_dir)?;
         let lag = LagReader::new(&state.kafka, &def.topic, &def.consumer_groups()).ok().map(Arc::new);
         let events = Some(EventSource { bootstrap: state.kafka.clone(), topic: def.topic.clone() });
-        Ok(Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(run_dir)?, lag, events, dry_run: false })
+        Ok(Target { platform: Arc::new(ControlClient::new(&state)), gateway: state.gateway.clone(), run_dir: std::path::absolute(run_dir)?, lag, events, dry_run: false, gateway_proxy: None })
     }
 
     /// `def` on a cluster, behind the rails; `dir` is the run's folder,
@@ -91,20 +98,47 @@ impl Target {
         kube::settle("namespace", &mut namespace, deployed.namespace.as_ref(), &origin)?;
         kube::settle("gateway-url", &mut gateway_url, deployed.gateway_url.as_ref(), &origin)?;
         let target = KubeTarget::from_flags(context, namespace, settings.kubeconfig.clone(), "--platform kube")?;
-        let gateway = gateway_url.ok_or_else(|| {
-            anyhow::anyhow!("--platform kube needs --gateway-url, e.g. `kubectl port-forward -n {} svc/gateway 8088:80` and --gateway-url http://127.0.0.1:8088", target.namespace)
-        })?;
-        url::Url::parse(&gateway).map_err(|err| anyhow::anyhow!("--gateway-url `{gateway}` is not a URL: {err}"))?;
+        if let Some(gateway) = &gateway_url {
+            url::Url::parse(gateway).map_err(|err| anyhow::anyhow!("--gateway-url `{gateway}` is not a URL: {err}"))?;
+        }
         let mut rails = guarded(def, &target).await?;
+        // Without a URL, the gateway's Service through the API server.
+        let gateway_proxy = match gateway_url {
+            Some(_) => None,
+            None => Some(Arc::new(service_proxy::start(rails.client(), &target.namespace, GATEWAY_SERVICE, GATEWAY_PORT).await?)),
+        };
+        let gateway = gateway_url.or_else(|| gateway_proxy.as_ref().map(|p| p.url.clone())).expect("a URL or the proxy");
+        let lag = match &settings.kafka {
+            Some(kafka) => LagReader::new(kafka, &def.topic, &def.consumer_groups()).ok(),
+            // A dry run creates nothing, not even a probe Job.
+            None if settings.dry_run => None,
+            None => Some(in_cluster_lag(&rails, def, &settings.harness_image).await),
+        };
         if settings.dry_run {
             rails = rails.dry_run(print);
         }
         Recorded::write(dir, def, &target)?;
-        let lag = settings.kafka.as_ref().and_then(|k| LagReader::new(k, &def.topic, &def.consumer_groups()).ok()).map(Arc::new);
+        let lag = lag.map(Arc::new);
         let events = settings.kafka.as_ref().map(|k| EventSource { bootstrap: k.clone(), topic: def.topic.clone() });
         let gateway = gateway.trim_end_matches('/').to_string();
-        Ok(Target { platform: Arc::new(rails), gateway, run_dir: std::path::absolute(dir)?, lag, events, dry_run: settings.dry_run })
+        Ok(Target { platform: Arc::new(rails), gateway, run_dir: std::path::absolute(dir)?, lag, events, dry_run: settings.dry_run, gateway_proxy })
     }
+}
+
+/// The Service and port `k8s render` gives the gateway.
+const GATEWAY_SERVICE: &str = "gateway";
+const GATEWAY_PORT: u16 = 80;
+
+/// Lag read by a probe Job in the cluster, against the bootstrap the
+/// system's pods use: the broker advertises addresses only they resolve.
+/// Each read is a Job (seconds, not milliseconds: the sampler's lag is
+/// coarser than on the local platform).
+async fn in_cluster_lag(rails: &Rails, def: &SystemDef, image: &str) -> LagReader {
+    let jobs = rails.probe_jobs(image);
+    let runtime = tokio::runtime::Handle::current();
+    // Reads run on blocking threads (see LagReader), which may block on the runtime.
+    let run = move |args: Vec<String>| runtime.block_on(jobs.run("lag", args)).map_err(anyhow::Error::from);
+    LagReader::remote(&rails.cluster_kafka().await, &def.topic, &def.consumer_groups(), Box::new(run))
 }
 
 /// The kube platform for `def` in `target`, behind the safety rails.

@@ -341,6 +341,8 @@ async fn read_lag(reader: Arc<super::lag::LagReader>, deployed: std::collections
 impl Sampler {
     /// Starts sampling `platform` (and `lag`); times are relative to `t0`.
     pub fn start(platform: Arc<dyn Platform>, lag: Option<Arc<super::lag::LagReader>>, t0: Instant) -> Sampler {
+        // A remote read is a Job in the cluster: one per lag probe, never one every half second.
+        let lag = lag.filter(|reader| !reader.is_remote());
         let cancel = CancellationToken::new();
         let samples = Arc::new(Mutex::new(Samples { replicas: Vec::new(), lag: Vec::new() }));
         let (stop, into, reader, sampled) = (cancel.clone(), samples.clone(), lag.clone(), platform.clone());

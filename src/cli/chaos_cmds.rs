@@ -36,7 +36,7 @@ struct RunArgs {
     /// file is in, `DIR/chaos/FILE`, else the built-in its `system:` names).
     #[arg(long, value_name = "NAME|PATH")]
     system: Option<String>,
-    /// The platform to act on: `local`, or `kube` (needs --context, --namespace, --gateway-url).
+    /// The platform to act on: `local`, or `kube` (needs --context and --namespace).
     #[arg(long, value_enum, default_value_t = PlatformKind::Local)]
     platform: PlatformKind,
     /// Where the journal and reports go (a folder per run).

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::kube_args::KubeArgs;
 use crate::exit::Outcome;
+use crate::platform::kube::database::Database;
 use crate::platform::kube::{self, manifests};
 use crate::systems::System;
 
@@ -19,10 +20,28 @@ pub struct K8sArgs {
 
 #[derive(Debug, Subcommand)]
 enum K8sCommand {
-    /// Write the system's manifests (Deployments, Services, HPAs, Secret, ConfigMap) as YAML.
+    /// Write the system's manifests (Deployments, Services, HPAs, Secrets, ConfigMap, and a
+    /// PostgreSQL StatefulSet for the services' data unless --database-secret) as YAML.
     Render(RenderArgs),
     /// Apply the system's manifests to a namespace with server-side apply.
     Apply(ApplyArgs),
+    /// Print where consumer groups are on a topic, as one JSON line: what
+    /// the harness's lag probe Job runs inside the cluster.
+    #[command(hide = true)]
+    Lag(LagArgs),
+}
+
+#[derive(Debug, Args)]
+struct LagArgs {
+    /// Kafka bootstrap servers, as the pod reaches them.
+    #[arg(long)]
+    bootstrap: String,
+    /// The system's topic.
+    #[arg(long)]
+    topic: String,
+    /// A consumer group (repeatable).
+    #[arg(long = "group")]
+    groups: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +63,11 @@ struct ManifestArgs {
     /// Demo users as USER:PASSWORD (comma-separated).
     #[arg(long, default_value = crate::systems::serve::DEMO_USERS)]
     users: String,
+    /// Use an existing PostgreSQL instead of rendering one: the Secret (in the namespace)
+    /// whose key STORMPROOF_DATABASE_URL holds its postgres:// URL. Each service keeps
+    /// its own schema in that database.
+    #[arg(long, value_name = "SECRET")]
+    database_secret: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +101,13 @@ pub(super) async fn k8s(args: K8sArgs) -> anyhow::Result<Outcome> {
             Ok(Outcome::Passed)
         }
         K8sCommand::Apply(args) => apply(args).await,
+        K8sCommand::Lag(args) => {
+            let groups: Vec<(String, String)> = args.groups.iter().map(|g| (g.clone(), g.clone())).collect();
+            let reader = crate::chaos::LagReader::new(&args.bootstrap, &args.topic, &groups)?;
+            let positions = tokio::task::spawn_blocking(move || reader.positions()).await??;
+            println!("{}", serde_json::to_string(&positions)?);
+            Ok(Outcome::Passed)
+        }
     }
 }
 
@@ -90,7 +121,6 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<Outcome> {
     kube::settle("context", &mut context, def.kube.context.as_ref(), &origin)?;
     kube::settle("namespace", &mut namespace, def.kube.namespace.as_ref(), &origin)?;
     let target = KubeArgs { context, namespace, kubeconfig: args.kube.kubeconfig.clone() }.target("k8s apply")?;
-    let objects = objects(&args.manifest)?;
     let client = match kube::connect(&target).await {
         Ok(client) => Some(client),
         Err(err) if args.dry_run => {
@@ -99,6 +129,13 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<Outcome> {
         }
         Err(err) => return Err(err),
     };
+    // A second apply keeps the database's password: the server's data
+    // directory was initialised with the first one.
+    let password = match &client {
+        Some(client) if args.manifest.database_secret.is_none() => kube::database::existing_password(client, &target.namespace, &def.system).await,
+        _ => None,
+    };
+    let objects = objects_with(&args.manifest, password)?;
     if args.dry_run {
         let unreachable = match &client {
             Some(client) => manifests::reachable(client).await.err(),
@@ -130,13 +167,25 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<Outcome> {
 }
 
 fn objects(args: &ManifestArgs) -> anyhow::Result<Vec<manifests::Object>> {
+    objects_with(args, None)
+}
+
+/// The objects, with the database's `password` if it has one already
+/// (else a new random one, as the JWT key).
+fn objects_with(args: &ManifestArgs, password: Option<String>) -> anyhow::Result<Vec<manifests::Object>> {
     let def = System::resolve(&args.system)?.def;
+    let database = match (&args.database_secret, password) {
+        (Some(secret), _) => Database::Existing(secret.clone()),
+        (None, Some(password)) => Database::with_password(password),
+        (None, None) => Database::generated(),
+    };
     let options = manifests::RenderOptions {
         image: args.image.clone(),
         version: args.version.clone(),
-        kafka: args.kafka.clone().unwrap_or_else(|| format!("{}-kafka-kafka-bootstrap:9092", def.system)),
+        kafka: args.kafka.clone().unwrap_or_else(|| manifests::default_kafka(&def.system)),
         jwt_secret: args.jwt_secret.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
         users: args.users.clone(),
+        database,
     };
     manifests::render(&def, &options)
 }

@@ -37,11 +37,19 @@ pub struct ChaosKubeArgs {
     #[command(flatten)]
     kube: KubeArgs,
     /// The gateway's URL as the harness reaches it (e.g. a `kubectl port-forward svc/gateway`).
+    /// Without it, requests go through the API server's service proxy to svc/gateway:80:
+    /// enough for probes and flows, not for load; heavy load belongs in the in-cluster
+    /// siege Job (`siege --distributed N --platform kube`).
     #[arg(long, env = "STORMPROOF_GATEWAY_URL")]
     gateway_url: Option<String>,
     /// Kafka bootstrap servers reachable from the harness, for consumer-lag and events checks.
+    /// Without it, consumer lag is read inside the cluster by a short-lived Job (this image,
+    /// `stormproof k8s lag`) and read back through the API server (pods/log), then deleted.
     #[arg(long = "kube-kafka", value_name = "HOST:PORT")]
     kafka: Option<String>,
+    /// The stormproof image the lag probe Job runs (the one `k8s render --image` deployed).
+    #[arg(long = "harness-image", env = "STORMPROOF_IMAGE", default_value = "stormproof:v1")]
+    harness_image: String,
     /// Print every change as the request it would send, and send none.
     #[arg(long)]
     pub dry_run: bool,
@@ -56,6 +64,7 @@ impl ChaosKubeArgs {
             kubeconfig: self.kube.kubeconfig.clone(),
             gateway_url: self.gateway_url.clone(),
             kafka: self.kafka.clone(),
+            harness_image: self.harness_image.clone(),
             dry_run: self.dry_run,
         }
     }
@@ -66,6 +75,6 @@ impl ChaosKubeArgs {
 pub enum PlatformKind {
     /// The local platform (started when not up).
     Local,
-    /// A Kubernetes cluster (already deployed; needs --context, --namespace, --gateway-url).
+    /// A Kubernetes cluster (already deployed; needs --context and --namespace).
     Kube,
 }

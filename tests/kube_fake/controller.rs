@@ -2,7 +2,8 @@
 //! Deployment controller (ReplicaSets per template, a rolling update within
 //! maxSurge / maxUnavailable, status and conditions), the ReplicaSet
 //! controller (replaces deleted pods, restartCount 0) and the HPA
-//! controller (ScalingActive=False while its target is at 0).
+//! controller (ScalingActive=False while its target is at 0), and the Job
+//! controller (one pod per Job, run to its end by the test's runner).
 //!
 //! A pod created in a tick becomes ready in the next one, unless its
 //! Deployment is stuck; a terminating pod is gone at the next tick.
@@ -27,6 +28,34 @@ impl Cluster {
         for (ns, name) in self.keys("horizontalpodautoscalers") {
             self.step_hpa(&ns, &name);
         }
+        for (ns, name) in self.keys("jobs") {
+            self.step_job(&ns, &name);
+        }
+    }
+
+    /// A Job's one pod, created and run to its end (Succeeded or Failed,
+    /// its log kept) by the test's runner; none without a runner.
+    fn step_job(&mut self, ns: &str, name: &str) {
+        let Some(runner) = self.job_runner.clone() else { return };
+        let has_pod = self.list("pods", ns).iter().any(|p| p["metadata"]["labels"][super::JOB_NAME] == name);
+        if has_pod {
+            return;
+        }
+        let job = self.objects[&key("jobs", ns, name)].clone();
+        let (log, succeeded) = runner(&job);
+        self.serial += 1;
+        let pod_name = format!("{name}-{:05x}", self.serial);
+        let mut labels = job["spec"]["template"]["metadata"]["labels"].clone();
+        labels[super::JOB_NAME] = json!(name);
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name, "namespace": ns, "labels": labels, "uid": format!("pod-{pod_name}"), "creationTimestamp": timestamp(self.serial),
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"], "controller": true}]},
+            "spec": job["spec"]["template"]["spec"],
+            "status": {"phase": if succeeded { "Succeeded" } else { "Failed" }}
+        });
+        self.insert("pods", ns, pod);
+        self.logs.insert(pod_name, log);
     }
 
     fn keys(&self, plural: &str) -> Vec<(String, String)> {

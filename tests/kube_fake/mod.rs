@@ -2,8 +2,11 @@
 //! fake the project accepts. It serves the real paths kube-rs uses
 //! (Deployments and their `scale` subresource, ReplicaSets, pods and the
 //! eviction subresource, autoscaling/v2 HPAs, Services, Secrets,
-//! ConfigMaps, NetworkPolicies, and Chaos Mesh's NetworkChaos with its API
-//! discovery once the test installs it) over loopback HTTP with Kubernetes' behaviour: merge,
+//! ConfigMaps, StatefulSets, Jobs and their pods' logs, NetworkPolicies,
+//! Chaos Mesh's NetworkChaos with its API discovery once the test installs
+//! it, and the `proxy` subresources of pods and Services, forwarded to a
+//! local server standing in for the pod) over loopback HTTP with
+//! Kubernetes' behaviour: merge,
 //! strategic-merge and server-side-apply patches, generation bumps on spec
 //! changes, `Status` objects for errors, and controllers that only act when
 //! the test calls `tick` (see controller.rs). Every request is logged.
@@ -70,7 +73,17 @@ pub struct Cluster {
     concurrent: Option<(String, String, String, Option<String>)>,
     /// Whether Chaos Mesh's CRDs are installed (its API group is served).
     chaos_mesh: bool,
+    /// What a Job's pod does, given the Job: its log, and whether it succeeded.
+    /// Without one, Jobs get no pods (as with no node to run them).
+    job_runner: Option<JobRunner>,
+    /// Each pod's log.
+    logs: BTreeMap<String, String>,
+    /// The servers standing in for Services' pods, by Service name.
+    backends: BTreeMap<String, String>,
 }
+
+/// Runs a Job's pod in the fake: its log, and whether it exited 0.
+pub type JobRunner = Arc<dyn Fn(&Value) -> (String, bool) + Send + Sync>;
 
 /// The running fake.
 pub struct FakeKube {
@@ -110,7 +123,12 @@ impl FakeKube {
                 tx.send(listener.local_addr().expect("addr")).expect("send addr");
                 let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                     let cluster = shared.clone();
-                    async move { handle(&cluster, method, uri, headers, body) }
+                    async move {
+                        match service_backend(&cluster, &method, &uri, &headers, &body) {
+                            Some(url) => forward(url, method, headers, body).await,
+                            None => handle(&cluster, method, uri, headers, body),
+                        }
+                    }
                 });
                 axum::serve(listener, app).with_graceful_shutdown(async { let _ = stopped.await; }).await.expect("serve");
             });
@@ -206,6 +224,17 @@ impl FakeKube {
         self.with(|c| c.chaos_mesh = true);
     }
 
+    /// Runs every Job's pod with `runner` (at the next tick).
+    pub fn run_jobs(&self, runner: impl Fn(&Value) -> (String, bool) + Send + Sync + 'static) {
+        self.with(|c| c.job_runner = Some(Arc::new(runner)));
+    }
+
+    /// Makes `url` stand in for the pods behind Service `service`: its proxy
+    /// subresource forwards there.
+    pub fn serve_service(&self, service: &str, url: &str) {
+        self.with(|c| c.backends.insert(service.into(), url.trim_end_matches('/').into()));
+    }
+
     pub fn clear_log(&self) {
         self.with(|c| c.log.clear());
     }
@@ -256,6 +285,7 @@ fn kind_of(plural: &str) -> Option<(&'static str, &'static str)> {
         "jobs" => ("batch/v1", "Job"),
         "networkpolicies" => ("networking.k8s.io/v1", "NetworkPolicy"),
         "networkchaos" => (CHAOS_MESH, "NetworkChaos"),
+        "statefulsets" => ("apps/v1", "StatefulSet"),
         _ => return None,
     })
 }
@@ -307,6 +337,9 @@ impl Cluster {
         if plural == "deployments" {
             default_deployment(&mut object);
         }
+        if plural == "secrets" {
+            encode_string_data(&mut object);
+        }
         self.insert(plural, ns, object.clone());
         self.objects[&key(plural, ns, name)].clone()
     }
@@ -317,6 +350,9 @@ impl Cluster {
         let current = self.objects[&key(plural, ns, name)].clone();
         if plural == "deployments" {
             default_deployment(&mut updated);
+        }
+        if plural == "secrets" {
+            encode_string_data(&mut updated);
         }
         let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
         let bumped = if updated["spec"] != current["spec"] { generation + 1 } else { generation };
@@ -352,6 +388,17 @@ fn chaos_mesh_resources() -> Value {
     let resource = |name: &str, kind: &str| json!({"name": name, "singularName": name, "namespaced": true, "kind": kind, "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]});
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": CHAOS_MESH,
         "resources": [resource("podchaos", "PodChaos"), resource("networkchaos", "NetworkChaos")]})
+}
+
+/// A Secret's `stringData` is write-only: the API server merges it into
+/// `data`, base64-encoded, and never returns it.
+fn encode_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(Value::Object(plain)) = secret.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
+    for (key, value) in plain {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value.as_str().unwrap_or_default());
+        secret["data"][key] = json!(encoded);
+    }
 }
 
 /// A `Status` in Kubernetes' JSON shape.
@@ -434,8 +481,18 @@ fn handle(cluster: &Mutex<Cluster>, method: Method, uri: Uri, headers: HeaderMap
         (&Method::PATCH, Some(name), None) => patch(&mut c, &target, name, &content_type, &query, &body),
         (&Method::PUT, Some(name), None) => replace(&mut c, &target, name, body),
         (&Method::DELETE, Some(name), None) => match c.objects.remove(&key(target.plural, target.namespace, name)) {
-            Some(o) => ok(StatusCode::OK, &o),
+            Some(o) => {
+                if target.plural == "jobs" {
+                    // The garbage collector takes the Job's pods with it.
+                    c.objects.retain(|(p, n, _), pod| !(p == "pods" && n == target.namespace && pod["metadata"]["labels"][JOB_NAME] == name));
+                }
+                ok(StatusCode::OK, &o)
+            }
             None => not_found(target.plural, target.group, name),
+        },
+        (&Method::GET, Some(name), Some("log")) if target.plural == "pods" => match c.logs.get(name) {
+            Some(log) if c.objects.contains_key(&key("pods", target.namespace, name)) => (StatusCode::OK, [("content-type", "text/plain")], log.clone()).into_response(),
+            _ => not_found("pods", "", name),
         },
         (_, Some(name), Some("scale")) if target.plural == "deployments" => scale(&mut c, &target, name, &method, &content_type, &body),
         (&Method::POST, Some(name), Some("eviction")) if target.plural == "pods" => evict(&mut c, &target, name, &body),
@@ -445,6 +502,51 @@ fn handle(cluster: &Mutex<Cluster>, method: Method, uri: Uri, headers: HeaderMap
         c.converge();
     }
     response
+}
+
+/// The label Kubernetes puts a Job's name in, on each of its pods.
+pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
+
+/// The Service proxy (`/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH`)
+/// of a Service with a stand-in server: logs the request and answers where
+/// it goes. As the API server does, it passes no `Authorization` on (it
+/// authenticated the caller with it).
+fn service_backend(cluster: &Mutex<Cluster>, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Option<String> {
+    let rest = uri.path().strip_prefix("/api/v1/namespaces/")?;
+    let (_, rest) = rest.split_once("/services/")?;
+    let (service, rest) = rest.split_once("/proxy")?;
+    let name = service.split_once(':').map_or(service, |(name, _)| name);
+    let mut c = cluster.lock().expect("not poisoned");
+    let backend = c.backends.get(name)?.clone();
+    c.log.push(Logged {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
+        content_type: headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
+        body: String::from_utf8_lossy(body).into_owned(),
+    });
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    Some(format!("{backend}{}{query}", if rest.is_empty() { "/" } else { rest }))
+}
+
+async fn forward(url: String, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let mut request = reqwest::Client::new().request(method, &url).body(body);
+    for (name, value) in headers.iter().filter(|(n, _)| !["host", "authorization", "content-length", "connection"].contains(&n.as_str())) {
+        request = request.header(name, value);
+    }
+    match request.send().await {
+        Ok(answer) => {
+            let status = answer.status();
+            let content_type = answer.headers().get("content-type").cloned();
+            let bytes = answer.bytes().await.unwrap_or_default();
+            let mut response = (status, bytes).into_response();
+            if let Some(content_type) = content_type {
+                response.headers_mut().insert("content-type", content_type);
+            }
+            response
+        }
+        Err(err) => status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", format!("error trying to reach service: {err}"), json!({})),
+    }
 }
 
 /// The pod proxy (`/api/v1/namespaces/NS/pods/POD:PORT/proxy/PATH`) to the

@@ -124,6 +124,15 @@ impl KubePlatform {
         }
     }
 
+    /// The Kafka bootstrap the system's pods use (see [`Rails::cluster_kafka`](super::Rails::cluster_kafka)).
+    pub(super) async fn cluster_kafka(&self) -> String {
+        let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let rendered = maps.get_opt(&format!("{}-kafka", self.system)).await.ok().flatten();
+        rendered
+            .and_then(|map| map.data?.remove(crate::systems::kit::serve_env::KAFKA))
+            .unwrap_or_else(|| super::manifests::default_kafka(&self.system))
+    }
+
     /// Pod `replica` of `service`'s Deployment (never a pod of another).
     pub(super) async fn pod_of(&self, service: &str, replica: &str) -> Result<Pod, PlatformError> {
         let deployment = self.deployment(service).await?;

@@ -2,13 +2,16 @@
 //! Service per service (probes, CPU requests, the chaos opt-in label), the
 //! gateway, an HPA where the definition autoscales, a Secret for the JWT
 //! key and a ConfigMap for the Kafka settings — all running the one
-//! stormproof image (`stormproof serve SYSTEM.SERVICE`). Kafka itself comes
-//! from the cluster (e.g. a Strimzi `Kafka`).
+//! stormproof image (`stormproof serve SYSTEM.SERVICE`) — and the services'
+//! PostgreSQL server ([`database`](super::database)), whose URL each
+//! service pod reads from a Secret. No service keeps data in its pod: an
+//! eviction or a rollout loses nothing, and replicas share one store. Kafka
+//! itself comes from the cluster (e.g. a Strimzi `Kafka`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget, ResourceMetricSource,
 };
@@ -24,12 +27,16 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::{Deserialize, Serialize};
 
+use super::database::{self, Database};
 use super::{FIELD_MANAGER, NAME, OPT_IN_LABEL, OPT_IN_VALUE, PART_OF, ROLE, VERSION};
 use crate::systems::definition::{ProbeDef, Runs, ServiceDef, SystemDef};
 use crate::systems::kit::{ServeOptions, serve_env};
 
 /// The port every service listens on inside its pod.
 const PORT: i32 = 8080;
+/// The pod's one volume, scratch space (see `pod_deployment`).
+const SCRATCH: &str = "tmp";
+const SCRATCH_PATH: &str = "/tmp";
 
 /// One object of a rendered system.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -45,6 +52,8 @@ pub enum Object {
     Deployment(Deployment),
     /// A service's autoscaler.
     Hpa(HorizontalPodAutoscaler),
+    /// The services' PostgreSQL server.
+    StatefulSet(StatefulSet),
 }
 
 /// What the rendering needs besides the system definition.
@@ -60,6 +69,14 @@ pub struct RenderOptions {
     pub jwt_secret: String,
     /// Demo users, `USER:PASSWORD,...`.
     pub users: String,
+    /// Where the services' database comes from.
+    pub database: Database,
+}
+
+/// The Kafka bootstrap in the cluster when none is given: the Strimzi
+/// cluster `SYSTEM-kafka`'s bootstrap Service.
+pub fn default_kafka(system: &str) -> String {
+    format!("{system}-kafka-kafka-bootstrap:9092")
 }
 
 /// Renders `def` as Kubernetes objects, in the order they are applied. A
@@ -92,6 +109,11 @@ pub fn render(def: &SystemDef, options: &RenderOptions) -> anyhow::Result<Vec<Ob
             ..ConfigMap::default()
         }),
     ];
+    if let Some(server) = database::render(system, &options.database) {
+        objects.push(Object::Secret(server.secret));
+        objects.push(Object::Service(server.service));
+        objects.push(Object::StatefulSet(server.stateful_set));
+    }
     if let Some(config) = &def.config {
         objects.push(Object::ConfigMap(ConfigMap { metadata: meta(&config.name, labels(system, None)), data: Some(config.data.clone()), ..ConfigMap::default() }));
     }
@@ -125,7 +147,8 @@ pub fn parse(yaml: &str) -> anyhow::Result<Vec<Object>> {
                 "Service" => Object::Service(serde_json::from_value(doc)?),
                 "Deployment" => Object::Deployment(serde_json::from_value(doc)?),
                 "HorizontalPodAutoscaler" => Object::Hpa(serde_json::from_value(doc)?),
-                other => anyhow::bail!("unexpected kind `{other}` (expected Secret, ConfigMap, Service, Deployment or HorizontalPodAutoscaler)"),
+                "StatefulSet" => Object::StatefulSet(serde_json::from_value(doc)?),
+                other => anyhow::bail!("unexpected kind `{other}` (expected Secret, ConfigMap, Service, Deployment, HorizontalPodAutoscaler or StatefulSet)"),
             })
         })
         .collect()
@@ -153,6 +176,7 @@ pub async fn apply(client: &Client, namespace: &str, objects: &[Object], mode: A
             Object::Service(o) => apply_one(client, namespace, o, mode).await?,
             Object::Deployment(o) => apply_one(client, namespace, o, mode).await?,
             Object::Hpa(o) => apply_one(client, namespace, o, mode).await?,
+            Object::StatefulSet(o) => apply_one(client, namespace, o, mode).await?,
         });
     }
     Ok(applied)
@@ -215,6 +239,8 @@ fn deployment(def: &SystemDef, service: &ServiceDef, options: &RenderOptions) ->
     // The service's own settings (`env:`), as the local platform gives them:
     // which instance of its handler it runs as, say.
     container.env.get_or_insert_default().extend(service.env.iter().map(|(name, value)| env(name, value)));
+    // Its store: every replica of every service reaches the one database.
+    container.env.get_or_insert_default().push(options.database.url_env(&def.system));
     container.readiness_probe = cluster_readiness(def, service).map(probe);
     container.liveness_probe = def.kube.probes.as_ref().map(|p| &p.liveness).or(service.liveness.as_ref()).map(probe);
     container.resources = Some(ResourceRequirements {
@@ -266,7 +292,11 @@ fn gateway(def: &SystemDef, options: &RenderOptions) -> Deployment {
 fn pod_deployment(system: &str, name: &str, labels: BTreeMap<String, String>, replicas: Option<i32>, strategy: Option<DeploymentStrategy>, container: Container, version: &str) -> Deployment {
     let mut pod_labels = self::labels(system, Some(name));
     pod_labels.insert(VERSION.into(), version.into());
-    let scratch = |name: &str| Volume { name: name.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() };
+    // Scratch only, never service data (that is in the database): the root
+    // filesystem is read-only, and /tmp takes what a process writes in
+    // passing — the kit's data directory among it, which holds nothing
+    // that must outlive the pod once the store is PostgreSQL.
+    let scratch = Volume { name: SCRATCH.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() };
     Deployment {
         metadata: meta(name, labels),
         spec: Some(DeploymentSpec {
@@ -280,7 +310,7 @@ fn pod_deployment(system: &str, name: &str, labels: BTreeMap<String, String>, re
                     containers: vec![container],
                     // The image is one static binary run as an unprivileged user.
                     security_context: Some(PodSecurityContext { run_as_non_root: Some(true), run_as_user: Some(65532), ..PodSecurityContext::default() }),
-                    volumes: Some(vec![scratch("data"), scratch("tmp")]),
+                    volumes: Some(vec![scratch]),
                     ..PodSpec::default()
                 }),
             },
@@ -294,7 +324,7 @@ fn pod_deployment(system: &str, name: &str, labels: BTreeMap<String, String>, re
 /// [`ServeOptions::to_env`], Kafka from the system's ConfigMap and the
 /// replica id from the pod's name.
 fn container(def: &SystemDef, name: &str, handler: &str, options: &RenderOptions, upstreams: &[String], warmup: Duration) -> Container {
-    let mut serve = ServeOptions::new("/data".into(), &options.kafka);
+    let mut serve = ServeOptions::new(format!("{SCRATCH_PATH}/data").into(), &options.kafka);
     serve.listen = std::net::SocketAddr::from(([0, 0, 0, 0], PORT as u16));
     serve.topic = Some(def.topic.clone());
     serve.partitions = Some(def.partitions);
@@ -313,7 +343,6 @@ fn container(def: &SystemDef, name: &str, handler: &str, options: &RenderOptions
         value_from: Some(EnvVarSource { field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), ..ObjectFieldSelector::default() }), ..EnvVarSource::default() }),
         ..EnvVar::default()
     });
-    let mount = |name: &str, path: &str| VolumeMount { name: name.into(), mount_path: path.into(), ..VolumeMount::default() };
     Container {
         name: name.into(),
         image: Some(options.image.clone()),
@@ -324,7 +353,7 @@ fn container(def: &SystemDef, name: &str, handler: &str, options: &RenderOptions
         env_from: Some(env_from(def)),
         ports: Some(vec![ContainerPort { name: Some("http".into()), container_port: PORT, ..ContainerPort::default() }]),
         security_context: Some(SecurityContext { allow_privilege_escalation: Some(false), read_only_root_filesystem: Some(true), ..SecurityContext::default() }),
-        volume_mounts: Some(vec![mount("data", "/data"), mount("tmp", "/tmp")]),
+        volume_mounts: Some(vec![VolumeMount { name: SCRATCH.into(), mount_path: SCRATCH_PATH.into(), ..VolumeMount::default() }]),
         ..Container::default()
     }
 }

@@ -8,20 +8,26 @@
 //! API, autoscaling/v2 HPAs); [`Rails`] stands in front of it for the chaos
 //! engine and refuses what an experiment may not touch, or, in dry-run
 //! mode, prints every change instead of sending it. [`manifests`] renders a
-//! reference system's objects and applies them with server-side apply.
-//! [`SiegeJobs`] runs a distributed siege's workers as an Indexed Job.
+//! reference system's objects (the services' PostgreSQL server among them,
+//! [`database`]) and applies them with server-side apply.
+//! [`SiegeJobs`] runs a distributed siege's workers as an Indexed Job;
+//! [`ProbeJobs`] runs one read inside the cluster (consumer lag) as a Job.
 
 mod connect;
+pub mod database;
 mod deployments;
 mod hpa;
 pub mod manifests;
 pub mod network;
+mod probe_job;
 mod rails;
 mod rollout;
+pub mod service_proxy;
 pub mod siege_job;
 
 pub use connect::{KubeTarget, connect, settle};
 pub use deployments::KubePlatform;
+pub use probe_job::ProbeJobs;
 pub use rails::{Allowed, PlannedChange, Rails};
 pub use siege_job::{SiegeJobSpec, SiegeJobs};
 

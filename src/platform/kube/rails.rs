@@ -82,6 +82,23 @@ impl Rails {
         self
     }
 
+    /// The API server client the rails guard (for reads through it, such as
+    /// the service proxy: no change goes through it).
+    pub fn client(&self) -> kube::Client {
+        self.kube.client.clone()
+    }
+
+    /// Probe Jobs running `image` in the one namespace the rails allow.
+    pub fn probe_jobs(&self, image: &str) -> super::ProbeJobs {
+        super::ProbeJobs::new(self.kube.client.clone(), self.kube.scope().1, image)
+    }
+
+    /// The Kafka bootstrap as the system's pods reach it: its rendered
+    /// ConfigMap's, else the Strimzi default `k8s render` assumes.
+    pub async fn cluster_kafka(&self) -> String {
+        self.kube.cluster_kafka().await
+    }
+
     /// The changes a dry run printed so far.
     pub fn planned(&self) -> Vec<PlannedChange> {
         self.dry_run.as_ref().map(|(_, planned)| planned.lock().expect("not poisoned").clone()).unwrap_or_default()

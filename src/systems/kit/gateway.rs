@@ -21,7 +21,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::bounds::{MAX_BODY, refuse_too_large};
 use super::error::{ApiError, JsonBody};
-use super::identity::{ADMIN_ROLE, IDENTITY_PREFIX, ROLES_HEADER, SUBJECT_HEADER};
+use super::identity::{ADMIN_ROLE, FORWARDED_AUTHORIZATION, IDENTITY_PREFIX, ROLES_HEADER, SUBJECT_HEADER};
 use super::token::{Tokens, now_secs};
 use super::verified::Verified;
 use crate::proxy::Forwarder;
@@ -149,7 +149,7 @@ async fn route(State(gateway): State<Arc<Gateway>>, mut request: Request) -> Res
     for name in spoofed {
         request.headers_mut().remove(name);
     }
-    let tokenless = gateway.config.admission == Admission::TokenOrNone && !request.headers().contains_key(header::AUTHORIZATION);
+    let tokenless = gateway.config.admission == Admission::TokenOrNone && credentials(&request).is_none();
     if gateway.config.admission != Admission::Anyone && !tokenless {
         match gateway.authenticate(&request) {
             Ok((subject, roles)) => {
@@ -164,6 +164,12 @@ async fn route(State(gateway): State<Arc<Gateway>>, mut request: Request) -> Res
         }
     }
     gateway.forwarder.forward(service, request).await
+}
+
+/// The caller's `Authorization`, or, through the Kubernetes API server's
+/// service proxy, its [`FORWARDED_AUTHORIZATION`].
+fn credentials(request: &Request) -> Option<&HeaderValue> {
+    request.headers().get(header::AUTHORIZATION).or_else(|| request.headers().get(FORWARDED_AUTHORIZATION))
 }
 
 impl Gateway {
@@ -190,10 +196,7 @@ impl Gateway {
     /// The verified subject and its roles, as header values to forward; a
     /// token verified before (and not yet expired) is not checked again.
     fn authenticate(&self, request: &Request) -> Result<(HeaderValue, HeaderValue), String> {
-        let value = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .ok_or("missing Authorization: Bearer token (get one from POST /auth/token)")?;
+        let value = credentials(request).ok_or("missing Authorization: Bearer token (get one from POST /auth/token)")?;
         let token = value
             .to_str()
             .ok()

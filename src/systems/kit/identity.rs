@@ -18,6 +18,12 @@ pub const IDENTITY_PREFIX: &str = "x-stormproof-";
 pub const SUBJECT_HEADER: &str = "x-stormproof-subject";
 /// The subject's roles, comma-separated.
 pub const ROLES_HEADER: &str = "x-stormproof-roles";
+/// Where a caller's `Authorization` travels when the request came through
+/// the Kubernetes API server's service proxy, which removes
+/// `Authorization` once it has authenticated the request
+/// (kubernetes/kubernetes#38775); the gateway reads it only when
+/// `Authorization` is absent, and verifies it the same way.
+pub const FORWARDED_AUTHORIZATION: &str = "x-forwarded-authorization";
 /// The role that writes the catalogue and acts for any customer (staff).
 pub const ADMIN_ROLE: &str = "admin";
 

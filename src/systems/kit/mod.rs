@@ -29,7 +29,7 @@ pub use bounds::{MAX_BODY, MAX_EVENT_BYTES};
 pub use error::{ApiError, JsonBody, parse_id, unknown_route, wrong_method};
 pub use event::{Bounded, Event, Incoming, Poison, now_rfc3339};
 pub use gateway::{Admission, GatewayConfig, LET_ANONYMOUS, VARIANTS as GATEWAY_VARIANTS, default_origins, gateway_app};
-pub use identity::Caller;
+pub use identity::{Caller, FORWARDED_AUTHORIZATION};
 pub use inbox::{Handler, Outcome as HandleOutcome, apply_payload};
 pub use kafka::{FROM_LATEST, KafkaSettings, ensure_topic};
 pub use metrics::Metrics;
