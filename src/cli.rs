@@ -121,6 +121,10 @@ pub struct UpArgs {
     /// Scale-down stabilisation window of the autoscaler (Kubernetes: 300s).
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     pub hpa_downscale_stabilization: std::time::Duration,
+    /// Where services keep their data: sqlite (a file each), postgres (a
+    /// private cluster `up` starts and stops) or postgres=URL (a schema each).
+    #[arg(long, default_value = "sqlite", value_parser = parse_store)]
+    pub store: crate::platform::local::StoreChoice,
     #[command(flatten)]
     gateway: GatewayOptions,
     #[command(flatten)]
@@ -194,6 +198,16 @@ pub struct ServeArgs {
 fn parse_variant(s: &str) -> Result<(String, String), String> {
     let (name, variant) = s.split_once('=').ok_or_else(|| format!("expected SERVICE=VARIANT, got `{s}`"))?;
     Ok((name.rsplit('.').next().unwrap_or(name).to_string(), variant.to_string()))
+}
+
+fn parse_store(s: &str) -> Result<crate::platform::local::StoreChoice, String> {
+    use crate::platform::local::StoreChoice;
+    match s.split_once('=') {
+        None if s == "sqlite" => Ok(StoreChoice::Sqlite),
+        None if s == "postgres" => Ok(StoreChoice::Postgres(None)),
+        Some(("postgres", url)) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(StoreChoice::Postgres(Some(url.to_string()))),
+        _ => Err(format!("expected sqlite, postgres or postgres=postgres://…, got `{s}`")),
+    }
 }
 
 fn parse_replicas(s: &str) -> Result<(String, u32), String> {

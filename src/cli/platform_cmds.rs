@@ -40,6 +40,7 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<Outcome> {
         ready_timeout: args.ready_timeout,
         progress_deadline: args.progress_deadline,
         autoscaling: AutoscalerSettings { sync_period: args.hpa_sync_period, downscale_stabilization: args.hpa_downscale_stabilization },
+        store: args.store,
     };
     let started = Instant::now();
     crate::platform::local::up(plan, |state, services| {
