@@ -54,7 +54,7 @@ async fn an_order_reaches_delivery_and_mypage_and_cancelling_restores_stock() {
     .await;
     let (status, again) = shop.request(Method::DELETE, &format!("/orders/{id}"), None).await;
     assert_eq!(status, 409, "cancelling twice is a conflict: {again}");
-    let (_, outbox) = shop.http.get(format!("{}/_stormproof/outbox", shop.replica_addresses("order")[0])).send().await.unwrap().json::<Value>().await.unwrap();
+    let outbox = shop.http.get(format!("http://{}/_stormproof/outbox", shop.replica_addresses("order")[0])).send().await.unwrap().json::<Value>().await.unwrap();
     assert_eq!(outbox["deadLetterCount"], 0, "{outbox}");
     shop.down();
 }
