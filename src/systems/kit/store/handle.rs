@@ -280,19 +280,19 @@ impl Tx {
 
     /// Commits the transaction.
     pub async fn commit(mut self) -> anyhow::Result<()> {
-        self.finish("COMMIT").await
+        self.finish(End::Commit).await
     }
 
     /// Rolls the transaction back.
     pub async fn rollback(mut self) -> anyhow::Result<()> {
-        self.finish("ROLLBACK").await
+        self.finish(End::Rollback).await
     }
 
-    async fn finish(&mut self, how: &str) -> anyhow::Result<()> {
+    async fn finish(&mut self, end: End) -> anyhow::Result<()> {
         match &mut self.kind {
-            TxKind::Sqlite { tx, .. } => match (tx.take(), how) {
-                (Some(tx), "COMMIT") => Ok(tx.commit().await?),
-                (Some(tx), _) => Ok(tx.rollback().await?),
+            TxKind::Sqlite { tx, .. } => match (tx.take(), end) {
+                (Some(tx), End::Commit) => Ok(tx.commit().await?),
+                (Some(tx), End::Rollback) => Ok(tx.rollback().await?),
                 (None, _) => Ok(()),
             },
             TxKind::Postgres { open, conn } => {
@@ -300,10 +300,21 @@ impl Tx {
                 // Whatever the outcome, the server has ended the transaction
                 // (a failed COMMIT rolls back).
                 *open = false;
-                pg.batch(how).await
+                pg.batch(match end {
+                    End::Commit => "COMMIT",
+                    End::Rollback => "ROLLBACK",
+                })
+                .await
             }
         }
     }
+}
+
+/// How a transaction ends.
+#[derive(Clone, Copy)]
+enum End {
+    Commit,
+    Rollback,
 }
 
 impl Drop for Tx {
