@@ -127,6 +127,10 @@ pub struct UpArgs {
     /// faults; for measuring what the proxies cost (benches/link_overhead.sh).
     #[arg(long, value_enum, default_value_t = LinksSwitch::On, env = "STORMPROOF_LINKS")]
     pub links: LinksSwitch,
+    /// Where services keep their data: sqlite (a file each), postgres (a
+    /// private cluster `up` starts and stops) or postgres=URL (a schema each).
+    #[arg(long, default_value = "sqlite", value_parser = parse_store)]
+    pub store: crate::platform::local::StoreChoice,
     #[command(flatten)]
     gateway: GatewayOptions,
     #[command(flatten)]
@@ -214,6 +218,16 @@ pub struct ServeArgs {
 fn parse_variant(s: &str) -> Result<(String, String), String> {
     let (name, variant) = s.split_once('=').ok_or_else(|| format!("expected SERVICE=VARIANT, got `{s}`"))?;
     Ok((name.rsplit('.').next().unwrap_or(name).to_string(), variant.to_string()))
+}
+
+fn parse_store(s: &str) -> Result<crate::platform::local::StoreChoice, String> {
+    use crate::platform::local::StoreChoice;
+    match s.split_once('=') {
+        None if s == "sqlite" => Ok(StoreChoice::Sqlite),
+        None if s == "postgres" => Ok(StoreChoice::Postgres(None)),
+        Some(("postgres", url)) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(StoreChoice::Postgres(Some(url.to_string()))),
+        _ => Err(format!("expected sqlite, postgres or postgres=postgres://…, got `{s}`")),
+    }
 }
 
 fn parse_replicas(s: &str) -> Result<(String, u32), String> {

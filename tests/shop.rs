@@ -240,3 +240,27 @@ fn commands_without_a_running_system_say_so_and_exit_2() {
     let out = common::stormproof(dir.path(), &["up", "nosuch"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_model_that_lost_its_store_rebuilds_from_the_earliest_offset() {
+    let shop = Shop::up(&[]).await;
+    let ids = shop.place_orders(5, "frank").await;
+    mypage_shows(&shop, "frank", &ids, "DeliveryStarted", 2).await;
+    // The group's offsets are committed (and again when the replica stops).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    shop.scale("shop.mypage", 0);
+    let data = shop.dir.path().join("data");
+    let mut removed = 0;
+    for entry in std::fs::read_dir(&data).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("shop.mypage.db") {
+            std::fs::remove_file(entry.path()).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "mypage's SQLite file is in {}", data.display());
+    shop.scale("shop.mypage", 1);
+    // Each row again from both of its events, not a blind start at the
+    // group's committed offsets.
+    mypage_shows(&shop, "frank", &ids, "DeliveryStarted", 2).await;
+    shop.down();
+}

@@ -44,6 +44,7 @@ pub(super) async fn up(args: UpArgs) -> anyhow::Result<Outcome> {
             super::LinksSwitch::On => Wiring::Links,
             super::LinksSwitch::Off => Wiring::Direct,
         },
+        store: args.store,
     };
     let started = Instant::now();
     crate::platform::local::up(plan, |state, services| {

@@ -9,6 +9,7 @@
 
 mod autoscaler;
 mod control;
+mod database;
 mod deployment;
 mod hpa;
 pub mod link;
@@ -24,6 +25,7 @@ mod wiring;
 
 pub use autoscaler::AutoscalerSettings;
 pub use control::ControlClient;
+pub use database::{PrivateCluster, StoreChoice, server_binaries};
 pub use lifecycle::{QUICK_AUTOSCALER, Stopped, down, start_detached};
 pub use runstate::{RunState, pid_alive};
 pub use secret::{SECRET_FILE, secret_path};

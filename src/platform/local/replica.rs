@@ -288,6 +288,10 @@ fn spawn(sup: &Supervisor, service: &str, id: &str, spec: &Spec) -> anyhow::Resu
             options.variant = spec.variant.clone();
             let mut command = process::command(&launch.exe, log);
             command.arg("serve").arg(handler).envs(options.to_env()).envs(&spec.service_env).envs(&spec.env);
+            // Each service keeps its tables in a schema of its own name.
+            if let Some(url) = &launch.database_url {
+                command.env(crate::systems::kit::DATABASE_URL, url);
+            }
             (command, None)
         }
     };

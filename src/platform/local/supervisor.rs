@@ -64,6 +64,8 @@ pub struct Launch {
     /// The system's folder, where commands of the user's own run (a
     /// built-in system has none: they run in the data folder).
     pub system_dir: Option<PathBuf>,
+    /// The PostgreSQL server services keep their data in (else SQLite).
+    pub database_url: Option<String>,
 }
 
 impl Launch {

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use super::control;
 use super::link::{LinkTable, LinkedUpstreams};
 use super::wiring::{self, Wiring, fresh_port};
+use super::database::{PrivateCluster, StoreChoice};
 use super::runstate::RunState;
 use super::supervisor::{Launch, Supervisor};
 use crate::platform::ServiceStatus;
@@ -56,6 +57,8 @@ pub struct UpPlan {
     pub autoscaling: super::AutoscalerSettings,
     /// Link proxies on every link, or none (to measure their cost).
     pub wiring: Wiring,
+    /// Where services keep their data.
+    pub store: super::StoreChoice,
 }
 
 /// Runs `plan` until SIGINT, SIGTERM or `POST /v1/shutdown`; calls
@@ -68,6 +71,14 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
     }
     let (data_dir, log_dir) = prepare_dirs(&plan)?;
     let mut taken = BTreeSet::new();
+    let (database_url, cluster) = match &plan.store {
+        StoreChoice::Sqlite => (None, None),
+        StoreChoice::Postgres(Some(url)) => (Some(url.clone()), None),
+        StoreChoice::Postgres(None) => {
+            let cluster = PrivateCluster::start(&plan.run_dir.join("postgres")).await?;
+            (Some(cluster.url()), Some(cluster))
+        }
+    };
     let (kafka, broker, broker_faults) = match &plan.kafka {
         Some(kafka) => (kafka.clone(), None, None),
         None => {
@@ -103,6 +114,7 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         progress_deadline: plan.progress_deadline,
         autoscaling: plan.autoscaling,
         system_dir: plan.def.folder.clone(),
+        database_url,
     };
     let deployed = plan.def.with_variants(&plan.variants);
     let supervisor = Supervisor::new(&deployed, launch);
@@ -171,6 +183,10 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
     // For `down`: what had to be done to processes that did not behave.
     let _ = std::fs::write(notices_path(&plan.run_dir), serde_json::to_vec_pretty(&supervisor.notices()).unwrap_or_default());
     let _ = std::fs::remove_file(RunState::path(&plan.run_dir));
+    // After every replica: none is left writing to it.
+    if let Some(cluster) = cluster {
+        cluster.stop();
+    }
     result
 }
 

@@ -124,7 +124,7 @@ impl Kit {
     pub async fn start(system: &str, service: &str, opts: ServeOptions, kafka: KafkaSettings, schema: &str) -> anyhow::Result<Kit> {
         let name = instance_name(&format!("{system}.{service}"), opts.instance.as_deref());
         let prefix = opts.instance.as_ref().map(|instance| format!("/{service}-{instance}"));
-        let store = Store::open(&opts.data.join(format!("{name}.db")), schema).await?;
+        let store = Store::open_service(&name, &opts.data.join(format!("{name}.db")), schema).await?;
         let metrics = Metrics::new(&name);
         let wake = Arc::new(Notify::new());
         let publisher = Publisher::new(&kafka.topic, wake.clone());

@@ -13,6 +13,8 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -74,19 +76,45 @@ pub(crate) struct Inbox<H> {
 }
 
 /// Counts partition assignments: a member evicted and rejoining in a loop
-/// shows as a climbing count.
+/// shows as a climbing count. While `rebuild` holds, assigned partitions
+/// are read from their earliest retained offset.
 struct Context {
     metrics: Metrics,
+    rebuild: Arc<AtomicBool>,
 }
 
 impl ClientContext for Context {}
 
 impl ConsumerContext for Context {
-    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(_) = rebalance {
+    fn post_rebalance(&self, consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
             self.metrics.assigned();
+            if self.rebuild.load(Ordering::Relaxed) {
+                rewind(consumer, assigned);
+            }
         }
     }
+}
+
+/// Assigns `assigned` again, each partition from its earliest retained
+/// offset (the group's committed offsets are for a store that is gone).
+fn rewind(consumer: &rdkafka::consumer::BaseConsumer<Context>, assigned: &rdkafka::TopicPartitionList) {
+    let mut from_start = rdkafka::TopicPartitionList::new();
+    for element in assigned.elements() {
+        let _ = from_start.add_partition_offset(element.topic(), element.partition(), Offset::Beginning);
+    }
+    match consumer.assign(&from_start) {
+        Ok(()) => tracing::info!("the store has applied no event: rebuilding from the earliest retained offset of {} partitions", from_start.count()),
+        Err(err) => tracing::warn!("cannot rewind to the earliest offsets: {err}"),
+    }
+}
+
+/// Whether the store has applied no event yet: processed_events records
+/// every applied event in the same transaction as its effect, so an empty
+/// one means the read model's tables hold nothing the topic has not.
+async fn applied_nothing(store: &Store) -> anyhow::Result<bool> {
+    let applied: Option<i64> = store.read().await?.value("SELECT COUNT(*) FROM processed_events", ()).await?;
+    Ok(applied.unwrap_or(0) == 0)
 }
 
 /// What became of one record.
@@ -101,7 +129,13 @@ enum Step {
 impl<H: Handler> Inbox<H> {
     /// Consumes the system topic until `stop` turns true.
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let context = Context { metrics: self.metrics.clone() };
+        // A store that lost its data (a new volume, a wiped file) while the
+        // group kept its offsets would otherwise start blind at those
+        // offsets. Not for the broken variants: from-latest must show its
+        // flaw, and an unshared reader assigns itself.
+        let rebuild = !self.from_latest && !self.unshared && applied_nothing(&self.store).await?;
+        let rebuild = Arc::new(AtomicBool::new(rebuild));
+        let context = Context { metrics: self.metrics.clone(), rebuild: rebuild.clone() };
         let mut config = self.kafka.consumer_config(&self.group, &self.client_id);
         if self.from_latest {
             config.set("auto.offset.reset", "latest");
@@ -139,7 +173,7 @@ impl<H: Handler> Inbox<H> {
                 Ok(event) => self.apply_with_retry(&event, &stop).await,
             };
             match step {
-                Step::Done => {}
+                Step::Done => rebuild.store(false, Ordering::Relaxed),
                 Step::Skip(poison) => {
                     tracing::warn!(partition = message.partition(), offset = message.offset(), reason = poison.label(), "skipping a poison record: {poison}");
                     self.metrics.skipped(poison.label());

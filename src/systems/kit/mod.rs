@@ -38,7 +38,7 @@ pub use outbox::{DeadLetter, EventTooLarge, OutboxReport, Publisher};
 pub use crate::process::{LISTENING, terminated};
 pub use crate::proxy::{Forwarder, Upstreams};
 pub use serve_options::{ServeOptions, env as serve_env, instance_name, parse_instance};
-pub use store::{Conn, Reader, Store, StoreBusy, Tx, is_busy, is_store_failure};
+pub use store::{Conn, DATABASE_URL, Dialect, Reader, Store, StoreBusy, Tx, is_busy, is_store_failure};
 pub use switches::{SwitchState, Switches};
 pub use table::Table;
 pub use upstream::{CallError, Upstream};

@@ -145,8 +145,8 @@ pub async fn report(store: &Store) -> anyhow::Result<OutboxReport> {
         dead_letter_count: count("SELECT COUNT(*) FROM outbox_dead_letters").await?,
         dead_letters: conn
             .all(
-                "SELECT seq, key, event_type AS eventType, payload_bytes AS payloadBytes, error, parked_at AS parkedAt
-                 FROM outbox_dead_letters ORDER BY seq LIMIT 20",
+                r#"SELECT seq, key, event_type AS "eventType", payload_bytes AS "payloadBytes", error, parked_at AS "parkedAt"
+                 FROM outbox_dead_letters ORDER BY seq LIMIT 20"#,
                 (),
             )
             .await?,

@@ -120,6 +120,7 @@ async fn seed(store: &Store) -> anyhow::Result<()> {
         for (id, name, price, stock) in SEED {
             tx.execute("INSERT OR IGNORE INTO products (id, name, price, stock) VALUES (?1, ?2, ?3, ?4)", libsql::params![*id, *name, *price, *stock]).await?;
         }
+        tx.advance_ids("products", "id").await?;
     }
     tx.commit().await?;
     Ok(())
