@@ -16,7 +16,7 @@ use std::time::Duration;
 use pact_consumer::mock_server::StartMockServerAsync;
 use pact_consumer::prelude::*;
 use serde_json::Value;
-use stormproof::systems::kit::{HandleOutcome, Upstream};
+use stormproof::systems::kit::Upstream;
 use stormproof::systems::shop::{delivery, mypage, order, product};
 
 use common::pact::{event, feed};
