@@ -1267,6 +1267,23 @@ fn a_broker_action_on_kube_is_refused_before_anything_changes() {
     assert_eq!(fake.get("deployments", NS, "delivery").unwrap()["spec"]["replicas"], 1, "the scale before it did not happen either");
 }
 
+/// A network fault a cluster cannot set (a reset: Chaos Mesh has no RST)
+/// is refused the same way, before any request.
+#[test]
+fn a_network_fault_kube_cannot_set_is_refused_before_anything_changes() {
+    let (fake, dir, gateway) = settled_shop();
+    let file = dir.path().join("flaky.yaml");
+    let yaml = "title: t\nsystem: shop\nmethod:\n  - scale: { service: delivery, replicas: 0 }\n    hold: 0s\n  - network: { from: delivery, to: broker, reset: true }\n    hold: 5s\n";
+    std::fs::write(&file, yaml).unwrap();
+    let out = chaos_run(&fake, dir.path(), &gateway, &file, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(stormproof::exit::ERROR), "{stderr}");
+    assert!(stderr.contains("flaky.yaml: method[1].network: not on --platform kube") && stderr.contains("no RST action"), "{stderr}");
+    assert!(fake.requests().is_empty(), "{:#?}", fake.requests());
+    assert_eq!(gateway.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "no token asked for");
+    assert!(!dir.path().join("reports").exists(), "no run was started");
+}
+
 // Network faults: Chaos Mesh's NetworkChaos for what tc does, a
 // NetworkPolicy for a partition, each through the rails.
 

@@ -1,10 +1,18 @@
 //! The shop with its services' data in PostgreSQL (`up --store postgres`:
 //! a private cluster `up` creates and stops): the flows of tests/shop.rs,
 //! order replicas that never hand out the same id, and a replica killed
-//! mid-run losing no accepted order. Skipped when no PostgreSQL server is
-//! installed (initdb in /usr/local/bin or /usr/lib/postgresql/*/bin).
+//! mid-run losing no accepted order; the taxi's, the library's and the
+//! telecom's seed walkthroughs on PostgreSQL too. Skipped when no
+//! PostgreSQL server is installed (initdb in /usr/local/bin or
+//! /usr/lib/postgresql/*/bin).
 
 mod common;
+#[path = "walkthrough/library.rs"]
+mod library;
+#[path = "walkthrough/taxi.rs"]
+mod taxi;
+#[path = "walkthrough/telecom.rs"]
+mod telecom;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -15,13 +23,19 @@ use reqwest::Method;
 use serde_json::Value;
 
 async fn shop_on_postgres(extra: &[&str]) -> Option<Shop> {
+    on_postgres("shop", extra).await
+}
+
+/// `system` up with `--store postgres` (a private cluster), or `None`
+/// (saying so) without a PostgreSQL server.
+async fn on_postgres(system: &str, extra: &[&str]) -> Option<Shop> {
     if stormproof::platform::local::server_binaries().is_none() {
         skipped("no PostgreSQL server installed (initdb); .ci/run installs Debian's");
         return None;
     }
     let mut args = vec!["--store", "postgres"];
     args.extend_from_slice(extra);
-    Some(Shop::up(&args).await)
+    Some(Shop::up_system(system, &args).await)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -133,4 +147,25 @@ async fn an_order_replica_killed_mid_run_loses_no_accepted_order() {
     }
     each_has_one_delivery_and_a_mypage_row(&shop, "erin", &accepted).await;
     shop.down();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_taxi_walkthrough_runs_on_postgres() {
+    let Some(system) = on_postgres("taxi", &[]).await else { return };
+    taxi::run(&system).await;
+    system.down();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_library_walkthrough_and_its_compensations_run_on_postgres() {
+    let Some(system) = on_postgres("library", &[]).await else { return };
+    library::run(&system).await;
+    system.down();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_telecom_scenario_and_its_compensation_run_on_postgres() {
+    let Some(system) = on_postgres("telecom", &[]).await else { return };
+    telecom::run(&system).await;
+    system.down();
 }

@@ -704,6 +704,14 @@ impl Experiment {
         self.method.iter().position(|action| matches!(action.fault, Fault::Broker(_)))
     }
 
+    /// The network actions (`method[i]`, the fault each sets).
+    pub fn network_actions(&self) -> impl Iterator<Item = (usize, &crate::platform::network::NetworkFault)> {
+        self.method.iter().enumerate().filter_map(|(i, action)| match &action.fault {
+            Fault::Network(network) => Some((i, &network.fault)),
+            _ => None,
+        })
+    }
+
     /// Whether a check or guard reads the system's topic.
     pub fn inspects_events(&self) -> bool {
         let guards = self.guardrails.abort_when.iter().map(|g| &g.probe);

@@ -102,6 +102,9 @@ async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             args.file.display()
         );
     }
+    if kube && let Some((i, why)) = experiment.network_actions().find_map(|(i, fault)| crate::platform::kube::network::unmappable(fault).map(|why| (i, why))) {
+        anyhow::bail!("{}: method[{i}].network: not on --platform kube: {why}", args.file.display());
+    }
     let started_here = !kube && match RunState::read_live(&run_dir) {
         Ok(state) if state.system == experiment.system => false,
         Ok(state) => anyhow::bail!("{} runs in {}, but the experiment is for {}", state.system, run_dir.display(), experiment.system),

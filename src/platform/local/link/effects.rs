@@ -51,13 +51,6 @@ pub(super) struct Flow {
     pub limit: Option<u64>,
 }
 
-impl Flow {
-    /// Nothing to do but copy.
-    pub fn plain(&self) -> bool {
-        *self == Flow::default()
-    }
-}
-
 /// The two sides of a connection's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Side {

@@ -96,7 +96,8 @@ where
                 }
                 flow = next;
             }
-            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+            // Built only when polled: a plain copy pays for no timer.
+            _ = async { tokio::time::sleep_until(due.expect("guarded")).await }, if due.is_some() => {
                 if let Some((_, chunk)) = line.chunks.pop_front() {
                     meter.write(to, &chunk, &flow).await?;
                 }
