@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS payments (
     call_id INTEGER PRIMARY KEY,
     cost INTEGER NOT NULL,
     destination TEXT NOT NULL,
-    settled INTEGER NOT NULL DEFAULT 0,
+    settled BOOLEAN NOT NULL DEFAULT FALSE,
     created_at TEXT NOT NULL
 );
 ";
@@ -94,7 +94,7 @@ async fn register(State(app): State<App>, JsonBody(fare): JsonBody<RegisterFare>
     let tx = app.store.begin().await?;
     let inserted = tx
         .execute(
-            "INSERT OR IGNORE INTO payments (call_id, cost, destination, settled, created_at) VALUES (?1, ?2, ?3, 0, ?4)",
+            "INSERT OR IGNORE INTO payments (call_id, cost, destination, settled, created_at) VALUES (?1, ?2, ?3, FALSE, ?4)",
             libsql::params![id, fare.cost, fare.destination.as_str(), now_rfc3339()],
         )
         .await?;
@@ -121,7 +121,7 @@ async fn settle(State(app): State<App>, Query(query): Query<HashMap<String, Stri
     let tx = app.store.begin().await?;
     let payment: Payment = find(&tx, id).await?.ok_or_else(|| ApiError::NotFound(format!("no payment for call {id}")))?;
     if !payment.settled {
-        tx.execute("UPDATE payments SET settled = 1 WHERE call_id = ?1", libsql::params![id]).await?;
+        tx.execute("UPDATE payments SET settled = TRUE WHERE call_id = ?1", libsql::params![id]).await?;
         tx.commit().await?;
     }
     Ok(axum::Json(payment.cost))

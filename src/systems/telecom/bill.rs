@@ -195,7 +195,7 @@ async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<ax
         check_use_ym(month).map_err(ApiError::BadRequest)?;
     }
     let sql = format!(
-        "{} WHERE (?1 IS NULL OR order_id = ?1) AND (?2 IS NULL OR bill_state = ?2) AND (?3 IS NULL OR user_name = ?3) AND (?4 IS NULL OR use_ym = ?4) ORDER BY bill_id",
+        "{} WHERE (order_id = ?1 OR ?1 IS NULL) AND (bill_state = ?2 OR ?2 IS NULL) AND (user_name = ?3 OR ?3 IS NULL) AND (use_ym = ?4 OR ?4 IS NULL) ORDER BY bill_id",
         BILLS.select
     );
     let conn = app.store.read().await?;

@@ -162,8 +162,8 @@ async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<ax
     let bill = id_filter(filter.bill_id.as_deref(), "bill")?;
     let work = filter.work_type.as_deref().map(History::parse).transpose().map_err(ApiError::BadRequest)?.map(History::name);
     let sql = format!(
-        "{} WHERE (?1 IS NULL OR user_name = ?1) AND (?2 IS NULL OR phone_number = ?2) AND (?3 IS NULL OR order_id = ?3)
-           AND (?4 IS NULL OR bill_id = ?4) AND (?5 IS NULL OR work_type = ?5) ORDER BY hist_id",
+        "{} WHERE (user_name = ?1 OR ?1 IS NULL) AND (phone_number = ?2 OR ?2 IS NULL) AND (order_id = ?3 OR ?3 IS NULL)
+           AND (bill_id = ?4 OR ?4 IS NULL) AND (work_type = ?5 OR ?5 IS NULL) ORDER BY hist_id",
         MY_PAGES.select
     );
     let conn = app.store.read().await?;

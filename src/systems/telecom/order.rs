@@ -162,7 +162,7 @@ async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<ax
     let user = text_filter(filter.user_name, "userName", limits::USER_NAME)?;
     let phone = text_filter(filter.phone_number, "phoneNumber", limits::PHONE_NUMBER)?;
     let conn = app.store.read().await?;
-    let sql = format!("{} WHERE (?1 IS NULL OR user_name = ?1) AND (?2 IS NULL OR phone_number = ?2) ORDER BY id", ORDERS.select);
+    let sql = format!("{} WHERE (user_name = ?1 OR ?1 IS NULL) AND (phone_number = ?2 OR ?2 IS NULL) ORDER BY id", ORDERS.select);
     Ok(axum::Json(conn.all(&sql, libsql::params![user, phone]).await?))
 }
 

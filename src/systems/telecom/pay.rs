@@ -311,7 +311,7 @@ async fn list(State(app): State<App>, Query(filter): Query<Filter>) -> Result<ax
     let user = text_filter(filter.user_name, "userName", limits::USER_NAME)?;
     let work = filter.work_type.as_deref().map(WorkType::parse).transpose().map_err(ApiError::BadRequest)?.map(WorkType::name);
     let sql = format!(
-        "{} WHERE (?1 IS NULL OR bill_id = ?1) AND (?2 IS NULL OR order_id = ?2) AND (?3 IS NULL OR user_name = ?3) AND (?4 IS NULL OR work_type = ?4) ORDER BY pay_id",
+        "{} WHERE (bill_id = ?1 OR ?1 IS NULL) AND (order_id = ?2 OR ?2 IS NULL) AND (user_name = ?3 OR ?3 IS NULL) AND (work_type = ?4 OR ?4 IS NULL) ORDER BY pay_id",
         PAYS.select
     );
     let conn = app.store.read().await?;
@@ -328,7 +328,7 @@ async fn list_view(State(app): State<App>, Query(filter): Query<Filter>) -> Resu
     let order = id_filter(filter.order_id.as_deref(), "order")?;
     let user = text_filter(filter.user_name, "userName", limits::USER_NAME)?;
     let state = filter.bill_state.as_deref().map(BillState::parse).transpose().map_err(ApiError::BadRequest)?.map(BillState::name);
-    let sql = format!("{} WHERE (?1 IS NULL OR order_id = ?1) AND (?2 IS NULL OR user_name = ?2) AND (?3 IS NULL OR bill_state = ?3) ORDER BY bill_id", VIEW.select);
+    let sql = format!("{} WHERE (order_id = ?1 OR ?1 IS NULL) AND (user_name = ?2 OR ?2 IS NULL) AND (bill_state = ?3 OR ?3 IS NULL) ORDER BY bill_id", VIEW.select);
     let conn = app.store.read().await?;
     Ok(axum::Json(conn.all(&sql, libsql::params![order, user, state]).await?))
 }
