@@ -52,6 +52,20 @@ load() {
     jq -r '"\(.request_rate) \(.latency_us.p99_us / 1000) \(.failed_transactions)"'
 }
 
+# Waits (at most 90 s) until the machine is idle: a run's orders leave
+# delivery and mypage consuming behind it, and that catch-up must not land
+# on the next run (of either shop).
+settle() {
+  for _ in $(seq 1 90); do
+    read -r _ u1 n1 s1 i1 w1 _ < /proc/stat
+    sleep 1
+    read -r _ u2 n2 s2 i2 w2 _ < /proc/stat
+    busy=$(( (u2 + n2 + s2) - (u1 + n1 + s1) ))
+    idle=$(( (i2 + w2) - (i1 + w1) ))
+    [ $((busy * 10)) -lt $((busy + idle)) ] && return 0
+  done
+}
+
 # Warm both (connections, prepared statements, the breaker closed).
 load "$ON_GATEWAY" "$ON_TOKEN" 3 >/dev/null
 load "$OFF_GATEWAY" "$OFF_TOKEN" 3 >/dev/null
@@ -63,6 +77,7 @@ for round in $(seq 1 "$ROUNDS"); do
   # Alternate which goes first, so a drift of the machine hits both alike.
   if [ $((round % 2)) -eq 1 ]; then order="on off"; else order="off on"; fi
   for which in $order; do
+    settle
     if [ "$which" = on ]; then figures=$(load "$ON_GATEWAY" "$ON_TOKEN" "$DURATION"); else figures=$(load "$OFF_GATEWAY" "$OFF_TOKEN" "$DURATION"); fi
     read -r rps p99 failed <<<"$figures"
     printf '  %-6s %-6s %10.1f %9.2f %7s\n' "$round" "$which" "$rps" "$p99" "$failed"
