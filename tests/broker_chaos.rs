@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::Shop;
-use common::chaos::{check_result, experiment, journal, start_chaos, wait_for};
+use common::chaos::{check_result, experiment, journal, rows, run, said, start_chaos, wait_for};
 use serde_json::Value;
 
 /// The faults in force in the shop's broker, read from its control
@@ -21,32 +21,11 @@ fn broker_faults(shop: &Shop) -> Vec<Value> {
     faults.iter().map(|f| serde_json::to_value(f).unwrap()).collect()
 }
 
-fn said(out: &std::process::Output) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// Runs shipped experiment `name` to the end; its journal.
-fn run(shop: &Shop, name: &str) -> Value {
-    let reports = tempfile::tempdir().unwrap();
-    let out = shop.cli(&["chaos", "run", &experiment(name), "--reports", reports.path().to_str().unwrap()]);
-    let (_, journal) = journal(reports.path());
-    assert_eq!(out.status.code(), Some(0), "{name}: {}", said(&out));
-    assert_eq!((journal["status"].as_str(), journal["rollback_verified"].as_bool()), (Some("passed"), Some(true)), "{name}");
-    journal
-}
 
 /// The hits each rollback step reports (`fault N: H hits`).
 fn hits(journal: &Value) -> Vec<u64> {
     let steps = journal["rollbacks"].as_array().unwrap();
     steps.iter().map(|s| s["detail"].as_str().unwrap().rsplit(": ").next().unwrap().trim_end_matches(" hits").parse().unwrap_or(0)).collect()
-}
-
-/// `N in SOURCE, N rows in READ_MODEL`: the N.
-fn rows(evidence: &str) -> u64 {
-    let (source, rows) = evidence.split_once(", ").unwrap();
-    let n: u64 = source.split(' ').next().unwrap().parse().unwrap();
-    assert_eq!(rows.split(' ').next().unwrap().parse::<u64>().unwrap(), n, "{evidence}");
-    n
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::Shop;
-use common::chaos::{check_result, experiment, journal, start_chaos, wait_for};
+use common::chaos::{check_result, experiment, journal, rows, run, said, start_chaos, wait_for};
 use serde_json::Value;
 use stormproof::platform::Platform;
 use stormproof::platform::local::{ControlClient, RunState};
@@ -22,33 +22,12 @@ fn network_faults(shop: &Shop) -> Vec<ActiveNetworkFault> {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(platform.network_faults())).expect("the platform's network faults")
 }
 
-fn said(out: &std::process::Output) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// Runs shipped experiment `name` to the end, expecting it to pass; its journal.
-fn run(shop: &Shop, name: &str) -> Value {
-    let reports = tempfile::tempdir().unwrap();
-    let out = shop.cli(&["chaos", "run", &experiment(name), "--reports", reports.path().to_str().unwrap()]);
-    let (_, journal) = journal(reports.path());
-    assert_eq!(out.status.code(), Some(0), "{name}: {}", said(&out));
-    assert_eq!((journal["status"].as_str(), journal["rollback_verified"].as_bool()), (Some("passed"), Some(true)), "{name}");
-    journal
-}
 
 /// The connections the journaled fault acted on, from its rollback step
 /// (`fault N: H hits`).
 fn hits(journal: &Value) -> u64 {
     let detail = journal["rollbacks"][0]["detail"].as_str().unwrap();
     detail.rsplit(": ").next().unwrap().trim_end_matches(" hits").parse().unwrap_or_else(|_| panic!("not cleared by the rollback: {detail}"))
-}
-
-/// `N in SOURCE, N rows in READ_MODEL`: the N, both sides equal.
-fn rows(evidence: &str) -> u64 {
-    let (source, rows) = evidence.split_once(", ").unwrap();
-    let n: u64 = source.split(' ').next().unwrap().parse().unwrap();
-    assert_eq!(rows.split(' ').next().unwrap().parse::<u64>().unwrap(), n, "{evidence}");
-    n
 }
 
 /// The orders the load placed while the fault held.

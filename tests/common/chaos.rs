@@ -48,3 +48,27 @@ pub fn check_result(journal: &Value, phase: &str, name: &str) -> (String, String
     let found = checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check `{name}` in {phase}: {checks:#?}"));
     (found["status"].as_str().unwrap().to_string(), found["evidence"].as_str().unwrap().to_string())
 }
+
+/// What a command printed, stdout then stderr.
+pub fn said(out: &std::process::Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Runs shipped experiment `name` against `shop` to the end, expecting it
+/// to pass with its rollback verified; its journal.
+pub fn run(shop: &Shop, name: &str) -> Value {
+    let reports = tempfile::tempdir().unwrap();
+    let out = shop.cli(&["chaos", "run", &experiment(name), "--reports", reports.path().to_str().unwrap()]);
+    let (_, journal) = journal(reports.path());
+    assert_eq!(out.status.code(), Some(0), "{name}: {}", said(&out));
+    assert_eq!((journal["status"].as_str(), journal["rollback_verified"].as_bool()), (Some("passed"), Some(true)), "{name}");
+    journal
+}
+
+/// `N in SOURCE, N rows in READ_MODEL`: the N, both sides equal.
+pub fn rows(evidence: &str) -> u64 {
+    let (source, rows) = evidence.split_once(", ").unwrap();
+    let n: u64 = source.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(rows.split(' ').next().unwrap().parse::<u64>().unwrap(), n, "{evidence}");
+    n
+}
