@@ -17,34 +17,9 @@ set -euo pipefail
 DURATION=${DURATION:-20}
 CONC=${CONC:-16}
 ROUNDS=${ROUNDS:-2}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-STORMPROOF_BIN=$(realpath "${STORMPROOF_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/stormproof}")
-
-ON=$(mktemp -d)
-OFF=$(mktemp -d)
-cleanup() {
-  for dir in "$ON" "$OFF"; do
-    STORMPROOF_RUN_DIR="$dir" "$STORMPROOF_BIN" down >/dev/null 2>&1 || true
-    rm -rf "$dir"
-  done
-}
-trap cleanup EXIT INT TERM
-
-# up DIR [flags…] → the gateway URL
-up() {
-  local dir=$1; shift
-  STORMPROOF_RUN_DIR="$dir" "$STORMPROOF_BIN" up shop --detach --port 0 "$@" >/dev/null
-  jq -r .gateway "$dir/state.json"
-}
-token() {
-  curl -sf -X POST "$1/auth/token" -H 'content-type: application/json' -d '{"username":"user1","password":"stormproof"}' | jq -r .access_token
-}
-
-ON_GATEWAY=$(up "$ON")
-OFF_GATEWAY=$(up "$OFF" --links off)
+source "$(dirname "$0")/links_lib.sh"
 ON_TOKEN=$(token "$ON_GATEWAY")
 OFF_TOKEN=$(token "$OFF_GATEWAY")
-ORDER='{"productId": 1, "quantity": 1, "customerId": "user1", "customerName": "Kim", "customerAddr": "Seoul"}'
 
 # load GATEWAY TOKEN SECONDS → "req/s p99_ms failed"
 load() {
@@ -52,9 +27,11 @@ load() {
     jq -r '"\(.request_rate) \(.latency_us.p99_us / 1000) \(.failed_transactions)"'
 }
 
-# Waits (at most 90 s) until the machine is idle: a run's orders leave
-# delivery and mypage consuming behind it, and that catch-up must not land
-# on the next run (of either shop).
+# Waits (at most 90 s) until the machine is back to idle: a run's orders
+# leave delivery and mypage consuming behind it, and that catch-up must not
+# land on the next run (of either shop). Idle is the two shops at rest
+# (about 18 % of 2 cores measured: consumers' polls, probes), so it is under
+# 30 % busy.
 settle() {
   for _ in $(seq 1 90); do
     read -r _ u1 n1 s1 i1 w1 _ < /proc/stat
@@ -62,8 +39,9 @@ settle() {
     read -r _ u2 n2 s2 i2 w2 _ < /proc/stat
     busy=$(( (u2 + n2 + s2) - (u1 + n1 + s1) ))
     idle=$(( (i2 + w2) - (i1 + w1) ))
-    [ $((busy * 10)) -lt $((busy + idle)) ] && return 0
+    [ $((busy * 100)) -lt $(( (busy + idle) * 30 )) ] && return 0
   done
+  echo "  (the machine stayed over 30 % busy for 90 s; running anyway)" >&2
 }
 
 # Warm both (connections, prepared statements, the breaker closed).

@@ -16,6 +16,7 @@ use stormproof::platform::local::link::LinkTable;
 use stormproof::platform::local::{ControlClient, RunState};
 use stormproof::platform::network::{Direction, Link, Links, NetworkFault, Peer, Toxic};
 use stormproof::platform::{Platform, PlatformError};
+use stormproof::proxy::InProcess;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -202,6 +203,38 @@ async fn slow_close_holds_the_close_and_a_fault_expires_by_itself() {
     assert_eq!(table.list().len(), 1);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(table.list().is_empty(), "expired: {:?}", table.list());
+}
+
+/// Inside `up` (the gateway) a proxy is reached in memory, and through it a
+/// target `up` serves in memory too (a stable address): no loopback hop,
+/// the same faults.
+#[tokio::test]
+async fn a_proxy_reached_in_memory_passes_data_and_carries_its_links_faults() {
+    let table = LinkTable::new();
+    let stable = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let echoed = axum::Router::new().fallback(|body: String| async move { format!("echo {body}") });
+    table.memory().serve(stable, echoed);
+    let via = table.proxy(&link(), stable).unwrap();
+    let mut caller = table.memory().dial(via).expect("the proxy is served in memory");
+    let request = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nping";
+    caller.write_all(request).await.unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), caller.read(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("echo ping"), "through the proxy to the in-memory server: {answer}");
+
+    table.set(&on_link(Toxic::Reset)).unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(2), caller.read(&mut [0u8; 16])).await.expect("cut at once");
+    assert!(matches!(end, Ok(0)), "a reset ends the in-memory connection (no RST in memory): {end:?}");
+    let mut fresh = table.memory().dial(via).unwrap();
+    fresh.write_all(request).await.ok();
+    let end = tokio::time::timeout(Duration::from_secs(2), fresh.read(&mut [0u8; 16])).await.expect("cut at once");
+    assert!(matches!(end, Ok(0) | Err(_)), "a new one too: {end:?}");
+    assert_eq!(table.list()[0].hits, 2);
+    table.clear_all();
+
+    table.follow(&link(), &[]);
+    assert!(table.memory().dial(via).is_none(), "a stopped proxy is not served in memory either");
 }
 
 #[tokio::test]

@@ -169,3 +169,48 @@ async fn the_telecom_scenario_and_its_compensation_run_on_postgres() {
     telecom::run(&system).await;
     system.down();
 }
+
+/// The children of `parent` whose command is `name`.
+fn children_named(parent: u32, name: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // pid (comm) state ppid …
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
+        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        if comm == name && ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// `up` SIGKILLed takes its private PostgreSQL server with it (the kernel
+/// tells the server: a fast shutdown), and the next `up` in the same run
+/// directory starts, on a fresh cluster, and stops with `down`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_up_leaves_no_postgres_behind_and_the_next_up_starts() {
+    let Some(shop) = shop_on_postgres(&[]).await else { return };
+    let up = shop.state["pid"].as_u64().unwrap() as u32;
+    let servers = children_named(up, "postgres");
+    assert_eq!(servers.len(), 1, "up's one PostgreSQL server: {servers:?}");
+    let (status, _) = shop.place_order(1, 1, "frank").await;
+    assert_eq!(status, 201);
+    // SAFETY: kill(2) on the pid of the `up` this test started.
+    assert_eq!(unsafe { libc::kill(up as i32, libc::SIGKILL) }, 0);
+    eventually(Duration::from_secs(20), "the server gone with up", || async {
+        if stormproof::platform::local::pid_alive(servers[0]) { Err(format!("postgres {} still runs", servers[0])) } else { Ok(()) }
+    })
+    .await;
+    let again = common::stormproof(shop.dir.path(), &["up", "shop", "--detach", "--port", "0", "--grace", "5s", "--store", "postgres"]);
+    assert!(again.status.success(), "the next up: {}", String::from_utf8_lossy(&again.stderr));
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(shop.dir.path().join("state.json")).unwrap()).unwrap();
+    let next = state["pid"].as_u64().unwrap() as u32;
+    let servers = children_named(next, "postgres");
+    assert_eq!(servers.len(), 1, "a fresh server: {servers:?}");
+    let down = common::stormproof(shop.dir.path(), &["down"]);
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(!stormproof::platform::local::pid_alive(next) && !stormproof::platform::local::pid_alive(servers[0]), "down stopped up and its server");
+}

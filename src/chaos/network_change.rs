@@ -31,7 +31,11 @@ pub async fn set(platform: &dyn Platform, journal: &mut Journal, action: &Networ
     }
     journal.save()?;
     let on: Vec<String> = active.on.iter().map(ToString::to_string).collect();
-    let expires = fault.expires_after.map(humantime::format_duration).map(|d| format!(", expires by itself after {d}")).unwrap_or_default();
+    // What the platform set, which may not expire (a NetworkPolicy).
+    let expires = match active.fault.expires_after {
+        Some(after) => format!(", expires by itself after {}", humantime::format_duration(after)),
+        None => ", does not expire by itself here: if this run dies, `stormproof chaos rollback` clears it".into(),
+    };
     Ok(format!("network fault {} set on {}{expires}", active.id, on.join(", ")))
 }
 
@@ -39,7 +43,9 @@ pub async fn set(platform: &dyn Platform, journal: &mut Journal, action: &Networ
 /// run died before the id was saved) any equal one. The fault must match
 /// too, since a restarted platform numbers its faults from 1 again.
 fn is_ours(active: &ActiveNetworkFault, fault: &NetworkFault, id: Option<u64>) -> bool {
-    active.fault == *fault && id.is_none_or(|id| active.id == id)
+    // Bar the expiry: a platform whose fault cannot expire reads back none.
+    let timeless = |f: &NetworkFault| NetworkFault { expires_after: None, ..f.clone() };
+    timeless(&active.fault) == timeless(fault) && id.is_none_or(|id| active.id == id)
 }
 
 /// Clears the journaled fault; says what it had done. A fault already gone
@@ -84,6 +90,8 @@ mod tests {
     struct Links {
         faults: Mutex<Vec<ActiveNetworkFault>>,
         journal: Mutex<Option<std::path::PathBuf>>,
+        /// Its faults never expire (a cluster's NetworkPolicy).
+        timeless: bool,
     }
 
     #[async_trait::async_trait]
@@ -125,7 +133,8 @@ mod tests {
             let mut faults = self.faults.lock().unwrap();
             let id = faults.iter().map(|f| f.id).max().unwrap_or(0) + 1;
             let on = vec![Link { from: Peer::parse("order"), to: Peer::parse("product") }];
-            let active = ActiveNetworkFault { id, fault: fault.clone(), on, hits: 7 };
+            let fault = if self.timeless { NetworkFault { expires_after: None, ..fault.clone() } } else { fault.clone() };
+            let active = ActiveNetworkFault { id, fault, on, hits: 7 };
             faults.push(active.clone());
             Ok(active)
         }
@@ -181,6 +190,22 @@ mod tests {
         journal.rollbacks.clear();
         assert!(action::rollback(&platform, &mut journal, Duration::from_secs(1)).await);
         assert_eq!((journal.rollbacks[0].status, journal.rollbacks[0].detail.as_str()), (RollbackStatus::Restored, "already gone (expired, or the platform restarted)"));
+    }
+
+    /// A fault the platform cannot expire is not said to, and is still
+    /// found and cleared by the rollback, by id or (no id saved) by match.
+    #[tokio::test]
+    async fn a_fault_that_cannot_expire_is_said_so_and_still_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = Links { timeless: true, ..Links::default() };
+        let mut journal = journal(dir.path());
+        let said = action::apply(&platform, &mut journal, &slow_link(), Duration::from_secs(25)).await.unwrap();
+        assert!(said.ends_with("does not expire by itself here: if this run dies, `stormproof chaos rollback` clears it"), "{said}");
+        let ours = network_fault(match &slow_link().fault { Fault::Network(n) => n, _ => unreachable!() }, Duration::from_secs(25));
+        platform.set_network_fault(&ours).await.unwrap();
+        journal.changes.push(Change::NetworkFault { fault: ours, id: None });
+        assert!(action::rollback(&platform, &mut journal, Duration::from_secs(1)).await);
+        assert!(platform.faults.lock().unwrap().is_empty(), "both cleared");
     }
 
     #[tokio::test]

@@ -48,6 +48,15 @@ impl FaultKind {
         ApiResource { group: group.into(), version: version.into(), api_version: format!("{group}/{version}"), kind: kind.into(), plural: plural.into() }
     }
 
+    /// `fault` as an object of this kind sets it: a NetworkPolicy has no
+    /// duration, so it does not expire (a rollback deletes it).
+    fn as_it_acts(self, fault: &NetworkFault) -> NetworkFault {
+        match self {
+            FaultKind::NetworkChaos => fault.clone(),
+            FaultKind::NetworkPolicy => NetworkFault { expires_after: None, ..fault.clone() },
+        }
+    }
+
     /// The collection's API path in `namespace`.
     pub fn path(self, namespace: &str) -> String {
         let r = self.resource();
@@ -71,7 +80,7 @@ pub struct FaultObject {
 impl FaultObject {
     /// The fault it sets, as set (what a dry run answers).
     pub fn active(&self, fault: &NetworkFault) -> ActiveNetworkFault {
-        ActiveNetworkFault { id: self.id, fault: fault.clone(), on: links_of(fault), hits: 0 }
+        ActiveNetworkFault { id: self.id, fault: self.kind.as_it_acts(fault), on: links_of(fault), hits: 0 }
     }
 }
 
@@ -201,10 +210,10 @@ fn policy_spec(fault: &NetworkFault, ends: &Ends) -> Value {
 }
 
 /// The fault an object of ours sets, read back.
-fn active(object: &DynamicObject) -> Option<ActiveNetworkFault> {
+fn active(kind: FaultKind, object: &DynamicObject) -> Option<ActiveNetworkFault> {
     let id = object.labels().get(FAULT_LABEL)?.parse().ok()?;
     let fault: NetworkFault = serde_json::from_str(object.annotations().get(FAULT_ANNOTATION)?).ok()?;
-    Some(ActiveNetworkFault { id, on: links_of(&fault), fault, hits: 0 })
+    Some(ActiveNetworkFault { id, on: links_of(&fault), fault: kind.as_it_acts(&fault), hits: 0 })
 }
 
 /// The links a two-ended fault is on.
@@ -276,7 +285,7 @@ impl KubePlatform {
         let object: DynamicObject = serde_json::from_value(planned.body.clone()).map_err(|err| PlatformError::Invalid(err.to_string()))?;
         let params = PostParams { dry_run: false, field_manager: Some(FIELD_MANAGER.into()) };
         let created = self.faults_api(planned.kind).create(&params, &object).await.map_err(|err| api_error(err, || PlatformError::Refused(format!("{} is not served here", planned.kind.path(&self.namespace)))))?;
-        active(&created).ok_or_else(|| PlatformError::Invalid(format!("{} came back without its fault: {fault}", planned.name)))
+        active(planned.kind, &created).ok_or_else(|| PlatformError::Invalid(format!("{} came back without its fault: {fault}", planned.name)))
     }
 
     /// Every fault object of ours, with the fault each sets.
@@ -290,7 +299,7 @@ impl KubePlatform {
                 Err(kube::Error::Api(status)) if status.code == 404 => vec![],
                 Err(err) => return Err(api_error(err, || PlatformError::Unreachable("cannot list faults".into()))),
             };
-            found.extend(list.iter().filter_map(|o| active(o).map(|a| (kind, o.name_any(), a))));
+            found.extend(list.iter().filter_map(|o| active(kind, o).map(|a| (kind, o.name_any(), a))));
         }
         found.sort_by_key(|(_, _, a)| a.id);
         Ok(found)

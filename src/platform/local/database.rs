@@ -49,20 +49,26 @@ impl PrivateCluster {
     pub async fn start(dir: &Path) -> anyhow::Result<PrivateCluster> {
         let bin = server_binaries().context("no PostgreSQL server found (initdb and postgres in /usr/local/bin or /usr/lib/postgresql/*/bin)")?;
         let as_root = uid() == 0;
+        std::fs::create_dir_all(dir)?;
         // nobody may not traverse the run directory (a test's temporary
         // directory is 0700), so as root the data lives in a directory of
-        // its own under the system's temporary directory.
-        let data = if as_root { std::env::temp_dir().join(format!("stormproof-postgres-{}", crate::process::free_port()?.port())) } else { dir.join("data") };
+        // its own under the system's temporary directory — named after the
+        // run directory, so the next `up` there clears what a killed one left.
+        let data = if as_root { std::env::temp_dir().join(format!("stormproof-postgres-{:016x}", run_dir_key(dir))) } else { dir.join("data") };
         if data.exists() {
+            // A killed `up`'s server may still be shutting down in it.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while data.join("postmaster.pid").exists() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             std::fs::remove_dir_all(&data).with_context(|| format!("cannot clear {}", data.display()))?;
         }
-        std::fs::create_dir_all(dir)?;
         std::fs::create_dir_all(&data)?;
         if as_root {
             std::os::unix::fs::chown(&data, Some(NOBODY), Some(NOBODY)).context("cannot hand the cluster's directory to nobody")?;
         }
         let log = std::fs::File::create(dir.join("postgres.log"))?;
-        let initdb = unprivileged(&bin.join("initdb"), as_root)
+        let initdb = unprivileged(&bin.join("initdb"), as_root, OnParentDeath::RunOn)
             .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync", "-D"])
             .arg(&data)
             .stdout(log.try_clone()?)
@@ -73,7 +79,8 @@ impl PrivateCluster {
         let port = crate::process::free_port()?.port();
         // The socket goes in the data directory: /var/run/postgresql may not
         // exist or be writable. Up to 300 connections: 8 per service process.
-        let child = unprivileged(&bin.join("postgres"), as_root)
+        // `up` killed (SIGKILL) takes the server with it.
+        let child = unprivileged(&bin.join("postgres"), as_root, OnParentDeath::FastShutdown)
             .arg("-D")
             .arg(&data)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", "-p", &port.to_string(), "-k"])
@@ -138,14 +145,42 @@ fn uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+/// What a command does when `up` dies before stopping it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnParentDeath {
+    /// Runs on (initdb: it ends by itself).
+    RunOn,
+    /// The kernel sends it SIGINT: PostgreSQL's fast shutdown.
+    FastShutdown,
+}
+
 /// `program`, run as nobody when we are root (setpriv execs it, so the
 /// child's pid is the server's own).
-fn unprivileged(program: &Path, as_root: bool) -> Command {
+fn unprivileged(program: &Path, as_root: bool, on_death: OnParentDeath) -> Command {
     if !as_root {
-        return Command::new(program);
+        let mut command = Command::new(program);
+        if on_death == OnParentDeath::FastShutdown {
+            // SAFETY: set_pdeathsig is async-signal-safe (one prctl call).
+            unsafe {
+                command.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGINT).map_err(std::io::Error::from));
+            }
+        }
+        return command;
     }
     let mut command = Command::new("setpriv");
-    command.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(program);
+    command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    // A change of user clears the parent-death signal: setpriv sets it after.
+    if on_death == OnParentDeath::FastShutdown {
+        command.args(["--pdeathsig", "SIGINT"]);
+    }
+    command.arg("--").arg(program);
     command
 }
 
+/// A key for `run_dir` (its canonical path), stable from one `up` to the next.
+fn run_dir_key(run_dir: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::fs::canonicalize(run_dir).unwrap_or_else(|_| run_dir.to_path_buf()).hash(&mut hasher);
+    hasher.finish()
+}

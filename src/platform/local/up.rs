@@ -149,16 +149,25 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
     }
     let shutdown = Arc::new(Notify::new());
     let upstreams: Arc<dyn Upstreams> = supervisor.clone();
-    let gateway_upstreams: Arc<dyn Upstreams> = match plan.wiring {
-        Wiring::Links => Arc::new(LinkedUpstreams { inner: upstreams.clone(), table: links.clone() }),
-        Wiring::Direct => upstreams.clone(),
+    // With links, the gateway reaches its link proxies in memory, and so do
+    // the proxies the stable addresses: every hop with both ends in `up`.
+    let gateway_forwarder = match plan.wiring {
+        Wiring::Links => {
+            let linked = Arc::new(LinkedUpstreams { inner: upstreams.clone(), table: links.clone() });
+            Forwarder::reaching(linked, Some(links.memory()))
+        }
+        Wiring::Direct => Forwarder::new(upstreams.clone()),
     };
     let mut servers = vec![
-        serve(gateway, gateway_app(gateway_config, Forwarder::new(gateway_upstreams))),
+        serve(gateway, gateway_app(gateway_config, gateway_forwarder)),
         serve(control_listener, control::app(supervisor.clone(), state.clone(), shutdown.clone())),
     ];
     for (name, listener) in service_listeners {
-        servers.push(serve(listener, service_address(name, Forwarder::new(upstreams.clone()))));
+        let app = service_address(name, Forwarder::new(upstreams.clone()));
+        if plan.wiring == Wiring::Links {
+            links.memory().serve(listener.local_addr()?, app.clone());
+        }
+        servers.push(serve(listener, app));
     }
     state.write()?;
 

@@ -1,6 +1,7 @@
 //! What the faults on a link do to one connection: each fault picks the
-//! connection or not once (its probability), when the connection opens or
-//! when the fault is set, and the picked faults combine into [`Effects`].
+//! connection or not once (its probability, as a share), when the
+//! connection opens or when the fault is set, and the picked faults combine
+//! into [`Effects`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,16 +12,39 @@ use tokio::sync::watch;
 
 use crate::platform::network::{ActiveNetworkFault, Direction, Link, NetworkFault, Toxic};
 
-/// A fault as set on the links it names, counting the connections it acted on.
+/// A fault as set on the links it names, counting the connections it
+/// acted on and those it looked at.
 #[derive(Debug)]
 pub(super) struct SetFault {
     pub id: u64,
     pub fault: NetworkFault,
     pub on: Vec<Link>,
     pub hits: AtomicU64,
+    pub seen: AtomicU64,
 }
 
 impl SetFault {
+    pub fn new(id: u64, fault: NetworkFault, on: Vec<Link>) -> SetFault {
+        SetFault { id, fault, on, hits: AtomicU64::new(0), seen: AtomicU64::new(0) }
+    }
+
+    /// Whether the next connection it looks at is picked. The share is
+    /// kept exactly, not drawn: of the first n connections ⌈n·p⌉ are
+    /// picked, the first one included, so a fault with a probability
+    /// above 0 always acts on a link that has a connection — a verdict
+    /// never rests on a lucky draw that touched nothing.
+    fn pick(&self) -> bool {
+        let n = self.seen.fetch_add(1, Ordering::Relaxed) as f64;
+        let p = self.fault.probability;
+        // The epsilon keeps 10 × 0.3 at 3, not 3.0000000000000004.
+        let picks = |n: f64| (n * p - 1e-9).ceil().max(0.0);
+        let picked = picks(n + 1.0) > picks(n);
+        if picked {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        picked
+    }
+
     pub fn active(&self) -> ActiveNetworkFault {
         ActiveNetworkFault { id: self.id, fault: self.fault.clone(), on: self.on.clone(), hits: self.hits.load(Ordering::Relaxed) }
     }
@@ -134,13 +158,7 @@ impl Picks {
         self.picked.retain(|id, _| faults.iter().any(|f| f.id == *id));
         let mut effects = Effects::default();
         for fault in &faults {
-            let picked = *self.picked.entry(fault.id).or_insert_with(|| {
-                let picked = fastrand::f64() < fault.fault.probability;
-                if picked {
-                    fault.hits.fetch_add(1, Ordering::Relaxed);
-                }
-                picked
-            });
+            let picked = *self.picked.entry(fault.id).or_insert_with(|| fault.pick());
             if picked {
                 effects.add(&fault.fault);
             }
@@ -179,5 +197,22 @@ mod tests {
         effects.add(&fault(Toxic::Partition, Direction::Both));
         effects.add(&fault(Toxic::Reset, Direction::Both));
         assert_eq!(effects.cut, Some(Cut::Partition));
+    }
+
+    #[test]
+    fn a_probability_is_an_exact_share_that_starts_with_the_first_connection() {
+        let picks = |p: f64, n: usize| {
+            let set = SetFault::new(1, NetworkFault { probability: p, ..fault(Toxic::Reset, Direction::Both) }, vec![]);
+            let picked: Vec<bool> = (0..n).map(|_| set.pick()).collect();
+            assert_eq!(set.hits.load(Ordering::Relaxed) as usize, picked.iter().filter(|p| **p).count());
+            picked
+        };
+        let share = picks(0.3, 10);
+        assert!(share[0], "the first connection is picked");
+        assert_eq!(share.iter().filter(|p| **p).count(), 3, "3 of 10: {share:?}");
+        assert_eq!(picks(0.3, 100).iter().filter(|p| **p).count(), 30);
+        assert_eq!(picks(0.5, 4), [true, false, true, false]);
+        assert!(picks(0.0, 50).iter().all(|p| !p), "0 picks none");
+        assert!(picks(1.0, 50).iter().all(|p| *p), "1 picks all");
     }
 }

@@ -1,36 +1,53 @@
-//! A link proxy: listens on loopback and passes each connection on to its
-//! target through two pumps, while the connection's picks watch the faults
-//! set on its link and cut it (reset, close, swallow) when one says so.
+//! A link proxy: listens on loopback (and in memory, for callers inside
+//! `up`) and passes each connection on to its target through two pumps,
+//! while the connection's picks watch the faults set on its link and cut
+//! it (reset, close, swallow) when one says so.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, DuplexStream};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
+use tokio_util::either::Either;
 
 use super::effects::{Cut, Effects, Faults, Picks, Side};
+use super::memory::InMemory;
 use super::pump::pump;
+use crate::proxy::InProcess;
+
+/// One end of a proxied connection: a socket, or a stream in memory (a
+/// caller inside `up`, or a target inside it).
+type End = Either<TcpStream, DuplexStream>;
 
 /// The targets of one link's proxies (the replicas behind the gateway's
 /// link to a service): where a connection goes when its own target refuses.
 pub(super) type Targets = Arc<Mutex<Vec<SocketAddr>>>;
 
-/// Starts a proxy on 127.0.0.1 (any free port) to `target`; its address,
-/// and the handle that stops its accept loop (and closes its port).
-pub(super) fn start(target: SocketAddr, faults: watch::Sender<Faults>, siblings: Targets) -> std::io::Result<(SocketAddr, AbortHandle)> {
+/// Starts a proxy on 127.0.0.1 (any free port) to `target`, served in
+/// `memory` too; its address, and the handle that stops its accept loop
+/// (and closes its port; the caller closes it in memory).
+pub(super) fn start(target: SocketAddr, faults: watch::Sender<Faults>, siblings: Targets, memory: &Arc<InMemory>) -> std::io::Result<(SocketAddr, AbortHandle)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
     let faults = Arc::new(faults);
+    // Weak: the memory holds this closure.
+    let reach = Arc::downgrade(memory);
+    let proxy = (faults.clone(), siblings.clone(), reach.clone());
+    memory.listen(addr, move |stream| {
+        let (faults, siblings, reach) = &proxy;
+        tokio::spawn(connection(Either::Right(stream), target, siblings.clone(), reach.clone(), Picks::new(faults.subscribe())));
+    });
     let accepting = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((client, _)) => {
-                    tokio::spawn(connection(client, target, siblings.clone(), Picks::new(faults.subscribe())));
+                    let _ = client.set_nodelay(true);
+                    tokio::spawn(connection(Either::Left(client), target, siblings.clone(), reach.clone(), Picks::new(faults.subscribe())));
                 }
                 // Out of descriptors, say: back off rather than spin.
                 Err(err) => {
@@ -43,8 +60,7 @@ pub(super) fn start(target: SocketAddr, faults: watch::Sender<Faults>, siblings:
     Ok((addr, accepting.abort_handle()))
 }
 
-async fn connection(client: TcpStream, target: SocketAddr, siblings: Targets, mut picks: Picks) {
-    let _ = client.set_nodelay(true);
+async fn connection(client: End, target: SocketAddr, siblings: Targets, reach: Weak<InMemory>, mut picks: Picks) {
     let effects = picks.effects();
     match effects.cut {
         // A partitioned link refuses: the closest userspace gets to a
@@ -53,37 +69,37 @@ async fn connection(client: TcpStream, target: SocketAddr, siblings: Targets, mu
         Some(Cut::Blackhole) => return swallow(client, None, picks).await,
         None => {}
     }
-    let Some(upstream) = connect(target, &siblings).await else {
+    let Some(upstream) = connect(target, &siblings, &reach).await else {
         // Every target is gone: the caller sees its connection fail.
         return reset(client);
     };
-    let _ = upstream.set_nodelay(true);
     forward(client, upstream, picks, effects).await;
 }
 
-/// Connects to `target`, or when it refuses (a replica killed or scaled
-/// away before the caller saw it go) to another target of the same link:
-/// nothing was sent yet, so this is what the caller's own retry on a
-/// refused connect would have done.
-async fn connect(target: SocketAddr, siblings: &Targets) -> Option<TcpStream> {
-    if let Ok(upstream) = TcpStream::connect(target).await {
-        return Some(upstream);
+/// Connects to `target` (in memory when `up` serves it, a stable address),
+/// or when it refuses (a replica killed or scaled away before the caller
+/// saw it go) to another target of the same link: nothing was sent yet, so
+/// this is what the caller's own retry on a refused connect would have done.
+async fn connect(target: SocketAddr, siblings: &Targets, reach: &Weak<InMemory>) -> Option<End> {
+    if let Some(stream) = reach.upgrade().and_then(|memory| memory.dial(target)) {
+        return Some(Either::Right(stream));
     }
     let others: Vec<SocketAddr> = siblings.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().filter(|t| *t != target).collect();
-    for other in others {
-        if let Ok(upstream) = TcpStream::connect(other).await {
-            return Some(upstream);
+    for to in std::iter::once(target).chain(others) {
+        if let Ok(upstream) = TcpStream::connect(to).await {
+            let _ = upstream.set_nodelay(true);
+            return Some(Either::Left(upstream));
         }
     }
     None
 }
 
 /// Passes data both ways until both sides are done, or a fault cuts it.
-async fn forward(mut client: TcpStream, mut upstream: TcpStream, mut picks: Picks, effects: Effects) {
+async fn forward(client: End, upstream: End, mut picks: Picks, effects: Effects) {
     let (tell, told) = watch::channel(effects);
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
     let cut = {
-        let (mut client_read, mut client_write) = client.split();
-        let (mut upstream_read, mut upstream_write) = upstream.split();
         let pumps = async {
             tokio::try_join!(
                 pump(&mut client_read, &mut upstream_write, Side::Upstream, told.clone()),
@@ -105,6 +121,7 @@ async fn forward(mut client: TcpStream, mut upstream: TcpStream, mut picks: Pick
             cut = watch_cut => Some(cut),
         }
     };
+    let (client, upstream) = (client_read.unsplit(client_write), upstream_read.unsplit(upstream_write));
     match cut {
         None => {}
         Some(Cut::Reset) => {
@@ -117,15 +134,18 @@ async fn forward(mut client: TcpStream, mut upstream: TcpStream, mut picks: Pick
     }
 }
 
-/// Closes with RST (SO_LINGER 0), so the peer reads ECONNRESET.
-fn reset(stream: TcpStream) {
-    let _ = stream.set_zero_linger();
-    drop(stream);
+/// Closes with RST (SO_LINGER 0), so the peer reads ECONNRESET; in memory
+/// (no RST there) the peer reads the end of the stream.
+fn reset(end: End) {
+    if let Either::Left(tcp) = &end {
+        let _ = tcp.set_zero_linger();
+    }
+    drop(end);
 }
 
 /// Reads and drops whatever either side sends, answers nothing and closes
 /// nothing, until the blackhole is cleared (then closes: the data is lost).
-async fn swallow(mut client: TcpStream, mut upstream: Option<TcpStream>, mut picks: Picks) {
+async fn swallow(mut client: End, mut upstream: Option<End>, mut picks: Picks) {
     let (mut from_client, mut from_upstream) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
     loop {
         tokio::select! {

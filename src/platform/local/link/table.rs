@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use super::effects::{Faults, SetFault};
+use super::memory::InMemory;
 use super::proxy::Targets;
 use crate::platform::PlatformError;
 use crate::platform::network::{ActiveNetworkFault, Link, NetworkFault, Peer};
@@ -25,6 +26,8 @@ pub struct LinkTable {
     proxies: Mutex<HashMap<Link, Proxies>>,
     faults: Mutex<BTreeMap<u64, Arc<SetFault>>>,
     next_id: AtomicU64,
+    /// The proxies and `up`'s own listeners, reached in memory from inside `up`.
+    memory: Arc<InMemory>,
 }
 
 impl std::fmt::Debug for LinkTable {
@@ -66,7 +69,7 @@ impl LinkTable {
         }
         self.register(link.clone());
         let faults = lock(&self.links)[link].clone();
-        let (addr, accepting) = super::proxy::start(target, faults, proxies.targets.clone())?;
+        let (addr, accepting) = super::proxy::start(target, faults, proxies.targets.clone(), &self.memory)?;
         proxies.by_target.insert(target, (addr, accepting));
         lock(&proxies.targets).push(target);
         Ok(addr)
@@ -77,14 +80,21 @@ impl LinkTable {
     pub fn follow(&self, link: &Link, now: &[SocketAddr]) {
         let mut proxies = lock(&self.proxies);
         let Some(proxies) = proxies.get_mut(link) else { return };
-        proxies.by_target.retain(|target, (_, accepting)| {
+        proxies.by_target.retain(|target, (addr, accepting)| {
             let kept = now.contains(target);
             if !kept {
                 accepting.abort();
+                self.memory.close(*addr);
             }
             kept
         });
         lock(&proxies.targets).retain(|target| now.contains(target));
+    }
+
+    /// What `up`'s own callers (the gateway) reach the proxies through in
+    /// memory, and where `up` serves its other listeners in memory too.
+    pub fn memory(&self) -> Arc<InMemory> {
+        self.memory.clone()
     }
 
     /// Every wired link.
@@ -106,7 +116,7 @@ impl LinkTable {
             return Err(PlatformError::Invalid(format!("no wired link is {}; the wired links: {wired}", fault.links)));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let set = Arc::new(SetFault { id, fault: fault.clone(), on: on.clone(), hits: AtomicU64::new(0) });
+        let set = Arc::new(SetFault::new(id, fault.clone(), on.clone()));
         lock(&self.faults).insert(id, set.clone());
         for link in &on {
             links[link].send_modify(|faults| faults.push(set.clone()));

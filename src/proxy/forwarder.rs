@@ -1,7 +1,6 @@
-//! Request forwarding: the gateway and the local platform's service
-//! addresses both pass a request on to one ready endpoint of a service,
-//! round-robin, trying the next endpoint when one refuses the connection
-//! (the request was not sent, so this is safe even for a POST).
+//! Passes a request on to one ready endpoint of a service, round-robin,
+//! trying the next endpoint when one refuses the connection (the request
+//! was not sent, so this is safe even for a POST).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::connector::{Connector, InProcess};
 use crate::systems::kit::ApiError;
 
 /// Where the ready endpoints of a service are.
@@ -33,20 +33,26 @@ const ATTEMPTS: usize = 3;
 #[derive(Clone)]
 pub struct Forwarder {
     upstreams: Arc<dyn Upstreams>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     next: Arc<AtomicUsize>,
     timeout: Duration,
 }
 
 impl Forwarder {
-    /// A forwarder over `upstreams`.
+    /// A forwarder over `upstreams`, over TCP.
     pub fn new(upstreams: Arc<dyn Upstreams>) -> Forwarder {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        Forwarder::reaching(upstreams, None)
+    }
+
+    /// A forwarder over `upstreams` that reaches the endpoints `in_process`
+    /// serves in memory.
+    pub fn reaching(upstreams: Arc<dyn Upstreams>, in_process: Option<Arc<dyn InProcess>>) -> Forwarder {
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(Duration::from_secs(2)));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+            .build(Connector { tcp, in_process });
         Forwarder { upstreams, client, next: Arc::new(AtomicUsize::new(0)), timeout: Duration::from_secs(30) }
     }
 
