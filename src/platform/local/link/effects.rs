@@ -20,7 +20,7 @@ pub(super) struct SetFault {
     pub fault: NetworkFault,
     pub on: Vec<Link>,
     pub hits: AtomicU64,
-    pub seen: AtomicU64,
+    seen: AtomicU64,
 }
 
 impl SetFault {

@@ -34,20 +34,19 @@ pub(super) fn start(target: SocketAddr, faults: watch::Sender<Faults>, siblings:
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
-    let faults = Arc::new(faults);
     // Weak: the memory holds this closure.
     let reach = Arc::downgrade(memory);
-    let proxy = (faults.clone(), siblings.clone(), reach.clone());
-    memory.listen(addr, move |stream| {
-        let (faults, siblings, reach) = &proxy;
-        tokio::spawn(connection(Either::Right(stream), target, siblings.clone(), reach.clone(), Picks::new(faults.subscribe())));
+    let accept = Arc::new(move |client: End| {
+        tokio::spawn(connection(client, target, siblings.clone(), reach.clone(), Picks::new(faults.subscribe())));
     });
+    let in_memory = accept.clone();
+    memory.listen(addr, move |stream| in_memory(Either::Right(stream)));
     let accepting = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((client, _)) => {
                     let _ = client.set_nodelay(true);
-                    tokio::spawn(connection(Either::Left(client), target, siblings.clone(), reach.clone(), Picks::new(faults.subscribe())));
+                    accept(Either::Left(client));
                 }
                 // Out of descriptors, say: back off rather than spin.
                 Err(err) => {
