@@ -39,7 +39,9 @@ pub enum CallError {
 enum BreakerState {
     Closed { failures: u32 },
     Open { until: Instant },
-    HalfOpen,
+    /// One probe is out; it is lost once `until` passes without a result
+    /// (its caller was cancelled mid-call, so it never recorded one).
+    HalfOpen { until: Instant },
 }
 
 /// A provider reached over HTTP.
@@ -140,12 +142,13 @@ impl Upstream {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match *state {
             BreakerState::Open { until } if Instant::now() < until => Err(CallError::Open(self.name.clone())),
-            BreakerState::Open { .. } => {
-                *state = BreakerState::HalfOpen;
+            // One probe at a time while half-open; the call's own timeout
+            // bounds a probe, so one older than that will never report.
+            BreakerState::HalfOpen { until } if Instant::now() < until => Err(CallError::Open(self.name.clone())),
+            BreakerState::Open { .. } | BreakerState::HalfOpen { .. } => {
+                *state = BreakerState::HalfOpen { until: Instant::now() + self.timeout };
                 Ok(())
             }
-            // One probe at a time while half-open.
-            BreakerState::HalfOpen => Err(CallError::Open(self.name.clone())),
             BreakerState::Closed { .. } => Ok(()),
         }
     }
@@ -180,5 +183,17 @@ mod tests {
         assert!(upstream.admit().is_err(), "only one probe while half-open");
         upstream.record(true);
         assert!(upstream.admit().is_ok());
+    }
+
+    #[test]
+    fn a_probe_whose_caller_went_away_does_not_hold_the_breaker_open() {
+        let upstream = Upstream::new("product", "http://127.0.0.1:9", Duration::from_millis(50));
+        *upstream.state.lock().unwrap() = BreakerState::Open { until: Instant::now() };
+        assert!(upstream.admit().is_ok(), "the probe goes out, and its caller is cancelled: no record");
+        assert!(upstream.admit().is_err(), "while the probe could still answer, no second one");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(upstream.admit().is_ok(), "past the call timeout the probe is lost: another goes out");
+        upstream.record(true);
+        assert!(matches!(*upstream.state.lock().unwrap(), BreakerState::Closed { failures: 0 }));
     }
 }
