@@ -8,6 +8,10 @@
 # for DURATION seconds. Prints req/s and p99 of every run, the medians,
 # and on / off. Exits 1 when the proxies cost more than 5 %.
 #
+# One round of each is not enough here: run to run, either side moves by
+# more than 5 %, so the medians of many short alternated rounds are what
+# to compare (the spread is printed with them).
+#
 # Usage: benches/link_overhead.sh            (DURATION=20 CONC=16 ROUNDS=2)
 #        STORMPROOF_BIN=target/release/stormproof DURATION=30 benches/link_overhead.sh
 # Uses the debug build in $CARGO_TARGET_DIR (or target/) unless
@@ -71,6 +75,11 @@ on, off = med("on", 1), med("off", 1)
 p99_on, p99_off = med("on", 2), med("off", 2)
 failed = sum(int(float(r[3])) for r in runs)
 print("  median: links on %.1f req/s (p99 %.2f ms), links off %.1f req/s (p99 %.2f ms)" % (on, p99_on, off, p99_off))
+# The spread says how far one run can be trusted: on a busy 2-core machine
+# `off` alone moves by more than the 5 % the goal allows.
+for which in ("on", "off"):
+    rates = [float(r[1]) for r in runs if r[0] == which]
+    print("  spread: links %-3s %.1f to %.1f req/s over %d runs (%.0f %% of the median)" % (which, min(rates), max(rates), len(rates), 100 * (max(rates) - min(rates)) / med(which, 1)))
 print("  on / off = %.3f throughput, %.2f p99; failed transactions: %d" % (on / off, p99_on / p99_off, failed))
 ok = on >= 0.95 * off and failed == 0
 print("  goal %s: links cost at most 5 %% of order throughput (%.1f %%)" % ("met" if ok else "MISSED", 100 * (1 - on / off)))

@@ -199,9 +199,15 @@ pub struct BrokerArgs {
     /// Directory for the broker's SQLite storage.
     #[arg(long, default_value = ".stormproof/broker")]
     pub data: PathBuf,
-    /// Serve the broker fault control endpoint (HTTP) on this address.
-    #[arg(long)]
+    /// Serve the broker fault control endpoint (HTTP) on this address; it
+    /// takes only requests with the bearer token in STORMPROOF_BROKER_TOKEN.
+    #[arg(long, requires = "faults_token")]
     pub faults: Option<std::net::SocketAddr>,
+    /// The token the fault endpoint requires (`Authorization: Bearer …`);
+    /// give it by the environment variable, as `up` does: every local user
+    /// can read a process's arguments.
+    #[arg(long = "faults-token", env = "STORMPROOF_BROKER_TOKEN", hide_env_values = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub faults_token: Option<String>,
 }
 
 /// `stormproof serve`.
@@ -260,7 +266,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::K8s(args) => k8s_cmds::k8s(args).await,
         Command::Broker(args) => {
             init_logs("warn");
-            crate::broker::run(crate::broker::BrokerConfig { listen: args.listen, data: args.data, faults: args.faults, links: args.links }).await?;
+            let faults = args.faults.zip(args.faults_token).map(|(addr, token)| crate::broker::FaultEndpoint { addr, token });
+            crate::broker::run(crate::broker::BrokerConfig { listen: args.listen, data: args.data, faults, links: args.links }).await?;
             Ok(Outcome::Passed)
         }
         Command::Contract(args) => contract_cmds::run(args).await,

@@ -13,6 +13,7 @@
 //! - [`capture`], [`clock`], [`process`], [`proxy`]: plumbing several parts share.
 #![warn(missing_docs)]
 
+pub mod bearer;
 pub mod broker;
 pub mod capture;
 pub mod chaos;

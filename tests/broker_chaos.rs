@@ -16,7 +16,7 @@ use serde_json::Value;
 /// endpoint (from sync code inside the test's runtime).
 fn broker_faults(shop: &Shop) -> Vec<Value> {
     let base = shop.state["brokerFaults"].as_str().expect("the embedded broker's fault endpoint");
-    let client = stormproof::broker::FaultClient::new(base);
+    let client = stormproof::broker::FaultClient::new(base, shop.state["token"].as_str().unwrap());
     let faults = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(client.list())).expect("the broker's faults");
     faults.iter().map(|f| serde_json::to_value(f).unwrap()).collect()
 }
@@ -142,9 +142,31 @@ fn long_not_leader(dir: &Path) -> PathBuf {
     path
 }
 
+/// Loopback is open to every local user: the broker's fault endpoint sets
+/// nothing without the run's token (and the same request with it does).
+async fn the_fault_endpoint_takes_only_the_runs_token(shop: &Shop) {
+    let url = format!("{}/v1/faults", shop.state["brokerFaults"].as_str().unwrap());
+    let fault = serde_json::json!({"target": {"group": "shop.mypage"}, "fault": "rebalance", "expires_after": "30s"});
+    let http = reqwest::Client::new();
+    let bare = http.post(&url).json(&fault).send().await.unwrap();
+    assert_eq!(bare.status(), 401);
+    let reason = bare.text().await.unwrap();
+    assert!(reason.contains("Authorization: Bearer") && reason.contains("state.json"), "says what it needs and where: {reason}");
+    let wrong = http.post(&url).bearer_auth("not-the-token").json(&fault).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 401, "not even a read without it");
+    assert!(broker_faults(shop).is_empty(), "nothing was set");
+    let token = shop.state["token"].as_str().unwrap();
+    let set = http.post(&url).bearer_auth(token).json(&fault).send().await.unwrap();
+    assert_eq!(set.status(), 201, "{}", set.text().await.unwrap());
+    assert_eq!(http.delete(&url).bearer_auth(token).send().await.unwrap().status(), 200);
+    assert!(broker_faults(shop).is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_during_a_broker_fault_clears_it() {
     let shop = Shop::up(&[]).await;
+    the_fault_endpoint_takes_only_the_runs_token(&shop).await;
     let work = tempfile::tempdir().unwrap();
     let mut chaos = start_chaos(&shop, &long_not_leader(work.path()), &work.path().join("reports"));
     wait_for("the broker fault set", || !broker_faults(&shop).is_empty());

@@ -6,6 +6,9 @@
 //! - `POST /v1/faults` — set one ([`BrokerFault`] as JSON); 201 with its id;
 //! - `DELETE /v1/faults/{id}` — clear one (404 if it is not set);
 //! - `DELETE /v1/faults` — clear all; answers what was cleared.
+//!
+//! Every request needs `Authorization: Bearer TOKEN` (loopback is open to
+//! every local user); `up` gives its broker the run's token.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -16,12 +19,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::book::FaultBook;
 use super::fault::{ActiveFault, BrokerFault};
+use crate::bearer::Bearer;
 
-/// Serves the control endpoint for `book` until `cancel`.
-pub async fn serve(listener: TcpListener, book: FaultBook, cancel: CancellationToken) {
+/// Where a caller finds the token, for a refusal's reason.
+const WHERE: &str = "the broker's fault endpoint takes the token `up` gave it (the run's, in the run directory's state.json) or, for a broker started by hand, STORMPROOF_BROKER_TOKEN";
+
+/// Serves the control endpoint for `book`, to callers with `token`, until `cancel`.
+pub async fn serve(listener: TcpListener, book: FaultBook, token: String, cancel: CancellationToken) {
+    let bearer = std::sync::Arc::new(Bearer { token, hint: WHERE });
     let app = Router::new()
         .route("/v1/faults", get(list).post(set).delete(clear_all))
         .route("/v1/faults/{id}", delete(clear))
+        .route_layer(axum::middleware::from_fn_with_state(bearer, crate::bearer::require))
         .with_state(book);
     if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned()).await {
         tracing::error!("broker fault control stopped: {err}");
@@ -71,14 +80,16 @@ pub enum FaultError {
 #[derive(Debug, Clone)]
 pub struct FaultClient {
     base: String,
+    token: String,
     http: reqwest::Client,
 }
 
 impl FaultClient {
-    /// A client of the endpoint at `base` (`http://127.0.0.1:PORT`).
-    pub fn new(base: impl Into<String>) -> FaultClient {
+    /// A client of the endpoint at `base` (`http://127.0.0.1:PORT`) that
+    /// presents `token`.
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> FaultClient {
         let http = crate::http_client().timeout(std::time::Duration::from_secs(5)).build().unwrap_or_default();
-        FaultClient { base: base.into().trim_end_matches('/').to_string(), http }
+        FaultClient { base: base.into().trim_end_matches('/').to_string(), token: token.into(), http }
     }
 
     /// Sets `fault`; returns it with its id.
@@ -107,7 +118,7 @@ impl FaultClient {
 
     async fn send<T: serde::de::DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, FaultError> {
         let unreachable = |source| FaultError::Unreachable { url: self.base.clone(), source };
-        let response = request.send().await.map_err(unreachable)?;
+        let response = request.bearer_auth(&self.token).send().await.map_err(unreachable)?;
         let status = response.status();
         if !status.is_success() {
             let reason = response.text().await.unwrap_or_default();

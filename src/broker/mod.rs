@@ -19,4 +19,4 @@ mod server;
 pub use book::{Decision, FaultBook, Request};
 pub use control::{FaultClient, FaultError};
 pub use fault::{ActiveFault, Api, BrokerFault, Fault, KafkaError, Target};
-pub use server::{BrokerConfig, run};
+pub use server::{BrokerConfig, FaultEndpoint, run};

@@ -38,10 +38,20 @@ pub struct BrokerConfig {
     /// The data directory; messages and committed offsets are in `broker.db`.
     pub data: std::path::PathBuf,
     /// Where to serve the fault control endpoint, if anywhere.
-    pub faults: Option<SocketAddr>,
+    pub faults: Option<FaultEndpoint>,
     /// Per-link listeners: where to listen → the address advertised to
     /// the clients that connect there (their link proxy).
     pub links: Vec<(SocketAddr, SocketAddr)>,
+}
+
+/// The fault control endpoint: where it listens, and the bearer token
+/// every request to it must carry.
+#[derive(Debug, Clone)]
+pub struct FaultEndpoint {
+    /// Its loopback address.
+    pub addr: SocketAddr,
+    /// The token (the run's, when `up` starts the broker).
+    pub token: String,
 }
 
 /// Runs the broker until SIGTERM or SIGINT.
@@ -59,9 +69,9 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         tasks.spawn(accept(link, Some(*advertised), accepted_tx.clone(), cancel.clone()));
     }
     drop(accepted_tx);
-    if let Some(addr) = config.faults {
+    if let Some(FaultEndpoint { addr, token }) = config.faults {
         let control = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for broker faults"))?;
-        tasks.spawn(super::control::serve(control, book.clone(), cancel.clone()));
+        tasks.spawn(super::control::serve(control, book.clone(), token, cancel.clone()));
     }
     tasks.spawn(maintain(storage.clone(), cancel.clone()));
     let coordinator = Controller::new(storage.clone(), group_config());

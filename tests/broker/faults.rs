@@ -187,7 +187,7 @@ async fn the_fault_endpoint_refuses_bad_input_with_a_reason() {
     let broker = BrokerProcess::start();
     let base = format!("http://{}", broker.faults_addr());
     let http = stormproof::http_client().build().unwrap();
-    let bad = http.post(format!("{base}/v1/faults")).header("content-type", "application/json").body(r#"{"target":{"client":"c"},"fault":{"error":{"api":"Produce","error":"NOT_A_CODE"}}}"#).send().await.unwrap();
+    let bad = http.post(format!("{base}/v1/faults")).bearer_auth(broker.token()).header("content-type", "application/json").body(r#"{"target":{"client":"c"},"fault":{"error":{"api":"Produce","error":"NOT_A_CODE"}}}"#).send().await.unwrap();
     assert!(bad.status().is_client_error(), "{}", bad.status());
     assert!(bad.text().await.unwrap().contains("NOT_A_CODE"));
     let missing = broker.faults.clear(42).await.unwrap_err();

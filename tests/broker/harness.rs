@@ -22,6 +22,7 @@ pub struct BrokerProcess {
     pub addr: SocketAddr,
     pub faults: FaultClient,
     faults_addr: SocketAddr,
+    token: String,
     child: Option<Child>,
     pub starts: u32,
 }
@@ -31,8 +32,10 @@ impl BrokerProcess {
     pub fn start() -> BrokerProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let (addr, faults_addr) = (fixed_port(), fixed_port());
-        let faults = FaultClient::new(format!("http://{faults_addr}"));
-        let mut broker = BrokerProcess { dir, addr, faults, faults_addr, child: None, starts: 0 };
+        // A token of this broker's own, as `up` gives its broker the run's.
+        let token = format!("test-{}-{}", std::process::id(), faults_addr.port());
+        let faults = FaultClient::new(format!("http://{faults_addr}"), token.clone());
+        let mut broker = BrokerProcess { dir, addr, faults, faults_addr, token, child: None, starts: 0 };
         broker.restart();
         broker
     }
@@ -45,6 +48,7 @@ impl BrokerProcess {
             .args(["broker", "--listen", &self.addr.to_string(), "--data"])
             .arg(self.dir.path().join("data"))
             .args(["--faults", &self.faults_addr.to_string()])
+            .env("STORMPROOF_BROKER_TOKEN", &self.token)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -54,6 +58,11 @@ impl BrokerProcess {
         self.child = Some(child);
         self.starts += 1;
         wait_serving(&self.bootstrap(), Duration::from_secs(30));
+    }
+
+    /// The bearer token its fault endpoint takes.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// SIGKILL: no chance to finish anything.

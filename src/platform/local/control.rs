@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::runstate::RunState;
+use crate::bearer::Bearer;
 use crate::broker::{ActiveFault, BrokerFault, FaultClient};
 use super::supervisor::Supervisor;
 use crate::platform::network::{ActiveNetworkFault, NetworkFault};
@@ -42,6 +43,10 @@ struct Control {
     shutdown: Arc<Notify>,
 }
 
+/// Where a caller of the control API (and of the broker's fault endpoint,
+/// which takes the same token) finds the run's token.
+pub(super) const CONTROL_TOKEN: &str = "the run's token is in the run directory's state.json";
+
 /// The control API app; `shutdown` is notified on `POST /v1/shutdown`.
 pub(super) fn app(supervisor: Arc<Supervisor>, state: RunState, shutdown: Arc<Notify>) -> Router {
     Router::new()
@@ -58,29 +63,8 @@ pub(super) fn app(supervisor: Arc<Supervisor>, state: RunState, shutdown: Arc<No
             c.shutdown.notify_one();
             StatusCode::ACCEPTED
         }))
-        .route_layer(axum::middleware::from_fn_with_state(Arc::new(state.token.clone()), authorized))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::new(Bearer { token: state.token.clone(), hint: CONTROL_TOKEN }), crate::bearer::require))
         .with_state(Control { supervisor, state: Arc::new(state), shutdown })
-}
-
-/// Lets a request through only with the run's bearer token: the control
-/// API listens on loopback, where every local user can reach it.
-async fn authorized(State(token): State<Arc<String>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let given = request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(given) if !token.is_empty() && same(given.as_bytes(), token.as_bytes()) => next.run(request).await,
-        Some(_) => unauthorized("the control API token is wrong (it is in the run directory's state.json)"),
-        None => unauthorized("the control API needs `Authorization: Bearer TOKEN`, the token in the run directory's state.json"),
-    }
-}
-
-/// Compares in time independent of where the bytes differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn unauthorized(reason: &str) -> Response {
-    let body = serde_json::json!({"error": "Unauthorized", "reason": reason, "kind": "unauthorized"});
-    (StatusCode::UNAUTHORIZED, [(axum::http::header::WWW_AUTHENTICATE, "Bearer")], axum::Json(body)).into_response()
 }
 
 async fn scale(State(c): State<Control>, Path(name): Path<String>, JsonBody(request): JsonBody<ScaleRequest>) -> Response {
@@ -166,7 +150,7 @@ impl ControlClient {
     /// A client for the platform described by `state`.
     pub fn new(state: &RunState) -> ControlClient {
         let http = crate::http_client().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-        let broker_faults = state.broker_faults.as_deref().map(FaultClient::new);
+        let broker_faults = state.broker_faults.as_deref().map(|base| FaultClient::new(base, state.token.clone()));
         ControlClient { base: state.control.trim_end_matches('/').to_string(), token: state.token.clone(), http, broker_faults }
     }
 

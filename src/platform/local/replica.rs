@@ -246,8 +246,9 @@ fn spawn(sup: &Supervisor, service: &str, id: &str, spec: &Spec) -> anyhow::Resu
         (BROKER, Some(addr), _) => {
             let mut command = process::command(&launch.exe, log);
             command.arg("broker").arg("--listen").arg(addr.to_string()).arg("--data").arg(launch.data_dir.join("broker"));
-            if let Some(faults) = launch.broker_faults {
-                command.arg("--faults").arg(faults.to_string());
+            // The token by environment, not argv, which every local user can read.
+            if let Some(faults) = &launch.broker_faults {
+                command.arg("--faults").arg(faults.addr.to_string()).env("STORMPROOF_BROKER_TOKEN", &faults.token);
             }
             for (listen, advertised) in &launch.addresses.broker_links {
                 command.arg("--link").arg(format!("{listen}={advertised}"));

@@ -45,8 +45,9 @@ pub struct Launch {
     pub partitions: i32,
     /// The embedded broker's address, if it runs one.
     pub broker: Option<SocketAddr>,
-    /// Its fault control endpoint (kept across broker restarts).
-    pub broker_faults: Option<SocketAddr>,
+    /// Its fault control endpoint (kept across broker restarts), which
+    /// takes the run's token.
+    pub broker_faults: Option<crate::broker::FaultEndpoint>,
     /// Service name → its stable address (`http://127.0.0.1:PORT`).
     pub service_urls: BTreeMap<String, String>,
     /// What each service is given for its links (proxies, or the far ends).
@@ -642,8 +643,8 @@ impl Platform for Supervisor {
 
 impl Supervisor {
     fn fault_client(&self) -> Result<FaultClient, PlatformError> {
-        let addr = self.launch.broker_faults.ok_or_else(|| PlatformError::Refused("this system runs on an external Kafka: no broker faults".into()))?;
-        Ok(FaultClient::new(format!("http://{addr}")))
+        let endpoint = self.launch.broker_faults.as_ref().ok_or_else(|| PlatformError::Refused("this system runs on an external Kafka: no broker faults".into()))?;
+        Ok(FaultClient::new(format!("http://{}", endpoint.addr), endpoint.token.clone()))
     }
 }
 

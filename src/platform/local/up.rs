@@ -79,6 +79,8 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
             (Some(cluster.url()), Some(cluster))
         }
     };
+    // The control API's token, which the broker's fault endpoint takes too.
+    let token = super::runstate::new_token();
     let (kafka, broker, broker_faults) = match &plan.kafka {
         Some(kafka) => (kafka.clone(), None, None),
         None => {
@@ -105,7 +107,7 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         topic: plan.def.topic.clone(),
         partitions: plan.def.partitions,
         broker,
-        broker_faults,
+        broker_faults: broker_faults.map(|addr| crate::broker::FaultEndpoint { addr, token: token.clone() }),
         service_urls: service_urls.clone(),
         addresses,
         links: links.clone(),
@@ -128,7 +130,7 @@ pub async fn up(plan: UpPlan, on_ready: impl FnOnce(&RunState, &[ServiceStatus])
         reference: plan.reference.clone(),
         pid: std::process::id(),
         process: Some(crate::process::Identity::current()),
-        token: super::runstate::new_token(),
+        token,
         control: format!("http://{}", control_listener.local_addr()?),
         gateway: format!("http://{}", gateway.local_addr()?),
         kafka,
