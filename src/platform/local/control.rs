@@ -43,9 +43,9 @@ struct Control {
     shutdown: Arc<Notify>,
 }
 
-/// Where a caller of the control API (and of the broker's fault endpoint,
-/// which takes the same token) finds the run's token.
-pub(super) const CONTROL_TOKEN: &str = "the run's token is in the run directory's state.json";
+/// Where a caller of the control API finds the run's token (the broker's
+/// fault endpoint takes the same one, and says so itself).
+const CONTROL_TOKEN: &str = "the run's token is in the run directory's state.json";
 
 /// The control API app; `shutdown` is notified on `POST /v1/shutdown`.
 pub(super) fn app(supervisor: Arc<Supervisor>, state: RunState, shutdown: Arc<Notify>) -> Router {
